@@ -1,0 +1,3 @@
+//! Checkers for histories of operations.
+
+pub mod linearizability;

@@ -1,0 +1,12 @@
+//! kvsh: a replicated, partitioned key-value cluster inside one process, and
+//! a shell to drive it and break it. See `docs/architecture.md`.
+
+#![warn(missing_debug_implementations)]
+#![deny(unsafe_code)]
+
+pub mod check;
+pub mod cluster;
+pub mod error;
+pub mod node;
+pub mod shell;
+pub mod sim;
