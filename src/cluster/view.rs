@@ -106,6 +106,9 @@ pub struct Replica {
     /// True once the replica holds every write the primary has committed.
     /// Only in-sync replicas can be promoted.
     pub in_sync: bool,
+    /// The epoch in which the node joined this replica set. Part of the
+    /// replication stream's identity: leaving and rejoining starts afresh.
+    pub since: Epoch,
 }
 
 /// A partition's entry in the view.

@@ -1,1 +1,12 @@
-//! node
+//! A node: one thread that owns a ZeroMQ ROUTER socket, a store, and the
+//! primary and secondary roles the view gives it.
+
+pub mod core;
+pub mod message;
+pub mod protocol;
+pub mod replication;
+pub mod runtime;
+pub mod store;
+pub mod transport;
+
+pub use self::core::{ClientId, Node, NodeConfig, Output};

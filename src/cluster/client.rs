@@ -1,0 +1,255 @@
+//! The kvsh client: speaks the external JSON protocol to nodes over DEALER
+//! sockets, exactly as any outside client would.
+//!
+//! It routes each request straight to the key's primary, using a view it
+//! refreshes when a node says it is stale (any node would forward the
+//! request, but going direct saves a hop). It retries, for a bounded time,
+//! every failure that certainly left nothing applied: the primary is not
+//! reachable, is not the primary any more, or has no lease. A write whose
+//! outcome is unknown (it timed out, or its primary changed while it was in
+//! flight) is *not* retried: applying it twice could make a later read see
+//! its value come back after another write replaced it.
+
+use crate::cluster::leader::Status;
+use crate::cluster::view::{NodeState, View};
+use crate::cluster::watch::Watch;
+use crate::error::{Error, Result};
+use crate::node::protocol::{decode_response, Entry, Request, Response};
+use crate::node::transport::dealer;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where the client gets fresh views.
+#[derive(Clone, Debug)]
+pub enum ViewSource {
+    /// The in-process leader's published status.
+    Watch(Watch<Status>),
+    /// Ask these nodes with `VIEW`.
+    Endpoints(Vec<String>),
+}
+
+/// Why one attempt failed.
+enum Attempt {
+    /// The request never left: the node is not connected.
+    NotSent,
+    /// It left, and no reply came in time.
+    NoReply,
+}
+
+/// A client of the cluster.
+pub struct Client {
+    ctx: zmq::Context,
+    sockets: HashMap<String, zmq::Socket>,
+    view: Arc<View>,
+    source: ViewSource,
+    next_id: u64,
+    /// How long one operation may take, retries included.
+    pub timeout: Duration,
+    /// How long to wait for one reply.
+    pub attempt_timeout: Duration,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("epoch", &self.view.epoch).finish()
+    }
+}
+
+impl Client {
+    /// A client that learns views from `source`.
+    pub fn new(ctx: zmq::Context, source: ViewSource) -> Self {
+        Client {
+            ctx,
+            sockets: HashMap::new(),
+            view: Arc::new(View::default()),
+            source,
+            next_id: 1,
+            timeout: Duration::from_secs(5),
+            attempt_timeout: Duration::from_secs(4),
+        }
+    }
+
+    /// The view the client routes by.
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    /// Writes a value.
+    pub fn put(&mut self, key: &str, value: &str) -> Result<()> {
+        let req = Request::Put { key: key.into(), value: value.into(), id: None };
+        self.call(Some(key), req, true).map(|_| ())
+    }
+
+    /// Reads a value.
+    pub fn get(&mut self, key: &str) -> Result<Option<String>> {
+        match self.call(Some(key), Request::GetOne { key: key.into(), id: None }, false)? {
+            Response::Value { value, .. } => Ok(value),
+            other => Err(Error::Io(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Deletes a key; returns whether it existed.
+    pub fn delete(&mut self, key: &str) -> Result<bool> {
+        match self.call(Some(key), Request::Delete { key: key.into(), id: None }, true)? {
+            Response::Done { existed, .. } => Ok(existed.unwrap_or(false)),
+            other => Err(Error::Io(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Lists pairs across the cluster.
+    pub fn get_all(&mut self, prefix: Option<&str>, limit: Option<usize>) -> Result<Vec<Entry>> {
+        let req = Request::GetAll { prefix: prefix.map(String::from), limit, id: None };
+        match self.call(None, req, false)? {
+            Response::Collection { collection, .. } => Ok(collection),
+            other => Err(Error::Io(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Sends a request, routed and retried as the module docs describe.
+    pub fn call(&mut self, key: Option<&str>, mut request: Request, write: bool) -> Result<Response> {
+        let deadline = Instant::now() + self.timeout;
+        let mut last_error: Option<Error>;
+        loop {
+            if self.view.epoch == 0 {
+                self.refresh(Duration::from_millis(100));
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            set_id(&mut request, id);
+            let Some(endpoint) = self.route(key) else {
+                last_error = Some(Error::Unavailable("no live node is known".into()));
+                if Instant::now() >= deadline {
+                    break;
+                }
+                self.refresh(Duration::from_millis(100));
+                continue;
+            };
+            let wait = self.attempt_timeout.min(deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(500));
+            match self.roundtrip(&endpoint, &request, id, wait) {
+                Ok(response) => match response.into_result() {
+                    Ok(r) => return Ok(r),
+                    Err(e) if e.is_retryable() && (!e.is_indefinite() || !write) && Instant::now() < deadline => {
+                        last_error = Some(e);
+                        self.refresh(Duration::from_millis(50));
+                    }
+                    Err(e) => return Err(e),
+                },
+                Err(Attempt::NotSent) => {
+                    last_error = Some(Error::Unavailable(format!("{endpoint} is not reachable")));
+                    self.refresh(Duration::from_millis(50));
+                }
+                Err(Attempt::NoReply) if write => {
+                    return Err(Error::Timeout(format!(
+                        "no reply from {endpoint}; the write may or may not be applied"
+                    )))
+                }
+                Err(Attempt::NoReply) => last_error = Some(Error::Timeout(format!("no reply from {endpoint}"))),
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::Timeout("the request did not finish in time".into())))
+    }
+
+    /// The endpoint to send a request to: the key's primary if it is live,
+    /// else any live node (which will explain what is wrong).
+    fn route(&self, key: Option<&str>) -> Option<String> {
+        let live = |n| self.view.nodes.get(&n).filter(|i| i.state != NodeState::Dead);
+        if let Some(key) = key {
+            if let Some(info) = self.view.primary(self.view.partition_of(key)).and_then(live) {
+                return Some(info.endpoint.clone());
+            }
+        }
+        let any = self.view.nodes.values().find(|n| n.state != NodeState::Dead).map(|n| n.endpoint.clone());
+        any.or_else(|| match &self.source {
+            ViewSource::Endpoints(e) => e.first().cloned(),
+            ViewSource::Watch(_) => None,
+        })
+    }
+
+    /// Gets a newer view, waiting up to `wait` for one.
+    pub fn refresh(&mut self, wait: Duration) {
+        let epoch = self.view.epoch;
+        match self.source.clone() {
+            ViewSource::Watch(w) => {
+                let status = w.wait_until(wait, &|| false, |s| s.view.epoch > epoch).unwrap_or_else(|s| s);
+                if status.view.epoch >= epoch {
+                    self.view = Arc::new(status.view.clone());
+                }
+            }
+            ViewSource::Endpoints(endpoints) => {
+                let start = Instant::now();
+                let mut candidates: Vec<String> = self.view.nodes.values().map(|n| n.endpoint.clone()).collect();
+                candidates.extend(endpoints);
+                for e in candidates {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    if let Ok(Response::View { view, .. }) =
+                        self.roundtrip(&e, &Request::View { id: Some(id.into()) }, id, Duration::from_millis(300))
+                    {
+                        if view.epoch > self.view.epoch {
+                            self.view = Arc::new(*view);
+                            return;
+                        }
+                    }
+                }
+                std::thread::sleep(wait.saturating_sub(start.elapsed()).min(Duration::from_millis(20)));
+            }
+        }
+    }
+
+    fn roundtrip(&mut self, endpoint: &str, request: &Request, id: u64, wait: Duration) -> std::result::Result<Response, Attempt> {
+        if !self.sockets.contains_key(endpoint) {
+            let s = dealer(&self.ctx, endpoint).map_err(|_| Attempt::NotSent)?;
+            self.sockets.insert(endpoint.to_string(), s);
+        }
+        let socket = &self.sockets[endpoint];
+        // Wait briefly for a connection: a new socket connects asynchronously.
+        let mut out = [socket.as_poll_item(zmq::POLLOUT)];
+        if zmq::poll(&mut out, 200).map_err(|_| Attempt::NotSent)? == 0 {
+            return Err(Attempt::NotSent);
+        }
+        let frame = serde_json::to_vec(request).map_err(|_| Attempt::NotSent)?;
+        socket.send(frame, zmq::DONTWAIT).map_err(|_| Attempt::NotSent)?;
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Attempt::NoReply);
+            }
+            let mut items = [socket.as_poll_item(zmq::POLLIN)];
+            if zmq::poll(&mut items, left.as_millis().max(1) as i64).map_err(|_| Attempt::NoReply)? == 0 {
+                continue;
+            }
+            let Ok(bytes) = socket.recv_bytes(zmq::DONTWAIT) else { continue };
+            let Ok(response) = decode_response(&bytes) else { continue };
+            // Replies to earlier attempts are stale; skip them.
+            if response_id(&response) == Some(id) {
+                return Ok(response);
+            }
+        }
+    }
+}
+
+fn set_id(request: &mut Request, new: u64) {
+    let v = Some(serde_json::Value::from(new));
+    match request {
+        Request::Put { id, .. }
+        | Request::GetOne { id, .. }
+        | Request::GetAll { id, .. }
+        | Request::Delete { id, .. }
+        | Request::View { id } => *id = v,
+    }
+}
+
+fn response_id(r: &Response) -> Option<u64> {
+    match r {
+        Response::Error { id, .. }
+        | Response::Collection { id, .. }
+        | Response::View { id, .. }
+        | Response::Done { id, .. }
+        | Response::Value { id, .. } => id.as_ref().and_then(|v| v.as_u64()),
+    }
+}

@@ -1,0 +1,442 @@
+//! The [`Cluster`] handle: starts the view leader and node threads, and
+//! carries out the operator's verbs on them (add, kill, pause, restart,
+//! remove, wait). The shell holds one; tests and examples use it directly.
+//!
+//! The handle owns the threads' join handles and control channels. It owns
+//! none of their state: it reads the leader's published [`Status`] and asks
+//! nodes for digests over their control channels, with timeouts, so a paused
+//! node never blocks the shell.
+
+use crate::cluster::client::{Client, ViewSource};
+use crate::cluster::leader::{Event, LeaderConfig, Plan, Status};
+use crate::cluster::placement::{Placement, Strategy, DEFAULT_PARTITIONS, DEFAULT_VNODES};
+use crate::cluster::runtime::{self, EventLog, LeaderControl, LeaderThread};
+use crate::cluster::view::{node_name, parse_node_name, Incarnation, NodeId, NodeState, PartitionId, Time};
+use crate::cluster::watch::Watch;
+use crate::error::{Error, Result};
+use crate::node::core::NodeConfig;
+use crate::node::protocol::DEFAULT_MAX_FRAME;
+use crate::node::runtime::{spawn, Control, NodeSpec, NodeThread, PartitionDigest};
+use crate::node::transport::Clock;
+use crossbeam_channel::Sender;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Most nodes a cluster may have.
+pub const MAX_NODES: usize = 64;
+
+/// Everything that shapes a cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// Nodes at start.
+    pub nodes: usize,
+    /// Replicas per partition.
+    pub replicas: usize,
+    /// Partitions.
+    pub partitions: u32,
+    /// Address the nodes bind.
+    pub bind: String,
+    /// Largest request frame.
+    pub max_frame: usize,
+    /// Largest value.
+    pub max_value: usize,
+    /// Placement strategy and virtual nodes.
+    pub placement: Placement,
+    /// Node tunables.
+    pub node: NodeConfig,
+    /// Silence before a node is suspected, ms.
+    pub suspect_timeout: Time,
+    /// Silence before a node is declared dead, ms.
+    pub failure_timeout: Time,
+    /// Whether membership changes rebalance by themselves.
+    pub auto_rebalance: bool,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            nodes: 4,
+            replicas: 2,
+            partitions: DEFAULT_PARTITIONS,
+            bind: "127.0.0.1".into(),
+            max_frame: DEFAULT_MAX_FRAME,
+            max_value: DEFAULT_MAX_FRAME / 2,
+            placement: Placement::new(Strategy::Ring, DEFAULT_VNODES),
+            node: NodeConfig::default(),
+            suspect_timeout: 250,
+            failure_timeout: 600,
+            auto_rebalance: true,
+        }
+    }
+}
+
+/// The operator's view of a node's thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Process {
+    /// Running.
+    Running,
+    /// Frozen until this instant.
+    Paused(Instant),
+    /// Killed; `restart` brings it back.
+    Killed,
+}
+
+#[derive(Debug)]
+struct NodeHandle {
+    thread: Option<NodeThread>,
+    endpoint: String,
+    incarnation: Incarnation,
+    paused_until: Option<Instant>,
+}
+
+/// A running cluster.
+pub struct Cluster {
+    cfg: ClusterConfig,
+    ctx: zmq::Context,
+    clock: Clock,
+    leader: Option<LeaderThread>,
+    status: Watch<Status>,
+    events: EventLog,
+    nodes: BTreeMap<NodeId, NodeHandle>,
+    next_id: NodeId,
+    next_incarnation: Incarnation,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("nodes", &self.nodes.keys()).finish()
+    }
+}
+
+impl Cluster {
+    /// Starts a cluster and waits until its first view is out. Events are
+    /// also sent to `events_tx` as they happen, if given.
+    pub fn start(cfg: ClusterConfig, events_tx: Option<Sender<Event>>) -> Result<Cluster> {
+        if cfg.nodes == 0 || cfg.nodes > MAX_NODES {
+            return Err(Error::BadInput(format!("--nodes must be 1 to {MAX_NODES}, got {}", cfg.nodes)));
+        }
+        if cfg.replicas == 0 {
+            return Err(Error::BadInput("--replicas must be at least 1".into()));
+        }
+        if cfg.partitions == 0 || cfg.partitions > 65_536 {
+            return Err(Error::BadInput(format!("--partitions must be 1 to 65536, got {}", cfg.partitions)));
+        }
+        if cfg.node.lease >= cfg.failure_timeout {
+            return Err(Error::BadInput("the lease must be shorter than the failure timeout".into()));
+        }
+        let ctx = zmq::Context::new();
+        let clock = Clock::new();
+        let status = Watch::new(Status::default());
+        let events: EventLog = Arc::default();
+        let leader_cfg = LeaderConfig {
+            partitions: cfg.partitions,
+            replicas: cfg.replicas,
+            placement: cfg.placement,
+            suspect_timeout: cfg.suspect_timeout,
+            failure_timeout: cfg.failure_timeout,
+            auto_rebalance: cfg.auto_rebalance,
+            bootstrap: (1..=cfg.nodes as NodeId).collect(),
+        };
+        let leader = runtime::spawn(&ctx, &cfg.bind, leader_cfg, clock, status.clone(), events.clone(), events_tx)?;
+        let mut cluster = Cluster {
+            cfg,
+            ctx,
+            clock,
+            leader: Some(leader),
+            status,
+            events,
+            nodes: BTreeMap::new(),
+            next_id: 1,
+            next_incarnation: 1,
+        };
+        for _ in 0..cluster.cfg.nodes {
+            cluster.spawn_node(None)?;
+        }
+        let ok = cluster.status.wait_until(Duration::from_secs(15), &|| false, |s| s.view.epoch > 0);
+        if ok.is_err() {
+            return Err(Error::Unavailable("the cluster did not bootstrap within 15 s".into()));
+        }
+        Ok(cluster)
+    }
+
+    fn spawn_node(&mut self, id: Option<NodeId>) -> Result<NodeId> {
+        let id = id.unwrap_or_else(|| {
+            let id = self.next_id;
+            self.next_id += 1;
+            id
+        });
+        let incarnation = self.next_incarnation;
+        self.next_incarnation += 1;
+        let leader_endpoint = self.leader.as_ref().map(|l| l.endpoint.clone()).unwrap_or_default();
+        let spec = NodeSpec {
+            id,
+            incarnation,
+            bind: self.cfg.bind.clone(),
+            leader_endpoint,
+            config: self.cfg.node,
+            max_frame: self.cfg.max_frame,
+            max_value: self.cfg.max_value,
+            clock: self.clock,
+        };
+        let thread = spawn(&self.ctx, spec)?;
+        let endpoint = thread.endpoint.clone();
+        self.nodes.insert(id, NodeHandle { thread: Some(thread), endpoint, incarnation, paused_until: None });
+        Ok(id)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.cfg
+    }
+
+    /// The ZeroMQ context, for clients in this process.
+    pub fn context(&self) -> &zmq::Context {
+        &self.ctx
+    }
+
+    /// Milliseconds since the cluster started.
+    pub fn now(&self) -> Time {
+        self.clock.now()
+    }
+
+    /// The leader's latest status.
+    pub fn status(&self) -> Arc<Status> {
+        self.status.get()
+    }
+
+    /// The leader's status watch.
+    pub fn status_watch(&self) -> Watch<Status> {
+        self.status.clone()
+    }
+
+    /// Every event so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A client for this cluster.
+    pub fn client(&self) -> Client {
+        Client::new(self.ctx.clone(), ViewSource::Watch(self.status.clone()))
+    }
+
+    /// Node ids the operator knows, in order.
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        self.nodes.keys().copied().collect()
+    }
+
+    /// A node's endpoint (its latest, for a restarted node).
+    pub fn endpoint(&self, id: NodeId) -> Option<&str> {
+        self.nodes.get(&id).map(|n| n.endpoint.as_str())
+    }
+
+    /// A node's process state.
+    pub fn process(&self, id: NodeId) -> Option<Process> {
+        let n = self.nodes.get(&id)?;
+        Some(match (&n.thread, n.paused_until) {
+            (None, _) => Process::Killed,
+            (Some(_), Some(t)) if t > Instant::now() => Process::Paused(t),
+            (Some(_), _) => Process::Running,
+        })
+    }
+
+    /// Resolves a user's node name, or explains which names exist.
+    pub fn resolve(&self, name: &str) -> Result<NodeId> {
+        match parse_node_name(name) {
+            Some(id) if self.nodes.contains_key(&id) => Ok(id),
+            _ => {
+                let known: Vec<String> = self.nodes.keys().map(|n| node_name(*n)).collect();
+                Err(Error::UnknownNode(format!("unknown node {name:?}; known nodes: {}", known.join(", "))))
+            }
+        }
+    }
+
+    fn running(&self, id: NodeId) -> Result<&NodeThread> {
+        self.nodes
+            .get(&id)
+            .and_then(|n| n.thread.as_ref())
+            .ok_or_else(|| Error::BadInput(format!("{} is not running; `restart {}` brings it back", node_name(id), node_name(id))))
+    }
+
+    /// Starts `count` new nodes and waits until the view has them.
+    pub fn add(&mut self, count: usize) -> Result<Vec<NodeId>> {
+        if count == 0 {
+            return Err(Error::BadInput("add needs a count of at least 1".into()));
+        }
+        if self.nodes.len() + count > MAX_NODES {
+            return Err(Error::BadInput(format!(
+                "a cluster has at most {MAX_NODES} nodes; it has {}",
+                self.nodes.len()
+            )));
+        }
+        let mut ids = Vec::new();
+        for _ in 0..count {
+            ids.push(self.spawn_node(None)?);
+        }
+        let wanted = ids.clone();
+        self.status
+            .wait_until(Duration::from_secs(5), &|| false, |s| wanted.iter().all(|n| s.view.nodes.contains_key(n)))
+            .map_err(|_| Error::Timeout("the new nodes did not join within 5 s".into()))?;
+        Ok(ids)
+    }
+
+    /// Crashes a node: its thread stops at once, dropping its sockets and
+    /// memory, and tells no one.
+    pub fn kill(&mut self, id: NodeId) -> Result<()> {
+        let handle = self.nodes.get_mut(&id).ok_or_else(|| Error::UnknownNode(node_name(id)))?;
+        let Some(thread) = handle.thread.take() else {
+            return Err(Error::BadInput(format!("{} is already killed", node_name(id))));
+        };
+        let _ = thread.control.send(Control::Kill);
+        let _ = thread.thread.join();
+        handle.paused_until = None;
+        Ok(())
+    }
+
+    /// Freezes a node for a while.
+    pub fn pause(&mut self, id: NodeId, d: Duration) -> Result<()> {
+        self.running(id)?.control.send(Control::Pause(d)).map_err(|_| Error::Internal("node thread gone".into()))?;
+        if let Some(h) = self.nodes.get_mut(&id) {
+            h.paused_until = Some(Instant::now() + d);
+        }
+        Ok(())
+    }
+
+    /// Brings a killed node back: same id, new incarnation, new port, empty.
+    pub fn restart(&mut self, id: NodeId) -> Result<()> {
+        let handle = self.nodes.get(&id).ok_or_else(|| Error::UnknownNode(node_name(id)))?;
+        if handle.thread.is_some() {
+            return Err(Error::BadInput(format!("{} is running; kill it first", node_name(id))));
+        }
+        self.spawn_node(Some(id))?;
+        let incarnation = self.nodes[&id].incarnation;
+        self.status
+            .wait_until(Duration::from_secs(5), &|| false, |s| {
+                s.view.nodes.get(&id).is_some_and(|n| n.incarnation == incarnation && n.state == NodeState::Up)
+            })
+            .map_err(|_| Error::Timeout(format!("{} did not rejoin within 5 s", node_name(id))))?;
+        Ok(())
+    }
+
+    fn leader_control(&self, c: LeaderControl) -> Result<()> {
+        self.leader
+            .as_ref()
+            .ok_or_else(|| Error::Internal("the leader is stopped".into()))?
+            .control
+            .send(c)
+            .map_err(|_| Error::Internal("the leader thread is gone".into()))
+    }
+
+    /// Starts decommissioning a node.
+    pub fn decommission(&mut self, id: NodeId) -> Result<()> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.leader_control(LeaderControl::Decommission(id, tx))?;
+        rx.recv_timeout(Duration::from_secs(2)).map_err(|_| Error::Timeout("the leader did not answer".into()))?
+    }
+
+    /// Waits until a decommissioned node has left, then stops its thread.
+    pub fn wait_left(&mut self, id: NodeId, timeout: Duration, cancelled: &dyn Fn() -> bool) -> Result<()> {
+        self.status
+            .wait_until(timeout, cancelled, |s| !s.view.nodes.contains_key(&id))
+            .map_err(|_| Error::Timeout(format!("{} has not finished moving its data away", node_name(id))))?;
+        if let Some(mut h) = self.nodes.remove(&id) {
+            if let Some(t) = h.thread.take() {
+                let _ = t.control.send(Control::Kill);
+                let _ = t.thread.join();
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a killed node that holds nothing from the cluster for good.
+    pub fn forget(&mut self, id: NodeId) -> Result<()> {
+        if self.nodes.get(&id).is_some_and(|h| h.thread.is_some()) {
+            return Err(Error::BadInput(format!("{} is running; use `remove` to decommission it", node_name(id))));
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.leader_control(LeaderControl::Forget(id, tx))?;
+        rx.recv_timeout(Duration::from_secs(2)).map_err(|_| Error::Timeout("the leader did not answer".into()))??;
+        self.nodes.remove(&id);
+        Ok(())
+    }
+
+    /// Waits until every partition has its replicas in sync and nothing is
+    /// moving. Returns how long it took.
+    pub fn wait_healthy(&self, timeout: Duration, cancelled: &dyn Fn() -> bool) -> Result<Duration> {
+        let start = Instant::now();
+        match self.status.wait_until(timeout, cancelled, |s| s.healthy) {
+            Ok(_) => Ok(start.elapsed()),
+            Err(_) if cancelled() => Err(Error::Cancelled),
+            Err(s) => Err(Error::Timeout(format!(
+                "not healthy after {:.1} s: {} degraded, {} moving, {} unavailable partitions",
+                timeout.as_secs_f64(),
+                s.degraded,
+                s.moving,
+                s.unavailable
+            ))),
+        }
+    }
+
+    /// Starts a rebalance to the current target.
+    pub fn rebalance(&self) -> Result<()> {
+        self.leader_control(LeaderControl::Rebalance)
+    }
+
+    /// What a rebalance would do.
+    pub fn plan(&self) -> Result<Plan> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.leader_control(LeaderControl::Plan(tx))?;
+        rx.recv_timeout(Duration::from_secs(2)).map_err(|_| Error::Timeout("the leader did not answer".into()))
+    }
+
+    /// Switches the placement strategy (and rebalances to it).
+    pub fn set_placement(&mut self, placement: Placement) -> Result<()> {
+        self.cfg.placement = placement;
+        self.leader_control(LeaderControl::SetPlacement(placement))
+    }
+
+    /// Turns automatic rebalancing on or off.
+    pub fn set_auto_rebalance(&mut self, on: bool) -> Result<()> {
+        self.cfg.auto_rebalance = on;
+        self.leader_control(LeaderControl::SetAutoRebalance(on))
+    }
+
+    /// A running node's partition digests.
+    pub fn digests(&self, id: NodeId, timeout: Duration) -> Result<BTreeMap<PartitionId, PartitionDigest>> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.running(id)?.control.send(Control::Digests(tx)).map_err(|_| Error::Internal("node thread gone".into()))?;
+        rx.recv_timeout(timeout).map_err(|_| Error::Timeout(format!("{} did not answer (paused?)", node_name(id))))
+    }
+
+    /// A running node's copy of a partition.
+    pub fn dump(&self, id: NodeId, p: PartitionId, timeout: Duration) -> Result<Vec<(String, String)>> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.running(id)?.control.send(Control::Dump(p, tx)).map_err(|_| Error::Internal("node thread gone".into()))?;
+        rx.recv_timeout(timeout).map_err(|_| Error::Timeout(format!("{} did not answer (paused?)", node_name(id))))
+    }
+
+    /// Sends a control command to a running node.
+    pub fn control(&self, id: NodeId, c: Control) -> Result<()> {
+        self.running(id)?.control.send(c).map_err(|_| Error::Internal("node thread gone".into()))
+    }
+
+    /// Stops every thread and waits for them.
+    pub fn shutdown(&mut self) {
+        for h in self.nodes.values_mut() {
+            if let Some(t) = h.thread.take() {
+                let _ = t.control.send(Control::Kill);
+                let _ = t.thread.join();
+            }
+        }
+        if let Some(l) = self.leader.take() {
+            let _ = l.control.send(LeaderControl::Stop);
+            let _ = l.thread.join();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

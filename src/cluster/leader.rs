@@ -1,0 +1,925 @@
+//! The view leader: the one component that decides the view.
+//!
+//! It is a deterministic state machine like the node: it takes heartbeats
+//! and reports as messages, and time as ticks, and returns views to push and
+//! events to show. It
+//! - **bootstraps** the first view once every initial node has checked in;
+//! - **detects failures**: a node silent for the suspect timeout is
+//!   suspected, and one silent for the failure timeout is declared dead;
+//! - **fails over**: each partition a dead node led gets an in-sync
+//!   secondary as its new primary, in a new term;
+//! - **re-replicates and rebalances**: it moves each partition's replica set
+//!   towards the placement target one safe step at a time (add a replica,
+//!   wait until it is in sync, hand the primary role over, then remove the
+//!   surplus), so no partition ever has fewer in-sync replicas than before a
+//!   step.
+//!
+//! Every change makes a new view with a higher epoch, pushed to every live
+//! node at once.
+
+use crate::cluster::placement::{Placement, Strategy};
+use crate::cluster::view::{
+    node_name, Epoch, Incarnation, NodeId, NodeInfo, NodeState, PartitionId, PartitionInfo, Replica, Time, View,
+};
+use crate::error::{Error, Result};
+use crate::node::message::{Address, Envelope, Message, NodeStats, StreamId};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// View leader tunables. Times are milliseconds.
+#[derive(Clone, Debug)]
+pub struct LeaderConfig {
+    /// Partitions.
+    pub partitions: u32,
+    /// Replicas per partition.
+    pub replicas: usize,
+    /// How partitions are placed.
+    pub placement: Placement,
+    /// Silence after which a node is suspected (shown, nothing else).
+    pub suspect_timeout: Time,
+    /// Silence after which a node is declared dead. Must exceed the nodes'
+    /// lease so a silent primary has stopped serving before it is replaced.
+    pub failure_timeout: Time,
+    /// Whether membership changes rebalance by themselves.
+    pub auto_rebalance: bool,
+    /// The nodes of the first view.
+    pub bootstrap: Vec<NodeId>,
+}
+
+/// What happened, for `events`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The first view.
+    Bootstrapped {
+        /// Nodes in it.
+        nodes: usize,
+    },
+    /// A new node joined.
+    Joined {
+        /// The node.
+        node: NodeId,
+    },
+    /// A node missed heartbeats for the suspect timeout.
+    Suspected {
+        /// The node.
+        node: NodeId,
+        /// Silence so far, ms.
+        silent_ms: Time,
+    },
+    /// A suspected node was heard from again before it was declared dead.
+    Cleared {
+        /// The node.
+        node: NodeId,
+    },
+    /// A node missed heartbeats for the failure timeout.
+    Dead {
+        /// The node.
+        node: NodeId,
+        /// Silence, ms.
+        silent_ms: Time,
+    },
+    /// A node declared dead was heard from again, with its memory intact.
+    Recovered {
+        /// The node.
+        node: NodeId,
+    },
+    /// A node came back as a new incarnation, with empty memory.
+    Restarted {
+        /// The node.
+        node: NodeId,
+    },
+    /// A decommissioned node left the cluster.
+    Left {
+        /// The node.
+        node: NodeId,
+    },
+    /// A secondary became primary because its primary died.
+    Promoted {
+        /// The partition.
+        partition: PartitionId,
+        /// The dead primary.
+        from: NodeId,
+        /// The new primary.
+        to: NodeId,
+        /// The new term.
+        term: u64,
+    },
+    /// The primary role moved to another in-sync replica, for rebalancing.
+    Handoff {
+        /// The partition.
+        partition: PartitionId,
+        /// The old primary.
+        from: NodeId,
+        /// The new primary.
+        to: NodeId,
+    },
+    /// A partition's primary died and no in-sync replica was left.
+    Unavailable {
+        /// The partition.
+        partition: PartitionId,
+    },
+    /// The last copy of a partition was lost; it starts again empty.
+    DataLost {
+        /// The partition.
+        partition: PartitionId,
+    },
+    /// A replica was added and is being filled.
+    ReplicaAdded {
+        /// The partition.
+        partition: PartitionId,
+        /// The new replica.
+        node: NodeId,
+        /// `re-replication` or `rebalance`.
+        reason: String,
+    },
+    /// A replica finished filling.
+    CaughtUp {
+        /// The partition.
+        partition: PartitionId,
+        /// The replica.
+        node: NodeId,
+        /// Keys copied.
+        keys: u64,
+        /// Time taken, ms.
+        took_ms: Time,
+    },
+    /// A replica was removed by rebalancing.
+    ReplicaRemoved {
+        /// The partition.
+        partition: PartitionId,
+        /// The replica.
+        node: NodeId,
+    },
+    /// Every partition reached its target placement.
+    Balanced,
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use EventKind::*;
+        match self {
+            Bootstrapped { nodes } => write!(f, "cluster bootstrapped with {nodes} nodes"),
+            Joined { node } => write!(f, "{} joined", node_name(*node)),
+            Suspected { node, silent_ms } => write!(f, "{} suspected: silent for {silent_ms} ms", node_name(*node)),
+            Cleared { node } => write!(f, "{} heard from again, no longer suspected", node_name(*node)),
+            Dead { node, silent_ms } => write!(f, "{} declared dead: silent for {silent_ms} ms", node_name(*node)),
+            Recovered { node } => write!(f, "{} recovered with its data", node_name(*node)),
+            Restarted { node } => write!(f, "{} restarted empty and rejoined", node_name(*node)),
+            Left { node } => write!(f, "{} decommissioned and left", node_name(*node)),
+            Promoted { partition, from, to, term } => write!(
+                f,
+                "partition {partition}: {} promoted to primary in term {term} ({} died)",
+                node_name(*to),
+                node_name(*from)
+            ),
+            Handoff { partition, from, to } => {
+                write!(f, "partition {partition}: primary handed from {} to {}", node_name(*from), node_name(*to))
+            }
+            Unavailable { partition } => {
+                write!(f, "partition {partition}: unavailable, its primary died with no in-sync replica")
+            }
+            DataLost { partition } => write!(f, "partition {partition}: every copy was lost; it restarts empty"),
+            ReplicaAdded { partition, node, reason } => {
+                write!(f, "partition {partition}: {reason} to {} started", node_name(*node))
+            }
+            CaughtUp { partition, node, keys, took_ms } => write!(
+                f,
+                "partition {partition}: {} in sync, {keys} keys copied in {took_ms} ms",
+                node_name(*node)
+            ),
+            ReplicaRemoved { partition, node } => {
+                write!(f, "partition {partition}: replica on {} removed", node_name(*node))
+            }
+            Balanced => write!(f, "rebalancing complete: every partition is at its target"),
+        }
+    }
+}
+
+/// A timestamped event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// When, on the cluster clock (ms).
+    pub at: Time,
+    /// The epoch after the event.
+    pub epoch: Epoch,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What the leader knows of a node beyond the view.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// The incarnation last heard from.
+    pub incarnation: Incarnation,
+    /// The endpoint last heard from.
+    pub endpoint: String,
+    /// When it was last heard from.
+    pub last_heard: Time,
+    /// The epoch its last heartbeat carried.
+    pub reported_epoch: Epoch,
+    /// Its statistics.
+    pub stats: NodeStats,
+    /// Silent for longer than the suspect timeout.
+    pub suspect: bool,
+}
+
+/// A snapshot of the leader's state, published for the shell.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// The current view.
+    pub view: View,
+    /// Per node.
+    pub members: BTreeMap<NodeId, MemberStatus>,
+    /// Keys per partition, as its primary last reported.
+    pub partition_keys: Vec<u64>,
+    /// The placement target for the live nodes.
+    pub target: Vec<Vec<NodeId>>,
+    /// Partitions with fewer in-sync live replicas than the goal.
+    pub degraded: usize,
+    /// Partitions with a replica still filling, or away from the target.
+    pub moving: usize,
+    /// Partitions whose primary is dead.
+    pub unavailable: usize,
+    /// True when nothing is degraded, moving or unavailable.
+    pub healthy: bool,
+    /// Whether membership changes rebalance by themselves.
+    pub auto_rebalance: bool,
+    /// The placement strategy.
+    pub strategy: Option<Strategy>,
+    /// The leader's clock when this was taken.
+    pub now: Time,
+}
+
+/// Rebalancing steps that a target would need, for `rebalance --dry-run`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Partitions whose replica set or primary changes.
+    pub partitions: usize,
+    /// Replicas to add.
+    pub replica_moves: usize,
+    /// Keys to copy (replicas to add × their partition's keys).
+    pub keys: u64,
+    /// Primary roles that move.
+    pub handoffs: usize,
+    /// Replica moves a perfect placement would need to fix the imbalance.
+    pub minimum_moves: usize,
+    /// Most-loaded node's replicas over the mean, now.
+    pub skew_before: f64,
+    /// The same, after.
+    pub skew_after: f64,
+}
+
+/// The view leader.
+#[derive(Debug)]
+pub struct ViewLeader {
+    cfg: LeaderConfig,
+    view: View,
+    members: BTreeMap<NodeId, MemberStatus>,
+    partition_keys: Vec<u64>,
+    staged: bool,
+    rebalance_requested: bool,
+    was_balanced: bool,
+    /// When each replica that is filling was added, for its event.
+    filling_since: BTreeMap<(PartitionId, NodeId), Time>,
+    target_cache: Option<(Vec<NodeId>, Placement, Vec<Vec<NodeId>>)>,
+    now: Time,
+    out: Vec<Envelope>,
+    events: Vec<Event>,
+}
+
+impl ViewLeader {
+    /// A leader waiting for its bootstrap nodes.
+    pub fn new(cfg: LeaderConfig) -> Self {
+        let partitions = cfg.partitions as usize;
+        ViewLeader {
+            view: View { epoch: 0, replication: cfg.replicas, nodes: BTreeMap::new(), partitions: Vec::new() },
+            cfg,
+            members: BTreeMap::new(),
+            partition_keys: vec![0; partitions],
+            staged: false,
+            rebalance_requested: false,
+            was_balanced: true,
+            filling_since: BTreeMap::new(),
+            target_cache: None,
+            now: 0,
+            out: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// The current view.
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    /// The endpoint to reach a node at.
+    pub fn endpoint(&self, node: NodeId) -> Option<&str> {
+        self.members.get(&node).map(|m| m.endpoint.as_str())
+    }
+
+    /// Takes the messages to send.
+    pub fn take_outputs(&mut self) -> Vec<Envelope> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Takes the events that happened.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    fn event(&mut self, kind: EventKind) {
+        let epoch = self.next_epoch();
+        self.events.push(Event { at: self.now, epoch, kind });
+    }
+
+    /// The epoch the view under construction will have.
+    fn next_epoch(&self) -> Epoch {
+        if self.staged {
+            self.view.epoch + 1
+        } else {
+            self.view.epoch
+        }
+    }
+
+    /// Starts (or continues) a view change; returns its epoch.
+    fn stage(&mut self) -> Epoch {
+        self.staged = true;
+        self.view.epoch + 1
+    }
+
+    /// Publishes the staged view to every live node.
+    fn publish(&mut self) {
+        if !self.staged {
+            return;
+        }
+        self.staged = false;
+        self.view.epoch += 1;
+        let view = Box::new(self.view.clone());
+        for (id, n) in &self.view.nodes {
+            if n.state != NodeState::Dead {
+                self.out.push(Envelope {
+                    from: Address::Leader,
+                    to: Address::Node(*id),
+                    epoch: self.view.epoch,
+                    message: Message::ViewUpdate { view: view.clone() },
+                });
+            }
+        }
+    }
+
+    // ---- Messages -------------------------------------------------------
+
+    /// Handles a message from a node.
+    pub fn on_message(&mut self, now: Time, env: Envelope) {
+        self.now = now;
+        let Address::Node(node) = env.from else { return };
+        match env.message {
+            Message::Heartbeat { sent_at, incarnation, endpoint, stats } => {
+                self.on_heartbeat(node, env.epoch, sent_at, incarnation, endpoint, stats)
+            }
+            Message::CaughtUp { partition, node: replica, stream, keys } => {
+                self.on_caught_up(node, partition, replica, stream, keys)
+            }
+            _ => {}
+        }
+        self.plan_step();
+        self.publish();
+    }
+
+    fn on_heartbeat(
+        &mut self,
+        node: NodeId,
+        epoch: Epoch,
+        sent_at: Time,
+        incarnation: Incarnation,
+        endpoint: String,
+        stats: NodeStats,
+    ) {
+        let now = self.now;
+        for (p, keys) in &stats.led_keys {
+            if self.view.primary(*p) == Some(node) {
+                if let Some(k) = self.partition_keys.get_mut(*p as usize) {
+                    *k = *keys;
+                }
+            }
+        }
+        let was_suspect = self.members.get(&node).is_some_and(|m| m.suspect);
+        let member = MemberStatus {
+            incarnation,
+            endpoint: endpoint.clone(),
+            last_heard: now,
+            reported_epoch: epoch,
+            stats,
+            suspect: false,
+        };
+        let previous = self.members.insert(node, member);
+        if self.view.epoch == 0 && !self.staged {
+            if self.cfg.bootstrap.iter().all(|n| self.members.contains_key(n)) {
+                self.bootstrap();
+            } else {
+                return; // No view, no lease, until every initial node is here.
+            }
+        } else {
+            match self.view.nodes.get(&node).cloned() {
+                None => {
+                    self.stage();
+                    self.view.nodes.insert(node, NodeInfo { endpoint, incarnation, state: NodeState::Up });
+                    self.event(EventKind::Joined { node });
+                }
+                Some(info) if info.incarnation != incarnation => {
+                    if info.state != NodeState::Dead {
+                        self.mark_dead(node, now.saturating_sub(previous.map_or(now, |m| m.last_heard)));
+                    }
+                    self.stage();
+                    self.view.nodes.insert(node, NodeInfo { endpoint, incarnation, state: NodeState::Up });
+                    self.event(EventKind::Restarted { node });
+                }
+                Some(info) if info.state == NodeState::Dead => {
+                    self.stage();
+                    if let Some(n) = self.view.nodes.get_mut(&node) {
+                        n.state = NodeState::Up;
+                    }
+                    self.event(EventKind::Recovered { node });
+                }
+                Some(_) => {
+                    if was_suspect {
+                        self.event(EventKind::Cleared { node });
+                    }
+                }
+            }
+        }
+        // Publish any change first, so the ack carries the newest view.
+        self.plan_step();
+        self.publish();
+        let view = (epoch < self.view.epoch).then(|| Box::new(self.view.clone()));
+        self.out.push(Envelope {
+            from: Address::Leader,
+            to: Address::Node(node),
+            epoch: self.view.epoch,
+            message: Message::HeartbeatAck { sent_at, view },
+        });
+    }
+
+    fn on_caught_up(&mut self, primary: NodeId, p: PartitionId, replica: NodeId, stream: StreamId, keys: u64) {
+        let Some(info) = self.view.partitions.get(p as usize) else { return };
+        let incarnation = self.view.nodes.get(&replica).map(|n| n.incarnation);
+        let matches = info.primary() == Some(primary)
+            && info.term == stream.term
+            && incarnation == Some(stream.incarnation)
+            && info.replica(replica).is_some_and(|r| r.since == stream.since && !r.in_sync);
+        if !matches {
+            return;
+        }
+        self.stage();
+        let info = &mut self.view.partitions[p as usize];
+        if let Some(r) = info.replicas.iter_mut().find(|r| r.node == replica) {
+            r.in_sync = true;
+        }
+        let took_ms = self.filling_since.remove(&(p, replica)).map_or(0, |t| self.now.saturating_sub(t));
+        self.event(EventKind::CaughtUp { partition: p, node: replica, keys, took_ms });
+    }
+
+    fn bootstrap(&mut self) {
+        let epoch = self.stage();
+        let mut nodes: Vec<NodeId> = self.cfg.bootstrap.clone();
+        nodes.sort_unstable();
+        for n in &nodes {
+            let m = &self.members[n];
+            self.view.nodes.insert(
+                *n,
+                NodeInfo { endpoint: m.endpoint.clone(), incarnation: m.incarnation, state: NodeState::Up },
+            );
+        }
+        let target = self.cfg.placement.assign(&nodes, self.cfg.partitions, self.cfg.replicas);
+        self.view.partitions = target
+            .into_iter()
+            .map(|set| PartitionInfo {
+                term: 1,
+                term_epoch: epoch,
+                replicas: set.into_iter().map(|node| Replica { node, in_sync: true, since: epoch }).collect(),
+            })
+            .collect();
+        self.event(EventKind::Bootstrapped { nodes: nodes.len() });
+    }
+
+    // ---- Failure detection ----------------------------------------------
+
+    /// Advances time: suspects and declares dead silent nodes, and takes the
+    /// next rebalancing steps.
+    pub fn tick(&mut self, now: Time) {
+        self.now = now;
+        if self.view.epoch == 0 {
+            return;
+        }
+        let mut newly_suspect = Vec::new();
+        let mut dead = Vec::new();
+        for (id, info) in &self.view.nodes {
+            if info.state == NodeState::Dead {
+                continue;
+            }
+            let Some(m) = self.members.get(id) else { continue };
+            let silent = now.saturating_sub(m.last_heard);
+            if silent >= self.cfg.failure_timeout {
+                dead.push((*id, silent));
+            } else if silent >= self.cfg.suspect_timeout && !m.suspect {
+                newly_suspect.push((*id, silent));
+            }
+        }
+        for (node, silent_ms) in newly_suspect {
+            if let Some(m) = self.members.get_mut(&node) {
+                m.suspect = true;
+            }
+            self.event(EventKind::Suspected { node, silent_ms });
+        }
+        for (node, silent) in dead {
+            self.mark_dead(node, silent);
+        }
+        self.plan_step();
+        self.publish();
+    }
+
+    /// Declares a node dead: promotes in-sync secondaries of the partitions
+    /// it led and drops it from the others.
+    fn mark_dead(&mut self, node: NodeId, silent_ms: Time) {
+        let epoch = self.stage();
+        if let Some(n) = self.view.nodes.get_mut(&node) {
+            n.state = NodeState::Dead;
+        }
+        if let Some(m) = self.members.get_mut(&node) {
+            m.suspect = false;
+        }
+        self.event(EventKind::Dead { node, silent_ms });
+        for p in 0..self.view.partitions.len() {
+            let live = |n: NodeId, view: &View| view.nodes.get(&n).is_some_and(|i| i.state != NodeState::Dead);
+            let info = &self.view.partitions[p];
+            if !info.holds(node) {
+                continue;
+            }
+            if info.primary() == Some(node) {
+                let candidate = info.secondaries().find(|r| r.in_sync && live(r.node, &self.view)).map(|r| r.node);
+                match candidate {
+                    Some(to) => {
+                        let info = &mut self.view.partitions[p];
+                        info.replicas.retain(|r| r.node != node);
+                        let i = info.replicas.iter().position(|r| r.node == to).expect("candidate is a replica");
+                        let r = info.replicas.remove(i);
+                        info.replicas.insert(0, r);
+                        info.term += 1;
+                        info.term_epoch = epoch;
+                        let term = info.term;
+                        self.event(EventKind::Promoted { partition: p as PartitionId, from: node, to, term });
+                    }
+                    None => {
+                        // Keep the dead primary: if it was only paused it
+                        // still has the data, and nobody else does.
+                        self.event(EventKind::Unavailable { partition: p as PartitionId });
+                    }
+                }
+            } else {
+                self.view.partitions[p].replicas.retain(|r| r.node != node);
+                self.filling_since.remove(&(p as PartitionId, node));
+            }
+        }
+    }
+
+    // ---- Rebalancing ----------------------------------------------------
+
+    fn live_nodes(&self) -> Vec<NodeId> {
+        self.view.nodes.iter().filter(|(_, n)| n.state == NodeState::Up).map(|(id, _)| *id).collect()
+    }
+
+    /// The placement target for the live nodes.
+    fn target(&mut self) -> Vec<Vec<NodeId>> {
+        let live = self.live_nodes();
+        if let Some((nodes, placement, target)) = &self.target_cache {
+            if *nodes == live && *placement == self.cfg.placement {
+                return target.clone();
+            }
+        }
+        let target = self.cfg.placement.assign(&live, self.cfg.partitions, self.cfg.replicas);
+        self.target_cache = Some((live, self.cfg.placement, target.clone()));
+        target
+    }
+
+    fn rebalancing(&self) -> bool {
+        self.cfg.auto_rebalance
+            || self.rebalance_requested
+            || self.view.nodes.values().any(|n| n.state == NodeState::Leaving)
+    }
+
+    /// Takes every rebalancing step that is safe now. Each step keeps the
+    /// number of in-sync replicas of a partition from falling.
+    fn plan_step(&mut self) {
+        if self.view.epoch == 0 && !self.staged {
+            return;
+        }
+        let live = self.live_nodes();
+        if live.is_empty() {
+            return;
+        }
+        let target = self.target();
+        let rebalancing = self.rebalancing();
+        let goal = self.cfg.replicas.min(live.len());
+        let is_live = |view: &View, n: NodeId| view.nodes.get(&n).is_some_and(|i| i.state != NodeState::Dead);
+        for p in 0..self.view.partitions.len() {
+            let pid = p as PartitionId;
+            let t = &target[p];
+            let info = self.view.partitions[p].clone();
+            // Every copy lost: start again, empty, at the target.
+            if info.replicas.is_empty() {
+                let epoch = self.stage();
+                let info = &mut self.view.partitions[p];
+                info.term += 1;
+                info.term_epoch = epoch;
+                info.replicas = t.iter().map(|&node| Replica { node, in_sync: true, since: epoch }).collect();
+                self.event(EventKind::DataLost { partition: pid });
+                continue;
+            }
+            let primary = info.replicas[0].node;
+            if !is_live(&self.view, primary) {
+                // A dead primary with no in-sync secondary: wait for it.
+                continue;
+            }
+            // 1. Add replicas: towards the target, or just back up to the goal.
+            let mut additions = Vec::new();
+            if rebalancing {
+                additions.extend(t.iter().copied().filter(|n| !info.holds(*n)));
+            } else {
+                let mut have = info.replicas.len();
+                let mut candidates: Vec<NodeId> = t.iter().copied().filter(|n| !info.holds(*n)).collect();
+                let mut others: Vec<NodeId> =
+                    live.iter().copied().filter(|n| !info.holds(*n) && !candidates.contains(n)).collect();
+                others.sort_by_key(|n| self.view.roles_of(*n).0 + self.view.roles_of(*n).1);
+                candidates.extend(others);
+                for n in candidates {
+                    if have >= goal {
+                        break;
+                    }
+                    additions.push(n);
+                    have += 1;
+                }
+            }
+            for node in additions {
+                let epoch = self.stage();
+                self.view.partitions[p].replicas.push(Replica { node, in_sync: false, since: epoch });
+                self.filling_since.insert((pid, node), self.now);
+                let reason = if info.replicas.len() < goal { "re-replication" } else { "rebalance" };
+                self.event(EventKind::ReplicaAdded { partition: pid, node, reason: reason.into() });
+            }
+            if !rebalancing {
+                continue;
+            }
+            let info = self.view.partitions[p].clone();
+            let target_in_sync = t.iter().all(|n| info.replica(*n).is_some_and(|r| r.in_sync));
+            // 2. Hand the primary role to the target primary once it is in sync.
+            if let Some(&want) = t.first() {
+                if want != primary && info.replica(want).is_some_and(|r| r.in_sync) && target_in_sync {
+                    let epoch = self.stage();
+                    let info = &mut self.view.partitions[p];
+                    let i = info.replicas.iter().position(|r| r.node == want).expect("target is a replica");
+                    let r = info.replicas.remove(i);
+                    info.replicas.insert(0, r);
+                    info.term += 1;
+                    info.term_epoch = epoch;
+                    self.event(EventKind::Handoff { partition: pid, from: primary, to: want });
+                    continue;
+                }
+            }
+            // 3. Remove the surplus, once the target is in sync and the
+            //    surplus replica has seen the view of the current term (so an
+            //    old primary knows it is no longer one).
+            if target_in_sync && t.first() == Some(&primary) {
+                let term_epoch = info.term_epoch;
+                let surplus: Vec<NodeId> = info
+                    .replicas
+                    .iter()
+                    .skip(1)
+                    .map(|r| r.node)
+                    .filter(|n| !t.contains(n))
+                    .filter(|n| self.members.get(n).is_some_and(|m| m.reported_epoch >= term_epoch))
+                    .collect();
+                for node in surplus {
+                    self.stage();
+                    self.view.partitions[p].replicas.retain(|r| r.node != node);
+                    self.filling_since.remove(&(pid, node));
+                    self.event(EventKind::ReplicaRemoved { partition: pid, node });
+                }
+            }
+        }
+        // Decommissioned nodes that hold nothing leave.
+        let leaving: Vec<NodeId> = self
+            .view
+            .nodes
+            .iter()
+            .filter(|(id, n)| n.state == NodeState::Leaving && !self.view.partitions.iter().any(|p| p.holds(**id)))
+            .map(|(id, _)| *id)
+            .collect();
+        for node in leaving {
+            self.stage();
+            self.view.nodes.remove(&node);
+            self.members.remove(&node);
+            self.event(EventKind::Left { node });
+        }
+        let balanced = self.moving(&target) == 0;
+        if balanced && !self.was_balanced {
+            if self.rebalance_requested || self.cfg.auto_rebalance {
+                self.event(EventKind::Balanced);
+            }
+            self.rebalance_requested = false;
+        }
+        self.was_balanced = balanced;
+    }
+
+    /// Partitions that are filling a replica, or away from their target
+    /// while rebalancing.
+    fn moving(&self, target: &[Vec<NodeId>]) -> usize {
+        let rebalancing = self.rebalancing();
+        self.view
+            .partitions
+            .iter()
+            .zip(target)
+            .filter(|(info, t)| {
+                info.replicas.iter().any(|r| !r.in_sync)
+                    || (rebalancing
+                        && (info.replicas.len() != t.len()
+                            || info.replicas.iter().zip(t.iter()).any(|(r, n)| r.node != *n)))
+            })
+            .count()
+    }
+
+    // ---- Operator commands ----------------------------------------------
+
+    /// Starts decommissioning a node.
+    pub fn decommission(&mut self, node: NodeId) -> Result<()> {
+        let Some(info) = self.view.nodes.get(&node) else {
+            return Err(Error::UnknownNode(format!("{} is not in the view", node_name(node))));
+        };
+        match info.state {
+            NodeState::Leaving => return Ok(()),
+            NodeState::Dead => {
+                return Err(Error::BadInput(format!(
+                    "{} is dead; restart it first, or it leaves the view when it holds nothing",
+                    node_name(node)
+                )))
+            }
+            NodeState::Up => {}
+        }
+        let others = self.live_nodes().len() - 1;
+        if others == 0 {
+            return Err(Error::BadInput(format!("cannot remove {}: it is the last live node", node_name(node))));
+        }
+        if others < self.cfg.replicas {
+            return Err(Error::BadInput(format!(
+                "cannot remove {}: {others} nodes would be left, fewer than the {} replicas each partition needs",
+                node_name(node),
+                self.cfg.replicas
+            )));
+        }
+        self.stage();
+        if let Some(n) = self.view.nodes.get_mut(&node) {
+            n.state = NodeState::Leaving;
+        }
+        self.plan_step();
+        self.publish();
+        Ok(())
+    }
+
+    /// Drops a dead node that holds nothing from the view.
+    pub fn forget(&mut self, node: NodeId) -> Result<()> {
+        let held = self.view.partitions.iter().any(|p| p.holds(node));
+        match self.view.nodes.get(&node) {
+            None => Err(Error::UnknownNode(format!("{} is not in the view", node_name(node)))),
+            Some(n) if n.state != NodeState::Dead => Err(Error::BadInput(format!("{} is not dead", node_name(node)))),
+            Some(_) if held => Err(Error::BadInput(format!("{} still holds the last copy of a partition", node_name(node)))),
+            Some(_) => {
+                self.stage();
+                self.view.nodes.remove(&node);
+                self.members.remove(&node);
+                self.event(EventKind::Left { node });
+                self.publish();
+                Ok(())
+            }
+        }
+    }
+
+    /// Switches placement strategy and rebalances to it.
+    pub fn set_placement(&mut self, placement: Placement) {
+        self.cfg.placement = placement;
+        self.rebalance_requested = true;
+        self.was_balanced = false;
+        self.plan_step();
+        self.publish();
+    }
+
+    /// Turns automatic rebalancing on or off.
+    pub fn set_auto_rebalance(&mut self, on: bool) {
+        self.cfg.auto_rebalance = on;
+        self.plan_step();
+        self.publish();
+    }
+
+    /// Starts a rebalance to the current target.
+    pub fn rebalance(&mut self) {
+        self.rebalance_requested = true;
+        self.was_balanced = false;
+        self.plan_step();
+        self.publish();
+    }
+
+    /// What a rebalance to the current target would do.
+    pub fn plan(&mut self) -> Plan {
+        let target = self.target();
+        let mut plan = Plan::default();
+        let current: Vec<Vec<NodeId>> =
+            self.view.partitions.iter().map(|i| i.replicas.iter().map(|r| r.node).collect()).collect();
+        for (p, (cur, t)) in current.iter().zip(&target).enumerate() {
+            let adds = t.iter().filter(|n| !cur.contains(n)).count();
+            let handoff = cur.first() != t.first();
+            if adds > 0 || handoff || cur.len() != t.len() {
+                plan.partitions += 1;
+            }
+            plan.replica_moves += adds;
+            plan.keys += adds as u64 * self.partition_keys.get(p).copied().unwrap_or(0);
+            plan.handoffs += handoff as usize;
+        }
+        let live = self.live_nodes();
+        plan.skew_before = skew(&current, &live);
+        plan.skew_after = skew(&target, &live);
+        // The least any placement must move: replicas above the fair share
+        // on live nodes, every replica on a node that is leaving or dead,
+        // and every missing replica.
+        let total: usize = target.iter().map(|t| t.len()).sum();
+        let fair = if live.is_empty() { 0 } else { total.div_ceil(live.len()) };
+        let mut counts: BTreeMap<NodeId, usize> = BTreeMap::new();
+        for cur in &current {
+            for n in cur {
+                *counts.entry(*n).or_default() += 1;
+            }
+        }
+        let excess: usize =
+            counts.iter().map(|(n, c)| if live.contains(n) { c.saturating_sub(fair) } else { *c }).sum();
+        let missing: usize = current.iter().zip(&target).map(|(c, t)| t.len().saturating_sub(c.len())).sum();
+        plan.minimum_moves = excess + missing;
+        plan
+    }
+
+    /// A snapshot for the shell.
+    pub fn status(&mut self) -> Status {
+        let target = if self.view.epoch > 0 { self.target() } else { Vec::new() };
+        let live = |n: NodeId| self.view.nodes.get(&n).is_some_and(|i| i.state != NodeState::Dead);
+        let goal = self.cfg.replicas.min(self.live_nodes().len().max(1));
+        let mut degraded = 0;
+        let mut unavailable = 0;
+        for info in &self.view.partitions {
+            if info.primary().is_none_or(|p| !live(p)) {
+                unavailable += 1;
+            } else if info.replicas.iter().filter(|r| r.in_sync && live(r.node)).count() < goal {
+                degraded += 1;
+            }
+        }
+        let moving = if target.is_empty() { 0 } else { self.moving(&target) };
+        let leaving = self.view.nodes.values().any(|n| n.state == NodeState::Leaving);
+        Status {
+            view: self.view.clone(),
+            members: self.members.clone(),
+            partition_keys: self.partition_keys.clone(),
+            target,
+            degraded,
+            moving,
+            unavailable,
+            healthy: self.view.epoch > 0 && degraded == 0 && moving == 0 && unavailable == 0 && !leaving,
+            auto_rebalance: self.cfg.auto_rebalance,
+            strategy: Some(self.cfg.placement.strategy),
+            now: self.now,
+        }
+    }
+}
+
+/// The most-loaded live node's replica count over the mean.
+fn skew(assign: &[Vec<NodeId>], live: &[NodeId]) -> f64 {
+    if live.is_empty() {
+        return 0.0;
+    }
+    let mut counts: BTreeMap<NodeId, usize> = live.iter().map(|n| (*n, 0)).collect();
+    let mut total = 0;
+    for set in assign {
+        for n in set {
+            if let Some(c) = counts.get_mut(n) {
+                *c += 1;
+                total += 1;
+            }
+        }
+    }
+    let mean = total as f64 / live.len() as f64;
+    if mean == 0.0 {
+        return 0.0;
+    }
+    *counts.values().max().unwrap_or(&0) as f64 / mean
+}
+
+/// Nodes that appear in some partition's replica set.
+pub fn holders(view: &View) -> BTreeSet<NodeId> {
+    view.partitions.iter().flat_map(|p| p.replicas.iter().map(|r| r.node)).collect()
+}

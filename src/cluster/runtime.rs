@@ -1,0 +1,175 @@
+//! The view leader thread: runs a [`ViewLeader`] over ZeroMQ.
+//!
+//! Like a node thread, it owns a ROUTER inbox and DEALERs to every node, and
+//! loops over poll, step, tick and send. It publishes a [`Status`] snapshot to
+//! a [`Watch`] after every change (and every 50 ms, for statistics) and appends
+//! events to the shared log. Operator commands arrive on a control channel.
+
+use crate::cluster::leader::{Event, LeaderConfig, Plan, Status, ViewLeader};
+use crate::cluster::placement::Placement;
+use crate::cluster::view::NodeId;
+use crate::cluster::watch::Watch;
+use crate::error::{Error, Result};
+use crate::node::message::{decode, Address};
+use crate::node::transport::{classify, router, Clock, Inbound, Outbox};
+use crossbeam_channel::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+const TICK_MS: u64 = 5;
+const PUBLISH_EVERY_MS: u64 = 50;
+
+/// Operator commands to the leader.
+#[derive(Debug)]
+pub enum LeaderControl {
+    /// Start decommissioning a node.
+    Decommission(NodeId, Sender<Result<()>>),
+    /// Drop a dead node that holds nothing.
+    Forget(NodeId, Sender<Result<()>>),
+    /// Switch placement and rebalance.
+    SetPlacement(Placement),
+    /// Turn automatic rebalancing on or off.
+    SetAutoRebalance(bool),
+    /// Rebalance to the current target.
+    Rebalance,
+    /// Compute the rebalancing plan.
+    Plan(Sender<Plan>),
+    /// Stop the thread.
+    Stop,
+}
+
+/// The shared, append-only event log.
+pub type EventLog = Arc<Mutex<Vec<Event>>>;
+
+/// A running leader thread.
+#[derive(Debug)]
+pub struct LeaderThread {
+    /// The leader's endpoint.
+    pub endpoint: String,
+    /// Its control channel.
+    pub control: Sender<LeaderControl>,
+    /// The thread.
+    pub thread: JoinHandle<()>,
+}
+
+/// Starts the leader thread; returns once its socket is bound.
+pub fn spawn(
+    ctx: &zmq::Context,
+    bind: &str,
+    cfg: LeaderConfig,
+    clock: Clock,
+    status: Watch<Status>,
+    events: EventLog,
+    events_tx: Option<Sender<Event>>,
+) -> Result<LeaderThread> {
+    let (control_tx, control_rx) = crossbeam_channel::unbounded();
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+    let ctx = ctx.clone();
+    let bind = bind.to_string();
+    let thread = std::thread::Builder::new().name("kvsh-leader".into()).spawn(move || {
+        run(ctx, bind, cfg, clock, status, events, events_tx, control_rx, ready_tx)
+    })?;
+    match ready_rx.recv() {
+        Ok(Ok(endpoint)) => Ok(LeaderThread { endpoint, control: control_tx, thread }),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(Error::Internal("leader thread exited before binding".into())),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    ctx: zmq::Context,
+    bind: String,
+    cfg: LeaderConfig,
+    clock: Clock,
+    status: Watch<Status>,
+    events: EventLog,
+    events_tx: Option<Sender<Event>>,
+    control: Receiver<LeaderControl>,
+    ready: Sender<Result<String>>,
+) {
+    let (inbox, endpoint) = match router(&ctx, &bind, 64 << 20) {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(endpoint));
+    let mut leader = ViewLeader::new(cfg);
+    let mut outbox = Outbox::new(ctx);
+    let mut next_tick: u64 = 0;
+    let mut last_publish: u64 = 0;
+    let mut published_epoch = u64::MAX;
+    loop {
+        let wait = next_tick.saturating_sub(clock.now()).min(TICK_MS) as i64;
+        let mut items = [inbox.as_poll_item(zmq::POLLIN)];
+        if zmq::poll(&mut items, wait).is_err() {
+            return;
+        }
+        while let Ok(frames) = inbox.recv_multipart(zmq::DONTWAIT) {
+            if let Some(Inbound::Internal(payload)) = classify(frames) {
+                if let Ok(env) = decode(&payload) {
+                    if let (Address::Node(n), crate::node::message::Message::Heartbeat { endpoint, .. }) =
+                        (env.from, &env.message)
+                    {
+                        outbox.connect(Address::Node(n), endpoint);
+                    }
+                    leader.on_message(clock.now(), env);
+                }
+            }
+            send(&mut leader, &mut outbox);
+        }
+        while let Ok(c) = control.try_recv() {
+            match c {
+                LeaderControl::Decommission(n, tx) => {
+                    let _ = tx.send(leader.decommission(n));
+                }
+                LeaderControl::Forget(n, tx) => {
+                    let _ = tx.send(leader.forget(n));
+                }
+                LeaderControl::SetPlacement(p) => leader.set_placement(p),
+                LeaderControl::SetAutoRebalance(on) => leader.set_auto_rebalance(on),
+                LeaderControl::Rebalance => leader.rebalance(),
+                LeaderControl::Plan(tx) => {
+                    let _ = tx.send(leader.plan());
+                }
+                LeaderControl::Stop => return,
+            }
+            last_publish = 0; // Show the effect at once.
+        }
+        let now = clock.now();
+        if now >= next_tick {
+            leader.tick(now);
+            next_tick = now + TICK_MS;
+        }
+        send(&mut leader, &mut outbox);
+        let new_events = leader.take_events();
+        let changed = !new_events.is_empty() || leader.view().epoch != published_epoch;
+        if !new_events.is_empty() {
+            if let Some(tx) = &events_tx {
+                for e in &new_events {
+                    let _ = tx.send(e.clone());
+                }
+            }
+            events.lock().unwrap_or_else(|e| e.into_inner()).extend(new_events);
+        }
+        if changed || now >= last_publish + PUBLISH_EVERY_MS {
+            published_epoch = leader.view().epoch;
+            last_publish = now;
+            status.publish(leader.status());
+        }
+    }
+}
+
+fn send(leader: &mut ViewLeader, outbox: &mut Outbox) {
+    for env in leader.take_outputs() {
+        if let Address::Node(n) = env.to {
+            if let Some(e) = leader.endpoint(n) {
+                let e = e.to_string();
+                outbox.connect(env.to, &e);
+            }
+        }
+        outbox.send(&env);
+    }
+}

@@ -1,0 +1,783 @@
+//! The node's state machine: everything a node decides, with no I/O and no
+//! clock of its own. The transport (ZeroMQ in [`crate::node::runtime`], or the
+//! simulator in [`crate::sim`]) feeds it client requests, peer messages and
+//! ticks with the current time, and carries out the [`Output`]s it returns.
+//!
+//! A node plays three roles at once:
+//! - **coordinator** for the client requests it receives: it serves them if
+//!   it is the key's primary, and otherwise forwards them to the primary and
+//!   keeps them in a pending table until the answer, a retry or the deadline;
+//! - **primary** of some partitions ([`Leader`]);
+//! - **secondary** of others ([`Follower`]).
+//!
+//! It never waits on another node: everything in flight sits in a table and
+//! moves on when a message or a tick arrives.
+
+use crate::cluster::view::{node_name, Incarnation, NodeId, NodeState, PartitionId, Time, View};
+use crate::error::Error;
+use crate::node::message::{
+    Address, Envelope, KeyOp, KeyOpResult, Message, NodeStats, RequestId, StreamEntry, StreamId,
+};
+use crate::node::protocol::{Entry, Request, Response};
+use crate::node::replication::{Completion, Follower, Leader, StreamConfig, Waiter};
+use crate::node::store::Store;
+use std::collections::{BTreeMap, HashMap};
+
+/// A client of this node, as the transport identifies it.
+pub type ClientId = u64;
+
+/// Node tunables. Times are milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeConfig {
+    /// How often to heartbeat the view leader.
+    pub heartbeat_interval: Time,
+    /// How long a heartbeat acknowledgement lets the node act as primary,
+    /// counted from when the heartbeat was sent. Must be shorter than the
+    /// leader's failure timeout: see docs/architecture.md, "Leases".
+    pub lease: Time,
+    /// How long a client request may take before it fails.
+    pub request_timeout: Time,
+    /// Resend a forwarded read that got no answer after this long.
+    pub forward_retry: Time,
+    /// Wait this long before retrying a request that failed retryably.
+    pub retry_backoff: Time,
+    /// Replication stream tunables.
+    pub stream: StreamConfig,
+    /// Pairs per `GET_ALL` page between nodes.
+    pub scan_page: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            heartbeat_interval: 100,
+            lease: 400,
+            request_timeout: 3000,
+            forward_retry: 500,
+            retry_backoff: 25,
+            stream: StreamConfig { chunk_keys: 2000, chunk_window: 4, retransmit: 200 },
+            scan_page: 5000,
+        }
+    }
+}
+
+/// What the node asks its transport to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// Send an internal message.
+    Send(Envelope),
+    /// Answer a client.
+    Reply {
+        /// The client.
+        client: ClientId,
+        /// The answer.
+        response: Response,
+    },
+}
+
+#[derive(Debug)]
+enum PendingState {
+    /// Forwarded to a primary at this time.
+    Forwarded { to: NodeId, at: Time },
+    /// Waiting to be routed again.
+    Retry { at: Time },
+    /// Being served by this node's own primary role.
+    Local,
+}
+
+#[derive(Debug)]
+struct Pending {
+    client: ClientId,
+    id: Option<serde_json::Value>,
+    op: KeyOp,
+    deadline: Time,
+    state: PendingState,
+    last_error: Option<Error>,
+}
+
+#[derive(Debug)]
+struct PartScan {
+    after: Option<String>,
+    request: Option<(RequestId, NodeId, Time)>,
+    retry_at: Time,
+    done: bool,
+}
+
+#[derive(Debug)]
+struct Scan {
+    client: ClientId,
+    id: Option<serde_json::Value>,
+    prefix: Option<String>,
+    limit: Option<usize>,
+    deadline: Time,
+    parts: BTreeMap<PartitionId, PartScan>,
+    entries: Vec<(String, String)>,
+    last_error: Option<Error>,
+}
+
+/// A node.
+#[derive(Debug)]
+pub struct Node {
+    id: NodeId,
+    incarnation: Incarnation,
+    endpoint: String,
+    cfg: NodeConfig,
+    max_value: usize,
+    view: View,
+    lease_until: Time,
+    store: Store,
+    leaders: HashMap<PartitionId, Leader>,
+    followers: HashMap<PartitionId, Follower>,
+    pending: HashMap<RequestId, Pending>,
+    scans: HashMap<RequestId, Scan>,
+    /// Scan page request id → (scan id, partition).
+    scan_pages: HashMap<RequestId, (RequestId, PartitionId)>,
+    next_request: RequestId,
+    next_heartbeat: Time,
+    now: Time,
+    out: Vec<Output>,
+}
+
+impl Node {
+    /// A new node with no view. It heartbeats the leader on its first tick.
+    pub fn new(id: NodeId, incarnation: Incarnation, endpoint: String, cfg: NodeConfig, max_value: usize) -> Self {
+        Node {
+            id,
+            incarnation,
+            endpoint,
+            cfg,
+            max_value,
+            view: View::default(),
+            lease_until: 0,
+            store: Store::new(),
+            leaders: HashMap::new(),
+            followers: HashMap::new(),
+            pending: HashMap::new(),
+            scans: HashMap::new(),
+            scan_pages: HashMap::new(),
+            next_request: 1,
+            next_heartbeat: 0,
+            now: 0,
+            out: Vec::new(),
+        }
+    }
+
+    /// The node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The node's current view.
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    /// The node's store, for inspection by tests and `verify`.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Mutable access to the store, for test hooks that inject divergence.
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    /// The largest value accepted.
+    pub fn max_value(&self) -> usize {
+        self.max_value
+    }
+
+    /// Takes the outputs produced so far.
+    pub fn take_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// True if this node may act as primary now: its incarnation is live in
+    /// the view and its lease has not run out.
+    fn has_lease(&self) -> bool {
+        self.view.is_live_incarnation(self.id, self.incarnation) && self.now < self.lease_until
+    }
+
+    fn send(&mut self, to: Address, message: Message) {
+        let env = Envelope { from: Address::Node(self.id), to, epoch: self.view.epoch, message };
+        self.out.push(Output::Send(env));
+    }
+
+    fn reply(&mut self, client: ClientId, response: Response) {
+        self.out.push(Output::Reply { client, response });
+    }
+
+    fn flush(&mut self, msgs: Vec<(NodeId, Message)>) {
+        for (to, m) in msgs {
+            self.send(Address::Node(to), m);
+        }
+    }
+
+    // ---- Client requests ------------------------------------------------
+
+    /// Handles a client request.
+    pub fn on_client(&mut self, now: Time, client: ClientId, request: Request) {
+        self.now = now;
+        match request {
+            Request::Put { key, value, id } => {
+                if value.len() > self.max_value {
+                    let err = Error::TooLarge(format!(
+                        "value of {} bytes exceeds the limit of {} bytes",
+                        value.len(),
+                        self.max_value
+                    ));
+                    self.reply(client, Response::error(&err, id));
+                    return;
+                }
+                self.start(client, id, KeyOp::Put { key, value })
+            }
+            Request::GetOne { key, id } => self.start(client, id, KeyOp::Get { key }),
+            Request::Delete { key, id } => self.start(client, id, KeyOp::Delete { key }),
+            Request::View { id } => {
+                let view = Box::new(self.view.clone());
+                self.reply(client, Response::View { view, id })
+            }
+            Request::GetAll { prefix, limit, id } => self.start_scan(client, id, prefix, limit),
+        }
+    }
+
+    fn start(&mut self, client: ClientId, id: Option<serde_json::Value>, op: KeyOp) {
+        let request = self.next_request;
+        self.next_request += 1;
+        let deadline = self.now + self.cfg.request_timeout;
+        self.pending.insert(
+            request,
+            Pending { client, id, op, deadline, state: PendingState::Retry { at: self.now }, last_error: None },
+        );
+        self.route(request);
+    }
+
+    /// Routes a pending request: serve it here, or forward it to the primary.
+    fn route(&mut self, request: RequestId) {
+        let Some(pending) = self.pending.get(&request) else { return };
+        let op = pending.op.clone();
+        let p = self.view.partition_of(op.key());
+        match self.primary_for(p) {
+            Err(e) => self.retry_later(request, e),
+            Ok(primary) if primary == self.id => {
+                if let Some(pd) = self.pending.get_mut(&request) {
+                    pd.state = PendingState::Local;
+                }
+                let waiter = Waiter::Forward { node: self.id, request };
+                match self.serve(p, op, waiter) {
+                    Some(Ok(result)) => self.finish(request, Ok(result)),
+                    Some(Err(e)) => self.on_forward_result(request, Err(e)),
+                    None => {} // A write waits to commit.
+                }
+            }
+            Ok(primary) => {
+                if let Some(pd) = self.pending.get_mut(&request) {
+                    pd.state = PendingState::Forwarded { to: primary, at: self.now };
+                }
+                self.send(Address::Node(primary), Message::Forward { request, op });
+            }
+        }
+    }
+
+    /// The primary to send a partition's requests to, or why there is none.
+    fn primary_for(&self, p: PartitionId) -> Result<NodeId, Error> {
+        if self.view.epoch == 0 {
+            return Err(Error::Unavailable("the cluster is starting: no view yet".into()));
+        }
+        let Some(primary) = self.view.primary(p) else {
+            return Err(Error::Unavailable(format!("partition {p} has no live replica")));
+        };
+        if self.view.nodes.get(&primary).is_none_or(|n| n.state == NodeState::Dead) {
+            return Err(Error::Unavailable(format!("partition {p} has no live replica")));
+        }
+        Ok(primary)
+    }
+
+    fn retry_later(&mut self, request: RequestId, error: Error) {
+        let now = self.now;
+        let backoff = self.cfg.retry_backoff;
+        if let Some(p) = self.pending.get_mut(&request) {
+            p.state = PendingState::Retry { at: now + backoff };
+            p.last_error = Some(error);
+        }
+    }
+
+    /// The outcome of a forward (or a local attempt): finish, or retry if
+    /// that is safe. A write is retried only if it was certainly not applied:
+    /// applying it twice could make a later read see its value come back.
+    fn on_forward_result(&mut self, request: RequestId, result: Result<KeyOpResult, Error>) {
+        let Some(pending) = self.pending.get(&request) else { return };
+        match result {
+            Ok(r) => self.finish(request, Ok(r)),
+            Err(e) if e.is_retryable() && (!e.is_indefinite() || !pending.op.is_write()) => {
+                if self.now < pending.deadline {
+                    self.retry_later(request, e);
+                } else {
+                    self.finish(request, Err(e));
+                }
+            }
+            Err(e) => self.finish(request, Err(e)),
+        }
+    }
+
+    fn finish(&mut self, request: RequestId, result: Result<KeyOpResult, Error>) {
+        let Some(p) = self.pending.remove(&request) else { return };
+        let key = p.op.key().to_string();
+        let response = match result {
+            Ok(KeyOpResult::Written) => Response::Done { ok: true, key, existed: None, id: p.id },
+            Ok(KeyOpResult::Deleted(existed)) => Response::Done { ok: true, key, existed: Some(existed), id: p.id },
+            Ok(KeyOpResult::Value(value)) => Response::Value { key, value, id: p.id },
+            Err(e) => Response::error(&e, p.id),
+        };
+        self.reply(p.client, response);
+    }
+
+    /// Serves an operation as the partition's primary. Returns the result
+    /// now, or `None` if a write is waiting for its replicas.
+    fn serve(&mut self, p: PartitionId, op: KeyOp, waiter: Waiter) -> Option<Result<KeyOpResult, Error>> {
+        if !self.has_lease() {
+            return Some(Err(Error::Unavailable(format!(
+                "{} has no valid lease at epoch {}",
+                node_name(self.id),
+                self.view.epoch
+            ))));
+        }
+        let term = self.view.partitions.get(p as usize).map(|i| i.term);
+        let Some(leader) = self.leaders.get_mut(&p).filter(|l| Some(l.term) == term) else {
+            return Some(Err(Error::NotPrimary(format!(
+                "{} is not the primary of partition {p} at epoch {}",
+                node_name(self.id),
+                self.view.epoch
+            ))));
+        };
+        let deadline = self.now + self.cfg.request_timeout;
+        let mut msgs = Vec::new();
+        let done = match op {
+            KeyOp::Get { key } => {
+                if !leader.activated() {
+                    return Some(Err(Error::Unavailable(format!(
+                        "partition {p} has a new primary that is still taking over"
+                    ))));
+                }
+                return Some(Ok(KeyOpResult::Value(leader.read(&key, &self.store))));
+            }
+            KeyOp::Put { key, value } => {
+                leader.write(key, Some(value), waiter, deadline, &mut self.store, self.now, &mut msgs)
+            }
+            KeyOp::Delete { key } => leader.write(key, None, waiter, deadline, &mut self.store, self.now, &mut msgs),
+        };
+        self.flush(msgs);
+        self.complete(done);
+        None
+    }
+
+    /// Delivers finished writes to their waiters.
+    fn complete(&mut self, done: Vec<Completion>) {
+        for (waiters, result) in done {
+            for w in waiters {
+                match w {
+                    Waiter::Forward { node, request } if node == self.id => {
+                        self.on_forward_result(request, result.clone());
+                    }
+                    Waiter::Forward { node, request } => {
+                        self.send(Address::Node(node), Message::ForwardResponse { request, result: result.clone() });
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- GET_ALL --------------------------------------------------------
+
+    fn start_scan(&mut self, client: ClientId, id: Option<serde_json::Value>, prefix: Option<String>, limit: Option<usize>) {
+        let scan_id = self.next_request;
+        self.next_request += 1;
+        if self.view.epoch == 0 {
+            let err = Error::Unavailable("the cluster is starting: no view yet".into());
+            self.reply(client, Response::error(&err, id));
+            return;
+        }
+        let parts = (0..self.view.partition_count())
+            .map(|p| (p, PartScan { after: None, request: None, retry_at: self.now, done: false }))
+            .collect();
+        let deadline = self.now + self.cfg.request_timeout;
+        self.scans.insert(
+            scan_id,
+            Scan { client, id, prefix, limit, deadline, parts, entries: Vec::new(), last_error: None },
+        );
+        self.pump_scan(scan_id);
+    }
+
+    /// Sends the page requests a scan is ready to send, and finishes it
+    /// when every partition is done or the deadline has passed.
+    fn pump_scan(&mut self, scan_id: RequestId) {
+        let Some(scan) = self.scans.get(&scan_id) else { return };
+        if scan.parts.values().all(|p| p.done) || self.now >= scan.deadline {
+            let mut scan = self.scans.remove(&scan_id).expect("scan exists");
+            let all_done = scan.parts.values().all(|p| p.done);
+            for p in scan.parts.values() {
+                if let Some((req, _, _)) = p.request {
+                    self.scan_pages.remove(&req);
+                }
+            }
+            if !all_done {
+                let err = scan.last_error.take().unwrap_or_else(|| Error::Timeout("GET_ALL did not finish in time".into()));
+                self.reply(scan.client, Response::error(&err, scan.id));
+                return;
+            }
+            scan.entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            if let Some(limit) = scan.limit {
+                scan.entries.truncate(limit);
+            }
+            let collection = scan.entries.into_iter().map(|(key, value)| Entry { key, value }).collect();
+            self.reply(scan.client, Response::Collection { collection, id: scan.id });
+            return;
+        }
+        let ready: Vec<PartitionId> = scan
+            .parts
+            .iter()
+            .filter(|(_, ps)| !ps.done && ps.request.is_none() && ps.retry_at <= self.now)
+            .map(|(p, _)| *p)
+            .collect();
+        let prefix = scan.prefix.clone();
+        let page = self.cfg.scan_page;
+        let mut local = Vec::new();
+        for p in ready {
+            let target = self.primary_for(p);
+            let request = self.next_request;
+            self.next_request += 1;
+            let scan = self.scans.get_mut(&scan_id).expect("scan exists");
+            let part = scan.parts.get_mut(&p).expect("part exists");
+            match target {
+                Err(e) => {
+                    part.retry_at = self.now + self.cfg.retry_backoff;
+                    scan.last_error = Some(e);
+                }
+                Ok(node) if node == self.id => local.push((request, p, part.after.clone())),
+                Ok(node) => {
+                    part.request = Some((request, node, self.now));
+                    let after = part.after.clone();
+                    self.scan_pages.insert(request, (scan_id, p));
+                    self.send(
+                        Address::Node(node),
+                        Message::Scan { request, partition: p, after, prefix: prefix.clone(), limit: page },
+                    );
+                }
+            }
+        }
+        for (request, p, after) in local {
+            self.scan_pages.insert(request, (scan_id, p));
+            let result = self.serve_scan(p, after.as_deref(), prefix.as_deref(), page);
+            self.on_scan_page(request, p, result);
+        }
+        // A local page may have finished the scan.
+        if !self.scans.get(&scan_id).is_some_and(|s| s.parts.values().any(|p| p.request.is_some()))
+            && self.scans.get(&scan_id).is_some_and(|s| s.parts.values().all(|p| p.done))
+        {
+            self.pump_scan(scan_id);
+        }
+    }
+
+    fn serve_scan(
+        &self,
+        p: PartitionId,
+        after: Option<&str>,
+        prefix: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<(String, String)>, Option<String>), Error> {
+        if !self.has_lease() {
+            return Err(Error::Unavailable(format!("{} has no valid lease", node_name(self.id))));
+        }
+        let term = self.view.partitions.get(p as usize).map(|i| i.term);
+        match self.leaders.get(&p).filter(|l| Some(l.term) == term && l.activated()) {
+            Some(leader) => Ok(leader.scan(&self.store, after, prefix, limit)),
+            None => Err(Error::NotPrimary(format!("{} is not the primary of partition {p}", node_name(self.id)))),
+        }
+    }
+
+    fn on_scan_page(
+        &mut self,
+        request: RequestId,
+        p: PartitionId,
+        result: Result<(Vec<(String, String)>, Option<String>), Error>,
+    ) {
+        let Some((scan_id, part_id)) = self.scan_pages.remove(&request) else { return };
+        if part_id != p {
+            return;
+        }
+        let now = self.now;
+        let backoff = self.cfg.retry_backoff;
+        let Some(scan) = self.scans.get_mut(&scan_id) else { return };
+        let Some(part) = scan.parts.get_mut(&p) else { return };
+        part.request = None;
+        match result {
+            Ok((entries, next)) => {
+                scan.entries.extend(entries);
+                match next {
+                    Some(k) => part.after = Some(k),
+                    None => part.done = true,
+                }
+                part.retry_at = now;
+            }
+            Err(e) => {
+                part.retry_at = now + backoff;
+                scan.last_error = Some(e);
+            }
+        }
+    }
+
+    // ---- Peer messages --------------------------------------------------
+
+    /// Handles a message from a peer or the leader.
+    pub fn on_message(&mut self, now: Time, env: Envelope) {
+        self.now = now;
+        if env.to != Address::Node(self.id) {
+            return;
+        }
+        let from = env.from;
+        match env.message {
+            Message::HeartbeatAck { sent_at, view } => {
+                if let Some(v) = view {
+                    self.adopt(*v);
+                }
+                // The lease holds only for the view it was granted in.
+                if env.epoch == self.view.epoch && env.epoch > 0 {
+                    self.lease_until = self.lease_until.max(sent_at + self.cfg.lease);
+                }
+            }
+            Message::ViewUpdate { view } => self.adopt(*view),
+            Message::Forward { request, op } => {
+                let Address::Node(coordinator) = from else { return };
+                if env.epoch < self.view.epoch {
+                    self.reject_stale(coordinator);
+                    let result = Err(Error::StaleEpoch { current: self.view.epoch });
+                    self.send(from, Message::ForwardResponse { request, result });
+                    return;
+                }
+                let p = self.view.partition_of(op.key());
+                let waiter = Waiter::Forward { node: coordinator, request };
+                if let Some(result) = self.serve(p, op, waiter) {
+                    self.send(from, Message::ForwardResponse { request, result });
+                }
+            }
+            Message::ForwardResponse { request, result } => {
+                let expected = self
+                    .pending
+                    .get(&request)
+                    .is_some_and(|p| matches!(p.state, PendingState::Forwarded { to, .. } if Address::Node(to) == from));
+                if expected {
+                    self.on_forward_result(request, result);
+                }
+            }
+            Message::Replicate { partition, stream, seq, entry } => {
+                let Address::Node(primary) = from else { return };
+                self.on_replicate(primary, partition, stream, seq, entry);
+            }
+            Message::ReplicateAck { partition, stream, seq } => {
+                let Address::Node(secondary) = from else { return };
+                let mut msgs = Vec::new();
+                let done = match self.leaders.get_mut(&partition) {
+                    Some(l) => l.on_ack(secondary, stream, seq, &self.store, now, &mut msgs),
+                    None => Vec::new(),
+                };
+                self.flush(msgs);
+                self.complete(done);
+            }
+            Message::Scan { request, partition, after, prefix, limit } => {
+                let Address::Node(coordinator) = from else { return };
+                let result = if env.epoch < self.view.epoch {
+                    self.reject_stale(coordinator);
+                    Err(Error::StaleEpoch { current: self.view.epoch })
+                } else {
+                    self.serve_scan(partition, after.as_deref(), prefix.as_deref(), limit)
+                };
+                self.send(from, Message::ScanResponse { request, partition, result });
+            }
+            Message::ScanResponse { request, partition, result } => {
+                let scan_id = self.scan_pages.get(&request).map(|(s, _)| *s);
+                self.on_scan_page(request, partition, result);
+                if let Some(s) = scan_id {
+                    self.pump_scan(s);
+                }
+            }
+            Message::Heartbeat { .. } | Message::CaughtUp { .. } => {} // For the leader only.
+        }
+    }
+
+    /// Tells a peer with an older epoch about the current view, ahead of the
+    /// rejection, so it can retry at once.
+    fn reject_stale(&mut self, peer: NodeId) {
+        let view = Box::new(self.view.clone());
+        self.send(Address::Node(peer), Message::ViewUpdate { view });
+    }
+
+    fn on_replicate(&mut self, primary: NodeId, p: PartitionId, stream: StreamId, seq: u64, entry: StreamEntry) {
+        // Accept only the stream the view says this node should follow.
+        let Some(info) = self.view.partitions.get(p as usize) else { return };
+        let Some(me) = info.replica(self.id) else { return };
+        let expected = StreamId { term: info.term, incarnation: self.incarnation, since: me.since };
+        if info.primary() != Some(primary) || primary == self.id || stream != expected {
+            return;
+        }
+        let follower = self.followers.entry(p).or_insert_with(|| Follower::new(stream));
+        if follower.stream != stream {
+            *follower = Follower::new(stream);
+        }
+        let acked = follower.on_entry(p, seq, entry, &mut self.store);
+        self.send(Address::Node(primary), Message::ReplicateAck { partition: p, stream, seq: acked });
+    }
+
+    /// Adopts a newer view: takes up and gives up primary and secondary
+    /// roles, and drops the data of partitions it no longer holds.
+    pub fn adopt(&mut self, view: View) {
+        if view.epoch <= self.view.epoch {
+            return;
+        }
+        self.view = view;
+        let me = self.id;
+        let live = self.view.is_live_incarnation(me, self.incarnation);
+        let mut done = Vec::new();
+        // Leaders whose role ended.
+        let ended: Vec<PartitionId> = self
+            .leaders
+            .iter()
+            .filter(|(p, l)| {
+                let info = &self.view.partitions[**p as usize];
+                !live || info.primary() != Some(me) || info.term != l.term
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        for p in ended {
+            let leader = self.leaders.remove(&p).expect("leader exists");
+            done.extend(leader.abort("a newer view took the role away"));
+        }
+        let mut msgs = Vec::new();
+        if live {
+            for (p, info) in self.view.partitions.iter().enumerate() {
+                let p = p as PartitionId;
+                if info.primary() == Some(me) {
+                    let leader = self.leaders.entry(p).or_insert_with(|| Leader::new(p, info.term, self.cfg.stream));
+                    done.extend(leader.reconcile(&self.view, &self.store, self.now, &mut msgs));
+                }
+            }
+        }
+        self.followers.retain(|p, _| self.view.partitions.get(*p as usize).is_some_and(|i| i.holds(me) && i.primary() != Some(me)));
+        for p in self.store.partition_ids() {
+            if !self.view.partitions.get(p as usize).is_some_and(|i| i.holds(me)) {
+                self.store.drop_partition(p);
+            }
+        }
+        self.flush(msgs);
+        self.complete(done);
+        // Requests waiting for a view can go now.
+        let waiting: Vec<RequestId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| matches!(p.state, PendingState::Retry { .. }))
+            .map(|(r, _)| *r)
+            .collect();
+        for r in waiting {
+            self.route(r);
+        }
+    }
+
+    /// A send failed before the message left (the peer is not connected):
+    /// the request certainly was not delivered, so it can be retried.
+    pub fn on_send_failed(&mut self, env: &Envelope) {
+        match &env.message {
+            Message::Forward { request, .. } => {
+                if let Address::Node(n) = env.to {
+                    self.retry_later(*request, Error::Unavailable(format!("{} is not reachable", node_name(n))));
+                }
+            }
+            Message::Scan { request, partition, .. } => {
+                let err = Error::Unavailable("a primary is not reachable".into());
+                self.on_scan_page(*request, *partition, Err(err));
+            }
+            _ => {}
+        }
+    }
+
+    // ---- Time -----------------------------------------------------------
+
+    /// Advances time: heartbeats, retries, retransmits, deadlines.
+    pub fn tick(&mut self, now: Time) {
+        self.now = now;
+        if now >= self.next_heartbeat {
+            self.next_heartbeat = now + self.cfg.heartbeat_interval;
+            let stats = NodeStats {
+                keys: self.store.keys(),
+                bytes: self.store.bytes(),
+                syncing: self.leaders.values().map(|l| l.syncing() as u32).sum(),
+                led_keys: self.leaders.keys().map(|p| (*p, self.store.partition_len(*p) as u64)).collect(),
+            };
+            let message = Message::Heartbeat {
+                sent_at: now,
+                incarnation: self.incarnation,
+                endpoint: self.endpoint.clone(),
+                stats,
+            };
+            self.send(Address::Leader, message);
+        }
+        // Pending client requests.
+        let mut retry = Vec::new();
+        let mut expired = Vec::new();
+        for (r, p) in &self.pending {
+            if now >= p.deadline && !matches!(p.state, PendingState::Local) {
+                expired.push(*r);
+                continue;
+            }
+            match p.state {
+                PendingState::Retry { at } if now >= at => retry.push(*r),
+                PendingState::Forwarded { at, .. } if !p.op.is_write() && now >= at + self.cfg.forward_retry => {
+                    retry.push(*r)
+                }
+                _ => {}
+            }
+        }
+        for r in expired {
+            let p = &self.pending[&r];
+            let err = match (&p.last_error, p.op.is_write(), &p.state) {
+                (Some(e), _, PendingState::Retry { .. }) => e.clone(),
+                (_, true, PendingState::Forwarded { .. }) => {
+                    Error::Timeout("no answer from the primary in time; the write may or may not be applied".into())
+                }
+                _ => Error::Timeout("no answer in time".into()),
+            };
+            self.finish(r, Err(err));
+        }
+        for r in retry {
+            self.route(r);
+        }
+        // Primary work.
+        let mut msgs = Vec::new();
+        let mut done = Vec::new();
+        let mut reports = Vec::new();
+        for leader in self.leaders.values_mut() {
+            done.extend(leader.tick(&self.store, now, &mut msgs));
+            for (node, stream, keys) in leader.caught_up_reports(&self.view, now, self.cfg.heartbeat_interval) {
+                reports.push(Message::CaughtUp { partition: leader.partition, node, stream, keys });
+            }
+        }
+        self.flush(msgs);
+        self.complete(done);
+        for m in reports {
+            self.send(Address::Leader, m);
+        }
+        // Scans: retries and deadlines.
+        let scans: Vec<RequestId> = self.scans.keys().copied().collect();
+        for s in scans {
+            if let Some(scan) = self.scans.get_mut(&s) {
+                for part in scan.parts.values_mut() {
+                    if let Some((req, _, at)) = part.request {
+                        if now >= at + self.cfg.forward_retry {
+                            self.scan_pages.remove(&req);
+                            part.request = None;
+                        }
+                    }
+                }
+            }
+            self.pump_scan(s);
+        }
+    }
+}

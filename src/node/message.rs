@@ -1,0 +1,297 @@
+//! The internal protocol: typed messages between nodes and the view leader.
+//!
+//! Every message travels in an [`Envelope`] that names the sender, the
+//! receiver and the sender's epoch, so a receiver can fence off a sender with
+//! an older view in one place. Data-plane replication is fenced more finely,
+//! by the partition's [`StreamId`], which changes only when the partition's
+//! primary or the replica's membership changes: an epoch bump that does not
+//! touch a partition must not disturb its replication stream.
+
+use crate::cluster::view::{Epoch, Incarnation, NodeId, PartitionId, Term, Time, View};
+use crate::error::Error;
+use serde::{Deserialize, Serialize};
+
+/// Who a message is for or from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Address {
+    /// A node.
+    Node(NodeId),
+    /// The view leader.
+    Leader,
+}
+
+/// A request id, unique within the node that made it.
+pub type RequestId = u64;
+
+/// An internal message with its routing and fencing header.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The sender.
+    pub from: Address,
+    /// The receiver.
+    pub to: Address,
+    /// The sender's epoch when it sent the message.
+    pub epoch: Epoch,
+    /// The message.
+    pub message: Message,
+}
+
+/// Identifies one replication stream: one primary term, one secondary
+/// incarnation, one membership of that secondary in the replica set. Both
+/// ends derive it from the view, so they agree on it exactly when they agree
+/// on the partition's state. A new stream always starts with a full resync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StreamId {
+    /// The partition's primary term.
+    pub term: Term,
+    /// The secondary's incarnation.
+    pub incarnation: Incarnation,
+    /// The epoch in which the secondary joined the replica set.
+    pub since: Epoch,
+}
+
+/// A single-key operation forwarded between nodes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum KeyOp {
+    /// Write `value` at `key`.
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// Read `key`.
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Delete `key`.
+    Delete {
+        /// The key.
+        key: String,
+    },
+}
+
+impl KeyOp {
+    /// The key the operation is about.
+    pub fn key(&self) -> &str {
+        match self {
+            KeyOp::Put { key, .. } | KeyOp::Get { key } | KeyOp::Delete { key } => key,
+        }
+    }
+
+    /// True for writes.
+    pub fn is_write(&self) -> bool {
+        !matches!(self, KeyOp::Get { .. })
+    }
+}
+
+/// The result of a [`KeyOp`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum KeyOpResult {
+    /// A put succeeded.
+    Written,
+    /// A delete succeeded; whether the key existed.
+    Deleted(bool),
+    /// A read's value.
+    Value(Option<String>),
+}
+
+/// One entry of a replication stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum StreamEntry {
+    /// Set a key.
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// Remove a key.
+    Delete {
+        /// The key.
+        key: String,
+    },
+    /// Replace every key in the range `(after, upto]` of the partition with
+    /// `entries`. `after = None` starts at the beginning, `upto = None` runs to
+    /// the end. A resync is a sequence of chunks whose ranges tile the key
+    /// space; the one with `upto = None` is the last.
+    Chunk {
+        /// Exclusive lower bound.
+        after: Option<String>,
+        /// Inclusive upper bound.
+        upto: Option<String>,
+        /// The pairs in the range, in key order.
+        entries: Vec<(String, String)>,
+    },
+}
+
+/// Node statistics carried by heartbeats.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStats {
+    /// Keys stored, over every partition the node holds.
+    pub keys: u64,
+    /// Bytes of keys and values stored.
+    pub bytes: u64,
+    /// Resyncs this node is sending as a primary.
+    pub syncing: u32,
+    /// Keys in each partition this node leads, for `table`.
+    pub led_keys: Vec<(PartitionId, u64)>,
+}
+
+/// Internal messages.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    /// Node → leader, every heartbeat interval.
+    Heartbeat {
+        /// The node's clock when it sent this; echoed back to bound the lease.
+        sent_at: Time,
+        /// The node's incarnation.
+        incarnation: Incarnation,
+        /// The node's endpoint.
+        endpoint: String,
+        /// Statistics for `nodes`.
+        stats: NodeStats,
+    },
+    /// Leader → node, the answer to a heartbeat.
+    HeartbeatAck {
+        /// The `sent_at` of the heartbeat: the node's lease runs from it.
+        sent_at: Time,
+        /// The leader's view, if the node's epoch was older.
+        view: Option<Box<View>>,
+    },
+    /// Leader → node (or node → node, to a peer with an older epoch): a new
+    /// view. Views are made only by the leader, so any holder may pass one on.
+    ViewUpdate {
+        /// The view.
+        view: Box<View>,
+    },
+    /// Coordinator → primary: serve this client operation.
+    Forward {
+        /// The coordinator's request id.
+        request: RequestId,
+        /// The operation.
+        op: KeyOp,
+    },
+    /// Primary → coordinator: the outcome of a [`Message::Forward`].
+    ForwardResponse {
+        /// The coordinator's request id.
+        request: RequestId,
+        /// The outcome.
+        result: Result<KeyOpResult, Error>,
+    },
+    /// Primary → secondary: the next entry of a replication stream.
+    Replicate {
+        /// The partition.
+        partition: PartitionId,
+        /// The stream.
+        stream: StreamId,
+        /// The entry's sequence number in the stream, from 1.
+        seq: u64,
+        /// The entry.
+        entry: StreamEntry,
+    },
+    /// Secondary → primary: every entry up to `seq` is applied.
+    ReplicateAck {
+        /// The partition.
+        partition: PartitionId,
+        /// The stream.
+        stream: StreamId,
+        /// The highest contiguous sequence number applied.
+        seq: u64,
+    },
+    /// Primary → leader: a secondary finished its resync and is in sync.
+    CaughtUp {
+        /// The partition.
+        partition: PartitionId,
+        /// The secondary.
+        node: NodeId,
+        /// The stream it caught up on.
+        stream: StreamId,
+        /// Keys sent in the resync.
+        keys: u64,
+    },
+    /// Coordinator → primary: a page of a partition's keys, for `GET_ALL`.
+    Scan {
+        /// The coordinator's request id.
+        request: RequestId,
+        /// The partition.
+        partition: PartitionId,
+        /// Start after this key.
+        after: Option<String>,
+        /// Only keys with this prefix.
+        prefix: Option<String>,
+        /// At most this many pairs.
+        limit: usize,
+    },
+    /// Primary → coordinator: a page of a scan.
+    ScanResponse {
+        /// The coordinator's request id.
+        request: RequestId,
+        /// The partition.
+        partition: PartitionId,
+        /// The page, and the key to continue after if there is more.
+        result: Result<(Vec<(String, String)>, Option<String>), Error>,
+    },
+}
+
+impl Message {
+    /// The message's name, for logs and fault rules.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Heartbeat { .. } => "Heartbeat",
+            Message::HeartbeatAck { .. } => "HeartbeatAck",
+            Message::ViewUpdate { .. } => "ViewUpdate",
+            Message::Forward { .. } => "Forward",
+            Message::ForwardResponse { .. } => "ForwardResponse",
+            Message::Replicate { .. } => "Replicate",
+            Message::ReplicateAck { .. } => "ReplicateAck",
+            Message::CaughtUp { .. } => "CaughtUp",
+            Message::Scan { .. } => "Scan",
+            Message::ScanResponse { .. } => "ScanResponse",
+        }
+    }
+}
+
+/// Encodes an envelope for the wire.
+pub fn encode(envelope: &Envelope) -> Vec<u8> {
+    // These types always serialize.
+    serde_json::to_vec(envelope).expect("invariant: envelopes always serialize")
+}
+
+/// Decodes an envelope from the wire.
+pub fn decode(frame: &[u8]) -> crate::error::Result<Envelope> {
+    serde_json::from_slice(frame).map_err(|e| Error::BadInput(format!("bad internal frame: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_round_trip() {
+        let stream = StreamId { term: 3, incarnation: 9, since: 2 };
+        for message in [
+            Message::Heartbeat { sent_at: 5, incarnation: 1, endpoint: "tcp://x:1".into(), stats: NodeStats::default() },
+            Message::Replicate {
+                partition: 4,
+                stream,
+                seq: 7,
+                entry: StreamEntry::Chunk { after: None, upto: Some("k".into()), entries: vec![("a".into(), "1".into())] },
+            },
+            Message::ForwardResponse { request: 1, result: Err(Error::NotPrimary("p 3".into())) },
+            Message::ForwardResponse { request: 2, result: Ok(KeyOpResult::Value(None)) },
+            Message::ViewUpdate { view: Box::default() },
+        ] {
+            let env = Envelope { from: Address::Node(1), to: Address::Leader, epoch: 4, message };
+            assert_eq!(decode(&encode(&env)).unwrap(), env);
+        }
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for frame in [&b""[..], b"{", b"\xff", br#"{"from":"Leader"}"#] {
+            assert!(decode(frame).is_err());
+        }
+    }
+}

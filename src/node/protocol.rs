@@ -1,0 +1,354 @@
+//! The external protocol: the JSON of seed 001, spoken by any ZeroMQ REQ or
+//! DEALER client to any node.
+//!
+//! Requests are one JSON object per frame, tagged by `op`:
+//!
+//! | request | reply |
+//! |---|---|
+//! | `{"op":"PUT","key":K,"value":V}` | `{"ok":true,"key":K}` |
+//! | `{"op":"GET_ONE","key":K}` | `{"key":K,"value":V}` (`null` if missing) |
+//! | `{"op":"GET_ALL"}` (optional `"prefix"`, `"limit"`) | `{"collection":[{"key":..,"value":..},...]}` |
+//! | `{"op":"DELETE","key":K}` | `{"ok":true,"key":K,"existed":B}` |
+//! | `{"op":"VIEW"}` | `{"view":{...}}`, the node's current view |
+//!
+//! Every request may carry an `"id"` (any JSON value), echoed in the reply so
+//! a DEALER client can keep several requests in flight: replies can arrive out
+//! of order because a node forwards requests it does not own. Failures reply
+//! `{"error":"<one line>","code":"<code>"}`; see [`crate::error::Error::code`].
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// Default limit on a request frame: 1 MiB.
+pub const DEFAULT_MAX_FRAME: usize = 1 << 20;
+/// Limit on a key's length in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// A client request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op")]
+pub enum Request {
+    /// Write a value.
+    #[serde(rename = "PUT")]
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// Echoed in the reply.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    /// Read one key.
+    #[serde(rename = "GET_ONE")]
+    GetOne {
+        /// The key.
+        key: String,
+        /// Echoed in the reply.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    /// Read every key in the cluster, optionally only those with a prefix,
+    /// at most `limit` of them, in key order.
+    #[serde(rename = "GET_ALL")]
+    GetAll {
+        /// Only keys starting with this.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefix: Option<String>,
+        /// At most this many keys.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+        /// Echoed in the reply.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    /// Delete a key.
+    #[serde(rename = "DELETE")]
+    Delete {
+        /// The key.
+        key: String,
+        /// Echoed in the reply.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    /// The node's current view of the cluster, for clients that route
+    /// requests to primaries themselves.
+    #[serde(rename = "VIEW")]
+    View {
+        /// Echoed in the reply.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+}
+
+impl Request {
+    /// The request's id, if any.
+    pub fn id(&self) -> Option<&serde_json::Value> {
+        match self {
+            Request::Put { id, .. }
+            | Request::GetOne { id, .. }
+            | Request::GetAll { id, .. }
+            | Request::Delete { id, .. }
+            | Request::View { id } => id.as_ref(),
+        }
+    }
+
+    /// The key a single-key request is about.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Request::Put { key, .. } | Request::GetOne { key, .. } | Request::Delete { key, .. } => {
+                Some(key)
+            }
+            Request::GetAll { .. } | Request::View { .. } => None,
+        }
+    }
+}
+
+/// One key/value pair in a `GET_ALL` reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: String,
+}
+
+/// A reply to a client. Untagged, so each variant's JSON is exactly the
+/// seed's; variants are tried in order when decoding, most specific first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Response {
+    /// A failure.
+    Error {
+        /// What went wrong, one line.
+        error: String,
+        /// A stable machine-readable code.
+        code: String,
+        /// The request's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    /// A `GET_ALL` reply.
+    Collection {
+        /// The pairs, in key order.
+        collection: Vec<Entry>,
+        /// The request's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    /// A `VIEW` reply.
+    View {
+        /// The node's view.
+        view: Box<crate::cluster::view::View>,
+        /// The request's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    /// A `PUT` or `DELETE` success.
+    Done {
+        /// Always true.
+        ok: bool,
+        /// The key written.
+        key: String,
+        /// For `DELETE`: whether the key existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        existed: Option<bool>,
+        /// The request's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    /// A `GET_ONE` reply; `value` is null for a missing key.
+    Value {
+        /// The key.
+        key: String,
+        /// The value, or null.
+        value: Option<String>,
+        /// The request's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+}
+
+impl Response {
+    /// An error reply.
+    pub fn error(err: &Error, id: Option<serde_json::Value>) -> Self {
+        Response::Error { error: err.to_string(), code: err.code().to_string(), id }
+    }
+
+    /// Converts an error reply back into an [`Error`].
+    pub fn into_result(self) -> Result<Response> {
+        match self {
+            Response::Error { error, code, .. } => Err(error_from_wire(&code, &error)),
+            other => Ok(other),
+        }
+    }
+}
+
+/// Rebuilds an [`Error`] from its wire code and message.
+pub fn error_from_wire(code: &str, message: &str) -> Error {
+    let strip = |prefix: &str| message.strip_prefix(prefix).unwrap_or(message).to_string();
+    match code {
+        "too_large" => Error::TooLarge(strip("too large: ")),
+        "unavailable" => Error::Unavailable(strip("unavailable: ")),
+        "not_primary" => Error::NotPrimary(strip("not primary: ")),
+        "timeout" => Error::Timeout(strip("timeout: ")),
+        "aborted" => Error::Aborted(strip("aborted: ")),
+        "stale_epoch" => Error::Unavailable(message.to_string()),
+        "bad_request" => Error::BadInput(message.to_string()),
+        _ => Error::Internal(message.to_string()),
+    }
+}
+
+/// Decodes a request frame, enforcing the frame limit and the key and value
+/// limits. Every failure is a one-line [`Error`] fit for an error reply.
+pub fn decode_request(frame: &[u8], max_frame: usize, max_value: usize) -> Result<Request> {
+    if frame.len() > max_frame {
+        return Err(Error::TooLarge(format!(
+            "frame of {} bytes exceeds the limit of {max_frame} bytes",
+            frame.len()
+        )));
+    }
+    let text = std::str::from_utf8(frame)
+        .map_err(|e| Error::BadInput(format!("bad request: frame is not valid UTF-8 ({e})")))?;
+    // Decode to a generic value first, so that an unknown or missing op gets a
+    // clearer message than serde's "unknown variant".
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| Error::BadInput(format!("bad request: malformed JSON: {e}")))?;
+    let Some(obj) = value.as_object() else {
+        return Err(Error::BadInput("bad request: expected a JSON object".into()));
+    };
+    match obj.get("op") {
+        None => return Err(Error::BadInput("bad request: missing field `op`".into())),
+        Some(serde_json::Value::String(op)) => {
+            const OPS: [&str; 5] = ["PUT", "GET_ONE", "GET_ALL", "DELETE", "VIEW"];
+            if !OPS.contains(&op.as_str()) {
+                return Err(Error::BadInput(format!(
+                    "bad request: unknown op {op:?}, expected one of {}",
+                    OPS.join(", ")
+                )));
+            }
+        }
+        Some(other) => {
+            return Err(Error::BadInput(format!("bad request: field `op` must be a string, got {other}")))
+        }
+    }
+    let request: Request = serde_json::from_value(value)
+        .map_err(|e| Error::BadInput(format!("bad request: {e}")))?;
+    if let Some(key) = request.key() {
+        if key.len() > MAX_KEY_BYTES {
+            return Err(Error::TooLarge(format!(
+                "key of {} bytes exceeds the limit of {MAX_KEY_BYTES} bytes",
+                key.len()
+            )));
+        }
+    }
+    if let Request::Put { value, .. } = &request {
+        if value.len() > max_value {
+            return Err(Error::TooLarge(format!(
+                "value of {} bytes exceeds the limit of {max_value} bytes",
+                value.len()
+            )));
+        }
+    }
+    Ok(request)
+}
+
+/// Encodes a response frame.
+pub fn encode_response(response: &Response) -> Vec<u8> {
+    // Serializing these plain types cannot fail.
+    serde_json::to_vec(response).unwrap_or_else(|e| {
+        format!(r#"{{"error":"internal error: {e}","code":"internal"}}"#).into_bytes()
+    })
+}
+
+/// Decodes a response frame (for clients).
+pub fn decode_response(frame: &[u8]) -> Result<Response> {
+    serde_json::from_slice(frame).map_err(|e| Error::Io(format!("malformed reply: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use test_case::test_case;
+
+    fn decode(s: &str) -> Result<Request> {
+        decode_request(s.as_bytes(), DEFAULT_MAX_FRAME, 1000)
+    }
+
+    #[test]
+    fn seed_requests_decode() {
+        assert_eq!(
+            decode(r#"{"op":"PUT","key":"k","value":"v"}"#).unwrap(),
+            Request::Put { key: "k".into(), value: "v".into(), id: None }
+        );
+        assert_eq!(
+            decode(r#"{"op":"GET_ONE","key":"k"}"#).unwrap(),
+            Request::GetOne { key: "k".into(), id: None }
+        );
+        assert_eq!(
+            decode(r#"{"op":"GET_ALL"}"#).unwrap(),
+            Request::GetAll { prefix: None, limit: None, id: None }
+        );
+        assert_eq!(
+            decode(r#"{"op":"DELETE","key":"k","id":7}"#).unwrap(),
+            Request::Delete { key: "k".into(), id: Some(7.into()) }
+        );
+    }
+
+    #[test_case(b"{not json", "bad request: malformed JSON: "; "malformed json")]
+    #[test_case(b"\xff\xfe", "bad request: frame is not valid UTF-8"; "not utf8")]
+    #[test_case(br#"{"op":"FROB"}"#, "bad request: unknown op \"FROB\", expected one of PUT"; "unknown op")]
+    #[test_case(br#"{"key":"k"}"#, "bad request: missing field `op`"; "missing op")]
+    #[test_case(br#"{"op":"PUT","key":"k"}"#, "bad request: missing field `value`"; "missing value")]
+    #[test_case(br#"{"op":"PUT","key":5,"value":"v"}"#, "bad request: invalid type: integer `5`"; "non-string key")]
+    #[test_case(br#"{"op":7}"#, "bad request: field `op` must be a string"; "non-string op")]
+    #[test_case(b"[1,2]", "bad request: expected a JSON object"; "not an object")]
+    fn bad_frames_are_rejected(frame: &[u8], expected_prefix: &str) {
+        let err = decode_request(frame, DEFAULT_MAX_FRAME, 1000).unwrap_err();
+        assert_eq!(err.code(), "bad_request");
+        let msg = err.to_string();
+        assert!(msg.starts_with(expected_prefix), "{msg:?} should start with {expected_prefix:?}");
+        assert!(!msg.contains('\n'), "errors are one line");
+    }
+
+    #[test]
+    fn oversized_frames_and_values_are_rejected() {
+        let big = format!(r#"{{"op":"PUT","key":"k","value":"{}"}}"#, "x".repeat(2000));
+        let err = decode_request(big.as_bytes(), 100, 1000).unwrap_err();
+        assert_eq!(err.code(), "too_large");
+        assert!(err.to_string().contains("exceeds the limit of 100 bytes"));
+        let err = decode_request(big.as_bytes(), DEFAULT_MAX_FRAME, 1000).unwrap_err();
+        assert!(err.to_string().contains("value of 2000 bytes exceeds the limit of 1000 bytes"), "{err}");
+        let long_key = format!(r#"{{"op":"GET_ONE","key":"{}"}}"#, "k".repeat(MAX_KEY_BYTES + 1));
+        assert_eq!(decode(&long_key).unwrap_err().code(), "too_large");
+    }
+
+    #[test]
+    fn responses_have_the_seed_shape() {
+        let r = Response::Value { key: "k".into(), value: None, id: None };
+        assert_eq!(String::from_utf8(encode_response(&r)).unwrap(), r#"{"key":"k","value":null}"#);
+        let r = Response::Collection {
+            collection: vec![Entry { key: "a".into(), value: "1".into() }],
+            id: None,
+        };
+        assert_eq!(
+            String::from_utf8(encode_response(&r)).unwrap(),
+            r#"{"collection":[{"key":"a","value":"1"}]}"#
+        );
+        let r = Response::Done { ok: true, key: "k".into(), existed: None, id: Some(3.into()) };
+        assert_eq!(String::from_utf8(encode_response(&r)).unwrap(), r#"{"ok":true,"key":"k","id":3}"#);
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        for r in [
+            Response::Value { key: "k".into(), value: Some("v".into()), id: Some(1.into()) },
+            Response::Value { key: "k".into(), value: None, id: None },
+            Response::Done { ok: true, key: "k".into(), existed: Some(false), id: None },
+            Response::error(&Error::Unavailable("partition 7 has no live replica".into()), None),
+            Response::Collection { collection: vec![], id: None },
+        ] {
+            assert_eq!(decode_response(&encode_response(&r)).unwrap(), r);
+        }
+    }
+}

@@ -1,0 +1,477 @@
+//! Primary-backup replication of one partition: the primary's [`Leader`]
+//! state and the secondary's [`Follower`] state.
+//!
+//! The primary keeps one ordered stream per secondary ([`StreamId`]). Every
+//! stream starts with a resync: chunks that together replace the whole
+//! partition on the secondary. Writes are appended to every stream as they
+//! arrive, interleaved with the chunks, and a write commits once every
+//! secondary in the current replica set has acknowledged it. The streams are
+//! reliable and ordered on their own: entries carry sequence numbers, the
+//! secondary applies them contiguously and acknowledges cumulatively, and the
+//! primary retransmits what is not acknowledged. So message loss or
+//! reordering by the network never makes replicas diverge.
+//!
+//! The primary applies a write to its own store when it appends it, so a
+//! chunk cut later always includes it (the chunk follows the write in the
+//! stream, so the secondary sees the write, then the chunk that contains it).
+//! Reads must not see uncommitted writes, though, so the primary keeps an
+//! overlay with the last committed value of every key that has writes in
+//! flight, and reads go through it.
+
+use crate::cluster::view::{NodeId, PartitionId, Term, Time, View};
+use crate::error::Error;
+use crate::node::message::{KeyOpResult, Message, RequestId, StreamEntry, StreamId};
+use crate::node::store::Store;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// Who waits for a write to commit: the coordinator that routed it (this
+/// node itself when the client is connected to the primary).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Waiter {
+    /// A coordinator node that forwarded the request.
+    Forward {
+        /// The coordinator.
+        node: NodeId,
+        /// Its request id.
+        request: RequestId,
+    },
+}
+
+/// A write that finished, or failed, and the waiters to tell.
+pub type Completion = (Vec<Waiter>, Result<KeyOpResult, Error>);
+
+/// Tunables of a replication stream.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamConfig {
+    /// Keys per resync chunk.
+    pub chunk_keys: usize,
+    /// Chunks in flight per stream.
+    pub chunk_window: usize,
+    /// Retransmit unacknowledged entries after this long.
+    pub retransmit: Time,
+}
+
+#[derive(Debug)]
+struct LogEntry {
+    idx: u64,
+    key: String,
+    value: Option<String>,
+    existed: bool,
+    waiters: Vec<Waiter>,
+    deadline: Time,
+}
+
+#[derive(Debug)]
+struct Overlay {
+    committed: Option<String>,
+    pending: usize,
+}
+
+#[derive(Debug)]
+struct Inflight {
+    seq: u64,
+    entry: StreamEntry,
+    idx: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Resync {
+    cursor: Option<String>,
+    sent_last: bool,
+    chunks_inflight: usize,
+    keys: u64,
+}
+
+#[derive(Debug)]
+struct Stream {
+    id: StreamId,
+    next_seq: u64,
+    inflight: VecDeque<Inflight>,
+    /// Every write with an index up to this is acknowledged.
+    acked_idx: u64,
+    acked_any: bool,
+    last_sent: Time,
+    resync: Option<Resync>,
+    /// Set when the resync's last chunk is acknowledged: the keys it sent.
+    caught_up: Option<u64>,
+    last_report: Option<Time>,
+}
+
+/// The primary's state for one partition in one term.
+#[derive(Debug)]
+pub struct Leader {
+    /// The partition.
+    pub partition: PartitionId,
+    /// The term this leader serves.
+    pub term: Term,
+    next_idx: u64,
+    log: VecDeque<LogEntry>,
+    overlay: HashMap<String, Overlay>,
+    streams: BTreeMap<NodeId, Stream>,
+    /// True once every secondary has acknowledged something in this term:
+    /// then every secondary has adopted the view that made this node primary,
+    /// so no old primary can still be serving reads. See
+    /// docs/architecture.md, "Handoff without stale reads".
+    activated: bool,
+    cfg: StreamConfig,
+}
+
+impl Leader {
+    /// A leader for a new term, with no streams yet.
+    pub fn new(partition: PartitionId, term: Term, cfg: StreamConfig) -> Self {
+        Leader {
+            partition,
+            term,
+            next_idx: 1,
+            log: VecDeque::new(),
+            overlay: HashMap::new(),
+            streams: BTreeMap::new(),
+            activated: false,
+            cfg,
+        }
+    }
+
+    /// True if reads may be served.
+    pub fn activated(&self) -> bool {
+        self.activated
+    }
+
+    /// Resyncs in progress.
+    pub fn syncing(&self) -> usize {
+        self.streams.values().filter(|s| s.resync.is_some()).count()
+    }
+
+    /// Writes waiting to commit.
+    pub fn pending_writes(&self) -> usize {
+        self.log.len()
+    }
+
+    /// Brings the streams in line with the view: one per secondary. A
+    /// secondary whose stream identity changed gets a new stream, which
+    /// starts with a resync.
+    pub fn reconcile(
+        &mut self,
+        view: &View,
+        store: &Store,
+        now: Time,
+        out: &mut Vec<(NodeId, Message)>,
+    ) -> Vec<Completion> {
+        let Some(info) = view.partitions.get(self.partition as usize) else {
+            return Vec::new();
+        };
+        let mut wanted = BTreeMap::new();
+        for r in info.secondaries() {
+            let incarnation = view.nodes.get(&r.node).map_or(0, |n| n.incarnation);
+            wanted.insert(r.node, StreamId { term: self.term, incarnation, since: r.since });
+        }
+        self.streams.retain(|node, s| wanted.get(node) == Some(&s.id));
+        let last_idx = self.next_idx - 1;
+        for (node, id) in wanted {
+            self.streams.entry(node).or_insert_with(|| Stream {
+                id,
+                next_seq: 1,
+                inflight: VecDeque::new(),
+                acked_idx: last_idx,
+                acked_any: false,
+                last_sent: now,
+                resync: Some(Resync { cursor: None, sent_last: false, chunks_inflight: 0, keys: 0 }),
+                caught_up: None,
+                last_report: None,
+            });
+        }
+        self.pump(store, now, out);
+        self.update_activated();
+        self.commit(store)
+    }
+
+    /// Appends a write: applies it locally, sends it to every secondary, and
+    /// returns the completion at once if there are no secondaries.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write(
+        &mut self,
+        key: String,
+        value: Option<String>,
+        waiter: Waiter,
+        deadline: Time,
+        store: &mut Store,
+        now: Time,
+        out: &mut Vec<(NodeId, Message)>,
+    ) -> Vec<Completion> {
+        let p = self.partition;
+        let idx = self.next_idx;
+        self.next_idx += 1;
+        let old = match &value {
+            Some(v) => store.put(p, key.clone(), v.clone()),
+            None => store.delete(p, &key),
+        };
+        let overlay = self.overlay.entry(key.clone()).or_insert_with(|| Overlay { committed: old.clone(), pending: 0 });
+        overlay.pending += 1;
+        let existed = old.is_some();
+        let entry = match &value {
+            Some(v) => StreamEntry::Put { key: key.clone(), value: v.clone() },
+            None => StreamEntry::Delete { key: key.clone() },
+        };
+        for (node, s) in self.streams.iter_mut() {
+            let seq = s.next_seq;
+            s.next_seq += 1;
+            if s.inflight.is_empty() {
+                s.last_sent = now;
+            }
+            out.push((*node, replicate(p, s.id, seq, entry.clone())));
+            s.inflight.push_back(Inflight { seq, entry: entry.clone(), idx: Some(idx) });
+        }
+        self.log.push_back(LogEntry { idx, key, value, existed, waiters: vec![waiter], deadline });
+        self.commit(store)
+    }
+
+    /// Reads a key as committed: writes in flight are invisible.
+    pub fn read(&self, key: &str, store: &Store) -> Option<String> {
+        match self.overlay.get(key) {
+            Some(o) => o.committed.clone(),
+            None => store.get(self.partition, key).cloned(),
+        }
+    }
+
+    /// A page of committed pairs after `after`, with the key to continue
+    /// after if more follow.
+    pub fn scan(
+        &self,
+        store: &Store,
+        after: Option<&str>,
+        prefix: Option<&str>,
+        limit: usize,
+    ) -> (Vec<(String, String)>, Option<String>) {
+        let (page, more) = store.page(self.partition, after, limit.max(1));
+        let next = if more { page.last().map(|(k, _)| k.clone()) } else { None };
+        let mut entries = Vec::with_capacity(page.len());
+        for (k, v) in page {
+            if prefix.is_some_and(|pre| !k.starts_with(pre)) {
+                continue;
+            }
+            match self.overlay.get(&k) {
+                Some(o) => {
+                    if let Some(c) = &o.committed {
+                        entries.push((k, c.clone()));
+                    }
+                }
+                None => entries.push((k, v)),
+            }
+        }
+        (entries, next)
+    }
+
+    /// Handles a secondary's acknowledgement.
+    pub fn on_ack(
+        &mut self,
+        node: NodeId,
+        stream: StreamId,
+        seq: u64,
+        store: &Store,
+        now: Time,
+        out: &mut Vec<(NodeId, Message)>,
+    ) -> Vec<Completion> {
+        let Some(s) = self.streams.get_mut(&node) else { return Vec::new() };
+        if s.id != stream {
+            return Vec::new();
+        }
+        s.acked_any = true;
+        while s.inflight.front().is_some_and(|e| e.seq <= seq) {
+            let e = s.inflight.pop_front().expect("front exists");
+            if let Some(idx) = e.idx {
+                s.acked_idx = s.acked_idx.max(idx);
+            }
+            if let StreamEntry::Chunk { upto, .. } = &e.entry {
+                if let Some(r) = s.resync.as_mut() {
+                    r.chunks_inflight -= 1;
+                    if upto.is_none() {
+                        s.caught_up = Some(r.keys);
+                        s.resync = None;
+                    }
+                }
+            }
+        }
+        // Nothing left in flight: every write sent so far is acknowledged.
+        if s.inflight.is_empty() {
+            s.acked_idx = self.next_idx - 1;
+        }
+        s.last_sent = now;
+        self.pump(store, now, out);
+        self.update_activated();
+        self.commit(store)
+    }
+
+    /// Periodic work: retransmits, resync progress, and write deadlines.
+    pub fn tick(&mut self, store: &Store, now: Time, out: &mut Vec<(NodeId, Message)>) -> Vec<Completion> {
+        let p = self.partition;
+        for (node, s) in self.streams.iter_mut() {
+            if !s.inflight.is_empty() && now >= s.last_sent + self.cfg.retransmit {
+                // Resend what is in flight; a bounded burst, since the
+                // secondary buffers out-of-order entries anyway.
+                for e in s.inflight.iter().take(256) {
+                    out.push((*node, replicate(p, s.id, e.seq, e.entry.clone())));
+                }
+                s.last_sent = now;
+            }
+        }
+        self.pump(store, now, out);
+        let mut done = Vec::new();
+        for e in self.log.iter_mut() {
+            if now >= e.deadline && !e.waiters.is_empty() {
+                let waiters = std::mem::take(&mut e.waiters);
+                done.push((
+                    waiters,
+                    Err(Error::Timeout(format!(
+                        "write to partition {p} not acknowledged by every replica in time; it may still be applied"
+                    ))),
+                ));
+            }
+        }
+        done
+    }
+
+    /// Streams whose resync finished but whose replica the view does not
+    /// show in sync yet: report them to the leader, at most every `every` ms.
+    pub fn caught_up_reports(&mut self, view: &View, now: Time, every: Time) -> Vec<(NodeId, StreamId, u64)> {
+        let Some(info) = view.partitions.get(self.partition as usize) else { return Vec::new() };
+        let mut reports = Vec::new();
+        for (node, s) in self.streams.iter_mut() {
+            let Some(keys) = s.caught_up else { continue };
+            if info.replica(*node).is_some_and(|r| r.in_sync) {
+                continue;
+            }
+            if s.last_report.is_none_or(|t| now >= t + every) {
+                s.last_report = Some(now);
+                reports.push((*node, s.id, keys));
+            }
+        }
+        reports
+    }
+
+    /// Gives up the role: every waiting write fails with an indefinite
+    /// error, since a secondary may already have applied it.
+    pub fn abort(self, why: &str) -> Vec<Completion> {
+        let p = self.partition;
+        self.log
+            .into_iter()
+            .filter(|e| !e.waiters.is_empty())
+            .map(|e| {
+                (
+                    e.waiters,
+                    Err(Error::Aborted(format!("partition {p} changed primary ({why}); the write may or may not be applied"))),
+                )
+            })
+            .collect()
+    }
+
+    fn update_activated(&mut self) {
+        if !self.activated {
+            self.activated = self.streams.values().all(|s| s.acked_any);
+        }
+    }
+
+    /// Sends resync chunks while the window allows.
+    fn pump(&mut self, store: &Store, now: Time, out: &mut Vec<(NodeId, Message)>) {
+        let p = self.partition;
+        for (node, s) in self.streams.iter_mut() {
+            let Some(r) = s.resync.as_mut() else { continue };
+            while !r.sent_last && r.chunks_inflight < self.cfg.chunk_window {
+                let (page, more) = store.page(p, r.cursor.as_deref(), self.cfg.chunk_keys);
+                let after = r.cursor.clone();
+                let upto = if more { page.last().map(|(k, _)| k.clone()) } else { None };
+                r.keys += page.len() as u64;
+                r.cursor.clone_from(&upto);
+                r.sent_last = upto.is_none();
+                r.chunks_inflight += 1;
+                let entry = StreamEntry::Chunk { after, upto, entries: page };
+                let seq = s.next_seq;
+                s.next_seq += 1;
+                if s.inflight.is_empty() {
+                    s.last_sent = now;
+                }
+                out.push((*node, replicate(p, s.id, seq, entry.clone())));
+                s.inflight.push_back(Inflight { seq, entry, idx: None });
+            }
+        }
+    }
+
+    /// Commits the writes every stream has acknowledged, in order.
+    fn commit(&mut self, _store: &Store) -> Vec<Completion> {
+        let acked = self.streams.values().map(|s| s.acked_idx).min().unwrap_or(u64::MAX);
+        let mut done = Vec::new();
+        while self.log.front().is_some_and(|e| e.idx <= acked) {
+            let e = self.log.pop_front().expect("front exists");
+            if let Some(o) = self.overlay.get_mut(&e.key) {
+                o.committed.clone_from(&e.value);
+                o.pending -= 1;
+                if o.pending == 0 {
+                    self.overlay.remove(&e.key);
+                }
+            }
+            if !e.waiters.is_empty() {
+                let result = match e.value {
+                    Some(_) => KeyOpResult::Written,
+                    None => KeyOpResult::Deleted(e.existed),
+                };
+                done.push((e.waiters, Ok(result)));
+            }
+        }
+        done
+    }
+}
+
+fn replicate(partition: PartitionId, stream: StreamId, seq: u64, entry: StreamEntry) -> Message {
+    Message::Replicate { partition, stream, seq, entry }
+}
+
+/// Entries a secondary buffers ahead of a gap before it drops them.
+const MAX_BUFFERED: usize = 4096;
+
+/// A secondary's state for one partition's stream.
+#[derive(Debug)]
+pub struct Follower {
+    /// The stream being followed.
+    pub stream: StreamId,
+    expected: u64,
+    buffer: BTreeMap<u64, StreamEntry>,
+}
+
+impl Follower {
+    /// A follower at the start of a stream.
+    pub fn new(stream: StreamId) -> Self {
+        Follower { stream, expected: 1, buffer: BTreeMap::new() }
+    }
+
+    /// Applies an entry if it is the next one (and any buffered ones after
+    /// it), buffers it if it is early. Returns the sequence number to
+    /// acknowledge: the highest applied.
+    pub fn on_entry(&mut self, p: PartitionId, seq: u64, entry: StreamEntry, store: &mut Store) -> u64 {
+        if seq > self.expected {
+            if self.buffer.len() < MAX_BUFFERED {
+                self.buffer.insert(seq, entry);
+            }
+        } else if seq == self.expected {
+            apply(p, entry, store);
+            self.expected += 1;
+            while let Some(e) = self.buffer.remove(&self.expected) {
+                apply(p, e, store);
+                self.expected += 1;
+            }
+        }
+        self.expected - 1
+    }
+}
+
+/// Applies a stream entry to the store.
+pub fn apply(p: PartitionId, entry: StreamEntry, store: &mut Store) {
+    match entry {
+        StreamEntry::Put { key, value } => {
+            store.put(p, key, value);
+        }
+        StreamEntry::Delete { key } => {
+            store.delete(p, &key);
+        }
+        StreamEntry::Chunk { after, upto, entries } => {
+            store.replace_range(p, after.as_deref(), upto.as_deref(), entries);
+        }
+    }
+}

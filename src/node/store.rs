@@ -1,0 +1,211 @@
+//! A node's storage: one ordered map per partition it holds.
+//!
+//! A `BTreeMap` per partition, rather than one map for the node, makes the
+//! operations that rebalancing and failover need cheap: dropping a partition
+//! the node no longer holds, streaming a partition in key order in chunks,
+//! and replacing a key range with a chunk from the primary.
+
+use crate::cluster::view::PartitionId;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+
+/// The pairs of one partition, in key order.
+pub type PartitionData = BTreeMap<String, String>;
+
+/// A node's data.
+#[derive(Debug, Default)]
+pub struct Store {
+    partitions: HashMap<PartitionId, PartitionData>,
+    keys: u64,
+    bytes: u64,
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The value at `key` in partition `p`.
+    pub fn get(&self, p: PartitionId, key: &str) -> Option<&String> {
+        self.partitions.get(&p)?.get(key)
+    }
+
+    /// Sets `key` in partition `p`, returning the old value.
+    pub fn put(&mut self, p: PartitionId, key: String, value: String) -> Option<String> {
+        let size = (key.len() + value.len()) as u64;
+        let old = self.partitions.entry(p).or_default().insert(key.clone(), value);
+        match &old {
+            Some(v) => self.bytes -= (key.len() + v.len()) as u64,
+            None => self.keys += 1,
+        }
+        self.bytes += size;
+        old
+    }
+
+    /// Removes `key` from partition `p`, returning the old value.
+    pub fn delete(&mut self, p: PartitionId, key: &str) -> Option<String> {
+        let old = self.partitions.get_mut(&p)?.remove(key);
+        if let Some(v) = &old {
+            self.keys -= 1;
+            self.bytes -= (key.len() + v.len()) as u64;
+        }
+        old
+    }
+
+    /// Replaces every pair in the range `(after, upto]` of partition `p` with
+    /// `entries`. See [`crate::node::message::StreamEntry::Chunk`].
+    pub fn replace_range(
+        &mut self,
+        p: PartitionId,
+        after: Option<&str>,
+        upto: Option<&str>,
+        entries: Vec<(String, String)>,
+    ) {
+        let data = self.partitions.entry(p).or_default();
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let upper = upto.map_or(Bound::Unbounded, Bound::Included);
+        let doomed: Vec<String> = data.range::<str, _>((lower, upper)).map(|(k, _)| k.clone()).collect();
+        for k in doomed {
+            if let Some(v) = data.remove(&k) {
+                self.keys -= 1;
+                self.bytes -= (k.len() + v.len()) as u64;
+            }
+        }
+        for (k, v) in entries {
+            self.put(p, k, v);
+        }
+    }
+
+    /// Up to `limit` pairs of partition `p` after `after` (exclusive), in key
+    /// order, and whether more follow.
+    pub fn page(&self, p: PartitionId, after: Option<&str>, limit: usize) -> (Vec<(String, String)>, bool) {
+        let Some(data) = self.partitions.get(&p) else {
+            return (Vec::new(), false);
+        };
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut iter = data.range::<str, _>((lower, Bound::Unbounded));
+        let page: Vec<(String, String)> =
+            iter.by_ref().take(limit).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let more = iter.next().is_some();
+        (page, more)
+    }
+
+    /// Drops partition `p` entirely.
+    pub fn drop_partition(&mut self, p: PartitionId) {
+        if let Some(data) = self.partitions.remove(&p) {
+            for (k, v) in data {
+                self.keys -= 1;
+                self.bytes -= (k.len() + v.len()) as u64;
+            }
+        }
+    }
+
+    /// The partitions with data.
+    pub fn partition_ids(&self) -> Vec<PartitionId> {
+        self.partitions.keys().copied().collect()
+    }
+
+    /// The data of partition `p`, if any.
+    pub fn partition(&self, p: PartitionId) -> Option<&PartitionData> {
+        self.partitions.get(&p)
+    }
+
+    /// Keys in partition `p`.
+    pub fn partition_len(&self, p: PartitionId) -> usize {
+        self.partitions.get(&p).map_or(0, |d| d.len())
+    }
+
+    /// Keys over all partitions.
+    pub fn keys(&self) -> u64 {
+        self.keys
+    }
+
+    /// Bytes of keys and values over all partitions.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// A digest of partition `p`: xxh3 over its sorted pairs, fed in order
+    /// through a streaming hasher, so the partition is never copied.
+    pub fn digest(&self, p: PartitionId) -> u64 {
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        if let Some(data) = self.partitions.get(&p) {
+            for (k, v) in data {
+                // Length prefixes keep ("ab","c") and ("a","bc") apart.
+                hasher.update(&(k.len() as u64).to_le_bytes());
+                hasher.update(k.as_bytes());
+                hasher.update(&(v.len() as u64).to_le_bytes());
+                hasher.update(v.as_bytes());
+            }
+        }
+        hasher.digest()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(s: &[(&str, &str)]) -> Vec<(String, String)> {
+        s.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn counts_follow_puts_and_deletes() {
+        let mut s = Store::new();
+        s.put(1, "a".into(), "xx".into());
+        s.put(1, "a".into(), "y".into());
+        s.put(2, "b".into(), "z".into());
+        assert_eq!((s.keys(), s.bytes()), (2, 4));
+        assert_eq!(s.delete(1, "a"), Some("y".into()));
+        assert_eq!(s.delete(1, "a"), None);
+        assert_eq!((s.keys(), s.bytes()), (1, 2));
+        s.drop_partition(2);
+        assert_eq!((s.keys(), s.bytes()), (0, 0));
+    }
+
+    #[test]
+    fn replace_range_replaces_only_the_range() {
+        let mut s = Store::new();
+        for k in ["a", "b", "c", "d", "e"] {
+            s.put(0, k.into(), "old".into());
+        }
+        s.replace_range(0, Some("a"), Some("c"), pairs(&[("bb", "new")]));
+        let keys: Vec<_> = s.partition(0).unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["a", "bb", "d", "e"]);
+        s.replace_range(0, Some("d"), None, vec![]);
+        let keys: Vec<_> = s.partition(0).unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["a", "bb", "d"]);
+        s.replace_range(0, None, None, pairs(&[("z", "1")]));
+        assert_eq!(s.keys(), 1);
+    }
+
+    #[test]
+    fn pages_walk_the_partition() {
+        let mut s = Store::new();
+        for i in 0..10 {
+            s.put(0, format!("k{i}"), "v".into());
+        }
+        let (p1, more) = s.page(0, None, 4);
+        assert_eq!(p1.len(), 4);
+        assert!(more);
+        let (p2, more) = s.page(0, Some(&p1[3].0), 10);
+        assert_eq!(p2.len(), 6);
+        assert!(!more);
+    }
+
+    #[test]
+    fn digests_differ_exactly_when_data_does() {
+        let mut a = Store::new();
+        let mut b = Store::new();
+        a.put(0, "k".into(), "v".into());
+        b.put(0, "k".into(), "v".into());
+        assert_eq!(a.digest(0), b.digest(0));
+        b.put(0, "k".into(), "w".into());
+        assert_ne!(a.digest(0), b.digest(0));
+        a.put(1, "ab".into(), "c".into());
+        b.put(1, "a".into(), "bc".into());
+        assert_ne!(a.digest(1), b.digest(1));
+    }
+}

@@ -1,0 +1,64 @@
+//! Cluster tests through the library API: real node threads, real ZeroMQ
+//! sockets, the real client.
+
+use kvsh::cluster::{Cluster, ClusterConfig};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+fn cluster(nodes: usize, replicas: usize) -> Cluster {
+    let cfg = ClusterConfig { nodes, replicas, ..ClusterConfig::default() };
+    Cluster::start(cfg, None).expect("cluster starts")
+}
+
+#[test]
+fn put_get_delete_round_trip() {
+    let c = cluster(3, 2);
+    let mut client = c.client();
+    client.put("alpha", "1").unwrap();
+    client.put("beta", "two words").unwrap();
+    assert_eq!(client.get("alpha").unwrap().as_deref(), Some("1"));
+    assert_eq!(client.get("beta").unwrap().as_deref(), Some("two words"));
+    assert_eq!(client.get("gamma").unwrap(), None);
+    assert!(client.delete("alpha").unwrap());
+    assert!(!client.delete("alpha").unwrap());
+    assert_eq!(client.get("alpha").unwrap(), None);
+    let all = client.get_all(None, None).unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].key, "beta");
+}
+
+/// 10,000 keys across 4 nodes at R=2: every key reads back, and every
+/// key's value is on each of its R replicas.
+#[test]
+fn ten_thousand_keys_are_on_every_replica() {
+    let c = cluster(4, 2);
+    let mut client = c.client();
+    for i in 0..10_000 {
+        client.put(&format!("key{i}"), &format!("value{i}")).unwrap();
+    }
+    for i in (0..10_000).step_by(7) {
+        assert_eq!(client.get(&format!("key{i}")).unwrap(), Some(format!("value{i}")));
+    }
+    let status = c.status();
+    let view = &status.view;
+    let mut copies: BTreeMap<(u32, u32), BTreeMap<String, String>> = BTreeMap::new();
+    for (p, info) in view.partitions.iter().enumerate() {
+        assert_eq!(info.replicas.len(), 2, "partition {p} has R replicas");
+        for r in &info.replicas {
+            let data = c.dump(r.node, p as u32, Duration::from_secs(5)).unwrap();
+            copies.insert((p as u32, r.node), data.into_iter().collect());
+        }
+    }
+    for i in 0..10_000 {
+        let key = format!("key{i}");
+        let p = view.partition_of(&key);
+        for r in &view.partitions[p as usize].replicas {
+            assert_eq!(
+                copies[&(p, r.node)].get(&key),
+                Some(&format!("value{i}")),
+                "{key} is on replica n{} of partition {p}",
+                r.node
+            );
+        }
+    }
+}
