@@ -30,6 +30,9 @@ pub enum Error {
     Io(String),
     /// The operation was cancelled by the operator (Ctrl-C).
     Cancelled,
+    /// A check (`verify`, `check`) ran and found problems. Its report was
+    /// already printed; this only makes the command count as failed.
+    CheckFailed(String),
     /// Anything else.
     Internal(String),
 }
@@ -48,6 +51,7 @@ impl Error {
             Error::UnknownNode(_) => "unknown_node",
             Error::Io(_) => "io",
             Error::Cancelled => "cancelled",
+            Error::CheckFailed(_) => "check_failed",
             Error::Internal(_) => "internal",
         }
     }
@@ -86,6 +90,7 @@ impl std::fmt::Display for Error {
             Error::UnknownNode(m) => write!(f, "{}", one_line(m)),
             Error::Io(m) => write!(f, "i/o error: {}", one_line(m)),
             Error::Cancelled => write!(f, "cancelled"),
+            Error::CheckFailed(m) => write!(f, "{}", one_line(m)),
             Error::Internal(m) => write!(f, "internal error: {}", one_line(m)),
         }
     }

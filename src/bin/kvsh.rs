@@ -1,1 +1,151 @@
-fn main() {}
+//! `kvsh`: start a cluster and drive it from a shell or a script.
+
+use clap::Parser;
+use kvsh::cluster::placement::{Placement, Strategy, DEFAULT_PARTITIONS, DEFAULT_VNODES};
+use kvsh::cluster::{Cluster, ClusterConfig};
+use kvsh::node::protocol::DEFAULT_MAX_FRAME;
+use kvsh::shell::command::{parse_duration, split_commands};
+use kvsh::shell::{install_interrupt_handler, repl, script, Shell};
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+
+/// A replicated, partitioned key-value cluster in one process, and a shell
+/// to drive it and break it.
+///
+/// With no -f or -c and a terminal on stdin, kvsh opens an interactive
+/// shell. Otherwise it runs commands as a script: from FILE, from CMDS, or
+/// from stdin; errors go to stderr as `line N: Error: ...`, and the exit
+/// status is 0 only if every command succeeded.
+#[derive(Parser, Debug)]
+#[command(name = "kvsh", version, about, long_about = None)]
+struct Args {
+    /// Nodes to start (1-64).
+    #[arg(short = 'n', long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    nodes: u16,
+    /// Replicas per partition; clamped (with a warning) to the node count.
+    #[arg(short = 'r', long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    replicas: u16,
+    /// Partitions the key space is split into.
+    #[arg(short = 'p', long, default_value_t = DEFAULT_PARTITIONS, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    partitions: u32,
+    /// Placement strategy: ring (consistent hashing with virtual nodes), hrw
+    /// (rendezvous hashing) or modulo (the naive baseline).
+    #[arg(long, default_value = "ring")]
+    placement: Strategy,
+    /// Virtual nodes per node on the ring.
+    #[arg(long, default_value_t = DEFAULT_VNODES)]
+    vnodes: u32,
+    /// Address the nodes bind to.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: String,
+    /// Print every command's output as one line of JSON.
+    #[arg(long)]
+    json: bool,
+    /// Run the commands in FILE.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Run these commands, separated by semicolons.
+    #[arg(short = 'c', long = "command", value_name = "CMDS")]
+    command: Option<String>,
+    /// In script mode, stop at the first failed command.
+    #[arg(long)]
+    stop_on_error: bool,
+    /// The shell's history file [default: ~/.kvsh_history].
+    #[arg(long, value_name = "FILE")]
+    history: Option<PathBuf>,
+    /// Largest request frame a node accepts, in bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_FRAME)]
+    max_frame: usize,
+    /// Largest value, in bytes [default: half the frame limit].
+    #[arg(long)]
+    max_value: Option<usize>,
+    /// Heartbeat interval, e.g. 100ms.
+    #[arg(long, default_value = "100ms", value_parser = ms)]
+    heartbeat: u64,
+    /// Silence after which a node is declared dead, e.g. 600ms. The lease is
+    /// two thirds of it.
+    #[arg(long, default_value = "600ms", value_parser = ms)]
+    failure_timeout: u64,
+    /// Turn automatic rebalancing off at start.
+    #[arg(long)]
+    no_auto_rebalance: bool,
+}
+
+fn ms(s: &str) -> Result<u64, String> {
+    parse_duration(s).map(|d| d.as_millis() as u64).map_err(|e| e.to_string())
+}
+
+fn main() {
+    let args = Args::parse();
+    std::process::exit(run(args));
+}
+
+fn run(args: Args) -> i32 {
+    let mut replicas = args.replicas as usize;
+    if replicas > args.nodes as usize {
+        eprintln!(
+            "warning: --replicas {replicas} is more than --nodes {}; using {} replicas",
+            args.nodes, args.nodes
+        );
+        replicas = args.nodes as usize;
+    }
+    let mut cfg = ClusterConfig {
+        nodes: args.nodes as usize,
+        replicas,
+        partitions: args.partitions,
+        bind: args.bind.clone(),
+        max_frame: args.max_frame,
+        max_value: args.max_value.unwrap_or(args.max_frame / 2),
+        placement: Placement::new(args.placement, args.vnodes),
+        auto_rebalance: !args.no_auto_rebalance,
+        failure_timeout: args.failure_timeout,
+        suspect_timeout: (args.failure_timeout * 5 / 12).max(args.heartbeat * 2),
+        ..ClusterConfig::default()
+    };
+    cfg.node.heartbeat_interval = args.heartbeat;
+    cfg.node.lease = args.failure_timeout * 2 / 3;
+    if cfg.node.lease <= args.heartbeat {
+        eprintln!("Error: --failure-timeout must be well over the heartbeat interval (at least 2x)");
+        return 2;
+    }
+    let interactive = args.file.is_none() && args.command.is_none() && std::io::stdin().is_terminal();
+    let (events_tx, events_rx) = crossbeam_channel::unbounded();
+    let cluster = match Cluster::start(cfg, interactive.then_some(events_tx)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return 2;
+        }
+    };
+    install_interrupt_handler();
+    let tty = std::io::stdout().is_terminal();
+    let mut shell = Shell::new(cluster, args.json, !interactive, tty);
+    let failures = if interactive {
+        let history = args.history.or_else(repl::default_history);
+        repl::run(&mut shell, history, events_rx)
+    } else {
+        let mut out = std::io::stdout().lock();
+        let mut err = std::io::stderr();
+        if let Some(cmds) = &args.command {
+            let lines = split_commands(cmds).into_iter().enumerate().map(|(i, l)| (i + 1, l));
+            script::run(&mut shell, lines, &mut out, &mut err, args.stop_on_error)
+        } else if let Some(path) = &args.file {
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    let lines = text.lines().map(String::from).enumerate().map(|(i, l)| (i + 1, l)).collect::<Vec<_>>();
+                    script::run(&mut shell, lines, &mut out, &mut err, args.stop_on_error)
+                }
+                Err(e) => {
+                    eprintln!("Error: cannot read {}: {e}", path.display());
+                    return 2;
+                }
+            }
+        } else {
+            let stdin = std::io::stdin();
+            let lines = stdin.lock().lines().map_while(Result::ok).enumerate().map(|(i, l)| (i + 1, l));
+            script::run(&mut shell, lines, &mut out, &mut err, args.stop_on_error)
+        }
+    };
+    drop(shell); // Stops and joins every thread.
+    failures.min(255) as i32
+}

@@ -169,6 +169,13 @@ impl Client {
         })
     }
 
+    /// Drops the socket to an endpoint, so the next request to it finds it
+    /// unconnected (and fails fast) instead of racing a connection that is
+    /// going down. The shell calls this when it kills a node.
+    pub fn disconnect(&mut self, endpoint: &str) {
+        self.sockets.remove(endpoint);
+    }
+
     /// Gets a newer view, waiting up to `wait` for one.
     pub fn refresh(&mut self, wait: Duration) {
         let epoch = self.view.epoch;

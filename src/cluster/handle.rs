@@ -361,10 +361,25 @@ impl Cluster {
     }
 
     /// Waits until every partition has its replicas in sync and nothing is
-    /// moving. Returns how long it took.
+    /// moving, and the leader has caught up with what the operator did: a
+    /// killed node is dead in the view, and a paused node has woken and been
+    /// heard from. Returns how long it took.
     pub fn wait_healthy(&self, timeout: Duration, cancelled: &dyn Fn() -> bool) -> Result<Duration> {
         let start = Instant::now();
-        match self.status.wait_until(timeout, cancelled, |s| s.healthy) {
+        let killed: Vec<NodeId> = self.nodes.iter().filter(|(_, h)| h.thread.is_none()).map(|(id, _)| *id).collect();
+        let paused: Vec<(NodeId, Instant)> =
+            self.nodes.iter().filter_map(|(id, h)| h.paused_until.map(|t| (*id, t))).collect();
+        let ready = |s: &Status| {
+            let now = Instant::now();
+            s.healthy
+                && killed.iter().all(|id| s.view.nodes.get(id).is_none_or(|n| n.state == NodeState::Dead))
+                && paused.iter().all(|(id, until)| {
+                    now >= *until
+                        && s.members.get(id).is_some_and(|m| !m.suspect)
+                        && s.view.nodes.get(id).is_none_or(|n| n.state != NodeState::Dead)
+                })
+        };
+        match self.status.wait_until(timeout, cancelled, ready) {
             Ok(_) => Ok(start.elapsed()),
             Err(_) if cancelled() => Err(Error::Cancelled),
             Err(s) => Err(Error::Timeout(format!(
@@ -380,6 +395,12 @@ impl Cluster {
     /// Starts a rebalance to the current target.
     pub fn rebalance(&self) -> Result<()> {
         self.leader_control(LeaderControl::Rebalance)
+    }
+
+    /// Resyncs the secondaries of one partition, or of all, from their
+    /// primaries (`repair`).
+    pub fn resync(&self, partition: Option<PartitionId>) -> Result<()> {
+        self.leader_control(LeaderControl::Resync(partition))
     }
 
     /// What a rebalance would do.
@@ -406,6 +427,25 @@ impl Cluster {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.running(id)?.control.send(Control::Digests(tx)).map_err(|_| Error::Internal("node thread gone".into()))?;
         rx.recv_timeout(timeout).map_err(|_| Error::Timeout(format!("{} did not answer (paused?)", node_name(id))))
+    }
+
+    /// Keys per partition on every running node that answers within
+    /// `timeout` (a paused node does not).
+    pub fn key_counts(&self, timeout: Duration) -> BTreeMap<NodeId, BTreeMap<PartitionId, usize>> {
+        let mut pending = Vec::new();
+        for (id, h) in &self.nodes {
+            if let Some(t) = &h.thread {
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                if t.control.send(Control::Stats(tx)).is_ok() {
+                    pending.push((*id, rx));
+                }
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        pending
+            .into_iter()
+            .filter_map(|(id, rx)| rx.recv_deadline(deadline).ok().map(|c| (id, c)))
+            .collect()
     }
 
     /// A running node's copy of a partition.

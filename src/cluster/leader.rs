@@ -828,6 +828,25 @@ impl ViewLeader {
         self.publish();
     }
 
+    /// Gives every secondary of a partition (or of all) a new stream
+    /// identity, so its primary starts a fresh stream with a full resync;
+    /// the replica counts as filling until it is done. This is `repair`.
+    pub fn resync(&mut self, partition: Option<PartitionId>) {
+        let epoch = self.stage();
+        for (p, info) in self.view.partitions.iter_mut().enumerate() {
+            if partition.is_some_and(|only| only as usize != p) {
+                continue;
+            }
+            for r in info.replicas.iter_mut().skip(1) {
+                r.since = epoch;
+                r.in_sync = false;
+                self.filling_since.insert((p as PartitionId, r.node), self.now);
+            }
+        }
+        self.was_balanced = false;
+        self.publish();
+    }
+
     /// What a rebalance to the current target would do.
     pub fn plan(&mut self) -> Plan {
         let target = self.target();

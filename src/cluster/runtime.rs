@@ -32,6 +32,9 @@ pub enum LeaderControl {
     SetAutoRebalance(bool),
     /// Rebalance to the current target.
     Rebalance,
+    /// Start a fresh stream, with a full resync, to every secondary of one
+    /// partition or of all.
+    Resync(Option<crate::cluster::view::PartitionId>),
     /// Compute the rebalancing plan.
     Plan(Sender<Plan>),
     /// Stop the thread.
@@ -131,6 +134,7 @@ fn run(
                 LeaderControl::SetPlacement(p) => leader.set_placement(p),
                 LeaderControl::SetAutoRebalance(on) => leader.set_auto_rebalance(on),
                 LeaderControl::Rebalance => leader.rebalance(),
+                LeaderControl::Resync(p) => leader.resync(p),
                 LeaderControl::Plan(tx) => {
                     let _ = tx.send(leader.plan());
                 }

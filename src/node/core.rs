@@ -182,6 +182,16 @@ impl Node {
         &mut self.store
     }
 
+    /// True if this node would serve a read of partition `p` at time `now`:
+    /// it holds a lease and its activated primary role for the view's term.
+    /// For inspection: the simulator checks that no two nodes ever could.
+    pub fn serves_reads(&self, p: PartitionId, now: Time) -> bool {
+        let term = self.view.partitions.get(p as usize).map(|i| i.term);
+        self.view.is_live_incarnation(self.id, self.incarnation)
+            && now < self.lease_until
+            && self.leaders.get(&p).is_some_and(|l| Some(l.term) == term && l.activated())
+    }
+
     /// The largest value accepted.
     pub fn max_value(&self) -> usize {
         self.max_value

@@ -42,6 +42,8 @@ pub enum Control {
     Kill,
     /// Freeze for this long: no heartbeats, no replies.
     Pause(Duration),
+    /// Report the keys held, per partition.
+    Stats(Sender<BTreeMap<PartitionId, usize>>),
     /// Report the digest of every partition held.
     Digests(Sender<BTreeMap<PartitionId, PartitionDigest>>),
     /// Report the pairs of one partition.
@@ -228,6 +230,10 @@ fn inspect(node: &mut Node, c: Control) {
                 .map(|p| (p, PartitionDigest { keys: store.partition_len(p), digest: store.digest(p) }))
                 .collect();
             let _ = tx.send(digests);
+        }
+        Control::Stats(tx) => {
+            let store = node.store();
+            let _ = tx.send(store.partition_ids().into_iter().map(|p| (p, store.partition_len(p))).collect());
         }
         Control::Dump(p, tx) => {
             let data = node.store().partition(p).map(|d| d.iter().map(|(k, v)| (k.clone(), v.clone())).collect());

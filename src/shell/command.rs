@@ -1,0 +1,419 @@
+//! Command syntax: the table of commands with their usage, help and
+//! examples, and the parsing of a typed line into words.
+//!
+//! The table is the one source for `help`, usage errors, completion and
+//! hints, so they cannot disagree.
+
+use crate::error::{Error, Result};
+use std::time::Duration;
+
+/// One shell command's syntax and documentation.
+#[derive(Clone, Copy, Debug)]
+pub struct CommandSpec {
+    /// The command's name.
+    pub name: &'static str,
+    /// Other names it answers to.
+    pub aliases: &'static [&'static str],
+    /// Arguments, as shown in usage lines.
+    pub args: &'static str,
+    /// One line on what it does.
+    pub summary: &'static str,
+    /// More detail for `help CMD`.
+    pub detail: &'static str,
+    /// An example line.
+    pub example: &'static str,
+}
+
+impl CommandSpec {
+    /// The usage line: `put KEY VALUE`.
+    pub fn usage(&self) -> String {
+        if self.args.is_empty() {
+            self.name.to_string()
+        } else {
+            format!("{} {}", self.name, self.args)
+        }
+    }
+
+    /// A usage error for this command.
+    pub fn usage_error(&self) -> Error {
+        Error::BadInput(format!("usage: {}", self.usage()))
+    }
+}
+
+/// Every command, in the order `help` lists them.
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "put",
+        aliases: &[],
+        args: "KEY VALUE",
+        summary: "write a value, replicated to every replica before it is acknowledged",
+        detail: "Quote a value that has spaces. The write goes to the key's primary, which \
+                 answers only when every secondary has it.",
+        example: "put user:1 \"Ada Lovelace\"",
+    },
+    CommandSpec {
+        name: "get",
+        aliases: &[],
+        args: "KEY",
+        summary: "read a value from the key's primary ((nil) if missing)",
+        detail: "Reads go to the primary, which serves them only while it holds a valid lease.",
+        example: "get user:1",
+    },
+    CommandSpec {
+        name: "del",
+        aliases: &["delete", "rm"],
+        args: "KEY",
+        summary: "delete a key",
+        detail: "Prints whether the key existed.",
+        example: "del user:1",
+    },
+    CommandSpec {
+        name: "keys",
+        aliases: &["scan"],
+        args: "[PREFIX] [--limit N]",
+        summary: "list keys and values across the cluster, in key order",
+        detail: "Uses GET_ALL, served partition by partition by each primary. --limit defaults to 100 \
+                 in text output; --limit 0 lists everything.",
+        example: "keys user: --limit 10",
+    },
+    CommandSpec {
+        name: "where",
+        aliases: &[],
+        args: "KEY",
+        summary: "show a key's partition, primary and secondaries",
+        detail: "Keys hash with xxh3 to one of the partitions; the view places partitions on nodes.",
+        example: "where user:1",
+    },
+    CommandSpec {
+        name: "nodes",
+        aliases: &[],
+        args: "",
+        summary: "list nodes: endpoint, state, partitions led and held, keys",
+        detail: "state is what the view leader believes (up, suspect, dead, joining, leaving); \
+                 process is what the operator did (running, paused, killed).",
+        example: "nodes",
+    },
+    CommandSpec {
+        name: "table",
+        aliases: &["partitions"],
+        args: "[--by-node] [--watch [INTERVAL]] [--limit N]",
+        summary: "show every partition's hash range, primary, secondaries, keys and state",
+        detail: "States: ok, degraded (fewer in-sync replicas than wanted), moving (a replica is \
+                 filling, or the set differs from the placement target), unavailable (no live \
+                 primary). A * marks a replica that is still filling. --by-node summarises per \
+                 node. --watch redraws every INTERVAL (default 1s) until Ctrl-C, marking changes.",
+        example: "table --by-node",
+    },
+    CommandSpec {
+        name: "add",
+        aliases: &[],
+        args: "[COUNT]",
+        summary: "start COUNT new nodes (default 1) on auto-allocated ports",
+        detail: "With auto-rebalance on (the default) it waits until partitions have moved to the \
+                 new nodes; Ctrl-C stops waiting, not the move.",
+        example: "add 2",
+    },
+    CommandSpec {
+        name: "remove",
+        aliases: &["decommission"],
+        args: "NODE",
+        summary: "decommission a node: move its partitions away, then stop it",
+        detail: "No partition has fewer in-sync replicas at any point; the node leaves only when it \
+                 holds nothing.",
+        example: "remove n3",
+    },
+    CommandSpec {
+        name: "kill",
+        aliases: &["crash"],
+        args: "NODE",
+        summary: "crash a node: its thread stops at once, losing its memory, telling no one",
+        detail: "The view leader finds out through missed heartbeats and promotes in-sync \
+                 secondaries. `restart NODE` brings it back empty.",
+        example: "kill n2",
+    },
+    CommandSpec {
+        name: "pause",
+        aliases: &["freeze"],
+        args: "NODE DURATION",
+        summary: "freeze a node (no heartbeats, no replies) for DURATION, e.g. 3s or 500ms",
+        detail: "A paused primary's lease runs out before the leader replaces it, so it never \
+                 serves from a stale view when it wakes.",
+        example: "pause n2 3s",
+    },
+    CommandSpec {
+        name: "restart",
+        aliases: &[],
+        args: "NODE",
+        summary: "bring a killed node back with the same id on a new port",
+        detail: "It rejoins empty, as a new incarnation, and is refilled by re-replication and \
+                 rebalancing.",
+        example: "restart n2",
+    },
+    CommandSpec {
+        name: "rebalance",
+        aliases: &[],
+        args: "[--dry-run]",
+        summary: "move partitions to the placement target; --dry-run prints the plan only",
+        detail: "Prints partitions and keys to move, the minimum any placement needs, and skew \
+                 before and after; then returns only when the data is in place.",
+        example: "rebalance --dry-run",
+    },
+    CommandSpec {
+        name: "placement",
+        aliases: &[],
+        args: "[ring|hrw|modulo]",
+        summary: "show or switch the placement strategy (switching rebalances)",
+        detail: "ring: consistent hashing with virtual nodes. hrw: rendezvous hashing. modulo: \
+                 the naive hash % N baseline, which moves almost everything when N changes.",
+        example: "placement hrw",
+    },
+    CommandSpec {
+        name: "wait",
+        aliases: &[],
+        args: "healthy [TIMEOUT]",
+        summary: "block until every partition has its replicas in sync and nothing moves",
+        detail: "TIMEOUT defaults to 30s; the command fails if it passes. Scripts use this \
+                 instead of sleeping.",
+        example: "wait healthy 10s",
+    },
+    CommandSpec {
+        name: "events",
+        aliases: &[],
+        args: "[--limit N]",
+        summary: "the timeline of view changes: suspicions, deaths, promotions, copies",
+        detail: "Times are seconds since the cluster started. `set events off` stops the live \
+                 notices printed above the prompt.",
+        example: "events --limit 20",
+    },
+    CommandSpec {
+        name: "verify",
+        aliases: &[],
+        args: "",
+        summary: "compare every partition's replicas by digest and report differences",
+        detail: "The digest is xxh3 over the sorted pairs, computed by each node in a streaming \
+                 pass. A differing partition is listed with its missing and differing keys.",
+        example: "verify",
+    },
+    CommandSpec {
+        name: "repair",
+        aliases: &[],
+        args: "[PARTITION]",
+        summary: "resync secondaries from their primary (all partitions, or one)",
+        detail: "Starts a fresh replication stream to each secondary, which begins with a full \
+                 resync, online; then waits until they are in sync.",
+        example: "repair 7",
+    },
+    CommandSpec {
+        name: "set",
+        aliases: &[],
+        args: "auto-rebalance|events on|off",
+        summary: "change a setting",
+        detail: "auto-rebalance (default on): membership changes rebalance by themselves. \
+                 events (default on): print view changes above the prompt as they happen.",
+        example: "set auto-rebalance off",
+    },
+    CommandSpec {
+        name: "help",
+        aliases: &["?"],
+        args: "[COMMAND]",
+        summary: "list commands, or show one command's usage and example",
+        detail: "",
+        example: "help put",
+    },
+    CommandSpec {
+        name: "quit",
+        aliases: &["exit"],
+        args: "",
+        summary: "shut the cluster down cleanly and leave",
+        detail: "Every thread is stopped and joined. Ctrl-D does the same.",
+        example: "quit",
+    },
+];
+
+/// Finds a command by name or alias.
+pub fn lookup(name: &str) -> Option<&'static CommandSpec> {
+    COMMANDS.iter().find(|c| c.name == name || c.aliases.contains(&name))
+}
+
+/// The known command name closest to a mistyped one, if any is close:
+/// the fewest edits (a swap of neighbours counts as one), at most a third of
+/// the word's length (and at least one).
+pub fn suggest(name: &str) -> Option<&'static str> {
+    let mut best: Option<(usize, &'static str)> = None;
+    for c in COMMANDS {
+        for n in std::iter::once(&c.name).chain(c.aliases.iter()) {
+            let d = strsim::damerau_levenshtein(name, n);
+            if best.is_none_or(|(b, _)| d < b) {
+                best = Some((d, c.name));
+            }
+        }
+    }
+    let limit = (name.chars().count() / 3).max(1);
+    best.filter(|(d, _)| *d <= limit).map(|(_, n)| n)
+}
+
+/// The error for an unknown command.
+pub fn unknown_command(name: &str) -> Error {
+    match suggest(name) {
+        Some(s) => Error::BadInput(format!("unknown command {name:?}; did you mean {s:?}? (type `help` for a list)")),
+        None => Error::BadInput(format!("unknown command {name:?} (type `help` for a list)")),
+    }
+}
+
+/// Splits a line into words, shell style: quotes group, backslash escapes.
+pub fn words(line: &str) -> Result<Vec<String>> {
+    shell_words::split(line).map_err(|_| Error::BadInput("unterminated quote".into()))
+}
+
+/// Splits a `-c` argument on semicolons outside quotes.
+pub fn split_commands(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for ch in s.chars() {
+        if escaped {
+            cur.push(ch);
+            escaped = false;
+            continue;
+        }
+        match (ch, quote) {
+            ('\\', _) => {
+                cur.push(ch);
+                escaped = true;
+            }
+            ('"' | '\'', None) => {
+                quote = Some(ch);
+                cur.push(ch);
+            }
+            (c, Some(q)) if c == q => {
+                quote = None;
+                cur.push(ch);
+            }
+            (';', None) => out.push(std::mem::take(&mut cur)),
+            _ => cur.push(ch),
+        }
+    }
+    out.push(cur);
+    out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+}
+
+/// Parses a duration: `3s`, `500ms`, `1.5s`, `2m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let bad = || Error::BadInput(format!("bad duration {s:?}; use e.g. 500ms, 3s, 1.5s or 2m"));
+    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num.parse().map_err(|_| bad())?;
+    if !v.is_finite() || v < 0.0 || v * scale > 86_400.0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(v * scale))
+}
+
+/// Parses an on/off setting.
+pub fn parse_switch(s: &str) -> Result<bool> {
+    match s {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(Error::BadInput(format!("expected on or off, got {s:?}"))),
+    }
+}
+
+/// Parses a non-negative count.
+pub fn parse_count(s: &str, what: &str) -> Result<usize> {
+    s.parse().map_err(|_| Error::BadInput(format!("{what} must be a whole number, got {s:?}")))
+}
+
+/// Splits words into positional arguments and `--flag [value]` options.
+/// `valued` names the flags that take a value.
+pub fn options(words: &[String], valued: &[&str], flags: &[&str]) -> Result<(Vec<String>, Vec<(String, Option<String>)>)> {
+    let mut pos = Vec::new();
+    let mut opts = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let w = &words[i];
+        if let Some(name) = w.strip_prefix("--") {
+            if valued.contains(&name) {
+                let v = words.get(i + 1).ok_or_else(|| Error::BadInput(format!("--{name} needs a value")))?;
+                opts.push((name.to_string(), Some(v.clone())));
+                i += 2;
+                continue;
+            }
+            if flags.contains(&name) {
+                opts.push((name.to_string(), None));
+                i += 1;
+                continue;
+            }
+            return Err(Error::BadInput(format!("unknown option --{name}")));
+        }
+        pos.push(w.clone());
+        i += 1;
+    }
+    Ok((pos, opts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_has_docs_and_a_unique_name() {
+        let mut names = std::collections::BTreeSet::new();
+        for c in COMMANDS {
+            assert!(!c.summary.is_empty() && !c.example.is_empty(), "{} is documented", c.name);
+            assert!(c.example.starts_with(c.name), "{}'s example uses it", c.name);
+            for n in std::iter::once(&c.name).chain(c.aliases) {
+                assert!(names.insert(*n), "{n} is unique");
+            }
+        }
+    }
+
+    #[test]
+    fn typos_get_suggestions() {
+        assert_eq!(suggest("pt"), Some("put"));
+        assert_eq!(suggest("gett"), Some("get"));
+        assert_eq!(suggest("nodse"), Some("nodes"));
+        assert_eq!(suggest("rebalnce"), Some("rebalance"));
+        assert_eq!(suggest("zzzzzzzz"), None);
+    }
+
+    #[test]
+    fn words_respect_quotes() {
+        assert_eq!(words(r#"put k "a b""#).unwrap(), ["put", "k", "a b"]);
+        assert_eq!(words("put k 'x y'").unwrap(), ["put", "k", "x y"]);
+        assert!(words(r#"put k "open"#).is_err());
+    }
+
+    #[test]
+    fn commands_split_on_unquoted_semicolons() {
+        assert_eq!(split_commands(r#"put a "x;y"; get a;; nodes"#), [r#"put a "x;y""#, "get a", "nodes"]);
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("3s").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn options_split_from_positionals() {
+        let w: Vec<String> = ["user:", "--limit", "5", "--by-node"].iter().map(|s| s.to_string()).collect();
+        let (pos, opts) = options(&w, &["limit"], &["by-node"]).unwrap();
+        assert_eq!(pos, ["user:"]);
+        assert_eq!(opts, [("limit".to_string(), Some("5".to_string())), ("by-node".to_string(), None)]);
+        assert!(options(&w[..2], &["limit"], &[]).is_err());
+        assert!(options(&["--frob".to_string()], &[], &[]).is_err());
+    }
+}

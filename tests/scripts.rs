@@ -1,0 +1,139 @@
+//! Script tests of the shell: each file in `tests/scripts/` holds shell
+//! commands and the output they must produce (goldenscript format: commands,
+//! then `---`, then output; `!` marks a command expected to fail). Every
+//! line goes through `Shell::execute`, the function the REPL calls.
+//!
+//! Shell lines are written after `>`, which makes goldenscript take the
+//! rest of the line literally (its own argument syntax has no room for
+//! `--flags` or `user:1`).
+//!
+//! Runner commands, not shell commands:
+//! - `cluster [nodes=N] [replicas=R] [partitions=P] [placement=S]` starts a
+//!   fresh cluster (the first shell command starts a default one: 4 nodes,
+//!   R=2, 16 partitions);
+//! - `json on|off` switches `--json` output.
+//!
+//! Ports and timings change from run to run, so they are masked in the
+//! output: `tcp://127.0.0.1:PORT`, `N.NN s`, `N ms`, `epoch N`.
+//!
+//! `UPDATE_GOLDENFILES=1 cargo test --test scripts` rewrites the expected
+//! output, to review as a diff.
+
+use kvsh::cluster::placement::{Placement, Strategy, DEFAULT_VNODES};
+use kvsh::cluster::{Cluster, ClusterConfig};
+use kvsh::shell::Shell;
+use std::error::Error;
+
+#[derive(Default)]
+struct Runner {
+    shell: Option<Shell>,
+    json: bool,
+}
+
+impl Runner {
+    fn start(&mut self, cfg: ClusterConfig) -> Result<(), Box<dyn Error>> {
+        self.shell = None; // Stop the old cluster first.
+        let cluster = Cluster::start(cfg, None)?;
+        let mut shell = Shell::new(cluster, self.json, true, false);
+        shell.json = self.json;
+        self.shell = Some(shell);
+        Ok(())
+    }
+}
+
+fn default_config() -> ClusterConfig {
+    ClusterConfig { partitions: 16, ..ClusterConfig::default() }
+}
+
+/// Rebuilds the typed line from goldenscript's parsed command. Lines
+/// written as `> put k "v"` arrive whole, as the command name.
+fn line(command: &goldenscript::Command) -> String {
+    if command.args.is_empty() {
+        return command.name.clone();
+    }
+    let mut words = vec![command.name.clone()];
+    for a in &command.args {
+        let w = match &a.key {
+            Some(k) => format!("{k}={}", a.value),
+            None => a.value.clone(),
+        };
+        words.push(shell_words::quote(&w).into_owned());
+    }
+    words.join(" ")
+}
+
+fn redact(s: &str) -> String {
+    let port = regex::Regex::new(r"tcp://127\.0\.0\.1:\d+").unwrap();
+    let secs = regex::Regex::new(r"\d+\.\d+ s\b").unwrap();
+    let ms = regex::Regex::new(r"\b\d+ ms\b").unwrap();
+    let rate = regex::Regex::new(r"\(\d+ keys/s\)").unwrap();
+    let ms_json = regex::Regex::new(r#""(took_ms|waited_ms)":\d+"#).unwrap();
+    // How many epochs a change takes depends on how messages batch.
+    let epoch = regex::Regex::new(r"; epoch \d+,").unwrap();
+    let s = port.replace_all(s, "tcp://127.0.0.1:PORT");
+    let s = secs.replace_all(&s, "N.NN s");
+    let s = ms.replace_all(&s, "N ms");
+    let s = rate.replace_all(&s, "(N keys/s)");
+    let s = epoch.replace_all(&s, "; epoch N,");
+    ms_json.replace_all(&s, "\"$1\":N").into_owned()
+}
+
+impl goldenscript::Runner for Runner {
+    fn run(&mut self, command: &goldenscript::Command) -> Result<String, Box<dyn Error>> {
+        match command.name.as_str() {
+            "cluster" => {
+                let mut cfg = default_config();
+                let mut args = command.consume_args();
+                if let Some(n) = args.lookup_parse("nodes")? {
+                    cfg.nodes = n;
+                }
+                if let Some(r) = args.lookup_parse("replicas")? {
+                    cfg.replicas = r;
+                }
+                if let Some(p) = args.lookup_parse("partitions")? {
+                    cfg.partitions = p;
+                }
+                if let Some(s) = args.lookup_parse::<String>("placement")? {
+                    let strategy: Strategy = s.parse()?;
+                    cfg.placement = Placement::new(strategy, DEFAULT_VNODES);
+                }
+                args.reject_rest()?;
+                self.start(cfg)?;
+                Ok(String::new())
+            }
+            "json" => {
+                let on = command.args.first().is_some_and(|a| a.value == "on");
+                self.json = on;
+                if let Some(s) = self.shell.as_mut() {
+                    s.json = on;
+                }
+                Ok(String::new())
+            }
+            _ => {
+                if self.shell.is_none() {
+                    self.start(default_config())?;
+                }
+                let shell = self.shell.as_mut().expect("started");
+                let mut out = Vec::new();
+                let result = shell.execute(&line(command), &mut out);
+                let out = redact(&String::from_utf8(out)?);
+                match result {
+                    Ok(()) => Ok(out),
+                    Err(e) => Err(format!("{out}{}", redact(&e.to_string())).into()),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn scripts() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    paths.sort();
+    assert!(!paths.is_empty(), "there are scripts in {}", dir.display());
+    for path in paths {
+        eprintln!("running {}", path.display());
+        goldenscript::run(&mut Runner::default(), &path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}
