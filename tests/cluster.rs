@@ -6,7 +6,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 fn cluster(nodes: usize, replicas: usize) -> Cluster {
-    let cfg = ClusterConfig { nodes, replicas, ..ClusterConfig::default() };
+    let cfg = ClusterConfig {
+        nodes,
+        replicas,
+        ..ClusterConfig::default()
+    };
     Cluster::start(cfg, None).expect("cluster starts")
 }
 
@@ -34,10 +38,15 @@ fn ten_thousand_keys_are_on_every_replica() {
     let c = cluster(4, 2);
     let mut client = c.client();
     for i in 0..10_000 {
-        client.put(&format!("key{i}"), &format!("value{i}")).unwrap();
+        client
+            .put(&format!("key{i}"), &format!("value{i}"))
+            .unwrap();
     }
     for i in (0..10_000).step_by(7) {
-        assert_eq!(client.get(&format!("key{i}")).unwrap(), Some(format!("value{i}")));
+        assert_eq!(
+            client.get(&format!("key{i}")).unwrap(),
+            Some(format!("value{i}"))
+        );
     }
     let status = c.status();
     let view = &status.view;

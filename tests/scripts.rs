@@ -42,7 +42,10 @@ impl Runner {
 }
 
 fn default_config() -> ClusterConfig {
-    ClusterConfig { partitions: 16, ..ClusterConfig::default() }
+    ClusterConfig {
+        partitions: 16,
+        ..ClusterConfig::default()
+    }
 }
 
 /// Rebuilds the typed line from goldenscript's parsed command. Lines
@@ -129,11 +132,15 @@ impl goldenscript::Runner for Runner {
 #[test]
 fn scripts() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts");
-    let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     paths.sort();
     assert!(!paths.is_empty(), "there are scripts in {}", dir.display());
     for path in paths {
         eprintln!("running {}", path.display());
-        goldenscript::run(&mut Runner::default(), &path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        goldenscript::run(&mut Runner::default(), &path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
 }

@@ -72,7 +72,9 @@ struct Args {
 }
 
 fn ms(s: &str) -> Result<u64, String> {
-    parse_duration(s).map(|d| d.as_millis() as u64).map_err(|e| e.to_string())
+    parse_duration(s)
+        .map(|d| d.as_millis() as u64)
+        .map_err(|e| e.to_string())
 }
 
 fn main() {
@@ -105,10 +107,13 @@ fn run(args: Args) -> i32 {
     cfg.node.heartbeat_interval = args.heartbeat;
     cfg.node.lease = args.failure_timeout * 2 / 3;
     if cfg.node.lease <= args.heartbeat {
-        eprintln!("Error: --failure-timeout must be well over the heartbeat interval (at least 2x)");
+        eprintln!(
+            "Error: --failure-timeout must be well over the heartbeat interval (at least 2x)"
+        );
         return 2;
     }
-    let interactive = args.file.is_none() && args.command.is_none() && std::io::stdin().is_terminal();
+    let interactive =
+        args.file.is_none() && args.command.is_none() && std::io::stdin().is_terminal();
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
     let cluster = match Cluster::start(cfg, interactive.then_some(events_tx)) {
         Ok(c) => c,
@@ -127,12 +132,20 @@ fn run(args: Args) -> i32 {
         let mut out = std::io::stdout().lock();
         let mut err = std::io::stderr();
         if let Some(cmds) = &args.command {
-            let lines = split_commands(cmds).into_iter().enumerate().map(|(i, l)| (i + 1, l));
+            let lines = split_commands(cmds)
+                .into_iter()
+                .enumerate()
+                .map(|(i, l)| (i + 1, l));
             script::run(&mut shell, lines, &mut out, &mut err, args.stop_on_error)
         } else if let Some(path) = &args.file {
             match std::fs::read_to_string(path) {
                 Ok(text) => {
-                    let lines = text.lines().map(String::from).enumerate().map(|(i, l)| (i + 1, l)).collect::<Vec<_>>();
+                    let lines = text
+                        .lines()
+                        .map(String::from)
+                        .enumerate()
+                        .map(|(i, l)| (i + 1, l))
+                        .collect::<Vec<_>>();
                     script::run(&mut shell, lines, &mut out, &mut err, args.stop_on_error)
                 }
                 Err(e) => {
@@ -142,7 +155,12 @@ fn run(args: Args) -> i32 {
             }
         } else {
             let stdin = std::io::stdin();
-            let lines = stdin.lock().lines().map_while(Result::ok).enumerate().map(|(i, l)| (i + 1, l));
+            let lines = stdin
+                .lock()
+                .lines()
+                .map_while(Result::ok)
+                .enumerate()
+                .map(|(i, l)| (i + 1, l));
             script::run(&mut shell, lines, &mut out, &mut err, args.stop_on_error)
         }
     };

@@ -52,7 +52,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("epoch", &self.view.epoch).finish()
+        f.debug_struct("Client")
+            .field("epoch", &self.view.epoch)
+            .finish()
     }
 }
 
@@ -77,13 +79,24 @@ impl Client {
 
     /// Writes a value.
     pub fn put(&mut self, key: &str, value: &str) -> Result<()> {
-        let req = Request::Put { key: key.into(), value: value.into(), id: None };
+        let req = Request::Put {
+            key: key.into(),
+            value: value.into(),
+            id: None,
+        };
         self.call(Some(key), req, true).map(|_| ())
     }
 
     /// Reads a value.
     pub fn get(&mut self, key: &str) -> Result<Option<String>> {
-        match self.call(Some(key), Request::GetOne { key: key.into(), id: None }, false)? {
+        match self.call(
+            Some(key),
+            Request::GetOne {
+                key: key.into(),
+                id: None,
+            },
+            false,
+        )? {
             Response::Value { value, .. } => Ok(value),
             other => Err(Error::Io(format!("unexpected reply {other:?}"))),
         }
@@ -91,7 +104,14 @@ impl Client {
 
     /// Deletes a key; returns whether it existed.
     pub fn delete(&mut self, key: &str) -> Result<bool> {
-        match self.call(Some(key), Request::Delete { key: key.into(), id: None }, true)? {
+        match self.call(
+            Some(key),
+            Request::Delete {
+                key: key.into(),
+                id: None,
+            },
+            true,
+        )? {
             Response::Done { existed, .. } => Ok(existed.unwrap_or(false)),
             other => Err(Error::Io(format!("unexpected reply {other:?}"))),
         }
@@ -99,7 +119,11 @@ impl Client {
 
     /// Lists pairs across the cluster.
     pub fn get_all(&mut self, prefix: Option<&str>, limit: Option<usize>) -> Result<Vec<Entry>> {
-        let req = Request::GetAll { prefix: prefix.map(String::from), limit, id: None };
+        let req = Request::GetAll {
+            prefix: prefix.map(String::from),
+            limit,
+            id: None,
+        };
         match self.call(None, req, false)? {
             Response::Collection { collection, .. } => Ok(collection),
             other => Err(Error::Io(format!("unexpected reply {other:?}"))),
@@ -107,7 +131,12 @@ impl Client {
     }
 
     /// Sends a request, routed and retried as the module docs describe.
-    pub fn call(&mut self, key: Option<&str>, mut request: Request, write: bool) -> Result<Response> {
+    pub fn call(
+        &mut self,
+        key: Option<&str>,
+        mut request: Request,
+        write: bool,
+    ) -> Result<Response> {
         let deadline = Instant::now() + self.timeout;
         let mut last_error: Option<Error>;
         loop {
@@ -125,11 +154,17 @@ impl Client {
                 self.refresh(Duration::from_millis(100));
                 continue;
             };
-            let wait = self.attempt_timeout.min(deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(500));
+            let wait = self.attempt_timeout.min(
+                deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(500),
+            );
             match self.roundtrip(&endpoint, &request, id, wait) {
                 Ok(response) => match response.into_result() {
                     Ok(r) => return Ok(r),
-                    Err(e) if e.is_retryable() && (!e.is_indefinite() || !write) && Instant::now() < deadline => {
+                    Err(e)
+                        if e.is_retryable()
+                            && (!e.is_indefinite() || !write)
+                            && Instant::now() < deadline =>
+                    {
                         last_error = Some(e);
                         self.refresh(Duration::from_millis(50));
                     }
@@ -144,25 +179,42 @@ impl Client {
                         "no reply from {endpoint}; the write may or may not be applied"
                     )))
                 }
-                Err(Attempt::NoReply) => last_error = Some(Error::Timeout(format!("no reply from {endpoint}"))),
+                Err(Attempt::NoReply) => {
+                    last_error = Some(Error::Timeout(format!("no reply from {endpoint}")))
+                }
             }
             if Instant::now() >= deadline {
                 break;
             }
         }
-        Err(last_error.unwrap_or_else(|| Error::Timeout("the request did not finish in time".into())))
+        Err(last_error
+            .unwrap_or_else(|| Error::Timeout("the request did not finish in time".into())))
     }
 
     /// The endpoint to send a request to: the key's primary if it is live,
     /// else any live node (which will explain what is wrong).
     fn route(&self, key: Option<&str>) -> Option<String> {
-        let live = |n| self.view.nodes.get(&n).filter(|i| i.state != NodeState::Dead);
+        let live = |n| {
+            self.view
+                .nodes
+                .get(&n)
+                .filter(|i| i.state != NodeState::Dead)
+        };
         if let Some(key) = key {
-            if let Some(info) = self.view.primary(self.view.partition_of(key)).and_then(live) {
+            if let Some(info) = self
+                .view
+                .primary(self.view.partition_of(key))
+                .and_then(live)
+            {
                 return Some(info.endpoint.clone());
             }
         }
-        let any = self.view.nodes.values().find(|n| n.state != NodeState::Dead).map(|n| n.endpoint.clone());
+        let any = self
+            .view
+            .nodes
+            .values()
+            .find(|n| n.state != NodeState::Dead)
+            .map(|n| n.endpoint.clone());
         any.or_else(|| match &self.source {
             ViewSource::Endpoints(e) => e.first().cloned(),
             ViewSource::Watch(_) => None,
@@ -181,33 +233,54 @@ impl Client {
         let epoch = self.view.epoch;
         match self.source.clone() {
             ViewSource::Watch(w) => {
-                let status = w.wait_until(wait, &|| false, |s| s.view.epoch > epoch).unwrap_or_else(|s| s);
+                let status = w
+                    .wait_until(wait, &|| false, |s| s.view.epoch > epoch)
+                    .unwrap_or_else(|s| s);
                 if status.view.epoch >= epoch {
                     self.view = Arc::new(status.view.clone());
                 }
             }
             ViewSource::Endpoints(endpoints) => {
                 let start = Instant::now();
-                let mut candidates: Vec<String> = self.view.nodes.values().map(|n| n.endpoint.clone()).collect();
+                let mut candidates: Vec<String> = self
+                    .view
+                    .nodes
+                    .values()
+                    .map(|n| n.endpoint.clone())
+                    .collect();
                 candidates.extend(endpoints);
                 for e in candidates {
                     let id = self.next_id;
                     self.next_id += 1;
-                    if let Ok(Response::View { view, .. }) =
-                        self.roundtrip(&e, &Request::View { id: Some(id.into()) }, id, Duration::from_millis(300))
-                    {
+                    if let Ok(Response::View { view, .. }) = self.roundtrip(
+                        &e,
+                        &Request::View {
+                            id: Some(id.into()),
+                        },
+                        id,
+                        Duration::from_millis(300),
+                    ) {
                         if view.epoch > self.view.epoch {
                             self.view = Arc::new(*view);
                             return;
                         }
                     }
                 }
-                std::thread::sleep(wait.saturating_sub(start.elapsed()).min(Duration::from_millis(20)));
+                std::thread::sleep(
+                    wait.saturating_sub(start.elapsed())
+                        .min(Duration::from_millis(20)),
+                );
             }
         }
     }
 
-    fn roundtrip(&mut self, endpoint: &str, request: &Request, id: u64, wait: Duration) -> std::result::Result<Response, Attempt> {
+    fn roundtrip(
+        &mut self,
+        endpoint: &str,
+        request: &Request,
+        id: u64,
+        wait: Duration,
+    ) -> std::result::Result<Response, Attempt> {
         if !self.sockets.contains_key(endpoint) {
             let s = dealer(&self.ctx, endpoint).map_err(|_| Attempt::NotSent)?;
             self.sockets.insert(endpoint.to_string(), s);
@@ -219,7 +292,9 @@ impl Client {
             return Err(Attempt::NotSent);
         }
         let frame = serde_json::to_vec(request).map_err(|_| Attempt::NotSent)?;
-        socket.send(frame, zmq::DONTWAIT).map_err(|_| Attempt::NotSent)?;
+        socket
+            .send(frame, zmq::DONTWAIT)
+            .map_err(|_| Attempt::NotSent)?;
         let deadline = Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -227,11 +302,18 @@ impl Client {
                 return Err(Attempt::NoReply);
             }
             let mut items = [socket.as_poll_item(zmq::POLLIN)];
-            if zmq::poll(&mut items, left.as_millis().max(1) as i64).map_err(|_| Attempt::NoReply)? == 0 {
+            if zmq::poll(&mut items, left.as_millis().max(1) as i64)
+                .map_err(|_| Attempt::NoReply)?
+                == 0
+            {
                 continue;
             }
-            let Ok(bytes) = socket.recv_bytes(zmq::DONTWAIT) else { continue };
-            let Ok(response) = decode_response(&bytes) else { continue };
+            let Ok(bytes) = socket.recv_bytes(zmq::DONTWAIT) else {
+                continue;
+            };
+            let Ok(response) = decode_response(&bytes) else {
+                continue;
+            };
             // Replies to earlier attempts are stale; skip them.
             if response_id(&response) == Some(id) {
                 return Ok(response);

@@ -11,7 +11,9 @@ use crate::cluster::client::{Client, ViewSource};
 use crate::cluster::leader::{Event, LeaderConfig, Plan, Status};
 use crate::cluster::placement::{Placement, Strategy, DEFAULT_PARTITIONS, DEFAULT_VNODES};
 use crate::cluster::runtime::{self, EventLog, LeaderControl, LeaderThread};
-use crate::cluster::view::{node_name, parse_node_name, Incarnation, NodeId, NodeState, PartitionId, Time};
+use crate::cluster::view::{
+    node_name, parse_node_name, Incarnation, NodeId, NodeState, PartitionId, Time,
+};
 use crate::cluster::watch::Watch;
 use crate::error::{Error, Result};
 use crate::node::core::NodeConfig;
@@ -105,7 +107,9 @@ pub struct Cluster {
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster").field("nodes", &self.nodes.keys()).finish()
+        f.debug_struct("Cluster")
+            .field("nodes", &self.nodes.keys())
+            .finish()
     }
 }
 
@@ -114,16 +118,24 @@ impl Cluster {
     /// also sent to `events_tx` as they happen, if given.
     pub fn start(cfg: ClusterConfig, events_tx: Option<Sender<Event>>) -> Result<Cluster> {
         if cfg.nodes == 0 || cfg.nodes > MAX_NODES {
-            return Err(Error::BadInput(format!("--nodes must be 1 to {MAX_NODES}, got {}", cfg.nodes)));
+            return Err(Error::BadInput(format!(
+                "--nodes must be 1 to {MAX_NODES}, got {}",
+                cfg.nodes
+            )));
         }
         if cfg.replicas == 0 {
             return Err(Error::BadInput("--replicas must be at least 1".into()));
         }
         if cfg.partitions == 0 || cfg.partitions > 65_536 {
-            return Err(Error::BadInput(format!("--partitions must be 1 to 65536, got {}", cfg.partitions)));
+            return Err(Error::BadInput(format!(
+                "--partitions must be 1 to 65536, got {}",
+                cfg.partitions
+            )));
         }
         if cfg.node.lease >= cfg.failure_timeout {
-            return Err(Error::BadInput("the lease must be shorter than the failure timeout".into()));
+            return Err(Error::BadInput(
+                "the lease must be shorter than the failure timeout".into(),
+            ));
         }
         let ctx = zmq::Context::new();
         let clock = Clock::new();
@@ -138,7 +150,15 @@ impl Cluster {
             auto_rebalance: cfg.auto_rebalance,
             bootstrap: (1..=cfg.nodes as NodeId).collect(),
         };
-        let leader = runtime::spawn(&ctx, &cfg.bind, leader_cfg, clock, status.clone(), events.clone(), events_tx)?;
+        let leader = runtime::spawn(
+            &ctx,
+            &cfg.bind,
+            leader_cfg,
+            clock,
+            status.clone(),
+            events.clone(),
+            events_tx,
+        )?;
         let mut cluster = Cluster {
             cfg,
             ctx,
@@ -153,9 +173,13 @@ impl Cluster {
         for _ in 0..cluster.cfg.nodes {
             cluster.spawn_node(None)?;
         }
-        let ok = cluster.status.wait_until(Duration::from_secs(15), &|| false, |s| s.view.epoch > 0);
+        let ok = cluster
+            .status
+            .wait_until(Duration::from_secs(15), &|| false, |s| s.view.epoch > 0);
         if ok.is_err() {
-            return Err(Error::Unavailable("the cluster did not bootstrap within 15 s".into()));
+            return Err(Error::Unavailable(
+                "the cluster did not bootstrap within 15 s".into(),
+            ));
         }
         Ok(cluster)
     }
@@ -168,7 +192,11 @@ impl Cluster {
         });
         let incarnation = self.next_incarnation;
         self.next_incarnation += 1;
-        let leader_endpoint = self.leader.as_ref().map(|l| l.endpoint.clone()).unwrap_or_default();
+        let leader_endpoint = self
+            .leader
+            .as_ref()
+            .map(|l| l.endpoint.clone())
+            .unwrap_or_default();
         let spec = NodeSpec {
             id,
             incarnation,
@@ -181,7 +209,15 @@ impl Cluster {
         };
         let thread = spawn(&self.ctx, spec)?;
         let endpoint = thread.endpoint.clone();
-        self.nodes.insert(id, NodeHandle { thread: Some(thread), endpoint, incarnation, paused_until: None });
+        self.nodes.insert(
+            id,
+            NodeHandle {
+                thread: Some(thread),
+                endpoint,
+                incarnation,
+                paused_until: None,
+            },
+        );
         Ok(id)
     }
 
@@ -212,7 +248,10 @@ impl Cluster {
 
     /// Every event so far.
     pub fn events(&self) -> Vec<Event> {
-        self.events.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// A client for this cluster.
@@ -246,7 +285,10 @@ impl Cluster {
             Some(id) if self.nodes.contains_key(&id) => Ok(id),
             _ => {
                 let known: Vec<String> = self.nodes.keys().map(|n| node_name(*n)).collect();
-                Err(Error::UnknownNode(format!("unknown node {name:?}; known nodes: {}", known.join(", "))))
+                Err(Error::UnknownNode(format!(
+                    "unknown node {name:?}; known nodes: {}",
+                    known.join(", ")
+                )))
             }
         }
     }
@@ -255,7 +297,13 @@ impl Cluster {
         self.nodes
             .get(&id)
             .and_then(|n| n.thread.as_ref())
-            .ok_or_else(|| Error::BadInput(format!("{} is not running; `restart {}` brings it back", node_name(id), node_name(id))))
+            .ok_or_else(|| {
+                Error::BadInput(format!(
+                    "{} is not running; `restart {}` brings it back",
+                    node_name(id),
+                    node_name(id)
+                ))
+            })
     }
 
     /// Starts `count` new nodes and waits until the view has them.
@@ -275,7 +323,9 @@ impl Cluster {
         }
         let wanted = ids.clone();
         self.status
-            .wait_until(Duration::from_secs(5), &|| false, |s| wanted.iter().all(|n| s.view.nodes.contains_key(n)))
+            .wait_until(Duration::from_secs(5), &|| false, |s| {
+                wanted.iter().all(|n| s.view.nodes.contains_key(n))
+            })
             .map_err(|_| Error::Timeout("the new nodes did not join within 5 s".into()))?;
         Ok(ids)
     }
@@ -283,9 +333,15 @@ impl Cluster {
     /// Crashes a node: its thread stops at once, dropping its sockets and
     /// memory, and tells no one.
     pub fn kill(&mut self, id: NodeId) -> Result<()> {
-        let handle = self.nodes.get_mut(&id).ok_or_else(|| Error::UnknownNode(node_name(id)))?;
+        let handle = self
+            .nodes
+            .get_mut(&id)
+            .ok_or_else(|| Error::UnknownNode(node_name(id)))?;
         let Some(thread) = handle.thread.take() else {
-            return Err(Error::BadInput(format!("{} is already killed", node_name(id))));
+            return Err(Error::BadInput(format!(
+                "{} is already killed",
+                node_name(id)
+            )));
         };
         let _ = thread.control.send(Control::Kill);
         let _ = thread.thread.join();
@@ -295,7 +351,10 @@ impl Cluster {
 
     /// Freezes a node for a while.
     pub fn pause(&mut self, id: NodeId, d: Duration) -> Result<()> {
-        self.running(id)?.control.send(Control::Pause(d)).map_err(|_| Error::Internal("node thread gone".into()))?;
+        self.running(id)?
+            .control
+            .send(Control::Pause(d))
+            .map_err(|_| Error::Internal("node thread gone".into()))?;
         if let Some(h) = self.nodes.get_mut(&id) {
             h.paused_until = Some(Instant::now() + d);
         }
@@ -304,15 +363,24 @@ impl Cluster {
 
     /// Brings a killed node back: same id, new incarnation, new port, empty.
     pub fn restart(&mut self, id: NodeId) -> Result<()> {
-        let handle = self.nodes.get(&id).ok_or_else(|| Error::UnknownNode(node_name(id)))?;
+        let handle = self
+            .nodes
+            .get(&id)
+            .ok_or_else(|| Error::UnknownNode(node_name(id)))?;
         if handle.thread.is_some() {
-            return Err(Error::BadInput(format!("{} is running; kill it first", node_name(id))));
+            return Err(Error::BadInput(format!(
+                "{} is running; kill it first",
+                node_name(id)
+            )));
         }
         self.spawn_node(Some(id))?;
         let incarnation = self.nodes[&id].incarnation;
         self.status
             .wait_until(Duration::from_secs(5), &|| false, |s| {
-                s.view.nodes.get(&id).is_some_and(|n| n.incarnation == incarnation && n.state == NodeState::Up)
+                s.view
+                    .nodes
+                    .get(&id)
+                    .is_some_and(|n| n.incarnation == incarnation && n.state == NodeState::Up)
             })
             .map_err(|_| Error::Timeout(format!("{} did not rejoin within 5 s", node_name(id))))?;
         Ok(())
@@ -331,14 +399,25 @@ impl Cluster {
     pub fn decommission(&mut self, id: NodeId) -> Result<()> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.leader_control(LeaderControl::Decommission(id, tx))?;
-        rx.recv_timeout(Duration::from_secs(2)).map_err(|_| Error::Timeout("the leader did not answer".into()))?
+        rx.recv_timeout(Duration::from_secs(2))
+            .map_err(|_| Error::Timeout("the leader did not answer".into()))?
     }
 
     /// Waits until a decommissioned node has left, then stops its thread.
-    pub fn wait_left(&mut self, id: NodeId, timeout: Duration, cancelled: &dyn Fn() -> bool) -> Result<()> {
+    pub fn wait_left(
+        &mut self,
+        id: NodeId,
+        timeout: Duration,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<()> {
         self.status
             .wait_until(timeout, cancelled, |s| !s.view.nodes.contains_key(&id))
-            .map_err(|_| Error::Timeout(format!("{} has not finished moving its data away", node_name(id))))?;
+            .map_err(|_| {
+                Error::Timeout(format!(
+                    "{} has not finished moving its data away",
+                    node_name(id)
+                ))
+            })?;
         if let Some(mut h) = self.nodes.remove(&id) {
             if let Some(t) = h.thread.take() {
                 let _ = t.control.send(Control::Kill);
@@ -351,11 +430,15 @@ impl Cluster {
     /// Removes a killed node that holds nothing from the cluster for good.
     pub fn forget(&mut self, id: NodeId) -> Result<()> {
         if self.nodes.get(&id).is_some_and(|h| h.thread.is_some()) {
-            return Err(Error::BadInput(format!("{} is running; use `remove` to decommission it", node_name(id))));
+            return Err(Error::BadInput(format!(
+                "{} is running; use `remove` to decommission it",
+                node_name(id)
+            )));
         }
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.leader_control(LeaderControl::Forget(id, tx))?;
-        rx.recv_timeout(Duration::from_secs(2)).map_err(|_| Error::Timeout("the leader did not answer".into()))??;
+        rx.recv_timeout(Duration::from_secs(2))
+            .map_err(|_| Error::Timeout("the leader did not answer".into()))??;
         self.nodes.remove(&id);
         Ok(())
     }
@@ -364,19 +447,39 @@ impl Cluster {
     /// moving, and the leader has caught up with what the operator did: a
     /// killed node is dead in the view, and a paused node has woken and been
     /// heard from. Returns how long it took.
-    pub fn wait_healthy(&self, timeout: Duration, cancelled: &dyn Fn() -> bool) -> Result<Duration> {
+    pub fn wait_healthy(
+        &self,
+        timeout: Duration,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Duration> {
         let start = Instant::now();
-        let killed: Vec<NodeId> = self.nodes.iter().filter(|(_, h)| h.thread.is_none()).map(|(id, _)| *id).collect();
-        let paused: Vec<(NodeId, Instant)> =
-            self.nodes.iter().filter_map(|(id, h)| h.paused_until.map(|t| (*id, t))).collect();
+        let killed: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|(_, h)| h.thread.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        let paused: Vec<(NodeId, Instant)> = self
+            .nodes
+            .iter()
+            .filter_map(|(id, h)| h.paused_until.map(|t| (*id, t)))
+            .collect();
         let ready = |s: &Status| {
             let now = Instant::now();
             s.healthy
-                && killed.iter().all(|id| s.view.nodes.get(id).is_none_or(|n| n.state == NodeState::Dead))
+                && killed.iter().all(|id| {
+                    s.view
+                        .nodes
+                        .get(id)
+                        .is_none_or(|n| n.state == NodeState::Dead)
+                })
                 && paused.iter().all(|(id, until)| {
                     now >= *until
                         && s.members.get(id).is_some_and(|m| !m.suspect)
-                        && s.view.nodes.get(id).is_none_or(|n| n.state != NodeState::Dead)
+                        && s.view
+                            .nodes
+                            .get(id)
+                            .is_none_or(|n| n.state != NodeState::Dead)
                 })
         };
         match self.status.wait_until(timeout, cancelled, ready) {
@@ -407,7 +510,8 @@ impl Cluster {
     pub fn plan(&self) -> Result<Plan> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.leader_control(LeaderControl::Plan(tx))?;
-        rx.recv_timeout(Duration::from_secs(2)).map_err(|_| Error::Timeout("the leader did not answer".into()))
+        rx.recv_timeout(Duration::from_secs(2))
+            .map_err(|_| Error::Timeout("the leader did not answer".into()))
     }
 
     /// Switches the placement strategy (and rebalances to it).
@@ -423,10 +527,18 @@ impl Cluster {
     }
 
     /// A running node's partition digests.
-    pub fn digests(&self, id: NodeId, timeout: Duration) -> Result<BTreeMap<PartitionId, PartitionDigest>> {
+    pub fn digests(
+        &self,
+        id: NodeId,
+        timeout: Duration,
+    ) -> Result<BTreeMap<PartitionId, PartitionDigest>> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.running(id)?.control.send(Control::Digests(tx)).map_err(|_| Error::Internal("node thread gone".into()))?;
-        rx.recv_timeout(timeout).map_err(|_| Error::Timeout(format!("{} did not answer (paused?)", node_name(id))))
+        self.running(id)?
+            .control
+            .send(Control::Digests(tx))
+            .map_err(|_| Error::Internal("node thread gone".into()))?;
+        rx.recv_timeout(timeout)
+            .map_err(|_| Error::Timeout(format!("{} did not answer (paused?)", node_name(id))))
     }
 
     /// Keys per partition on every running node that answers within
@@ -449,15 +561,27 @@ impl Cluster {
     }
 
     /// A running node's copy of a partition.
-    pub fn dump(&self, id: NodeId, p: PartitionId, timeout: Duration) -> Result<Vec<(String, String)>> {
+    pub fn dump(
+        &self,
+        id: NodeId,
+        p: PartitionId,
+        timeout: Duration,
+    ) -> Result<Vec<(String, String)>> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.running(id)?.control.send(Control::Dump(p, tx)).map_err(|_| Error::Internal("node thread gone".into()))?;
-        rx.recv_timeout(timeout).map_err(|_| Error::Timeout(format!("{} did not answer (paused?)", node_name(id))))
+        self.running(id)?
+            .control
+            .send(Control::Dump(p, tx))
+            .map_err(|_| Error::Internal("node thread gone".into()))?;
+        rx.recv_timeout(timeout)
+            .map_err(|_| Error::Timeout(format!("{} did not answer (paused?)", node_name(id))))
     }
 
     /// Sends a control command to a running node.
     pub fn control(&self, id: NodeId, c: Control) -> Result<()> {
-        self.running(id)?.control.send(c).map_err(|_| Error::Internal("node thread gone".into()))
+        self.running(id)?
+            .control
+            .send(c)
+            .map_err(|_| Error::Internal("node thread gone".into()))
     }
 
     /// Stops every thread and waits for them.

@@ -19,7 +19,8 @@
 
 use crate::cluster::placement::{Placement, Strategy};
 use crate::cluster::view::{
-    node_name, Epoch, Incarnation, NodeId, NodeInfo, NodeState, PartitionId, PartitionInfo, Replica, Time, View,
+    node_name, Epoch, Incarnation, NodeId, NodeInfo, NodeState, PartitionId, PartitionInfo,
+    Replica, Time, View,
 };
 use crate::error::{Error, Result};
 use crate::node::message::{Address, Envelope, Message, NodeStats, StreamId};
@@ -161,35 +162,84 @@ impl std::fmt::Display for EventKind {
         match self {
             Bootstrapped { nodes } => write!(f, "cluster bootstrapped with {nodes} nodes"),
             Joined { node } => write!(f, "{} joined", node_name(*node)),
-            Suspected { node, silent_ms } => write!(f, "{} suspected: silent for {silent_ms} ms", node_name(*node)),
-            Cleared { node } => write!(f, "{} heard from again, no longer suspected", node_name(*node)),
-            Dead { node, silent_ms } => write!(f, "{} declared dead: silent for {silent_ms} ms", node_name(*node)),
+            Suspected { node, silent_ms } => write!(
+                f,
+                "{} suspected: silent for {silent_ms} ms",
+                node_name(*node)
+            ),
+            Cleared { node } => write!(
+                f,
+                "{} heard from again, no longer suspected",
+                node_name(*node)
+            ),
+            Dead { node, silent_ms } => write!(
+                f,
+                "{} declared dead: silent for {silent_ms} ms",
+                node_name(*node)
+            ),
             Recovered { node } => write!(f, "{} recovered with its data", node_name(*node)),
             Restarted { node } => write!(f, "{} restarted empty and rejoined", node_name(*node)),
             Left { node } => write!(f, "{} decommissioned and left", node_name(*node)),
-            Promoted { partition, from, to, term } => write!(
+            Promoted {
+                partition,
+                from,
+                to,
+                term,
+            } => write!(
                 f,
                 "partition {partition}: {} promoted to primary in term {term} ({} died)",
                 node_name(*to),
                 node_name(*from)
             ),
-            Handoff { partition, from, to } => {
-                write!(f, "partition {partition}: primary handed from {} to {}", node_name(*from), node_name(*to))
+            Handoff {
+                partition,
+                from,
+                to,
+            } => {
+                write!(
+                    f,
+                    "partition {partition}: primary handed from {} to {}",
+                    node_name(*from),
+                    node_name(*to)
+                )
             }
             Unavailable { partition } => {
-                write!(f, "partition {partition}: unavailable, its primary died with no in-sync replica")
+                write!(
+                    f,
+                    "partition {partition}: unavailable, its primary died with no in-sync replica"
+                )
             }
-            DataLost { partition } => write!(f, "partition {partition}: every copy was lost; it restarts empty"),
-            ReplicaAdded { partition, node, reason } => {
-                write!(f, "partition {partition}: {reason} to {} started", node_name(*node))
+            DataLost { partition } => write!(
+                f,
+                "partition {partition}: every copy was lost; it restarts empty"
+            ),
+            ReplicaAdded {
+                partition,
+                node,
+                reason,
+            } => {
+                write!(
+                    f,
+                    "partition {partition}: {reason} to {} started",
+                    node_name(*node)
+                )
             }
-            CaughtUp { partition, node, keys, took_ms } => write!(
+            CaughtUp {
+                partition,
+                node,
+                keys,
+                took_ms,
+            } => write!(
                 f,
                 "partition {partition}: {} in sync, {keys} keys copied in {took_ms} ms",
                 node_name(*node)
             ),
             ReplicaRemoved { partition, node } => {
-                write!(f, "partition {partition}: replica on {} removed", node_name(*node))
+                write!(
+                    f,
+                    "partition {partition}: replica on {} removed",
+                    node_name(*node)
+                )
             }
             Balanced => write!(f, "rebalancing complete: every partition is at its target"),
         }
@@ -294,7 +344,12 @@ impl ViewLeader {
     pub fn new(cfg: LeaderConfig) -> Self {
         let partitions = cfg.partitions as usize;
         ViewLeader {
-            view: View { epoch: 0, replication: cfg.replicas, nodes: BTreeMap::new(), partitions: Vec::new() },
+            view: View {
+                epoch: 0,
+                replication: cfg.replicas,
+                nodes: BTreeMap::new(),
+                partitions: Vec::new(),
+            },
             cfg,
             members: BTreeMap::new(),
             partition_keys: vec![0; partitions],
@@ -331,7 +386,11 @@ impl ViewLeader {
 
     fn event(&mut self, kind: EventKind) {
         let epoch = self.next_epoch();
-        self.events.push(Event { at: self.now, epoch, kind });
+        self.events.push(Event {
+            at: self.now,
+            epoch,
+            kind,
+        });
     }
 
     /// The epoch the view under construction will have.
@@ -374,18 +433,27 @@ impl ViewLeader {
     /// Handles a message from a node.
     pub fn on_message(&mut self, now: Time, env: Envelope) {
         self.now = now;
-        let Address::Node(node) = env.from else { return };
+        let Address::Node(node) = env.from else {
+            return;
+        };
         match env.message {
-            Message::Heartbeat { sent_at, incarnation, endpoint, stats } => {
-                self.on_heartbeat(node, env.epoch, sent_at, incarnation, endpoint, stats)
-            }
-            Message::CaughtUp { partition, node: replica, stream, keys } => {
-                self.on_caught_up(node, partition, replica, stream, keys)
-            }
+            Message::Heartbeat {
+                sent_at,
+                incarnation,
+                endpoint,
+                stats,
+            } => self.on_heartbeat(node, env.epoch, sent_at, incarnation, endpoint, stats),
+            Message::CaughtUp {
+                partition,
+                node: replica,
+                stream,
+                keys,
+            } => self.on_caught_up(node, partition, replica, stream, keys),
             _ => {}
         }
-        self.plan_step();
-        self.publish();
+        // Changes are staged, and published together on the next tick: one
+        // failure can finish hundreds of copies at once, and one view for
+        // all of them beats hundreds of views pushed to every node.
     }
 
     fn on_heartbeat(
@@ -416,7 +484,12 @@ impl ViewLeader {
         };
         let previous = self.members.insert(node, member);
         if self.view.epoch == 0 && !self.staged {
-            if self.cfg.bootstrap.iter().all(|n| self.members.contains_key(n)) {
+            if self
+                .cfg
+                .bootstrap
+                .iter()
+                .all(|n| self.members.contains_key(n))
+            {
                 self.bootstrap();
             } else {
                 return; // No view, no lease, until every initial node is here.
@@ -425,15 +498,32 @@ impl ViewLeader {
             match self.view.nodes.get(&node).cloned() {
                 None => {
                     self.stage();
-                    self.view.nodes.insert(node, NodeInfo { endpoint, incarnation, state: NodeState::Up });
+                    self.view.nodes.insert(
+                        node,
+                        NodeInfo {
+                            endpoint,
+                            incarnation,
+                            state: NodeState::Up,
+                        },
+                    );
                     self.event(EventKind::Joined { node });
                 }
                 Some(info) if info.incarnation != incarnation => {
                     if info.state != NodeState::Dead {
-                        self.mark_dead(node, now.saturating_sub(previous.map_or(now, |m| m.last_heard)));
+                        self.mark_dead(
+                            node,
+                            now.saturating_sub(previous.map_or(now, |m| m.last_heard)),
+                        );
                     }
                     self.stage();
-                    self.view.nodes.insert(node, NodeInfo { endpoint, incarnation, state: NodeState::Up });
+                    self.view.nodes.insert(
+                        node,
+                        NodeInfo {
+                            endpoint,
+                            incarnation,
+                            state: NodeState::Up,
+                        },
+                    );
                     self.event(EventKind::Restarted { node });
                 }
                 Some(info) if info.state == NodeState::Dead => {
@@ -450,9 +540,6 @@ impl ViewLeader {
                 }
             }
         }
-        // Publish any change first, so the ack carries the newest view.
-        self.plan_step();
-        self.publish();
         let view = (epoch < self.view.epoch).then(|| Box::new(self.view.clone()));
         self.out.push(Envelope {
             from: Address::Leader,
@@ -462,13 +549,24 @@ impl ViewLeader {
         });
     }
 
-    fn on_caught_up(&mut self, primary: NodeId, p: PartitionId, replica: NodeId, stream: StreamId, keys: u64) {
-        let Some(info) = self.view.partitions.get(p as usize) else { return };
+    fn on_caught_up(
+        &mut self,
+        primary: NodeId,
+        p: PartitionId,
+        replica: NodeId,
+        stream: StreamId,
+        keys: u64,
+    ) {
+        let Some(info) = self.view.partitions.get(p as usize) else {
+            return;
+        };
         let incarnation = self.view.nodes.get(&replica).map(|n| n.incarnation);
         let matches = info.primary() == Some(primary)
             && info.term == stream.term
             && incarnation == Some(stream.incarnation)
-            && info.replica(replica).is_some_and(|r| r.since == stream.since && !r.in_sync);
+            && info
+                .replica(replica)
+                .is_some_and(|r| r.since == stream.since && !r.in_sync);
         if !matches {
             return;
         }
@@ -477,8 +575,16 @@ impl ViewLeader {
         if let Some(r) = info.replicas.iter_mut().find(|r| r.node == replica) {
             r.in_sync = true;
         }
-        let took_ms = self.filling_since.remove(&(p, replica)).map_or(0, |t| self.now.saturating_sub(t));
-        self.event(EventKind::CaughtUp { partition: p, node: replica, keys, took_ms });
+        let took_ms = self
+            .filling_since
+            .remove(&(p, replica))
+            .map_or(0, |t| self.now.saturating_sub(t));
+        self.event(EventKind::CaughtUp {
+            partition: p,
+            node: replica,
+            keys,
+            took_ms,
+        });
     }
 
     fn bootstrap(&mut self) {
@@ -489,16 +595,30 @@ impl ViewLeader {
             let m = &self.members[n];
             self.view.nodes.insert(
                 *n,
-                NodeInfo { endpoint: m.endpoint.clone(), incarnation: m.incarnation, state: NodeState::Up },
+                NodeInfo {
+                    endpoint: m.endpoint.clone(),
+                    incarnation: m.incarnation,
+                    state: NodeState::Up,
+                },
             );
         }
-        let target = self.cfg.placement.assign(&nodes, self.cfg.partitions, self.cfg.replicas);
+        let target = self
+            .cfg
+            .placement
+            .assign(&nodes, self.cfg.partitions, self.cfg.replicas);
         self.view.partitions = target
             .into_iter()
             .map(|set| PartitionInfo {
                 term: 1,
                 term_epoch: epoch,
-                replicas: set.into_iter().map(|node| Replica { node, in_sync: true, since: epoch }).collect(),
+                replicas: set
+                    .into_iter()
+                    .map(|node| Replica {
+                        node,
+                        in_sync: true,
+                        since: epoch,
+                    })
+                    .collect(),
             })
             .collect();
         self.event(EventKind::Bootstrapped { nodes: nodes.len() });
@@ -510,7 +630,7 @@ impl ViewLeader {
     /// next rebalancing steps.
     pub fn tick(&mut self, now: Time) {
         self.now = now;
-        if self.view.epoch == 0 {
+        if self.view.epoch == 0 && !self.staged {
             return;
         }
         let mut newly_suspect = Vec::new();
@@ -519,7 +639,9 @@ impl ViewLeader {
             if info.state == NodeState::Dead {
                 continue;
             }
-            let Some(m) = self.members.get(id) else { continue };
+            let Some(m) = self.members.get(id) else {
+                continue;
+            };
             let silent = now.saturating_sub(m.last_heard);
             if silent >= self.cfg.failure_timeout {
                 dead.push((*id, silent));
@@ -552,29 +674,47 @@ impl ViewLeader {
         }
         self.event(EventKind::Dead { node, silent_ms });
         for p in 0..self.view.partitions.len() {
-            let live = |n: NodeId, view: &View| view.nodes.get(&n).is_some_and(|i| i.state != NodeState::Dead);
+            let live = |n: NodeId, view: &View| {
+                view.nodes
+                    .get(&n)
+                    .is_some_and(|i| i.state != NodeState::Dead)
+            };
             let info = &self.view.partitions[p];
             if !info.holds(node) {
                 continue;
             }
             if info.primary() == Some(node) {
-                let candidate = info.secondaries().find(|r| r.in_sync && live(r.node, &self.view)).map(|r| r.node);
+                let candidate = info
+                    .secondaries()
+                    .find(|r| r.in_sync && live(r.node, &self.view))
+                    .map(|r| r.node);
                 match candidate {
                     Some(to) => {
                         let info = &mut self.view.partitions[p];
                         info.replicas.retain(|r| r.node != node);
-                        let i = info.replicas.iter().position(|r| r.node == to).expect("candidate is a replica");
+                        let i = info
+                            .replicas
+                            .iter()
+                            .position(|r| r.node == to)
+                            .expect("candidate is a replica");
                         let r = info.replicas.remove(i);
                         info.replicas.insert(0, r);
                         info.term += 1;
                         info.term_epoch = epoch;
                         let term = info.term;
-                        self.event(EventKind::Promoted { partition: p as PartitionId, from: node, to, term });
+                        self.event(EventKind::Promoted {
+                            partition: p as PartitionId,
+                            from: node,
+                            to,
+                            term,
+                        });
                     }
                     None => {
                         // Keep the dead primary: if it was only paused it
                         // still has the data, and nobody else does.
-                        self.event(EventKind::Unavailable { partition: p as PartitionId });
+                        self.event(EventKind::Unavailable {
+                            partition: p as PartitionId,
+                        });
                     }
                 }
             } else {
@@ -587,7 +727,12 @@ impl ViewLeader {
     // ---- Rebalancing ----------------------------------------------------
 
     fn live_nodes(&self) -> Vec<NodeId> {
-        self.view.nodes.iter().filter(|(_, n)| n.state == NodeState::Up).map(|(id, _)| *id).collect()
+        self.view
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.state == NodeState::Up)
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// The placement target for the live nodes.
@@ -598,7 +743,10 @@ impl ViewLeader {
                 return target.clone();
             }
         }
-        let target = self.cfg.placement.assign(&live, self.cfg.partitions, self.cfg.replicas);
+        let target = self
+            .cfg
+            .placement
+            .assign(&live, self.cfg.partitions, self.cfg.replicas);
         self.target_cache = Some((live, self.cfg.placement, target.clone()));
         target
     }
@@ -606,7 +754,11 @@ impl ViewLeader {
     fn rebalancing(&self) -> bool {
         self.cfg.auto_rebalance
             || self.rebalance_requested
-            || self.view.nodes.values().any(|n| n.state == NodeState::Leaving)
+            || self
+                .view
+                .nodes
+                .values()
+                .any(|n| n.state == NodeState::Leaving)
     }
 
     /// Takes every rebalancing step that is safe now. Each step keeps the
@@ -622,7 +774,11 @@ impl ViewLeader {
         let target = self.target();
         let rebalancing = self.rebalancing();
         let goal = self.cfg.replicas.min(live.len());
-        let is_live = |view: &View, n: NodeId| view.nodes.get(&n).is_some_and(|i| i.state != NodeState::Dead);
+        let is_live = |view: &View, n: NodeId| {
+            view.nodes
+                .get(&n)
+                .is_some_and(|i| i.state != NodeState::Dead)
+        };
         for p in 0..self.view.partitions.len() {
             let pid = p as PartitionId;
             let t = &target[p];
@@ -633,7 +789,14 @@ impl ViewLeader {
                 let info = &mut self.view.partitions[p];
                 info.term += 1;
                 info.term_epoch = epoch;
-                info.replicas = t.iter().map(|&node| Replica { node, in_sync: true, since: epoch }).collect();
+                info.replicas = t
+                    .iter()
+                    .map(|&node| Replica {
+                        node,
+                        in_sync: true,
+                        since: epoch,
+                    })
+                    .collect();
                 self.event(EventKind::DataLost { partition: pid });
                 continue;
             }
@@ -648,9 +811,13 @@ impl ViewLeader {
                 additions.extend(t.iter().copied().filter(|n| !info.holds(*n)));
             } else {
                 let mut have = info.replicas.len();
-                let mut candidates: Vec<NodeId> = t.iter().copied().filter(|n| !info.holds(*n)).collect();
-                let mut others: Vec<NodeId> =
-                    live.iter().copied().filter(|n| !info.holds(*n) && !candidates.contains(n)).collect();
+                let mut candidates: Vec<NodeId> =
+                    t.iter().copied().filter(|n| !info.holds(*n)).collect();
+                let mut others: Vec<NodeId> = live
+                    .iter()
+                    .copied()
+                    .filter(|n| !info.holds(*n) && !candidates.contains(n))
+                    .collect();
                 others.sort_by_key(|n| self.view.roles_of(*n).0 + self.view.roles_of(*n).1);
                 candidates.extend(others);
                 for n in candidates {
@@ -663,27 +830,52 @@ impl ViewLeader {
             }
             for node in additions {
                 let epoch = self.stage();
-                self.view.partitions[p].replicas.push(Replica { node, in_sync: false, since: epoch });
+                self.view.partitions[p].replicas.push(Replica {
+                    node,
+                    in_sync: false,
+                    since: epoch,
+                });
                 self.filling_since.insert((pid, node), self.now);
-                let reason = if info.replicas.len() < goal { "re-replication" } else { "rebalance" };
-                self.event(EventKind::ReplicaAdded { partition: pid, node, reason: reason.into() });
+                let reason = if info.replicas.len() < goal {
+                    "re-replication"
+                } else {
+                    "rebalance"
+                };
+                self.event(EventKind::ReplicaAdded {
+                    partition: pid,
+                    node,
+                    reason: reason.into(),
+                });
             }
             if !rebalancing {
                 continue;
             }
             let info = self.view.partitions[p].clone();
-            let target_in_sync = t.iter().all(|n| info.replica(*n).is_some_and(|r| r.in_sync));
+            let target_in_sync = t
+                .iter()
+                .all(|n| info.replica(*n).is_some_and(|r| r.in_sync));
             // 2. Hand the primary role to the target primary once it is in sync.
             if let Some(&want) = t.first() {
-                if want != primary && info.replica(want).is_some_and(|r| r.in_sync) && target_in_sync {
+                if want != primary
+                    && info.replica(want).is_some_and(|r| r.in_sync)
+                    && target_in_sync
+                {
                     let epoch = self.stage();
                     let info = &mut self.view.partitions[p];
-                    let i = info.replicas.iter().position(|r| r.node == want).expect("target is a replica");
+                    let i = info
+                        .replicas
+                        .iter()
+                        .position(|r| r.node == want)
+                        .expect("target is a replica");
                     let r = info.replicas.remove(i);
                     info.replicas.insert(0, r);
                     info.term += 1;
                     info.term_epoch = epoch;
-                    self.event(EventKind::Handoff { partition: pid, from: primary, to: want });
+                    self.event(EventKind::Handoff {
+                        partition: pid,
+                        from: primary,
+                        to: want,
+                    });
                     continue;
                 }
             }
@@ -698,13 +890,20 @@ impl ViewLeader {
                     .skip(1)
                     .map(|r| r.node)
                     .filter(|n| !t.contains(n))
-                    .filter(|n| self.members.get(n).is_some_and(|m| m.reported_epoch >= term_epoch))
+                    .filter(|n| {
+                        self.members
+                            .get(n)
+                            .is_some_and(|m| m.reported_epoch >= term_epoch)
+                    })
                     .collect();
                 for node in surplus {
                     self.stage();
                     self.view.partitions[p].replicas.retain(|r| r.node != node);
                     self.filling_since.remove(&(pid, node));
-                    self.event(EventKind::ReplicaRemoved { partition: pid, node });
+                    self.event(EventKind::ReplicaRemoved {
+                        partition: pid,
+                        node,
+                    });
                 }
             }
         }
@@ -713,7 +912,9 @@ impl ViewLeader {
             .view
             .nodes
             .iter()
-            .filter(|(id, n)| n.state == NodeState::Leaving && !self.view.partitions.iter().any(|p| p.holds(**id)))
+            .filter(|(id, n)| {
+                n.state == NodeState::Leaving && !self.view.partitions.iter().any(|p| p.holds(**id))
+            })
             .map(|(id, _)| *id)
             .collect();
         for node in leaving {
@@ -744,7 +945,11 @@ impl ViewLeader {
                 info.replicas.iter().any(|r| !r.in_sync)
                     || (rebalancing
                         && (info.replicas.len() != t.len()
-                            || info.replicas.iter().zip(t.iter()).any(|(r, n)| r.node != *n)))
+                            || info
+                                .replicas
+                                .iter()
+                                .zip(t.iter())
+                                .any(|(r, n)| r.node != *n)))
             })
             .count()
     }
@@ -754,7 +959,10 @@ impl ViewLeader {
     /// Starts decommissioning a node.
     pub fn decommission(&mut self, node: NodeId) -> Result<()> {
         let Some(info) = self.view.nodes.get(&node) else {
-            return Err(Error::UnknownNode(format!("{} is not in the view", node_name(node))));
+            return Err(Error::UnknownNode(format!(
+                "{} is not in the view",
+                node_name(node)
+            )));
         };
         match info.state {
             NodeState::Leaving => return Ok(()),
@@ -768,7 +976,10 @@ impl ViewLeader {
         }
         let others = self.live_nodes().len() - 1;
         if others == 0 {
-            return Err(Error::BadInput(format!("cannot remove {}: it is the last live node", node_name(node))));
+            return Err(Error::BadInput(format!(
+                "cannot remove {}: it is the last live node",
+                node_name(node)
+            )));
         }
         if others < self.cfg.replicas {
             return Err(Error::BadInput(format!(
@@ -790,9 +1001,17 @@ impl ViewLeader {
     pub fn forget(&mut self, node: NodeId) -> Result<()> {
         let held = self.view.partitions.iter().any(|p| p.holds(node));
         match self.view.nodes.get(&node) {
-            None => Err(Error::UnknownNode(format!("{} is not in the view", node_name(node)))),
-            Some(n) if n.state != NodeState::Dead => Err(Error::BadInput(format!("{} is not dead", node_name(node)))),
-            Some(_) if held => Err(Error::BadInput(format!("{} still holds the last copy of a partition", node_name(node)))),
+            None => Err(Error::UnknownNode(format!(
+                "{} is not in the view",
+                node_name(node)
+            ))),
+            Some(n) if n.state != NodeState::Dead => {
+                Err(Error::BadInput(format!("{} is not dead", node_name(node))))
+            }
+            Some(_) if held => Err(Error::BadInput(format!(
+                "{} still holds the last copy of a partition",
+                node_name(node)
+            ))),
             Some(_) => {
                 self.stage();
                 self.view.nodes.remove(&node);
@@ -840,7 +1059,8 @@ impl ViewLeader {
             for r in info.replicas.iter_mut().skip(1) {
                 r.since = epoch;
                 r.in_sync = false;
-                self.filling_since.insert((p as PartitionId, r.node), self.now);
+                self.filling_since
+                    .insert((p as PartitionId, r.node), self.now);
             }
         }
         self.was_balanced = false;
@@ -851,8 +1071,12 @@ impl ViewLeader {
     pub fn plan(&mut self) -> Plan {
         let target = self.target();
         let mut plan = Plan::default();
-        let current: Vec<Vec<NodeId>> =
-            self.view.partitions.iter().map(|i| i.replicas.iter().map(|r| r.node).collect()).collect();
+        let current: Vec<Vec<NodeId>> = self
+            .view
+            .partitions
+            .iter()
+            .map(|i| i.replicas.iter().map(|r| r.node).collect())
+            .collect();
         for (p, (cur, t)) in current.iter().zip(&target).enumerate() {
             let adds = t.iter().filter(|n| !cur.contains(n)).count();
             let handoff = cur.first() != t.first();
@@ -870,36 +1094,75 @@ impl ViewLeader {
         // on live nodes, every replica on a node that is leaving or dead,
         // and every missing replica.
         let total: usize = target.iter().map(|t| t.len()).sum();
-        let fair = if live.is_empty() { 0 } else { total.div_ceil(live.len()) };
+        let fair = if live.is_empty() {
+            0
+        } else {
+            total.div_ceil(live.len())
+        };
         let mut counts: BTreeMap<NodeId, usize> = BTreeMap::new();
         for cur in &current {
             for n in cur {
                 *counts.entry(*n).or_default() += 1;
             }
         }
-        let excess: usize =
-            counts.iter().map(|(n, c)| if live.contains(n) { c.saturating_sub(fair) } else { *c }).sum();
-        let missing: usize = current.iter().zip(&target).map(|(c, t)| t.len().saturating_sub(c.len())).sum();
+        let excess: usize = counts
+            .iter()
+            .map(|(n, c)| {
+                if live.contains(n) {
+                    c.saturating_sub(fair)
+                } else {
+                    *c
+                }
+            })
+            .sum();
+        let missing: usize = current
+            .iter()
+            .zip(&target)
+            .map(|(c, t)| t.len().saturating_sub(c.len()))
+            .sum();
         plan.minimum_moves = excess + missing;
         plan
     }
 
     /// A snapshot for the shell.
     pub fn status(&mut self) -> Status {
-        let target = if self.view.epoch > 0 { self.target() } else { Vec::new() };
-        let live = |n: NodeId| self.view.nodes.get(&n).is_some_and(|i| i.state != NodeState::Dead);
+        let target = if self.view.epoch > 0 {
+            self.target()
+        } else {
+            Vec::new()
+        };
+        let live = |n: NodeId| {
+            self.view
+                .nodes
+                .get(&n)
+                .is_some_and(|i| i.state != NodeState::Dead)
+        };
         let goal = self.cfg.replicas.min(self.live_nodes().len().max(1));
         let mut degraded = 0;
         let mut unavailable = 0;
         for info in &self.view.partitions {
             if info.primary().is_none_or(|p| !live(p)) {
                 unavailable += 1;
-            } else if info.replicas.iter().filter(|r| r.in_sync && live(r.node)).count() < goal {
+            } else if info
+                .replicas
+                .iter()
+                .filter(|r| r.in_sync && live(r.node))
+                .count()
+                < goal
+            {
                 degraded += 1;
             }
         }
-        let moving = if target.is_empty() { 0 } else { self.moving(&target) };
-        let leaving = self.view.nodes.values().any(|n| n.state == NodeState::Leaving);
+        let moving = if target.is_empty() {
+            0
+        } else {
+            self.moving(&target)
+        };
+        let leaving = self
+            .view
+            .nodes
+            .values()
+            .any(|n| n.state == NodeState::Leaving);
         Status {
             view: self.view.clone(),
             members: self.members.clone(),
@@ -908,7 +1171,11 @@ impl ViewLeader {
             degraded,
             moving,
             unavailable,
-            healthy: self.view.epoch > 0 && degraded == 0 && moving == 0 && unavailable == 0 && !leaving,
+            healthy: self.view.epoch > 0
+                && degraded == 0
+                && moving == 0
+                && unavailable == 0
+                && !leaving,
             auto_rebalance: self.cfg.auto_rebalance,
             strategy: Some(self.cfg.placement.strategy),
             now: self.now,
@@ -940,5 +1207,8 @@ fn skew(assign: &[Vec<NodeId>], live: &[NodeId]) -> f64 {
 
 /// Nodes that appear in some partition's replica set.
 pub fn holders(view: &View) -> BTreeSet<NodeId> {
-    view.partitions.iter().flat_map(|p| p.replicas.iter().map(|r| r.node)).collect()
+    view.partitions
+        .iter()
+        .flat_map(|p| p.replicas.iter().map(|r| r.node))
+        .collect()
 }

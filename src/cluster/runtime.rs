@@ -69,13 +69,23 @@ pub fn spawn(
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
     let ctx = ctx.clone();
     let bind = bind.to_string();
-    let thread = std::thread::Builder::new().name("kvsh-leader".into()).spawn(move || {
-        run(ctx, bind, cfg, clock, status, events, events_tx, control_rx, ready_tx)
-    })?;
+    let thread = std::thread::Builder::new()
+        .name("kvsh-leader".into())
+        .spawn(move || {
+            run(
+                ctx, bind, cfg, clock, status, events, events_tx, control_rx, ready_tx,
+            )
+        })?;
     match ready_rx.recv() {
-        Ok(Ok(endpoint)) => Ok(LeaderThread { endpoint, control: control_tx, thread }),
+        Ok(Ok(endpoint)) => Ok(LeaderThread {
+            endpoint,
+            control: control_tx,
+            thread,
+        }),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(Error::Internal("leader thread exited before binding".into())),
+        Err(_) => Err(Error::Internal(
+            "leader thread exited before binding".into(),
+        )),
     }
 }
 
@@ -113,8 +123,10 @@ fn run(
         while let Ok(frames) = inbox.recv_multipart(zmq::DONTWAIT) {
             if let Some(Inbound::Internal(payload)) = classify(frames) {
                 if let Ok(env) = decode(&payload) {
-                    if let (Address::Node(n), crate::node::message::Message::Heartbeat { endpoint, .. }) =
-                        (env.from, &env.message)
+                    if let (
+                        Address::Node(n),
+                        crate::node::message::Message::Heartbeat { endpoint, .. },
+                    ) = (env.from, &env.message)
                     {
                         outbox.connect(Address::Node(n), endpoint);
                     }
@@ -156,7 +168,10 @@ fn run(
                     let _ = tx.send(e.clone());
                 }
             }
-            events.lock().unwrap_or_else(|e| e.into_inner()).extend(new_events);
+            events
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(new_events);
         }
         if changed || now >= last_publish + PUBLISH_EVERY_MS {
             published_epoch = leader.view().epoch;

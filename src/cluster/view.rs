@@ -33,7 +33,10 @@ pub fn node_name(id: NodeId) -> String {
 
 /// Parses a user's node name, `n3` or `3`.
 pub fn parse_node_name(s: &str) -> Option<NodeId> {
-    let digits = s.strip_prefix('n').or_else(|| s.strip_prefix('N')).unwrap_or(s);
+    let digits = s
+        .strip_prefix('n')
+        .or_else(|| s.strip_prefix('N'))
+        .unwrap_or(s);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -220,7 +223,10 @@ mod tests {
             let mut next = 0u64;
             for p in 0..parts {
                 let (s, e) = partition_range(p, parts);
-                assert_eq!(s, next, "partition {p} of {parts} starts where the last ended");
+                assert_eq!(
+                    s, next,
+                    "partition {p} of {parts} starts where the last ended"
+                );
                 assert!(e >= s);
                 assert_eq!(partition_of_hash(s, parts), p);
                 assert_eq!(partition_of_hash(e, parts), p);
@@ -238,7 +244,10 @@ mod tests {
             counts[partition_of(&format!("key{i}"), parts) as usize] += 1;
         }
         for c in counts {
-            assert!((800..1200).contains(&c), "xxh3 spreads keys evenly, got {c}");
+            assert!(
+                (800..1200).contains(&c),
+                "xxh3 spreads keys evenly, got {c}"
+            );
         }
     }
 

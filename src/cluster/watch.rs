@@ -15,14 +15,18 @@ pub struct Watch<T> {
 
 impl<T> Clone for Watch<T> {
     fn clone(&self) -> Self {
-        Watch { inner: self.inner.clone() }
+        Watch {
+            inner: self.inner.clone(),
+        }
     }
 }
 
 impl<T> Watch<T> {
     /// A watch holding `value`.
     pub fn new(value: T) -> Self {
-        Watch { inner: Arc::new((Mutex::new((0, Arc::new(value))), Condvar::new())) }
+        Watch {
+            inner: Arc::new((Mutex::new((0, Arc::new(value))), Condvar::new())),
+        }
     }
 
     /// Publishes a new value and wakes every waiter.
@@ -77,7 +81,9 @@ mod tests {
     fn waiters_wake_on_publish() {
         let w = Watch::new(0);
         let w2 = w.clone();
-        let t = std::thread::spawn(move || w2.wait_until(Duration::from_secs(10), &|| false, |v| *v == 3));
+        let t = std::thread::spawn(move || {
+            w2.wait_until(Duration::from_secs(10), &|| false, |v| *v == 3)
+        });
         for i in 1..=3 {
             w.publish(i);
         }

@@ -21,7 +21,7 @@ use crate::node::message::{
 use crate::node::protocol::{Entry, Request, Response};
 use crate::node::replication::{Completion, Follower, Leader, StreamConfig, Waiter};
 use crate::node::store::Store;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// A client of this node, as the transport identifies it.
 pub type ClientId = u64;
@@ -55,7 +55,11 @@ impl Default for NodeConfig {
             request_timeout: 3000,
             forward_retry: 500,
             retry_backoff: 25,
-            stream: StreamConfig { chunk_keys: 2000, chunk_window: 4, retransmit: 200 },
+            stream: StreamConfig {
+                chunk_keys: 2000,
+                chunk_window: 4,
+                retransmit: 200,
+            },
             scan_page: 5000,
         }
     }
@@ -126,12 +130,15 @@ pub struct Node {
     view: View,
     lease_until: Time,
     store: Store,
-    leaders: HashMap<PartitionId, Leader>,
-    followers: HashMap<PartitionId, Follower>,
-    pending: HashMap<RequestId, Pending>,
-    scans: HashMap<RequestId, Scan>,
+    // Ordered maps, not hash maps: the node walks these when it ticks and
+    // adopts views, and the order of its outputs must depend only on its
+    // inputs, or a simulated run would not replay from its seed.
+    leaders: BTreeMap<PartitionId, Leader>,
+    followers: BTreeMap<PartitionId, Follower>,
+    pending: BTreeMap<RequestId, Pending>,
+    scans: BTreeMap<RequestId, Scan>,
     /// Scan page request id → (scan id, partition).
-    scan_pages: HashMap<RequestId, (RequestId, PartitionId)>,
+    scan_pages: BTreeMap<RequestId, (RequestId, PartitionId)>,
     next_request: RequestId,
     next_heartbeat: Time,
     now: Time,
@@ -140,7 +147,13 @@ pub struct Node {
 
 impl Node {
     /// A new node with no view. It heartbeats the leader on its first tick.
-    pub fn new(id: NodeId, incarnation: Incarnation, endpoint: String, cfg: NodeConfig, max_value: usize) -> Self {
+    pub fn new(
+        id: NodeId,
+        incarnation: Incarnation,
+        endpoint: String,
+        cfg: NodeConfig,
+        max_value: usize,
+    ) -> Self {
         Node {
             id,
             incarnation,
@@ -150,11 +163,11 @@ impl Node {
             view: View::default(),
             lease_until: 0,
             store: Store::new(),
-            leaders: HashMap::new(),
-            followers: HashMap::new(),
-            pending: HashMap::new(),
-            scans: HashMap::new(),
-            scan_pages: HashMap::new(),
+            leaders: BTreeMap::new(),
+            followers: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            scans: BTreeMap::new(),
+            scan_pages: BTreeMap::new(),
             next_request: 1,
             next_heartbeat: 0,
             now: 0,
@@ -189,7 +202,10 @@ impl Node {
         let term = self.view.partitions.get(p as usize).map(|i| i.term);
         self.view.is_live_incarnation(self.id, self.incarnation)
             && now < self.lease_until
-            && self.leaders.get(&p).is_some_and(|l| Some(l.term) == term && l.activated())
+            && self
+                .leaders
+                .get(&p)
+                .is_some_and(|l| Some(l.term) == term && l.activated())
     }
 
     /// The largest value accepted.
@@ -209,7 +225,12 @@ impl Node {
     }
 
     fn send(&mut self, to: Address, message: Message) {
-        let env = Envelope { from: Address::Node(self.id), to, epoch: self.view.epoch, message };
+        let env = Envelope {
+            from: Address::Node(self.id),
+            to,
+            epoch: self.view.epoch,
+            message,
+        };
         self.out.push(Output::Send(env));
     }
 
@@ -257,14 +278,23 @@ impl Node {
         let deadline = self.now + self.cfg.request_timeout;
         self.pending.insert(
             request,
-            Pending { client, id, op, deadline, state: PendingState::Retry { at: self.now }, last_error: None },
+            Pending {
+                client,
+                id,
+                op,
+                deadline,
+                state: PendingState::Retry { at: self.now },
+                last_error: None,
+            },
         );
         self.route(request);
     }
 
     /// Routes a pending request: serve it here, or forward it to the primary.
     fn route(&mut self, request: RequestId) {
-        let Some(pending) = self.pending.get(&request) else { return };
+        let Some(pending) = self.pending.get(&request) else {
+            return;
+        };
         let op = pending.op.clone();
         let p = self.view.partition_of(op.key());
         match self.primary_for(p) {
@@ -273,7 +303,10 @@ impl Node {
                 if let Some(pd) = self.pending.get_mut(&request) {
                     pd.state = PendingState::Local;
                 }
-                let waiter = Waiter::Forward { node: self.id, request };
+                let waiter = Waiter::Forward {
+                    node: self.id,
+                    request,
+                };
                 match self.serve(p, op, waiter) {
                     Some(Ok(result)) => self.finish(request, Ok(result)),
                     Some(Err(e)) => self.on_forward_result(request, Err(e)),
@@ -282,7 +315,10 @@ impl Node {
             }
             Ok(primary) => {
                 if let Some(pd) = self.pending.get_mut(&request) {
-                    pd.state = PendingState::Forwarded { to: primary, at: self.now };
+                    pd.state = PendingState::Forwarded {
+                        to: primary,
+                        at: self.now,
+                    };
                 }
                 self.send(Address::Node(primary), Message::Forward { request, op });
             }
@@ -292,13 +328,24 @@ impl Node {
     /// The primary to send a partition's requests to, or why there is none.
     fn primary_for(&self, p: PartitionId) -> Result<NodeId, Error> {
         if self.view.epoch == 0 {
-            return Err(Error::Unavailable("the cluster is starting: no view yet".into()));
+            return Err(Error::Unavailable(
+                "the cluster is starting: no view yet".into(),
+            ));
         }
         let Some(primary) = self.view.primary(p) else {
-            return Err(Error::Unavailable(format!("partition {p} has no live replica")));
+            return Err(Error::Unavailable(format!(
+                "partition {p} has no live replica"
+            )));
         };
-        if self.view.nodes.get(&primary).is_none_or(|n| n.state == NodeState::Dead) {
-            return Err(Error::Unavailable(format!("partition {p} has no live replica")));
+        if self
+            .view
+            .nodes
+            .get(&primary)
+            .is_none_or(|n| n.state == NodeState::Dead)
+        {
+            return Err(Error::Unavailable(format!(
+                "partition {p} has no live replica"
+            )));
         }
         Ok(primary)
     }
@@ -316,7 +363,9 @@ impl Node {
     /// that is safe. A write is retried only if it was certainly not applied:
     /// applying it twice could make a later read see its value come back.
     fn on_forward_result(&mut self, request: RequestId, result: Result<KeyOpResult, Error>) {
-        let Some(pending) = self.pending.get(&request) else { return };
+        let Some(pending) = self.pending.get(&request) else {
+            return;
+        };
         match result {
             Ok(r) => self.finish(request, Ok(r)),
             Err(e) if e.is_retryable() && (!e.is_indefinite() || !pending.op.is_write()) => {
@@ -331,12 +380,28 @@ impl Node {
     }
 
     fn finish(&mut self, request: RequestId, result: Result<KeyOpResult, Error>) {
-        let Some(p) = self.pending.remove(&request) else { return };
+        let Some(p) = self.pending.remove(&request) else {
+            return;
+        };
         let key = p.op.key().to_string();
         let response = match result {
-            Ok(KeyOpResult::Written) => Response::Done { ok: true, key, existed: None, id: p.id },
-            Ok(KeyOpResult::Deleted(existed)) => Response::Done { ok: true, key, existed: Some(existed), id: p.id },
-            Ok(KeyOpResult::Value(value)) => Response::Value { key, value, id: p.id },
+            Ok(KeyOpResult::Written) => Response::Done {
+                ok: true,
+                key,
+                existed: None,
+                id: p.id,
+            },
+            Ok(KeyOpResult::Deleted(existed)) => Response::Done {
+                ok: true,
+                key,
+                existed: Some(existed),
+                id: p.id,
+            },
+            Ok(KeyOpResult::Value(value)) => Response::Value {
+                key,
+                value,
+                id: p.id,
+            },
             Err(e) => Response::error(&e, p.id),
         };
         self.reply(p.client, response);
@@ -344,7 +409,12 @@ impl Node {
 
     /// Serves an operation as the partition's primary. Returns the result
     /// now, or `None` if a write is waiting for its replicas.
-    fn serve(&mut self, p: PartitionId, op: KeyOp, waiter: Waiter) -> Option<Result<KeyOpResult, Error>> {
+    fn serve(
+        &mut self,
+        p: PartitionId,
+        op: KeyOp,
+        waiter: Waiter,
+    ) -> Option<Result<KeyOpResult, Error>> {
         if !self.has_lease() {
             return Some(Err(Error::Unavailable(format!(
                 "{} has no valid lease at epoch {}",
@@ -371,10 +441,24 @@ impl Node {
                 }
                 return Some(Ok(KeyOpResult::Value(leader.read(&key, &self.store))));
             }
-            KeyOp::Put { key, value } => {
-                leader.write(key, Some(value), waiter, deadline, &mut self.store, self.now, &mut msgs)
-            }
-            KeyOp::Delete { key } => leader.write(key, None, waiter, deadline, &mut self.store, self.now, &mut msgs),
+            KeyOp::Put { key, value } => leader.write(
+                key,
+                Some(value),
+                waiter,
+                deadline,
+                &mut self.store,
+                self.now,
+                &mut msgs,
+            ),
+            KeyOp::Delete { key } => leader.write(
+                key,
+                None,
+                waiter,
+                deadline,
+                &mut self.store,
+                self.now,
+                &mut msgs,
+            ),
         };
         self.flush(msgs);
         self.complete(done);
@@ -390,7 +474,13 @@ impl Node {
                         self.on_forward_result(request, result.clone());
                     }
                     Waiter::Forward { node, request } => {
-                        self.send(Address::Node(node), Message::ForwardResponse { request, result: result.clone() });
+                        self.send(
+                            Address::Node(node),
+                            Message::ForwardResponse {
+                                request,
+                                result: result.clone(),
+                            },
+                        );
                     }
                 }
             }
@@ -399,7 +489,13 @@ impl Node {
 
     // ---- GET_ALL --------------------------------------------------------
 
-    fn start_scan(&mut self, client: ClientId, id: Option<serde_json::Value>, prefix: Option<String>, limit: Option<usize>) {
+    fn start_scan(
+        &mut self,
+        client: ClientId,
+        id: Option<serde_json::Value>,
+        prefix: Option<String>,
+        limit: Option<usize>,
+    ) {
         let scan_id = self.next_request;
         self.next_request += 1;
         if self.view.epoch == 0 {
@@ -408,12 +504,31 @@ impl Node {
             return;
         }
         let parts = (0..self.view.partition_count())
-            .map(|p| (p, PartScan { after: None, request: None, retry_at: self.now, done: false }))
+            .map(|p| {
+                (
+                    p,
+                    PartScan {
+                        after: None,
+                        request: None,
+                        retry_at: self.now,
+                        done: false,
+                    },
+                )
+            })
             .collect();
         let deadline = self.now + self.cfg.request_timeout;
         self.scans.insert(
             scan_id,
-            Scan { client, id, prefix, limit, deadline, parts, entries: Vec::new(), last_error: None },
+            Scan {
+                client,
+                id,
+                prefix,
+                limit,
+                deadline,
+                parts,
+                entries: Vec::new(),
+                last_error: None,
+            },
         );
         self.pump_scan(scan_id);
     }
@@ -421,7 +536,9 @@ impl Node {
     /// Sends the page requests a scan is ready to send, and finishes it
     /// when every partition is done or the deadline has passed.
     fn pump_scan(&mut self, scan_id: RequestId) {
-        let Some(scan) = self.scans.get(&scan_id) else { return };
+        let Some(scan) = self.scans.get(&scan_id) else {
+            return;
+        };
         if scan.parts.values().all(|p| p.done) || self.now >= scan.deadline {
             let mut scan = self.scans.remove(&scan_id).expect("scan exists");
             let all_done = scan.parts.values().all(|p| p.done);
@@ -431,7 +548,10 @@ impl Node {
                 }
             }
             if !all_done {
-                let err = scan.last_error.take().unwrap_or_else(|| Error::Timeout("GET_ALL did not finish in time".into()));
+                let err = scan
+                    .last_error
+                    .take()
+                    .unwrap_or_else(|| Error::Timeout("GET_ALL did not finish in time".into()));
                 self.reply(scan.client, Response::error(&err, scan.id));
                 return;
             }
@@ -439,8 +559,18 @@ impl Node {
             if let Some(limit) = scan.limit {
                 scan.entries.truncate(limit);
             }
-            let collection = scan.entries.into_iter().map(|(key, value)| Entry { key, value }).collect();
-            self.reply(scan.client, Response::Collection { collection, id: scan.id });
+            let collection = scan
+                .entries
+                .into_iter()
+                .map(|(key, value)| Entry { key, value })
+                .collect();
+            self.reply(
+                scan.client,
+                Response::Collection {
+                    collection,
+                    id: scan.id,
+                },
+            );
             return;
         }
         let ready: Vec<PartitionId> = scan
@@ -470,7 +600,13 @@ impl Node {
                     self.scan_pages.insert(request, (scan_id, p));
                     self.send(
                         Address::Node(node),
-                        Message::Scan { request, partition: p, after, prefix: prefix.clone(), limit: page },
+                        Message::Scan {
+                            request,
+                            partition: p,
+                            after,
+                            prefix: prefix.clone(),
+                            limit: page,
+                        },
                     );
                 }
             }
@@ -481,8 +617,14 @@ impl Node {
             self.on_scan_page(request, p, result);
         }
         // A local page may have finished the scan.
-        if !self.scans.get(&scan_id).is_some_and(|s| s.parts.values().any(|p| p.request.is_some()))
-            && self.scans.get(&scan_id).is_some_and(|s| s.parts.values().all(|p| p.done))
+        if !self
+            .scans
+            .get(&scan_id)
+            .is_some_and(|s| s.parts.values().any(|p| p.request.is_some()))
+            && self
+                .scans
+                .get(&scan_id)
+                .is_some_and(|s| s.parts.values().all(|p| p.done))
         {
             self.pump_scan(scan_id);
         }
@@ -496,12 +638,22 @@ impl Node {
         limit: usize,
     ) -> Result<(Vec<(String, String)>, Option<String>), Error> {
         if !self.has_lease() {
-            return Err(Error::Unavailable(format!("{} has no valid lease", node_name(self.id))));
+            return Err(Error::Unavailable(format!(
+                "{} has no valid lease",
+                node_name(self.id)
+            )));
         }
         let term = self.view.partitions.get(p as usize).map(|i| i.term);
-        match self.leaders.get(&p).filter(|l| Some(l.term) == term && l.activated()) {
+        match self
+            .leaders
+            .get(&p)
+            .filter(|l| Some(l.term) == term && l.activated())
+        {
             Some(leader) => Ok(leader.scan(&self.store, after, prefix, limit)),
-            None => Err(Error::NotPrimary(format!("{} is not the primary of partition {p}", node_name(self.id)))),
+            None => Err(Error::NotPrimary(format!(
+                "{} is not the primary of partition {p}",
+                node_name(self.id)
+            ))),
         }
     }
 
@@ -511,14 +663,20 @@ impl Node {
         p: PartitionId,
         result: Result<(Vec<(String, String)>, Option<String>), Error>,
     ) {
-        let Some((scan_id, part_id)) = self.scan_pages.remove(&request) else { return };
+        let Some((scan_id, part_id)) = self.scan_pages.remove(&request) else {
+            return;
+        };
         if part_id != p {
             return;
         }
         let now = self.now;
         let backoff = self.cfg.retry_backoff;
-        let Some(scan) = self.scans.get_mut(&scan_id) else { return };
-        let Some(part) = scan.parts.get_mut(&p) else { return };
+        let Some(scan) = self.scans.get_mut(&scan_id) else {
+            return;
+        };
+        let Some(part) = scan.parts.get_mut(&p) else {
+            return;
+        };
         part.request = None;
         match result {
             Ok((entries, next)) => {
@@ -557,15 +715,22 @@ impl Node {
             }
             Message::ViewUpdate { view } => self.adopt(*view),
             Message::Forward { request, op } => {
-                let Address::Node(coordinator) = from else { return };
+                let Address::Node(coordinator) = from else {
+                    return;
+                };
                 if env.epoch < self.view.epoch {
                     self.reject_stale(coordinator);
-                    let result = Err(Error::StaleEpoch { current: self.view.epoch });
+                    let result = Err(Error::StaleEpoch {
+                        current: self.view.epoch,
+                    });
                     self.send(from, Message::ForwardResponse { request, result });
                     return;
                 }
                 let p = self.view.partition_of(op.key());
-                let waiter = Waiter::Forward { node: coordinator, request };
+                let waiter = Waiter::Forward {
+                    node: coordinator,
+                    request,
+                };
                 if let Some(result) = self.serve(p, op, waiter) {
                     self.send(from, Message::ForwardResponse { request, result });
                 }
@@ -579,12 +744,23 @@ impl Node {
                     self.on_forward_result(request, result);
                 }
             }
-            Message::Replicate { partition, stream, seq, entry } => {
+            Message::Replicate {
+                partition,
+                stream,
+                seq,
+                entry,
+            } => {
                 let Address::Node(primary) = from else { return };
                 self.on_replicate(primary, partition, stream, seq, entry);
             }
-            Message::ReplicateAck { partition, stream, seq } => {
-                let Address::Node(secondary) = from else { return };
+            Message::ReplicateAck {
+                partition,
+                stream,
+                seq,
+            } => {
+                let Address::Node(secondary) = from else {
+                    return;
+                };
                 let mut msgs = Vec::new();
                 let done = match self.leaders.get_mut(&partition) {
                     Some(l) => l.on_ack(secondary, stream, seq, &self.store, now, &mut msgs),
@@ -593,17 +769,38 @@ impl Node {
                 self.flush(msgs);
                 self.complete(done);
             }
-            Message::Scan { request, partition, after, prefix, limit } => {
-                let Address::Node(coordinator) = from else { return };
+            Message::Scan {
+                request,
+                partition,
+                after,
+                prefix,
+                limit,
+            } => {
+                let Address::Node(coordinator) = from else {
+                    return;
+                };
                 let result = if env.epoch < self.view.epoch {
                     self.reject_stale(coordinator);
-                    Err(Error::StaleEpoch { current: self.view.epoch })
+                    Err(Error::StaleEpoch {
+                        current: self.view.epoch,
+                    })
                 } else {
                     self.serve_scan(partition, after.as_deref(), prefix.as_deref(), limit)
                 };
-                self.send(from, Message::ScanResponse { request, partition, result });
+                self.send(
+                    from,
+                    Message::ScanResponse {
+                        request,
+                        partition,
+                        result,
+                    },
+                );
             }
-            Message::ScanResponse { request, partition, result } => {
+            Message::ScanResponse {
+                request,
+                partition,
+                result,
+            } => {
                 let scan_id = self.scan_pages.get(&request).map(|(s, _)| *s);
                 self.on_scan_page(request, partition, result);
                 if let Some(s) = scan_id {
@@ -621,20 +818,45 @@ impl Node {
         self.send(Address::Node(peer), Message::ViewUpdate { view });
     }
 
-    fn on_replicate(&mut self, primary: NodeId, p: PartitionId, stream: StreamId, seq: u64, entry: StreamEntry) {
+    fn on_replicate(
+        &mut self,
+        primary: NodeId,
+        p: PartitionId,
+        stream: StreamId,
+        seq: u64,
+        entry: StreamEntry,
+    ) {
         // Accept only the stream the view says this node should follow.
-        let Some(info) = self.view.partitions.get(p as usize) else { return };
-        let Some(me) = info.replica(self.id) else { return };
-        let expected = StreamId { term: info.term, incarnation: self.incarnation, since: me.since };
+        let Some(info) = self.view.partitions.get(p as usize) else {
+            return;
+        };
+        let Some(me) = info.replica(self.id) else {
+            return;
+        };
+        let expected = StreamId {
+            term: info.term,
+            incarnation: self.incarnation,
+            since: me.since,
+        };
         if info.primary() != Some(primary) || primary == self.id || stream != expected {
             return;
         }
-        let follower = self.followers.entry(p).or_insert_with(|| Follower::new(stream));
+        let follower = self
+            .followers
+            .entry(p)
+            .or_insert_with(|| Follower::new(stream));
         if follower.stream != stream {
             *follower = Follower::new(stream);
         }
         let acked = follower.on_entry(p, seq, entry, &mut self.store);
-        self.send(Address::Node(primary), Message::ReplicateAck { partition: p, stream, seq: acked });
+        self.send(
+            Address::Node(primary),
+            Message::ReplicateAck {
+                partition: p,
+                stream,
+                seq: acked,
+            },
+        );
     }
 
     /// Adopts a newer view: takes up and gives up primary and secondary
@@ -666,14 +888,27 @@ impl Node {
             for (p, info) in self.view.partitions.iter().enumerate() {
                 let p = p as PartitionId;
                 if info.primary() == Some(me) {
-                    let leader = self.leaders.entry(p).or_insert_with(|| Leader::new(p, info.term, self.cfg.stream));
+                    let leader = self
+                        .leaders
+                        .entry(p)
+                        .or_insert_with(|| Leader::new(p, info.term, self.cfg.stream));
                     done.extend(leader.reconcile(&self.view, &self.store, self.now, &mut msgs));
                 }
             }
         }
-        self.followers.retain(|p, _| self.view.partitions.get(*p as usize).is_some_and(|i| i.holds(me) && i.primary() != Some(me)));
+        self.followers.retain(|p, _| {
+            self.view
+                .partitions
+                .get(*p as usize)
+                .is_some_and(|i| i.holds(me) && i.primary() != Some(me))
+        });
         for p in self.store.partition_ids() {
-            if !self.view.partitions.get(p as usize).is_some_and(|i| i.holds(me)) {
+            if !self
+                .view
+                .partitions
+                .get(p as usize)
+                .is_some_and(|i| i.holds(me))
+            {
                 self.store.drop_partition(p);
             }
         }
@@ -697,10 +932,15 @@ impl Node {
         match &env.message {
             Message::Forward { request, .. } => {
                 if let Address::Node(n) = env.to {
-                    self.retry_later(*request, Error::Unavailable(format!("{} is not reachable", node_name(n))));
+                    self.retry_later(
+                        *request,
+                        Error::Unavailable(format!("{} is not reachable", node_name(n))),
+                    );
                 }
             }
-            Message::Scan { request, partition, .. } => {
+            Message::Scan {
+                request, partition, ..
+            } => {
                 let err = Error::Unavailable("a primary is not reachable".into());
                 self.on_scan_page(*request, *partition, Err(err));
             }
@@ -719,7 +959,11 @@ impl Node {
                 keys: self.store.keys(),
                 bytes: self.store.bytes(),
                 syncing: self.leaders.values().map(|l| l.syncing() as u32).sum(),
-                led_keys: self.leaders.keys().map(|p| (*p, self.store.partition_len(*p) as u64)).collect(),
+                led_keys: self
+                    .leaders
+                    .keys()
+                    .map(|p| (*p, self.store.partition_len(*p) as u64))
+                    .collect(),
             };
             let message = Message::Heartbeat {
                 sent_at: now,
@@ -739,7 +983,9 @@ impl Node {
             }
             match p.state {
                 PendingState::Retry { at } if now >= at => retry.push(*r),
-                PendingState::Forwarded { at, .. } if !p.op.is_write() && now >= at + self.cfg.forward_retry => {
+                PendingState::Forwarded { at, .. }
+                    if !p.op.is_write() && now >= at + self.cfg.forward_retry =>
+                {
                     retry.push(*r)
                 }
                 _ => {}
@@ -749,9 +995,10 @@ impl Node {
             let p = &self.pending[&r];
             let err = match (&p.last_error, p.op.is_write(), &p.state) {
                 (Some(e), _, PendingState::Retry { .. }) => e.clone(),
-                (_, true, PendingState::Forwarded { .. }) => {
-                    Error::Timeout("no answer from the primary in time; the write may or may not be applied".into())
-                }
+                (_, true, PendingState::Forwarded { .. }) => Error::Timeout(
+                    "no answer from the primary in time; the write may or may not be applied"
+                        .into(),
+                ),
                 _ => Error::Timeout("no answer in time".into()),
             };
             self.finish(r, Err(err));
@@ -765,8 +1012,15 @@ impl Node {
         let mut reports = Vec::new();
         for leader in self.leaders.values_mut() {
             done.extend(leader.tick(&self.store, now, &mut msgs));
-            for (node, stream, keys) in leader.caught_up_reports(&self.view, now, self.cfg.heartbeat_interval) {
-                reports.push(Message::CaughtUp { partition: leader.partition, node, stream, keys });
+            for (node, stream, keys) in
+                leader.caught_up_reports(&self.view, now, self.cfg.heartbeat_interval)
+            {
+                reports.push(Message::CaughtUp {
+                    partition: leader.partition,
+                    node,
+                    stream,
+                    keys,
+                });
             }
         }
         self.flush(msgs);

@@ -270,20 +270,46 @@ mod tests {
 
     #[test]
     fn envelopes_round_trip() {
-        let stream = StreamId { term: 3, incarnation: 9, since: 2 };
+        let stream = StreamId {
+            term: 3,
+            incarnation: 9,
+            since: 2,
+        };
         for message in [
-            Message::Heartbeat { sent_at: 5, incarnation: 1, endpoint: "tcp://x:1".into(), stats: NodeStats::default() },
+            Message::Heartbeat {
+                sent_at: 5,
+                incarnation: 1,
+                endpoint: "tcp://x:1".into(),
+                stats: NodeStats::default(),
+            },
             Message::Replicate {
                 partition: 4,
                 stream,
                 seq: 7,
-                entry: StreamEntry::Chunk { after: None, upto: Some("k".into()), entries: vec![("a".into(), "1".into())] },
+                entry: StreamEntry::Chunk {
+                    after: None,
+                    upto: Some("k".into()),
+                    entries: vec![("a".into(), "1".into())],
+                },
             },
-            Message::ForwardResponse { request: 1, result: Err(Error::NotPrimary("p 3".into())) },
-            Message::ForwardResponse { request: 2, result: Ok(KeyOpResult::Value(None)) },
-            Message::ViewUpdate { view: Box::default() },
+            Message::ForwardResponse {
+                request: 1,
+                result: Err(Error::NotPrimary("p 3".into())),
+            },
+            Message::ForwardResponse {
+                request: 2,
+                result: Ok(KeyOpResult::Value(None)),
+            },
+            Message::ViewUpdate {
+                view: Box::default(),
+            },
         ] {
-            let env = Envelope { from: Address::Node(1), to: Address::Leader, epoch: 4, message };
+            let env = Envelope {
+                from: Address::Node(1),
+                to: Address::Leader,
+                epoch: 4,
+                message,
+            };
             assert_eq!(decode(&encode(&env)).unwrap(), env);
         }
     }

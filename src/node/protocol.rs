@@ -96,9 +96,9 @@ impl Request {
     /// The key a single-key request is about.
     pub fn key(&self) -> Option<&str> {
         match self {
-            Request::Put { key, .. } | Request::GetOne { key, .. } | Request::Delete { key, .. } => {
-                Some(key)
-            }
+            Request::Put { key, .. }
+            | Request::GetOne { key, .. }
+            | Request::Delete { key, .. } => Some(key),
             Request::GetAll { .. } | Request::View { .. } => None,
         }
     }
@@ -172,7 +172,11 @@ pub enum Response {
 impl Response {
     /// An error reply.
     pub fn error(err: &Error, id: Option<serde_json::Value>) -> Self {
-        Response::Error { error: err.to_string(), code: err.code().to_string(), id }
+        Response::Error {
+            error: err.to_string(),
+            code: err.code().to_string(),
+            id,
+        }
     }
 
     /// Converts an error reply back into an [`Error`].
@@ -215,7 +219,9 @@ pub fn decode_request(frame: &[u8], max_frame: usize, max_value: usize) -> Resul
     let value: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| Error::BadInput(format!("bad request: malformed JSON: {e}")))?;
     let Some(obj) = value.as_object() else {
-        return Err(Error::BadInput("bad request: expected a JSON object".into()));
+        return Err(Error::BadInput(
+            "bad request: expected a JSON object".into(),
+        ));
     };
     match obj.get("op") {
         None => return Err(Error::BadInput("bad request: missing field `op`".into())),
@@ -229,11 +235,13 @@ pub fn decode_request(frame: &[u8], max_frame: usize, max_value: usize) -> Resul
             }
         }
         Some(other) => {
-            return Err(Error::BadInput(format!("bad request: field `op` must be a string, got {other}")))
+            return Err(Error::BadInput(format!(
+                "bad request: field `op` must be a string, got {other}"
+            )))
         }
     }
-    let request: Request = serde_json::from_value(value)
-        .map_err(|e| Error::BadInput(format!("bad request: {e}")))?;
+    let request: Request =
+        serde_json::from_value(value).map_err(|e| Error::BadInput(format!("bad request: {e}")))?;
     if let Some(key) = request.key() {
         if key.len() > MAX_KEY_BYTES {
             return Err(Error::TooLarge(format!(
@@ -279,19 +287,33 @@ mod tests {
     fn seed_requests_decode() {
         assert_eq!(
             decode(r#"{"op":"PUT","key":"k","value":"v"}"#).unwrap(),
-            Request::Put { key: "k".into(), value: "v".into(), id: None }
+            Request::Put {
+                key: "k".into(),
+                value: "v".into(),
+                id: None
+            }
         );
         assert_eq!(
             decode(r#"{"op":"GET_ONE","key":"k"}"#).unwrap(),
-            Request::GetOne { key: "k".into(), id: None }
+            Request::GetOne {
+                key: "k".into(),
+                id: None
+            }
         );
         assert_eq!(
             decode(r#"{"op":"GET_ALL"}"#).unwrap(),
-            Request::GetAll { prefix: None, limit: None, id: None }
+            Request::GetAll {
+                prefix: None,
+                limit: None,
+                id: None
+            }
         );
         assert_eq!(
             decode(r#"{"op":"DELETE","key":"k","id":7}"#).unwrap(),
-            Request::Delete { key: "k".into(), id: Some(7.into()) }
+            Request::Delete {
+                key: "k".into(),
+                id: Some(7.into())
+            }
         );
     }
 
@@ -307,7 +329,10 @@ mod tests {
         let err = decode_request(frame, DEFAULT_MAX_FRAME, 1000).unwrap_err();
         assert_eq!(err.code(), "bad_request");
         let msg = err.to_string();
-        assert!(msg.starts_with(expected_prefix), "{msg:?} should start with {expected_prefix:?}");
+        assert!(
+            msg.starts_with(expected_prefix),
+            "{msg:?} should start with {expected_prefix:?}"
+        );
         assert!(!msg.contains('\n'), "errors are one line");
     }
 
@@ -318,35 +343,79 @@ mod tests {
         assert_eq!(err.code(), "too_large");
         assert!(err.to_string().contains("exceeds the limit of 100 bytes"));
         let err = decode_request(big.as_bytes(), DEFAULT_MAX_FRAME, 1000).unwrap_err();
-        assert!(err.to_string().contains("value of 2000 bytes exceeds the limit of 1000 bytes"), "{err}");
-        let long_key = format!(r#"{{"op":"GET_ONE","key":"{}"}}"#, "k".repeat(MAX_KEY_BYTES + 1));
+        assert!(
+            err.to_string()
+                .contains("value of 2000 bytes exceeds the limit of 1000 bytes"),
+            "{err}"
+        );
+        let long_key = format!(
+            r#"{{"op":"GET_ONE","key":"{}"}}"#,
+            "k".repeat(MAX_KEY_BYTES + 1)
+        );
         assert_eq!(decode(&long_key).unwrap_err().code(), "too_large");
     }
 
     #[test]
     fn responses_have_the_seed_shape() {
-        let r = Response::Value { key: "k".into(), value: None, id: None };
-        assert_eq!(String::from_utf8(encode_response(&r)).unwrap(), r#"{"key":"k","value":null}"#);
+        let r = Response::Value {
+            key: "k".into(),
+            value: None,
+            id: None,
+        };
+        assert_eq!(
+            String::from_utf8(encode_response(&r)).unwrap(),
+            r#"{"key":"k","value":null}"#
+        );
         let r = Response::Collection {
-            collection: vec![Entry { key: "a".into(), value: "1".into() }],
+            collection: vec![Entry {
+                key: "a".into(),
+                value: "1".into(),
+            }],
             id: None,
         };
         assert_eq!(
             String::from_utf8(encode_response(&r)).unwrap(),
             r#"{"collection":[{"key":"a","value":"1"}]}"#
         );
-        let r = Response::Done { ok: true, key: "k".into(), existed: None, id: Some(3.into()) };
-        assert_eq!(String::from_utf8(encode_response(&r)).unwrap(), r#"{"ok":true,"key":"k","id":3}"#);
+        let r = Response::Done {
+            ok: true,
+            key: "k".into(),
+            existed: None,
+            id: Some(3.into()),
+        };
+        assert_eq!(
+            String::from_utf8(encode_response(&r)).unwrap(),
+            r#"{"ok":true,"key":"k","id":3}"#
+        );
     }
 
     #[test]
     fn responses_round_trip() {
         for r in [
-            Response::Value { key: "k".into(), value: Some("v".into()), id: Some(1.into()) },
-            Response::Value { key: "k".into(), value: None, id: None },
-            Response::Done { ok: true, key: "k".into(), existed: Some(false), id: None },
-            Response::error(&Error::Unavailable("partition 7 has no live replica".into()), None),
-            Response::Collection { collection: vec![], id: None },
+            Response::Value {
+                key: "k".into(),
+                value: Some("v".into()),
+                id: Some(1.into()),
+            },
+            Response::Value {
+                key: "k".into(),
+                value: None,
+                id: None,
+            },
+            Response::Done {
+                ok: true,
+                key: "k".into(),
+                existed: Some(false),
+                id: None,
+            },
+            Response::error(
+                &Error::Unavailable("partition 7 has no live replica".into()),
+                None,
+            ),
+            Response::Collection {
+                collection: vec![],
+                id: None,
+            },
         ] {
             assert_eq!(decode_response(&encode_response(&r)).unwrap(), r);
         }

@@ -162,9 +162,17 @@ impl Leader {
         let mut wanted = BTreeMap::new();
         for r in info.secondaries() {
             let incarnation = view.nodes.get(&r.node).map_or(0, |n| n.incarnation);
-            wanted.insert(r.node, StreamId { term: self.term, incarnation, since: r.since });
+            wanted.insert(
+                r.node,
+                StreamId {
+                    term: self.term,
+                    incarnation,
+                    since: r.since,
+                },
+            );
         }
-        self.streams.retain(|node, s| wanted.get(node) == Some(&s.id));
+        self.streams
+            .retain(|node, s| wanted.get(node) == Some(&s.id));
         let last_idx = self.next_idx - 1;
         for (node, id) in wanted {
             self.streams.entry(node).or_insert_with(|| Stream {
@@ -174,7 +182,12 @@ impl Leader {
                 acked_idx: last_idx,
                 acked_any: false,
                 last_sent: now,
-                resync: Some(Resync { cursor: None, sent_last: false, chunks_inflight: 0, keys: 0 }),
+                resync: Some(Resync {
+                    cursor: None,
+                    sent_last: false,
+                    chunks_inflight: 0,
+                    keys: 0,
+                }),
                 caught_up: None,
                 last_report: None,
             });
@@ -204,11 +217,17 @@ impl Leader {
             Some(v) => store.put(p, key.clone(), v.clone()),
             None => store.delete(p, &key),
         };
-        let overlay = self.overlay.entry(key.clone()).or_insert_with(|| Overlay { committed: old.clone(), pending: 0 });
+        let overlay = self.overlay.entry(key.clone()).or_insert_with(|| Overlay {
+            committed: old.clone(),
+            pending: 0,
+        });
         overlay.pending += 1;
         let existed = old.is_some();
         let entry = match &value {
-            Some(v) => StreamEntry::Put { key: key.clone(), value: v.clone() },
+            Some(v) => StreamEntry::Put {
+                key: key.clone(),
+                value: v.clone(),
+            },
             None => StreamEntry::Delete { key: key.clone() },
         };
         for (node, s) in self.streams.iter_mut() {
@@ -218,9 +237,20 @@ impl Leader {
                 s.last_sent = now;
             }
             out.push((*node, replicate(p, s.id, seq, entry.clone())));
-            s.inflight.push_back(Inflight { seq, entry: entry.clone(), idx: Some(idx) });
+            s.inflight.push_back(Inflight {
+                seq,
+                entry: entry.clone(),
+                idx: Some(idx),
+            });
         }
-        self.log.push_back(LogEntry { idx, key, value, existed, waiters: vec![waiter], deadline });
+        self.log.push_back(LogEntry {
+            idx,
+            key,
+            value,
+            existed,
+            waiters: vec![waiter],
+            deadline,
+        });
         self.commit(store)
     }
 
@@ -242,7 +272,11 @@ impl Leader {
         limit: usize,
     ) -> (Vec<(String, String)>, Option<String>) {
         let (page, more) = store.page(self.partition, after, limit.max(1));
-        let next = if more { page.last().map(|(k, _)| k.clone()) } else { None };
+        let next = if more {
+            page.last().map(|(k, _)| k.clone())
+        } else {
+            None
+        };
         let mut entries = Vec::with_capacity(page.len());
         for (k, v) in page {
             if prefix.is_some_and(|pre| !k.starts_with(pre)) {
@@ -270,7 +304,9 @@ impl Leader {
         now: Time,
         out: &mut Vec<(NodeId, Message)>,
     ) -> Vec<Completion> {
-        let Some(s) = self.streams.get_mut(&node) else { return Vec::new() };
+        let Some(s) = self.streams.get_mut(&node) else {
+            return Vec::new();
+        };
         if s.id != stream {
             return Vec::new();
         }
@@ -301,7 +337,12 @@ impl Leader {
     }
 
     /// Periodic work: retransmits, resync progress, and write deadlines.
-    pub fn tick(&mut self, store: &Store, now: Time, out: &mut Vec<(NodeId, Message)>) -> Vec<Completion> {
+    pub fn tick(
+        &mut self,
+        store: &Store,
+        now: Time,
+        out: &mut Vec<(NodeId, Message)>,
+    ) -> Vec<Completion> {
         let p = self.partition;
         for (node, s) in self.streams.iter_mut() {
             if !s.inflight.is_empty() && now >= s.last_sent + self.cfg.retransmit {
@@ -331,8 +372,15 @@ impl Leader {
 
     /// Streams whose resync finished but whose replica the view does not
     /// show in sync yet: report them to the leader, at most every `every` ms.
-    pub fn caught_up_reports(&mut self, view: &View, now: Time, every: Time) -> Vec<(NodeId, StreamId, u64)> {
-        let Some(info) = view.partitions.get(self.partition as usize) else { return Vec::new() };
+    pub fn caught_up_reports(
+        &mut self,
+        view: &View,
+        now: Time,
+        every: Time,
+    ) -> Vec<(NodeId, StreamId, u64)> {
+        let Some(info) = view.partitions.get(self.partition as usize) else {
+            return Vec::new();
+        };
         let mut reports = Vec::new();
         for (node, s) in self.streams.iter_mut() {
             let Some(keys) = s.caught_up else { continue };
@@ -377,26 +425,43 @@ impl Leader {
             while !r.sent_last && r.chunks_inflight < self.cfg.chunk_window {
                 let (page, more) = store.page(p, r.cursor.as_deref(), self.cfg.chunk_keys);
                 let after = r.cursor.clone();
-                let upto = if more { page.last().map(|(k, _)| k.clone()) } else { None };
+                let upto = if more {
+                    page.last().map(|(k, _)| k.clone())
+                } else {
+                    None
+                };
                 r.keys += page.len() as u64;
                 r.cursor.clone_from(&upto);
                 r.sent_last = upto.is_none();
                 r.chunks_inflight += 1;
-                let entry = StreamEntry::Chunk { after, upto, entries: page };
+                let entry = StreamEntry::Chunk {
+                    after,
+                    upto,
+                    entries: page,
+                };
                 let seq = s.next_seq;
                 s.next_seq += 1;
                 if s.inflight.is_empty() {
                     s.last_sent = now;
                 }
                 out.push((*node, replicate(p, s.id, seq, entry.clone())));
-                s.inflight.push_back(Inflight { seq, entry, idx: None });
+                s.inflight.push_back(Inflight {
+                    seq,
+                    entry,
+                    idx: None,
+                });
             }
         }
     }
 
     /// Commits the writes every stream has acknowledged, in order.
     fn commit(&mut self, _store: &Store) -> Vec<Completion> {
-        let acked = self.streams.values().map(|s| s.acked_idx).min().unwrap_or(u64::MAX);
+        let acked = self
+            .streams
+            .values()
+            .map(|s| s.acked_idx)
+            .min()
+            .unwrap_or(u64::MAX);
         let mut done = Vec::new();
         while self.log.front().is_some_and(|e| e.idx <= acked) {
             let e = self.log.pop_front().expect("front exists");
@@ -420,7 +485,12 @@ impl Leader {
 }
 
 fn replicate(partition: PartitionId, stream: StreamId, seq: u64, entry: StreamEntry) -> Message {
-    Message::Replicate { partition, stream, seq, entry }
+    Message::Replicate {
+        partition,
+        stream,
+        seq,
+        entry,
+    }
 }
 
 /// Entries a secondary buffers ahead of a gap before it drops them.
@@ -438,13 +508,23 @@ pub struct Follower {
 impl Follower {
     /// A follower at the start of a stream.
     pub fn new(stream: StreamId) -> Self {
-        Follower { stream, expected: 1, buffer: BTreeMap::new() }
+        Follower {
+            stream,
+            expected: 1,
+            buffer: BTreeMap::new(),
+        }
     }
 
     /// Applies an entry if it is the next one (and any buffered ones after
     /// it), buffers it if it is early. Returns the sequence number to
     /// acknowledge: the highest applied.
-    pub fn on_entry(&mut self, p: PartitionId, seq: u64, entry: StreamEntry, store: &mut Store) -> u64 {
+    pub fn on_entry(
+        &mut self,
+        p: PartitionId,
+        seq: u64,
+        entry: StreamEntry,
+        store: &mut Store,
+    ) -> u64 {
         if seq > self.expected {
             if self.buffer.len() < MAX_BUFFERED {
                 self.buffer.insert(seq, entry);
@@ -470,7 +550,11 @@ pub fn apply(p: PartitionId, entry: StreamEntry, store: &mut Store) {
         StreamEntry::Delete { key } => {
             store.delete(p, &key);
         }
-        StreamEntry::Chunk { after, upto, entries } => {
+        StreamEntry::Chunk {
+            after,
+            upto,
+            entries,
+        } => {
             store.replace_range(p, after.as_deref(), upto.as_deref(), entries);
         }
     }

@@ -102,7 +102,11 @@ pub fn spawn(ctx: &zmq::Context, spec: NodeSpec) -> Result<NodeThread> {
         .name(format!("kvsh-{}", node_name(spec.id)))
         .spawn(move || run(ctx, spec, control_rx, ready_tx))?;
     match ready_rx.recv() {
-        Ok(Ok(endpoint)) => Ok(NodeThread { endpoint, control: control_tx, thread }),
+        Ok(Ok(endpoint)) => Ok(NodeThread {
+            endpoint,
+            control: control_tx,
+            thread,
+        }),
         Ok(Err(e)) => {
             let _ = thread.join();
             Err(e)
@@ -111,7 +115,12 @@ pub fn spawn(ctx: &zmq::Context, spec: NodeSpec) -> Result<NodeThread> {
     }
 }
 
-fn run(ctx: zmq::Context, spec: NodeSpec, control: Receiver<Control>, ready: Sender<Result<String>>) {
+fn run(
+    ctx: zmq::Context,
+    spec: NodeSpec,
+    control: Receiver<Control>,
+    ready: Sender<Result<String>>,
+) {
     // Room for the largest frame a peer may send (a resync chunk or a value
     // at the limit), well over the client limit so oversized client frames
     // get an error reply rather than a dropped connection.
@@ -124,7 +133,13 @@ fn run(ctx: zmq::Context, spec: NodeSpec, control: Receiver<Control>, ready: Sen
         }
     };
     let _ = ready.send(Ok(endpoint.clone()));
-    let mut node = Node::new(spec.id, spec.incarnation, endpoint, spec.config, spec.max_value);
+    let mut node = Node::new(
+        spec.id,
+        spec.incarnation,
+        endpoint,
+        spec.config,
+        spec.max_value,
+    );
     let mut outbox = Outbox::new(ctx);
     outbox.connect(Address::Leader, &spec.leader_endpoint);
     let mut clients: HashMap<ClientId, ClientRoute> = HashMap::new();
@@ -159,11 +174,15 @@ fn run(ctx: zmq::Context, spec: NodeSpec, control: Receiver<Control>, ready: Sen
                             clients.insert(client, route);
                             node.on_client(now, client, request);
                         }
-                        Err(e) => reply(&inbox, &route, &encode_response(&Response::error(&e, None))),
+                        Err(e) => {
+                            reply(&inbox, &route, &encode_response(&Response::error(&e, None)))
+                        }
                     }
                 }
                 Some(Inbound::Malformed(route)) => {
-                    let e = Error::BadInput("bad request: expected one frame holding a JSON object".into());
+                    let e = Error::BadInput(
+                        "bad request: expected one frame holding a JSON object".into(),
+                    );
                     reply(&inbox, &route, &encode_response(&Response::error(&e, None)));
                 }
             }
@@ -227,19 +246,40 @@ fn inspect(node: &mut Node, c: Control) {
             let digests = store
                 .partition_ids()
                 .into_iter()
-                .map(|p| (p, PartitionDigest { keys: store.partition_len(p), digest: store.digest(p) }))
+                .map(|p| {
+                    (
+                        p,
+                        PartitionDigest {
+                            keys: store.partition_len(p),
+                            digest: store.digest(p),
+                        },
+                    )
+                })
                 .collect();
             let _ = tx.send(digests);
         }
         Control::Stats(tx) => {
             let store = node.store();
-            let _ = tx.send(store.partition_ids().into_iter().map(|p| (p, store.partition_len(p))).collect());
+            let _ = tx.send(
+                store
+                    .partition_ids()
+                    .into_iter()
+                    .map(|p| (p, store.partition_len(p)))
+                    .collect(),
+            );
         }
         Control::Dump(p, tx) => {
-            let data = node.store().partition(p).map(|d| d.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+            let data = node
+                .store()
+                .partition(p)
+                .map(|d| d.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
             let _ = tx.send(data.unwrap_or_default());
         }
-        Control::Corrupt { partition, key, value } => {
+        Control::Corrupt {
+            partition,
+            key,
+            value,
+        } => {
             let store = node.store_mut();
             match value {
                 Some(v) => {
@@ -255,7 +295,12 @@ fn inspect(node: &mut Node, c: Control) {
     }
 }
 
-fn flush(node: &mut Node, inbox: &zmq::Socket, outbox: &mut Outbox, clients: &mut HashMap<ClientId, ClientRoute>) {
+fn flush(
+    node: &mut Node,
+    inbox: &zmq::Socket,
+    outbox: &mut Outbox,
+    clients: &mut HashMap<ClientId, ClientRoute>,
+) {
     loop {
         let outputs = node.take_outputs();
         if outputs.is_empty() {

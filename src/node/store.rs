@@ -34,7 +34,11 @@ impl Store {
     /// Sets `key` in partition `p`, returning the old value.
     pub fn put(&mut self, p: PartitionId, key: String, value: String) -> Option<String> {
         let size = (key.len() + value.len()) as u64;
-        let old = self.partitions.entry(p).or_default().insert(key.clone(), value);
+        let old = self
+            .partitions
+            .entry(p)
+            .or_default()
+            .insert(key.clone(), value);
         match &old {
             Some(v) => self.bytes -= (key.len() + v.len()) as u64,
             None => self.keys += 1,
@@ -65,7 +69,10 @@ impl Store {
         let data = self.partitions.entry(p).or_default();
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
         let upper = upto.map_or(Bound::Unbounded, Bound::Included);
-        let doomed: Vec<String> = data.range::<str, _>((lower, upper)).map(|(k, _)| k.clone()).collect();
+        let doomed: Vec<String> = data
+            .range::<str, _>((lower, upper))
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in doomed {
             if let Some(v) = data.remove(&k) {
                 self.keys -= 1;
@@ -79,14 +86,22 @@ impl Store {
 
     /// Up to `limit` pairs of partition `p` after `after` (exclusive), in key
     /// order, and whether more follow.
-    pub fn page(&self, p: PartitionId, after: Option<&str>, limit: usize) -> (Vec<(String, String)>, bool) {
+    pub fn page(
+        &self,
+        p: PartitionId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<(String, String)>, bool) {
         let Some(data) = self.partitions.get(&p) else {
             return (Vec::new(), false);
         };
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
         let mut iter = data.range::<str, _>((lower, Bound::Unbounded));
-        let page: Vec<(String, String)> =
-            iter.by_ref().take(limit).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let page: Vec<(String, String)> = iter
+            .by_ref()
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let more = iter.next().is_some();
         (page, more)
     }
@@ -148,7 +163,9 @@ mod tests {
     use super::*;
 
     fn pairs(s: &[(&str, &str)]) -> Vec<(String, String)> {
-        s.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        s.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]

@@ -32,7 +32,9 @@ pub struct Clock {
 impl Clock {
     /// A clock starting now.
     pub fn new() -> Self {
-        Clock { start: Instant::now() }
+        Clock {
+            start: Instant::now(),
+        }
     }
 
     /// Milliseconds since the clock started.
@@ -93,14 +95,19 @@ pub struct Outbox {
 
 impl std::fmt::Debug for Outbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbox").field("peers", &self.sockets.len()).finish()
+        f.debug_struct("Outbox")
+            .field("peers", &self.sockets.len())
+            .finish()
     }
 }
 
 impl Outbox {
     /// An empty outbox.
     pub fn new(ctx: zmq::Context) -> Self {
-        Outbox { ctx, sockets: HashMap::new() }
+        Outbox {
+            ctx,
+            sockets: HashMap::new(),
+        }
     }
 
     /// Makes sure there is a socket for `to` at `endpoint`.
@@ -121,9 +128,13 @@ impl Outbox {
     /// Sends an envelope. Returns false if it certainly did not leave:
     /// unknown peer, or not connected.
     pub fn send(&mut self, env: &Envelope) -> bool {
-        let Some((_, socket)) = self.sockets.get(&env.to) else { return false };
+        let Some((_, socket)) = self.sockets.get(&env.to) else {
+            return false;
+        };
         let payload = encode(env);
-        socket.send_multipart([INTERNAL_MARKER, &payload[..]], zmq::DONTWAIT).is_ok()
+        socket
+            .send_multipart([INTERNAL_MARKER, &payload[..]], zmq::DONTWAIT)
+            .is_ok()
     }
 }
 
@@ -154,12 +165,27 @@ pub fn classify(mut frames: Vec<Vec<u8>>) -> Option<Inbound> {
     }
     let identity = frames.remove(0);
     match frames.len() {
-        1 => Some(Inbound::Client(ClientRoute { identity, delimited: false }, frames.pop()?)),
+        1 => Some(Inbound::Client(
+            ClientRoute {
+                identity,
+                delimited: false,
+            },
+            frames.pop()?,
+        )),
         2 if frames[0] == INTERNAL_MARKER => Some(Inbound::Internal(frames.pop()?)),
-        2 if frames[0].is_empty() => Some(Inbound::Client(ClientRoute { identity, delimited: true }, frames.pop()?)),
+        2 if frames[0].is_empty() => Some(Inbound::Client(
+            ClientRoute {
+                identity,
+                delimited: true,
+            },
+            frames.pop()?,
+        )),
         _ => {
             let delimited = frames.first().is_some_and(|f| f.is_empty());
-            Some(Inbound::Malformed(ClientRoute { identity, delimited }))
+            Some(Inbound::Malformed(ClientRoute {
+                identity,
+                delimited,
+            }))
         }
     }
 }
@@ -181,11 +207,23 @@ mod tests {
     #[test]
     fn frames_are_classified() {
         let id = b"id".to_vec();
-        assert!(matches!(classify(vec![id.clone(), b"{}".to_vec()]), Some(Inbound::Client(r, _)) if !r.delimited));
-        assert!(matches!(classify(vec![id.clone(), vec![], b"{}".to_vec()]), Some(Inbound::Client(r, _)) if r.delimited));
-        assert!(matches!(classify(vec![id.clone(), INTERNAL_MARKER.to_vec(), b"x".to_vec()]), Some(Inbound::Internal(_))));
-        assert!(matches!(classify(vec![id.clone(), b"a".to_vec(), b"b".to_vec()]), Some(Inbound::Malformed(_))));
-        assert!(matches!(classify(vec![id, vec![], b"a".to_vec(), b"b".to_vec()]), Some(Inbound::Malformed(r)) if r.delimited));
+        assert!(
+            matches!(classify(vec![id.clone(), b"{}".to_vec()]), Some(Inbound::Client(r, _)) if !r.delimited)
+        );
+        assert!(
+            matches!(classify(vec![id.clone(), vec![], b"{}".to_vec()]), Some(Inbound::Client(r, _)) if r.delimited)
+        );
+        assert!(matches!(
+            classify(vec![id.clone(), INTERNAL_MARKER.to_vec(), b"x".to_vec()]),
+            Some(Inbound::Internal(_))
+        ));
+        assert!(matches!(
+            classify(vec![id.clone(), b"a".to_vec(), b"b".to_vec()]),
+            Some(Inbound::Malformed(_))
+        ));
+        assert!(
+            matches!(classify(vec![id, vec![], b"a".to_vec(), b"b".to_vec()]), Some(Inbound::Malformed(r)) if r.delimited)
+        );
         assert!(classify(vec![]).is_none());
     }
 }

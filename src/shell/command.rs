@@ -72,7 +72,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         aliases: &["scan"],
         args: "[PREFIX] [--limit N]",
         summary: "list keys and values across the cluster, in key order",
-        detail: "Uses GET_ALL, served partition by partition by each primary. --limit defaults to 100 \
+        detail:
+            "Uses GET_ALL, served partition by partition by each primary. --limit defaults to 100 \
                  in text output; --limit 0 lists everything.",
         example: "keys user: --limit 10",
     },
@@ -81,7 +82,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         aliases: &[],
         args: "KEY",
         summary: "show a key's partition, primary and secondaries",
-        detail: "Keys hash with xxh3 to one of the partitions; the view places partitions on nodes.",
+        detail:
+            "Keys hash with xxh3 to one of the partitions; the view places partitions on nodes.",
         example: "where user:1",
     },
     CommandSpec {
@@ -118,7 +120,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         aliases: &["decommission"],
         args: "NODE",
         summary: "decommission a node: move its partitions away, then stop it",
-        detail: "No partition has fewer in-sync replicas at any point; the node leaves only when it \
+        detail:
+            "No partition has fewer in-sync replicas at any point; the node leaves only when it \
                  holds nothing.",
         example: "remove n3",
     },
@@ -232,7 +235,9 @@ pub const COMMANDS: &[CommandSpec] = &[
 
 /// Finds a command by name or alias.
 pub fn lookup(name: &str) -> Option<&'static CommandSpec> {
-    COMMANDS.iter().find(|c| c.name == name || c.aliases.contains(&name))
+    COMMANDS
+        .iter()
+        .find(|c| c.name == name || c.aliases.contains(&name))
 }
 
 /// The known command name closest to a mistyped one, if any is close:
@@ -255,7 +260,9 @@ pub fn suggest(name: &str) -> Option<&'static str> {
 /// The error for an unknown command.
 pub fn unknown_command(name: &str) -> Error {
     match suggest(name) {
-        Some(s) => Error::BadInput(format!("unknown command {name:?}; did you mean {s:?}? (type `help` for a list)")),
+        Some(s) => Error::BadInput(format!(
+            "unknown command {name:?}; did you mean {s:?}? (type `help` for a list)"
+        )),
         None => Error::BadInput(format!("unknown command {name:?} (type `help` for a list)")),
     }
 }
@@ -295,12 +302,19 @@ pub fn split_commands(s: &str) -> Vec<String> {
         }
     }
     out.push(cur);
-    out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    out.into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// Parses a duration: `3s`, `500ms`, `1.5s`, `2m`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration> {
-    let bad = || Error::BadInput(format!("bad duration {s:?}; use e.g. 500ms, 3s, 1.5s or 2m"));
+    let bad = || {
+        Error::BadInput(format!(
+            "bad duration {s:?}; use e.g. 500ms, 3s, 1.5s or 2m"
+        ))
+    };
     let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
         (n, 0.001)
     } else if let Some(n) = s.strip_suffix('s') {
@@ -328,12 +342,17 @@ pub fn parse_switch(s: &str) -> Result<bool> {
 
 /// Parses a non-negative count.
 pub fn parse_count(s: &str, what: &str) -> Result<usize> {
-    s.parse().map_err(|_| Error::BadInput(format!("{what} must be a whole number, got {s:?}")))
+    s.parse()
+        .map_err(|_| Error::BadInput(format!("{what} must be a whole number, got {s:?}")))
 }
 
 /// Splits words into positional arguments and `--flag [value]` options.
 /// `valued` names the flags that take a value.
-pub fn options(words: &[String], valued: &[&str], flags: &[&str]) -> Result<(Vec<String>, Vec<(String, Option<String>)>)> {
+pub fn options(
+    words: &[String],
+    valued: &[&str],
+    flags: &[&str],
+) -> Result<(Vec<String>, Vec<(String, Option<String>)>)> {
     let mut pos = Vec::new();
     let mut opts = Vec::new();
     let mut i = 0;
@@ -341,7 +360,9 @@ pub fn options(words: &[String], valued: &[&str], flags: &[&str]) -> Result<(Vec
         let w = &words[i];
         if let Some(name) = w.strip_prefix("--") {
             if valued.contains(&name) {
-                let v = words.get(i + 1).ok_or_else(|| Error::BadInput(format!("--{name} needs a value")))?;
+                let v = words
+                    .get(i + 1)
+                    .ok_or_else(|| Error::BadInput(format!("--{name} needs a value")))?;
                 opts.push((name.to_string(), Some(v.clone())));
                 i += 2;
                 continue;
@@ -367,8 +388,16 @@ mod tests {
     fn every_command_has_docs_and_a_unique_name() {
         let mut names = std::collections::BTreeSet::new();
         for c in COMMANDS {
-            assert!(!c.summary.is_empty() && !c.example.is_empty(), "{} is documented", c.name);
-            assert!(c.example.starts_with(c.name), "{}'s example uses it", c.name);
+            assert!(
+                !c.summary.is_empty() && !c.example.is_empty(),
+                "{} is documented",
+                c.name
+            );
+            assert!(
+                c.example.starts_with(c.name),
+                "{}'s example uses it",
+                c.name
+            );
             for n in std::iter::once(&c.name).chain(c.aliases) {
                 assert!(names.insert(*n), "{n} is unique");
             }
@@ -393,7 +422,10 @@ mod tests {
 
     #[test]
     fn commands_split_on_unquoted_semicolons() {
-        assert_eq!(split_commands(r#"put a "x;y"; get a;; nodes"#), [r#"put a "x;y""#, "get a", "nodes"]);
+        assert_eq!(
+            split_commands(r#"put a "x;y"; get a;; nodes"#),
+            [r#"put a "x;y""#, "get a", "nodes"]
+        );
     }
 
     #[test]
@@ -409,10 +441,19 @@ mod tests {
 
     #[test]
     fn options_split_from_positionals() {
-        let w: Vec<String> = ["user:", "--limit", "5", "--by-node"].iter().map(|s| s.to_string()).collect();
+        let w: Vec<String> = ["user:", "--limit", "5", "--by-node"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let (pos, opts) = options(&w, &["limit"], &["by-node"]).unwrap();
         assert_eq!(pos, ["user:"]);
-        assert_eq!(opts, [("limit".to_string(), Some("5".to_string())), ("by-node".to_string(), None)]);
+        assert_eq!(
+            opts,
+            [
+                ("limit".to_string(), Some("5".to_string())),
+                ("by-node".to_string(), None)
+            ]
+        );
         assert!(options(&w[..2], &["limit"], &[]).is_err());
         assert!(options(&["--frob".to_string()], &[], &[]).is_err());
     }

@@ -9,7 +9,9 @@ use crate::cluster::view::{node_name, NodeId, PartitionId};
 use crate::cluster::Client;
 use crate::error::{Error, Result};
 use crate::node::runtime::PartitionDigest;
-use crate::shell::command::{lookup, options, parse_count, parse_duration, parse_switch, unknown_command, words, COMMANDS};
+use crate::shell::command::{
+    lookup, options, parse_count, parse_duration, parse_switch, unknown_command, words, COMMANDS,
+};
 use crate::shell::render::{self, Style};
 use crate::shell::{interrupted, reset_interrupt};
 use serde_json::{json, Value};
@@ -33,7 +35,11 @@ pub struct Reply {
 
 impl Reply {
     fn new(text: impl Into<String>, json: Value) -> Self {
-        Reply { text: text.into(), json, failure: None }
+        Reply {
+            text: text.into(),
+            json,
+            failure: None,
+        }
     }
 }
 
@@ -56,7 +62,10 @@ pub struct Shell {
 
 impl std::fmt::Debug for Shell {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shell").field("json", &self.json).field("script", &self.script).finish()
+        f.debug_struct("Shell")
+            .field("json", &self.json)
+            .field("script", &self.script)
+            .finish()
     }
 }
 
@@ -124,7 +133,9 @@ impl Shell {
 
     fn run(&mut self, line: &str) -> Result<Reply> {
         let words = words(line)?;
-        let Some((name, args)) = words.split_first() else { return Ok(Reply::new("", Value::Null)) };
+        let Some((name, args)) = words.split_first() else {
+            return Ok(Reply::new("", Value::Null));
+        };
         let spec = lookup(name).ok_or_else(|| unknown_command(name))?;
         match spec.name {
             "put" => self.put(args),
@@ -161,7 +172,10 @@ impl Shell {
     }
 
     fn usage(&self, name: &str) -> Error {
-        lookup(name).map_or_else(|| Error::BadInput(format!("usage: {name}")), |s| s.usage_error())
+        lookup(name).map_or_else(
+            || Error::BadInput(format!("usage: {name}")),
+            |s| s.usage_error(),
+        )
     }
 
     fn node_arg(&self, args: &[String], name: &str) -> Result<NodeId> {
@@ -187,17 +201,26 @@ impl Shell {
     }
 
     fn get(&mut self, args: &[String]) -> Result<Reply> {
-        let [key] = args else { return Err(self.usage("get")) };
+        let [key] = args else {
+            return Err(self.usage("get"));
+        };
         let value = self.client.get(key)?;
-        let text = value.as_deref().map_or("(nil)".to_string(), |v| format!("{v:?}"));
+        let text = value
+            .as_deref()
+            .map_or("(nil)".to_string(), |v| format!("{v:?}"));
         Ok(Reply::new(text, json!({"key": key, "value": value})))
     }
 
     fn del(&mut self, args: &[String]) -> Result<Reply> {
-        let [key] = args else { return Err(self.usage("del")) };
+        let [key] = args else {
+            return Err(self.usage("del"));
+        };
         let existed = self.client.delete(key)?;
         let text = if existed { "(deleted)" } else { "(not found)" };
-        Ok(Reply::new(text, json!({"ok": true, "key": key, "existed": existed})))
+        Ok(Reply::new(
+            text,
+            json!({"ok": true, "key": key, "existed": existed}),
+        ))
     }
 
     fn keys(&mut self, args: &[String]) -> Result<Reply> {
@@ -221,19 +244,31 @@ impl Shell {
         for e in shown {
             t.add_row(vec![e.key.as_str(), e.value.as_str()]);
         }
-        let mut text = if shown.is_empty() { "(no keys)".to_string() } else { t.to_string() };
+        let mut text = if shown.is_empty() {
+            "(no keys)".to_string()
+        } else {
+            t.to_string()
+        };
         if more {
-            text.push_str(&format!("\n(showing the first {}; --limit 0 shows all)", shown.len()));
+            text.push_str(&format!(
+                "\n(showing the first {}; --limit 0 shows all)",
+                shown.len()
+            ));
         } else if !shown.is_empty() {
             let n = shown.len();
             text.push_str(&format!("\n({n} key{})", if n == 1 { "" } else { "s" }));
         }
-        let json = json!(shown.iter().map(|e| json!({"key": e.key, "value": e.value})).collect::<Vec<_>>());
+        let json = json!(shown
+            .iter()
+            .map(|e| json!({"key": e.key, "value": e.value}))
+            .collect::<Vec<_>>());
         Ok(Reply::new(text, json))
     }
 
     fn where_(&mut self, args: &[String]) -> Result<Reply> {
-        let [key] = args else { return Err(self.usage("where")) };
+        let [key] = args else {
+            return Err(self.usage("where"));
+        };
         let status = self.cluster.status();
         let p = status.view.partition_of(key);
         let row = render::partition_row(&status, &self.counts(), p as usize);
@@ -241,7 +276,11 @@ impl Shell {
             "key {key:?}: partition {p} (hash range {}), primary {}, secondaries {}, state {}",
             row.range,
             row.primary,
-            if row.secondaries.is_empty() { "none".to_string() } else { row.secondaries.join(" ") },
+            if row.secondaries.is_empty() {
+                "none".to_string()
+            } else {
+                row.secondaries.join(" ")
+            },
             row.state
         );
         let json = json!({"key": key, "partition": p, "primary": row.primary, "secondaries": row.secondaries});
@@ -294,7 +333,12 @@ impl Shell {
     }
 
     /// Redraws the table until Ctrl-C, marking what changed.
-    fn watch_table(&mut self, interval: Duration, by_node: bool, limit: Option<usize>) -> Result<Reply> {
+    fn watch_table(
+        &mut self,
+        interval: Duration,
+        by_node: bool,
+        limit: Option<usize>,
+    ) -> Result<Reply> {
         if self.json || !self.style.tty {
             return Err(Error::BadInput("table --watch needs a terminal".into()));
         }
@@ -306,10 +350,20 @@ impl Shell {
             let (text, _) = if by_node {
                 render::by_node(self.style, &status, &counts)
             } else {
-                render::partitions(self.style, &status, &counts, limit.or(Some(40)), previous.as_deref())
+                render::partitions(
+                    self.style,
+                    &status,
+                    &counts,
+                    limit.or(Some(40)),
+                    previous.as_deref(),
+                )
             };
             // Home the cursor and clear, then draw: redraw in place.
-            write!(stdout, "\x1b[H\x1b[2J{text}\n(every {:.1}s; Ctrl-C to stop)\n", interval.as_secs_f64())?;
+            write!(
+                stdout,
+                "\x1b[H\x1b[2J{text}\n(every {:.1}s; Ctrl-C to stop)\n",
+                interval.as_secs_f64()
+            )?;
             stdout.flush()?;
             previous = Some(status);
             let until = Instant::now() + interval;
@@ -348,7 +402,13 @@ impl Shell {
         let ids = self.cluster.add(count)?;
         let mut lines: Vec<String> = ids
             .iter()
-            .map(|id| format!("added {} at {}", node_name(*id), self.cluster.endpoint(*id).unwrap_or("?")))
+            .map(|id| {
+                format!(
+                    "added {} at {}",
+                    node_name(*id),
+                    self.cluster.endpoint(*id).unwrap_or("?")
+                )
+            })
             .collect();
         let mut json = json!({"added": ids.iter().map(|id| json!({"id": node_name(*id), "endpoint": self.cluster.endpoint(*id)})).collect::<Vec<_>>()});
         if self.cluster.status().auto_rebalance {
@@ -356,7 +416,9 @@ impl Shell {
             lines.push(report.0);
             json["rebalance"] = report.1;
         } else {
-            lines.push("auto-rebalance is off: `rebalance` moves partitions to the new nodes".into());
+            lines.push(
+                "auto-rebalance is off: `rebalance` moves partitions to the new nodes".into(),
+            );
         }
         Ok(Reply::new(lines.join("\n"), json))
     }
@@ -366,7 +428,10 @@ impl Shell {
         let since = self.cluster.events().len();
         let started = Instant::now();
         self.cluster.decommission(id)?;
-        let bar = Progress::start(self.progress_on(), &format!("moving data off {}", node_name(id)));
+        let bar = Progress::start(
+            self.progress_on(),
+            &format!("moving data off {}", node_name(id)),
+        );
         let result = self.cluster.wait_left(id, MOVE_TIMEOUT, &interrupted);
         bar.finish();
         if interrupted() {
@@ -398,24 +463,38 @@ impl Shell {
             node_name(id),
             self.cluster.config().failure_timeout
         );
-        Ok(Reply::new(text, json!({"killed": node_name(id), "primaries": led})))
+        Ok(Reply::new(
+            text,
+            json!({"killed": node_name(id), "primaries": led}),
+        ))
     }
 
     fn pause(&mut self, args: &[String]) -> Result<Reply> {
-        let [n, d] = args else { return Err(self.usage("pause")) };
+        let [n, d] = args else {
+            return Err(self.usage("pause"));
+        };
         let id = self.cluster.resolve(n)?;
         let d = parse_duration(d)?;
         self.cluster.pause(id, d)?;
         let text = format!("paused {} for {:.1} s", node_name(id), d.as_secs_f64());
-        Ok(Reply::new(text, json!({"paused": node_name(id), "ms": d.as_millis() as u64})))
+        Ok(Reply::new(
+            text,
+            json!({"paused": node_name(id), "ms": d.as_millis() as u64}),
+        ))
     }
 
     fn restart(&mut self, args: &[String]) -> Result<Reply> {
         let id = self.node_arg(args, "restart")?;
         self.cluster.restart(id)?;
         let endpoint = self.cluster.endpoint(id).unwrap_or("?").to_string();
-        let text = format!("restarted {} at {endpoint}, empty; re-replication refills it", node_name(id));
-        Ok(Reply::new(text, json!({"restarted": node_name(id), "endpoint": endpoint})))
+        let text = format!(
+            "restarted {} at {endpoint}, empty; re-replication refills it",
+            node_name(id)
+        );
+        Ok(Reply::new(
+            text,
+            json!({"restarted": node_name(id), "endpoint": endpoint}),
+        ))
     }
 
     // ---- Rebalancing ------------------------------------------------------
@@ -439,24 +518,39 @@ impl Shell {
         let started = Instant::now();
         self.cluster.rebalance()?;
         let (done, json) = self.wait_moves(since, started, "rebalancing")?;
-        Ok(Reply::new(format!("{text}\n{done}"), json!({"plan": plan_json, "result": json})))
+        Ok(Reply::new(
+            format!("{text}\n{done}"),
+            json!({"plan": plan_json, "result": json}),
+        ))
     }
 
     fn placement(&mut self, args: &[String]) -> Result<Reply> {
         let current = self.cluster.config().placement;
         let [s] = args else {
             if args.is_empty() {
-                let text = format!("placement {} ({} virtual nodes per node for ring)", current.strategy, current.vnodes);
-                return Ok(Reply::new(text, json!({"placement": current.strategy, "vnodes": current.vnodes})));
+                let text = format!(
+                    "placement {} ({} virtual nodes per node for ring)",
+                    current.strategy, current.vnodes
+                );
+                return Ok(Reply::new(
+                    text,
+                    json!({"placement": current.strategy, "vnodes": current.vnodes}),
+                ));
             }
             return Err(self.usage("placement"));
         };
         let strategy: Strategy = s.parse().map_err(Error::BadInput)?;
         let since = self.cluster.events().len();
         let started = Instant::now();
-        self.cluster.set_placement(Placement { strategy, ..current })?;
+        self.cluster.set_placement(Placement {
+            strategy,
+            ..current
+        })?;
         let (done, json) = self.wait_moves(since, started, "rebalancing")?;
-        Ok(Reply::new(format!("placement {strategy}\n{done}"), json!({"placement": strategy, "result": json})))
+        Ok(Reply::new(
+            format!("placement {strategy}\n{done}"),
+            json!({"placement": strategy, "result": json}),
+        ))
     }
 
     fn progress_on(&self) -> bool {
@@ -465,7 +559,12 @@ impl Shell {
 
     /// Waits until the cluster is healthy after a membership or placement
     /// change, showing progress, and reports what moved, from the events.
-    fn wait_moves(&mut self, since: usize, started: Instant, what: &str) -> Result<(String, Value)> {
+    fn wait_moves(
+        &mut self,
+        since: usize,
+        started: Instant,
+        what: &str,
+    ) -> Result<(String, Value)> {
         let watch = self.cluster.status_watch();
         let asked_at = self.cluster.now();
         // Wait for a status taken after the command, so a stale "healthy"
@@ -491,14 +590,21 @@ impl Shell {
             }
             if Instant::now() >= deadline {
                 bar.finish();
-                return Err(Error::Timeout(format!("{what} did not finish in {} s", MOVE_TIMEOUT.as_secs())));
+                return Err(Error::Timeout(format!(
+                    "{what} did not finish in {} s",
+                    MOVE_TIMEOUT.as_secs()
+                )));
             }
         }
         bar.finish();
         let (copied, keys) = self.moved_since(since);
         let handoffs = self.count_since(since, |k| matches!(k, EventKind::Handoff { .. }));
         let took = started.elapsed();
-        let rate = if took.as_secs_f64() > 0.0 { keys as f64 / took.as_secs_f64() } else { 0.0 };
+        let rate = if took.as_secs_f64() > 0.0 {
+            keys as f64 / took.as_secs_f64()
+        } else {
+            0.0
+        };
         let text = format!(
             "{what} complete: {copied} replicas copied ({keys} keys), {handoffs} primaries handed over, in {:.2} s ({:.0} keys/s)",
             took.as_secs_f64(),
@@ -523,7 +629,12 @@ impl Shell {
     }
 
     fn count_since(&self, since: usize, pred: impl Fn(&EventKind) -> bool) -> usize {
-        self.cluster.events().iter().skip(since).filter(|e| pred(&e.kind)).count()
+        self.cluster
+            .events()
+            .iter()
+            .skip(since)
+            .filter(|e| pred(&e.kind))
+            .count()
     }
 
     fn wait(&mut self, args: &[String]) -> Result<Reply> {
@@ -564,18 +675,36 @@ impl Shell {
                 json!({"partitions": checked, "divergent": []}),
             ));
         }
-        let mut t = self.style.table(&["partition", "primary", "replica", "missing", "extra", "differing"]);
+        let mut t = self.style.table(&[
+            "partition",
+            "primary",
+            "replica",
+            "missing",
+            "extra",
+            "differing",
+        ]);
         let mut rows = Vec::new();
         for (p, replicas) in &bad {
-            let Some(primary) = status.view.primary(*p) else { continue };
-            let base: BTreeMap<String, String> =
-                self.cluster.dump(primary, *p, Duration::from_secs(5))?.into_iter().collect();
+            let Some(primary) = status.view.primary(*p) else {
+                continue;
+            };
+            let base: BTreeMap<String, String> = self
+                .cluster
+                .dump(primary, *p, Duration::from_secs(5))?
+                .into_iter()
+                .collect();
             for r in replicas {
-                let other: BTreeMap<String, String> =
-                    self.cluster.dump(*r, *p, Duration::from_secs(5))?.into_iter().collect();
+                let other: BTreeMap<String, String> = self
+                    .cluster
+                    .dump(*r, *p, Duration::from_secs(5))?
+                    .into_iter()
+                    .collect();
                 let missing = base.keys().filter(|k| !other.contains_key(*k)).count();
                 let extra = other.keys().filter(|k| !base.contains_key(*k)).count();
-                let differing = base.iter().filter(|(k, v)| other.get(*k).is_some_and(|o| o != *v)).count();
+                let differing = base
+                    .iter()
+                    .filter(|(k, v)| other.get(*k).is_some_and(|o| o != *v))
+                    .count();
                 t.add_row(vec![
                     p.to_string(),
                     node_name(primary),
@@ -584,14 +713,23 @@ impl Shell {
                     extra.to_string(),
                     differing.to_string(),
                 ]);
-                rows.push(json!({"partition": p, "primary": node_name(primary), "replica": node_name(*r),
-                    "missing": missing, "extra": extra, "differing": differing}));
+                rows.push(
+                    json!({"partition": p, "primary": node_name(primary), "replica": node_name(*r),
+                    "missing": missing, "extra": extra, "differing": differing}),
+                );
             }
         }
-        let summary = format!("{} of {checked} partitions have divergent replicas; `repair` fixes them", bad.len());
+        let summary = format!(
+            "{} of {checked} partitions have divergent replicas; `repair` fixes them",
+            bad.len()
+        );
         let text = format!("{t}\n{summary}");
         // The report prints, and the command still counts as failed.
-        Ok(Reply { text, json: json!({"partitions": checked, "divergent": rows}), failure: Some(Error::CheckFailed(summary)) })
+        Ok(Reply {
+            text,
+            json: json!({"partitions": checked, "divergent": rows}),
+            failure: Some(Error::CheckFailed(summary)),
+        })
     }
 
     /// Partitions whose secondaries' digests differ from the primary's.
@@ -603,12 +741,19 @@ impl Shell {
                 digests.insert(*id, d);
             }
         }
-        let empty = PartitionDigest { keys: 0, digest: crate::node::store::Store::new().digest(0) };
+        let empty = PartitionDigest {
+            keys: 0,
+            digest: crate::node::store::Store::new().digest(0),
+        };
         let mut bad = BTreeMap::new();
         for (p, info) in status.view.partitions.iter().enumerate() {
             let p = p as PartitionId;
-            let Some(primary) = info.primary() else { continue };
-            let Some(pd) = digests.get(&primary).map(|d| d.get(&p).unwrap_or(&empty)) else { continue };
+            let Some(primary) = info.primary() else {
+                continue;
+            };
+            let Some(pd) = digests.get(&primary).map(|d| d.get(&p).unwrap_or(&empty)) else {
+                continue;
+            };
             for r in info.secondaries().filter(|r| r.in_sync) {
                 if let Some(d) = digests.get(&r.node) {
                     if d.get(&p).unwrap_or(&empty) != pd {
@@ -624,7 +769,9 @@ impl Shell {
         let partition = match args {
             [] => None,
             [p] => {
-                let p: PartitionId = p.parse().map_err(|_| Error::BadInput(format!("bad partition {p:?}")))?;
+                let p: PartitionId = p
+                    .parse()
+                    .map_err(|_| Error::BadInput(format!("bad partition {p:?}")))?;
                 if p >= self.cluster.status().view.partition_count() {
                     return Err(Error::BadInput(format!(
                         "no partition {p}; partitions are 0 to {}",
@@ -643,15 +790,24 @@ impl Shell {
     }
 
     fn set(&mut self, args: &[String]) -> Result<Reply> {
-        let [name, value] = args else { return Err(self.usage("set")) };
+        let [name, value] = args else {
+            return Err(self.usage("set"));
+        };
         let on = parse_switch(value)?;
         match name.as_str() {
             "auto-rebalance" => self.cluster.set_auto_rebalance(on)?,
             "events" => self.live_events.store(on, Ordering::Relaxed),
-            _ => return Err(Error::BadInput(format!("unknown setting {name:?}; settings: auto-rebalance, events"))),
+            _ => {
+                return Err(Error::BadInput(format!(
+                    "unknown setting {name:?}; settings: auto-rebalance, events"
+                )))
+            }
         }
         let state = if on { "on" } else { "off" };
-        Ok(Reply::new(format!("{name} {state}"), json!({"setting": name, "value": on})))
+        Ok(Reply::new(
+            format!("{name} {state}"),
+            json!({"setting": name, "value": on}),
+        ))
     }
 }
 
@@ -665,7 +821,10 @@ fn help(args: &[String]) -> Result<Reply> {
                 text.push_str(&format!("  {:<width$}  {}\n", c.usage(), c.summary));
             }
             text.push_str("Type `help COMMAND` for details and an example.");
-            let json = json!(COMMANDS.iter().map(|c| json!({"command": c.name, "usage": c.usage(), "summary": c.summary})).collect::<Vec<_>>());
+            let json = json!(COMMANDS
+                .iter()
+                .map(|c| json!({"command": c.name, "usage": c.usage(), "summary": c.summary}))
+                .collect::<Vec<_>>());
             Ok(Reply::new(text, json))
         }
         [name] => {
@@ -698,16 +857,25 @@ struct Progress {
 impl Progress {
     fn start(on: bool, label: &str) -> Self {
         let bar = on.then(|| {
-            let b = indicatif::ProgressBar::with_draw_target(Some(1), indicatif::ProgressDrawTarget::hidden());
+            let b = indicatif::ProgressBar::with_draw_target(
+                Some(1),
+                indicatif::ProgressDrawTarget::hidden(),
+            );
             b.set_style(
-                indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} partitions, {prefix} ({elapsed})")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {pos}/{len} partitions, {prefix} ({elapsed})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
             );
             b.set_message(label.to_string());
             b
         });
-        Progress { bar, started: Instant::now(), label: label.to_string() }
+        Progress {
+            bar,
+            started: Instant::now(),
+            label: label.to_string(),
+        }
     }
 
     fn set_length(&self, n: u64) {
@@ -723,7 +891,9 @@ impl Progress {
             }
             b.set_position(done);
             let rate = keys as f64 / self.started.elapsed().as_secs_f64().max(0.001);
-            b.set_prefix(format!("{replicas} replicas, {keys} keys, {rate:.0} keys/s"));
+            b.set_prefix(format!(
+                "{replicas} replicas, {keys} keys, {rate:.0} keys/s"
+            ));
         }
         let _ = &self.label;
     }

@@ -23,11 +23,17 @@ impl Style {
     pub fn table(&self, header: &[&str]) -> Table {
         let mut t = Table::new();
         if self.tty {
-            t.load_preset(presets::UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
+            t.load_preset(presets::UTF8_FULL_CONDENSED)
+                .set_content_arrangement(ContentArrangement::Dynamic);
         } else {
-            t.load_preset(presets::ASCII_BORDERS_ONLY_CONDENSED).force_no_tty();
+            t.load_preset(presets::ASCII_BORDERS_ONLY_CONDENSED)
+                .force_no_tty();
         }
-        t.set_header(header.iter().map(|h| Cell::new(h).add_attribute(Attribute::Bold)));
+        t.set_header(
+            header
+                .iter()
+                .map(|h| Cell::new(h).add_attribute(Attribute::Bold)),
+        );
         t
     }
 
@@ -48,7 +54,9 @@ impl Style {
 
 /// The state of a node as the cluster sees it.
 pub fn node_state(status: &Status, id: NodeId) -> &'static str {
-    let Some(info) = status.view.nodes.get(&id) else { return "left" };
+    let Some(info) = status.view.nodes.get(&id) else {
+        return "left";
+    };
     match info.state {
         NodeState::Dead => "dead",
         NodeState::Leaving => "leaving",
@@ -79,7 +87,12 @@ pub fn process_state(cluster: &Cluster, id: NodeId) -> String {
         Some(Process::Running) | None => "running".into(),
         Some(Process::Killed) => "killed".into(),
         Some(Process::Paused(until)) => {
-            format!("paused {:.1}s", until.saturating_duration_since(Instant::now()).as_secs_f64())
+            format!(
+                "paused {:.1}s",
+                until
+                    .saturating_duration_since(Instant::now())
+                    .as_secs_f64()
+            )
         }
     }
 }
@@ -106,15 +119,32 @@ fn partition_keys(status: &Status, counts: &KeyCounts, p: usize) -> u64 {
 }
 
 /// `nodes`.
-pub fn nodes(style: Style, cluster: &Cluster, status: &Status, counts: &KeyCounts) -> (String, Value) {
-    let mut t = style.table(&["node", "endpoint", "state", "process", "primaries", "secondaries", "keys"]);
+pub fn nodes(
+    style: Style,
+    cluster: &Cluster,
+    status: &Status,
+    counts: &KeyCounts,
+) -> (String, Value) {
+    let mut t = style.table(&[
+        "node",
+        "endpoint",
+        "state",
+        "process",
+        "primaries",
+        "secondaries",
+        "keys",
+    ]);
     let mut rows = Vec::new();
     for id in cluster.node_ids() {
         let (led, held) = status.view.roles_of(id);
         let state = node_state(status, id);
         let process = process_state(cluster, id);
         // A dead node's last report is stale: its memory may be gone.
-        let keys = if state == "dead" { 0 } else { node_keys(status, counts, id) };
+        let keys = if state == "dead" {
+            0
+        } else {
+            node_keys(status, counts, id)
+        };
         let endpoint = cluster.endpoint(id).unwrap_or("").to_string();
         t.add_row(vec![
             Cell::new(node_name(id)),
@@ -136,14 +166,32 @@ pub fn nodes(style: Style, cluster: &Cluster, status: &Status, counts: &KeyCount
 /// A partition's state.
 pub fn partition_state(status: &Status, p: usize) -> &'static str {
     let info = &status.view.partitions[p];
-    let live = |n: NodeId| status.view.nodes.get(&n).is_some_and(|i| i.state != NodeState::Dead);
+    let live = |n: NodeId| {
+        status
+            .view
+            .nodes
+            .get(&n)
+            .is_some_and(|i| i.state != NodeState::Dead)
+    };
     let goal = status.view.replication.min(
-        status.view.nodes.values().filter(|n| n.state == NodeState::Up).count().max(1),
+        status
+            .view
+            .nodes
+            .values()
+            .filter(|n| n.state == NodeState::Up)
+            .count()
+            .max(1),
     );
     if info.primary().is_none_or(|n| !live(n)) {
         return "unavailable";
     }
-    if info.replicas.iter().filter(|r| r.in_sync && live(r.node)).count() < goal {
+    if info
+        .replicas
+        .iter()
+        .filter(|r| r.in_sync && live(r.node))
+        .count()
+        < goal
+    {
         return "degraded";
     }
     let at_target = status.target.get(p).is_some_and(|t| {
@@ -161,7 +209,12 @@ fn replica_name(status: &Status, info: &PartitionInfo, i: usize) -> String {
     if !r.in_sync {
         s.push('*');
     }
-    if status.view.nodes.get(&r.node).is_some_and(|n| n.state == NodeState::Dead) {
+    if status
+        .view
+        .nodes
+        .get(&r.node)
+        .is_some_and(|n| n.state == NodeState::Dead)
+    {
         s.push_str("(dead)");
     }
     s
@@ -191,8 +244,14 @@ pub fn partition_row(status: &Status, counts: &KeyCounts, p: usize) -> Partition
     PartitionRow {
         partition: p as u32,
         range: format!("{start:016x}-{end:016x}"),
-        primary: if info.replicas.is_empty() { "-".into() } else { replica_name(status, info, 0) },
-        secondaries: (1..info.replicas.len()).map(|i| replica_name(status, info, i)).collect(),
+        primary: if info.replicas.is_empty() {
+            "-".into()
+        } else {
+            replica_name(status, info, 0)
+        },
+        secondaries: (1..info.replicas.len())
+            .map(|i| replica_name(status, info, i))
+            .collect(),
         keys: partition_keys(status, counts, p),
         state: partition_state(status, p),
     }
@@ -207,20 +266,41 @@ pub fn partitions(
     limit: Option<usize>,
     previous: Option<&Status>,
 ) -> (String, Value) {
-    let mut t = style.table(&["partition", "hash range", "primary", "secondaries", "keys", "state"]);
+    let mut t = style.table(&[
+        "partition",
+        "hash range",
+        "primary",
+        "secondaries",
+        "keys",
+        "state",
+    ]);
     let mut rows = Vec::new();
     let count = status.view.partitions.len();
     let shown = limit.unwrap_or(count).min(count);
     for p in 0..count {
         let row = partition_row(status, counts, p);
         if p < shown {
-            let changed = previous.and_then(|prev| prev.view.partitions.get(p)).is_some_and(|old| {
-                old.replicas.iter().map(|r| (r.node, r.in_sync)).ne(status.view.partitions[p].replicas.iter().map(|r| (r.node, r.in_sync)))
-            });
+            let changed = previous
+                .and_then(|prev| prev.view.partitions.get(p))
+                .is_some_and(|old| {
+                    old.replicas
+                        .iter()
+                        .map(|r| (r.node, r.in_sync))
+                        .ne(status.view.partitions[p]
+                            .replicas
+                            .iter()
+                            .map(|r| (r.node, r.in_sync)))
+                });
             let primary_changed = previous
                 .and_then(|prev| prev.view.partitions.get(p))
                 .is_some_and(|old| old.primary() != status.view.partitions[p].primary());
-            let mark = |c: Cell, on: bool| if on && style.tty { c.add_attribute(Attribute::Reverse) } else { c };
+            let mark = |c: Cell, on: bool| {
+                if on && style.tty {
+                    c.add_attribute(Attribute::Reverse)
+                } else {
+                    c
+                }
+            };
             t.add_row(vec![
                 Cell::new(p),
                 Cell::new(&row.range),
@@ -237,7 +317,10 @@ pub fn partitions(
     }
     let mut text = t.to_string();
     if shown < count {
-        text.push_str(&format!("\n({} more partitions; `table --limit 0` shows all)", count - shown));
+        text.push_str(&format!(
+            "\n({} more partitions; `table --limit 0` shows all)",
+            count - shown
+        ));
     }
     let states = summary(status);
     text.push_str(&format!("\n{states}"));
@@ -262,17 +345,48 @@ pub fn summary(status: &Status) -> String {
 
 /// `table --by-node`.
 pub fn by_node(style: Style, status: &Status, counts: &KeyCounts) -> (String, Value) {
-    let mut t = style.table(&["node", "state", "primaries", "secondaries", "keys", "share", "ideal"]);
-    let total_replicas: usize = status.view.partitions.iter().map(|p| p.replicas.len()).sum();
-    let up = status.view.nodes.values().filter(|n| n.state == NodeState::Up).count().max(1);
+    let mut t = style.table(&[
+        "node",
+        "state",
+        "primaries",
+        "secondaries",
+        "keys",
+        "share",
+        "ideal",
+    ]);
+    let total_replicas: usize = status
+        .view
+        .partitions
+        .iter()
+        .map(|p| p.replicas.len())
+        .sum();
+    let up = status
+        .view
+        .nodes
+        .values()
+        .filter(|n| n.state == NodeState::Up)
+        .count()
+        .max(1);
     let ideal = 100.0 / up as f64;
     let mut rows = Vec::new();
     for id in status.view.nodes.keys() {
         let (led, held) = status.view.roles_of(*id);
-        let share = if total_replicas == 0 { 0.0 } else { 100.0 * (led + held) as f64 / total_replicas as f64 };
+        let share = if total_replicas == 0 {
+            0.0
+        } else {
+            100.0 * (led + held) as f64 / total_replicas as f64
+        };
         let state = node_state(status, *id);
-        let keys = if state == "dead" { 0 } else { node_keys(status, counts, *id) };
-        let ideal_here = if status.view.nodes[id].state == NodeState::Up { ideal } else { 0.0 };
+        let keys = if state == "dead" {
+            0
+        } else {
+            node_keys(status, counts, *id)
+        };
+        let ideal_here = if status.view.nodes[id].state == NodeState::Up {
+            ideal
+        } else {
+            0.0
+        };
         t.add_row(vec![
             Cell::new(node_name(*id)),
             style.state_cell(state),
@@ -294,7 +408,11 @@ pub fn by_node(style: Style, status: &Status, counts: &KeyCounts) -> (String, Va
 pub fn events(style: Style, events: &[Event]) -> (String, Value) {
     let mut t = style.table(&["time", "epoch", "event"]);
     for e in events {
-        t.add_row(vec![Cell::new(format!("{:.3}s", e.at as f64 / 1000.0)), Cell::new(e.epoch), Cell::new(e.kind.to_string())]);
+        t.add_row(vec![
+            Cell::new(format!("{:.3}s", e.at as f64 / 1000.0)),
+            Cell::new(e.epoch),
+            Cell::new(e.kind.to_string()),
+        ]);
     }
     let json = events
         .iter()

@@ -30,9 +30,15 @@ pub struct KvshHelper {
 impl KvshHelper {
     fn candidates(&self, words: &[&str], current: &str) -> Vec<String> {
         let mut all: Vec<String> = match words {
-            [] => COMMANDS.iter().flat_map(|c| std::iter::once(c.name).chain(c.aliases.iter().copied())).map(String::from).collect(),
+            [] => COMMANDS
+                .iter()
+                .flat_map(|c| std::iter::once(c.name).chain(c.aliases.iter().copied()))
+                .map(String::from)
+                .collect(),
             [cmd, rest @ ..] => {
-                let Some(spec) = lookup(cmd) else { return Vec::new() };
+                let Some(spec) = lookup(cmd) else {
+                    return Vec::new();
+                };
                 let nodes = || self.nodes.lock().map(|n| n.clone()).unwrap_or_default();
                 match (spec.name, rest.len()) {
                     ("kill" | "pause" | "restart" | "remove", 0) => nodes(),
@@ -58,14 +64,22 @@ impl KvshHelper {
 impl Completer for KvshHelper {
     type Candidate = Pair;
 
-    fn complete(&self, line: &str, pos: usize, _: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
         let before = &line[..pos];
         let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
         let words: Vec<&str> = before[..start].split_whitespace().collect();
         let pairs = self
             .candidates(&words, &before[start..])
             .into_iter()
-            .map(|c| Pair { display: c.clone(), replacement: format!("{c} ") })
+            .map(|c| Pair {
+                display: c.clone(),
+                replacement: format!("{c} "),
+            })
             .collect();
         Ok((start, pairs))
     }
@@ -81,10 +95,16 @@ impl Hinter for KvshHelper {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             // A command typed, then a space: show its arguments.
-            [cmd] if line.ends_with(' ') => lookup(cmd).map(|s| s.args.to_string()).filter(|a| !a.is_empty()),
+            [cmd] if line.ends_with(' ') => lookup(cmd)
+                .map(|s| s.args.to_string())
+                .filter(|a| !a.is_empty()),
             // A unique prefix of a command: show the rest of it.
             [partial] if !line.ends_with(' ') => {
-                let matches: Vec<&str> = COMMANDS.iter().map(|c| c.name).filter(|n| n.starts_with(partial)).collect();
+                let matches: Vec<&str> = COMMANDS
+                    .iter()
+                    .map(|c| c.name)
+                    .filter(|n| n.starts_with(partial))
+                    .collect();
                 match matches.as_slice() {
                     [one] if one.len() > partial.len() => Some(one[partial.len()..].to_string()),
                     _ => None,
@@ -121,7 +141,11 @@ pub fn banner(shell: &Shell) -> String {
         cfg.placement.strategy
     );
     for id in c.node_ids() {
-        s.push_str(&format!("  {:<4} {}\n", node_name(id), c.endpoint(id).unwrap_or("?")));
+        s.push_str(&format!(
+            "  {:<4} {}\n",
+            node_name(id),
+            c.endpoint(id).unwrap_or("?")
+        ));
     }
     s.push_str("Type `help` for commands, Tab to complete, Ctrl-D or `quit` to leave.");
     s
@@ -130,7 +154,10 @@ pub fn banner(shell: &Shell) -> String {
 /// Runs the interactive loop until `quit` or Ctrl-D. Returns the number of
 /// failed commands.
 pub fn run(shell: &mut Shell, history: Option<PathBuf>, events: Receiver<Event>) -> usize {
-    let config = Config::builder().auto_add_history(true).completion_type(CompletionType::List).build();
+    let config = Config::builder()
+        .auto_add_history(true)
+        .completion_type(CompletionType::List)
+        .build();
     let mut editor: Editor<KvshHelper, DefaultHistory> = match Editor::with_config(config) {
         Ok(e) => e,
         Err(e) => {
@@ -151,7 +178,12 @@ pub fn run(shell: &mut Shell, history: Option<PathBuf>, events: Receiver<Event>)
         std::thread::spawn(move || {
             for e in events {
                 if live.load(Ordering::Relaxed) {
-                    let _ = p.print(format!("\x1b[2m[{:>8.3}s epoch {}] {}\x1b[0m", e.at as f64 / 1000.0, e.epoch, e.kind));
+                    let _ = p.print(format!(
+                        "\x1b[2m[{:>8.3}s epoch {}] {}\x1b[0m",
+                        e.at as f64 / 1000.0,
+                        e.epoch,
+                        e.kind
+                    ));
                 }
             }
         })
@@ -160,7 +192,12 @@ pub fn run(shell: &mut Shell, history: Option<PathBuf>, events: Receiver<Event>)
     let mut failures = 0;
     loop {
         if let Ok(mut n) = nodes.lock() {
-            *n = shell.cluster().node_ids().into_iter().map(node_name).collect();
+            *n = shell
+                .cluster()
+                .node_ids()
+                .into_iter()
+                .map(node_name)
+                .collect();
         }
         match editor.readline(&shell.prompt()) {
             Ok(line) => {

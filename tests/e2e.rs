@@ -1,0 +1,296 @@
+//! End-to-end tests: the real `kvsh` binary with piped stdin, and plain
+//! ZeroMQ clients (REQ and DEALER) speaking the seed-001 JSON protocol to
+//! its nodes.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+struct Kvsh {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Kvsh {
+    fn start(args: &[&str]) -> Kvsh {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kvsh"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kvsh starts");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Kvsh {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// Runs one command and returns its one line of JSON output.
+    fn json(&mut self, line: &str) -> Value {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+        let mut out = String::new();
+        self.stdout.read_line(&mut out).unwrap();
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("{line:?} printed {out:?}, not JSON: {e}"))
+    }
+
+    fn quit(mut self) -> std::process::ExitStatus {
+        writeln!(self.stdin, "quit").unwrap();
+        drop(self.stdin);
+        self.child.wait().unwrap()
+    }
+}
+
+fn req(ctx: &zmq::Context, endpoint: &str) -> zmq::Socket {
+    let s = ctx.socket(zmq::REQ).unwrap();
+    s.set_linger(0).unwrap();
+    s.set_rcvtimeo(10_000).unwrap();
+    s.connect(endpoint).unwrap();
+    s
+}
+
+fn call(s: &zmq::Socket, request: &[u8]) -> Value {
+    s.send(request, 0).unwrap();
+    let reply = s.recv_bytes(0).expect("a reply within 10 s");
+    serde_json::from_slice(&reply).unwrap()
+}
+
+fn endpoints(kvsh: &mut Kvsh) -> Vec<String> {
+    let nodes = kvsh.json("nodes");
+    nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["endpoint"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn seed_protocol_through_any_node() {
+    let mut kvsh = Kvsh::start(&["--json", "--nodes", "4", "--partitions", "32"]);
+    let eps = endpoints(&mut kvsh);
+    assert_eq!(eps.len(), 4);
+    assert!(
+        eps.iter().all(|e| e.starts_with("tcp://127.0.0.1:")),
+        "nodes bind loopback: {eps:?}"
+    );
+    let ctx = zmq::Context::new();
+    let a = req(&ctx, &eps[0]);
+    let b = req(&ctx, &eps[2]);
+    // PUT through one node, GET_ONE through another: nodes forward.
+    for i in 0..50 {
+        let put = json!({"op": "PUT", "key": format!("k{i}"), "value": format!("v{i}")});
+        assert_eq!(
+            call(&a, put.to_string().as_bytes()),
+            json!({"ok": true, "key": format!("k{i}")})
+        );
+    }
+    for i in 0..50 {
+        let get = json!({"op": "GET_ONE", "key": format!("k{i}")});
+        assert_eq!(
+            call(&b, get.to_string().as_bytes()),
+            json!({"key": format!("k{i}"), "value": format!("v{i}")})
+        );
+    }
+    assert_eq!(
+        call(&b, br#"{"op":"GET_ONE","key":"nope"}"#),
+        json!({"key": "nope", "value": null})
+    );
+    // GET_ALL covers the whole cluster, from any node.
+    for ep in &eps {
+        let all = call(&req(&ctx, ep), br#"{"op":"GET_ALL"}"#);
+        let collection = all["collection"].as_array().unwrap();
+        assert_eq!(collection.len(), 50, "GET_ALL through {ep} sees every key");
+        assert!(collection
+            .iter()
+            .any(|e| e == &json!({"key": "k7", "value": "v7"})));
+    }
+    // DELETE.
+    assert_eq!(
+        call(&a, br#"{"op":"DELETE","key":"k1"}"#)["existed"],
+        json!(true)
+    );
+    assert_eq!(
+        call(&b, br#"{"op":"GET_ONE","key":"k1"}"#)["value"],
+        Value::Null
+    );
+    // The shell sees the same data.
+    assert_eq!(kvsh.json("get k2"), json!({"key": "k2", "value": "v2"}));
+    assert!(kvsh.quit().success());
+}
+
+#[test]
+fn bad_frames_get_errors_and_the_node_keeps_serving() {
+    let mut kvsh = Kvsh::start(&[
+        "--json",
+        "--nodes",
+        "2",
+        "--partitions",
+        "8",
+        "--max-frame",
+        "4096",
+    ]);
+    let eps = endpoints(&mut kvsh);
+    let ctx = zmq::Context::new();
+    let s = req(&ctx, &eps[0]);
+    let big_value = format!(r#"{{"op":"PUT","key":"k","value":"{}"}}"#, "x".repeat(3000));
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"{not json".to_vec(), "malformed JSON"),
+        (b"\xff\xfe\xfd".to_vec(), "not valid UTF-8"),
+        (br#"{"op":"EXPLODE"}"#.to_vec(), "unknown op"),
+        (
+            br#"{"op":"PUT","key":"k"}"#.to_vec(),
+            "missing field `value`",
+        ),
+        (
+            br#"{"op":"PUT","key":"k","value":7}"#.to_vec(),
+            "invalid type",
+        ),
+        (br#"{"op":"GET_ONE"}"#.to_vec(), "missing field `key`"),
+        (br#""just a string""#.to_vec(), "expected a JSON object"),
+        (vec![b'a'; 10_000], "exceeds the limit of 4096 bytes"),
+        (
+            big_value.into_bytes(),
+            "value of 3000 bytes exceeds the limit of 2048 bytes",
+        ),
+    ];
+    for (frame, expected) in cases {
+        let reply = call(&s, &frame);
+        let err = reply["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("an error reply, got {reply}"));
+        assert!(err.contains(expected), "{err:?} mentions {expected:?}");
+        // Still serving after each one.
+        assert_eq!(
+            call(&s, br#"{"op":"PUT","key":"alive","value":"yes"}"#)["ok"],
+            json!(true)
+        );
+    }
+    // A DEALER client sending two frames gets an error too.
+    let d = ctx.socket(zmq::DEALER).unwrap();
+    d.set_rcvtimeo(10_000).unwrap();
+    d.connect(&eps[1]).unwrap();
+    d.send_multipart([&b"one"[..], b"two", b"three"], 0)
+        .unwrap();
+    let reply: Value = serde_json::from_slice(&d.recv_bytes(0).unwrap()).unwrap();
+    assert!(reply["error"]
+        .as_str()
+        .unwrap()
+        .contains("expected one frame"));
+    // DEALER clients may pipeline, matching replies by id.
+    for i in 0..20 {
+        d.send(
+            json!({"op": "GET_ONE", "key": "alive", "id": i})
+                .to_string()
+                .as_bytes(),
+            0,
+        )
+        .unwrap();
+    }
+    let mut ids: Vec<i64> = (0..20)
+        .map(|_| {
+            let r: Value = serde_json::from_slice(&d.recv_bytes(0).unwrap()).unwrap();
+            assert_eq!(r["value"], json!("yes"));
+            r["id"].as_i64().unwrap()
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (0..20).collect::<Vec<_>>());
+    assert!(kvsh.quit().success());
+}
+
+#[test]
+fn script_mode_reports_errors_by_line_and_exit_status() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kvsh"))
+        .args([
+            "--nodes",
+            "2",
+            "--partitions",
+            "8",
+            "-c",
+            "put a 1; get a; frob; get missing; kill n5",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stdout, "OK\n\"1\"\n(nil)\n");
+    assert!(
+        stderr.contains("line 3: Error: unknown command \"frob\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 5: Error: unknown node \"n5\"; known nodes: n1, n2"),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(2), "two commands failed");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_kvsh"))
+        .args([
+            "--nodes",
+            "1",
+            "--partitions",
+            "4",
+            "--stop-on-error",
+            "-c",
+            "frob; put a 1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "",
+        "stopped at the first error"
+    );
+    assert_eq!(out.status.code(), Some(1));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_kvsh"))
+        .args([
+            "--json",
+            "--nodes",
+            "3",
+            "--replicas",
+            "5",
+            "-c",
+            "get nothing; frob",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0], json!({"key": "nothing", "value": null}));
+    assert!(lines[1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("unknown command"));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("warning: --replicas 5 is more than --nodes 3"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn examples_run_clean() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for name in ["quickstart.kvsh", "failover.kvsh"] {
+        let path = dir.join(name);
+        let out = Command::new(env!("CARGO_BIN_EXE_kvsh"))
+            .arg("-f")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name} failed: {stderr}");
+        assert!(stderr.is_empty(), "{name} reported errors: {stderr}");
+    }
+}
