@@ -380,12 +380,15 @@ impl Shell {
             return Err(self.usage("events"));
         }
         let all = self.cluster.events();
-        let mut limit = all.len();
+        let mut limit = usize::MAX;
         for (_, v) in opts {
             limit = parse_count(v.as_deref().unwrap_or(""), "--limit")?;
         }
-        let shown = &all[all.len().saturating_sub(limit)..];
-        let (text, json) = render::events(self.style, shown);
+        let (text, mut json) = render::events(self.style, &all, limit);
+        if let Value::Array(a) = &mut json {
+            let drop = a.len().saturating_sub(limit);
+            a.drain(..drop);
+        }
         Ok(Reply::new(text, json))
     }
 

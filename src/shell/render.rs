@@ -4,7 +4,7 @@
 //! `--json` contract cannot drift apart.
 
 use crate::cluster::handle::{Cluster, Process};
-use crate::cluster::leader::{Event, Status};
+use crate::cluster::leader::{Event, EventKind, Status};
 use crate::cluster::view::{node_name, partition_range, NodeId, NodeState, PartitionInfo};
 use comfy_table::{presets, Attribute, Cell, Color, ContentArrangement, Table};
 use serde_json::{json, Value};
@@ -404,15 +404,92 @@ pub fn by_node(style: Style, status: &Status, counts: &KeyCounts) -> (String, Va
     (t.to_string(), Value::Array(rows))
 }
 
-/// `events`.
-pub fn events(style: Style, events: &[Event]) -> (String, Value) {
+/// One line of the timeline: a single event, or a run of events of the
+/// same kind in the same epoch, summarised.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimelineLine {
+    /// When the first event of the run happened, ms.
+    pub at: u64,
+    /// Its epoch.
+    pub epoch: u64,
+    /// What happened.
+    pub text: String,
+}
+
+/// Groups the timeline: a failure at 1024 partitions is hundreds of
+/// promotions and copies, which read better as one line each.
+pub fn timeline(events: &[Event]) -> Vec<TimelineLine> {
+    let mut lines = Vec::new();
+    let mut i = 0;
+    while i < events.len() {
+        let first = &events[i];
+        let kind = std::mem::discriminant(&first.kind);
+        let mut j = i + 1;
+        while j < events.len() && events[j].epoch == first.epoch && std::mem::discriminant(&events[j].kind) == kind {
+            j += 1;
+        }
+        let run = &events[i..j];
+        let text = if run.len() <= 3 {
+            for e in run {
+                lines.push(TimelineLine { at: e.at, epoch: e.epoch, text: e.kind.to_string() });
+            }
+            i = j;
+            continue;
+        } else {
+            summarise(run)
+        };
+        lines.push(TimelineLine { at: first.at, epoch: first.epoch, text });
+        i = j;
+    }
+    lines
+}
+
+fn summarise(run: &[Event]) -> String {
+    let n = run.len();
+    let mut per_node: BTreeMap<NodeId, usize> = BTreeMap::new();
+    let mut keys = 0;
+    let mut slowest = 0;
+    let mut reason = String::new();
+    for e in run {
+        match &e.kind {
+            EventKind::Promoted { to, .. } | EventKind::Handoff { to, .. } => *per_node.entry(*to).or_default() += 1,
+            EventKind::ReplicaAdded { node, reason: r, .. } => {
+                *per_node.entry(*node).or_default() += 1;
+                reason.clone_from(r);
+            }
+            EventKind::CaughtUp { node, keys: k, took_ms, .. } => {
+                *per_node.entry(*node).or_default() += 1;
+                keys += k;
+                slowest = slowest.max(*took_ms);
+            }
+            EventKind::ReplicaRemoved { node, .. } => *per_node.entry(*node).or_default() += 1,
+            _ => {}
+        }
+    }
+    let nodes = per_node.iter().map(|(n, c)| format!("{} {c}", node_name(*n))).collect::<Vec<_>>().join(", ");
+    let example = run[0].kind.to_string();
+    match &run[0].kind {
+        EventKind::Promoted { from, .. } => {
+            format!("{n} partitions promoted new primaries after {} died ({nodes})", node_name(*from))
+        }
+        EventKind::Handoff { .. } => format!("{n} primaries handed over ({nodes})"),
+        EventKind::ReplicaAdded { .. } => format!("{reason} of {n} replicas started ({nodes})"),
+        EventKind::CaughtUp { .. } => {
+            format!("{n} replicas in sync, {keys} keys copied, slowest in {slowest} ms ({nodes})")
+        }
+        EventKind::ReplicaRemoved { .. } => format!("{n} surplus replicas removed ({nodes})"),
+        EventKind::Unavailable { .. } => format!("{n} partitions unavailable: their primary died with no in-sync replica"),
+        EventKind::DataLost { .. } => format!("{n} partitions lost every copy and restart empty"),
+        _ => format!("{n} events like: {example}"),
+    }
+}
+
+/// `events`: the grouped timeline (text), and every event (JSON).
+pub fn events(style: Style, events: &[Event], limit: usize) -> (String, Value) {
+    let lines = timeline(events);
     let mut t = style.table(&["time", "epoch", "event"]);
-    for e in events {
-        t.add_row(vec![
-            Cell::new(format!("{:.3}s", e.at as f64 / 1000.0)),
-            Cell::new(e.epoch),
-            Cell::new(e.kind.to_string()),
-        ]);
+    for l in &lines[lines.len().saturating_sub(limit)..] {
+        t.add_row(vec![Cell::new(format!("{:.3}s", l.at as f64 / 1000.0)), Cell::new(l.epoch), Cell::new(&l.text)]);
     }
     let json = events
         .iter()

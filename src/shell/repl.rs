@@ -176,14 +176,18 @@ pub fn run(shell: &mut Shell, history: Option<PathBuf>, events: Receiver<Event>)
     let live = shell.live_events.clone();
     let printer = editor.create_external_printer().ok().map(|mut p| {
         std::thread::spawn(move || {
-            for e in events {
+            // Take what arrives together (a failure is a burst), group it,
+            // and print one line per group.
+            while let Ok(first) = events.recv() {
+                let mut batch = vec![first];
+                while let Ok(e) = events.recv_timeout(std::time::Duration::from_millis(30)) {
+                    batch.push(e);
+                }
                 if live.load(Ordering::Relaxed) {
-                    let _ = p.print(format!(
-                        "\x1b[2m[{:>8.3}s epoch {}] {}\x1b[0m",
-                        e.at as f64 / 1000.0,
-                        e.epoch,
-                        e.kind
-                    ));
+                    for l in crate::shell::render::timeline(&batch) {
+                        let line = format!("\x1b[2m[{:>8.3}s epoch {}] {}\x1b[0m", l.at as f64 / 1000.0, l.epoch, l.text);
+                        let _ = p.print(line);
+                    }
                 }
             }
         })
