@@ -17,6 +17,7 @@ use crate::cluster::view::{
 use crate::cluster::watch::Watch;
 use crate::error::{Error, Result};
 use crate::node::core::NodeConfig;
+use crate::node::faults::Faults;
 use crate::node::protocol::DEFAULT_MAX_FRAME;
 use crate::node::runtime::{spawn, Control, NodeSpec, NodeThread, PartitionDigest};
 use crate::node::transport::Clock;
@@ -103,6 +104,7 @@ pub struct Cluster {
     nodes: BTreeMap<NodeId, NodeHandle>,
     next_id: NodeId,
     next_incarnation: Incarnation,
+    faults: Arc<Faults>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -150,6 +152,7 @@ impl Cluster {
             auto_rebalance: cfg.auto_rebalance,
             bootstrap: (1..=cfg.nodes as NodeId).collect(),
         };
+        let faults = Arc::new(Faults::new());
         let leader = runtime::spawn(
             &ctx,
             &cfg.bind,
@@ -158,6 +161,7 @@ impl Cluster {
             status.clone(),
             events.clone(),
             events_tx,
+            faults.clone(),
         )?;
         let mut cluster = Cluster {
             cfg,
@@ -169,6 +173,7 @@ impl Cluster {
             nodes: BTreeMap::new(),
             next_id: 1,
             next_incarnation: 1,
+            faults,
         };
         for _ in 0..cluster.cfg.nodes {
             cluster.spawn_node(None)?;
@@ -206,6 +211,7 @@ impl Cluster {
             max_frame: self.cfg.max_frame,
             max_value: self.cfg.max_value,
             clock: self.clock,
+            faults: self.faults.clone(),
         };
         let thread = spawn(&self.ctx, spec)?;
         let endpoint = thread.endpoint.clone();
@@ -219,6 +225,11 @@ impl Cluster {
             },
         );
         Ok(id)
+    }
+
+    /// The network faults in force; change them to inject faults.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// The configuration.
@@ -486,11 +497,12 @@ impl Cluster {
             Ok(_) => Ok(start.elapsed()),
             Err(_) if cancelled() => Err(Error::Cancelled),
             Err(s) => Err(Error::Timeout(format!(
-                "not healthy after {:.1} s: {} degraded, {} moving, {} unavailable partitions",
+                "not healthy after {:.1} s: {} degraded, {} moving, {} unavailable partitions{}",
                 timeout.as_secs_f64(),
                 s.degraded,
                 s.moving,
-                s.unavailable
+                s.unavailable,
+                stuck(&s)
             ))),
         }
     }
@@ -602,5 +614,40 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// A few partitions that keep the cluster from being healthy, and why.
+fn stuck(s: &Status) -> String {
+    let mut out = Vec::new();
+    for (p, info) in s.view.partitions.iter().enumerate() {
+        let filling: Vec<String> = info
+            .replicas
+            .iter()
+            .filter(|r| !r.in_sync)
+            .map(|r| format!("{} filling", node_name(r.node)))
+            .collect();
+        let target = s.target.get(p).cloned().unwrap_or_default();
+        let mut why = filling;
+        if info.primary() != target.first().copied() || target.iter().any(|n| !info.holds(*n)) {
+            let have: Vec<String> = info.replicas.iter().map(|r| node_name(r.node)).collect();
+            let want: Vec<String> = target.iter().map(|n| node_name(*n)).collect();
+            why.push(format!(
+                "has [{}], target [{}]",
+                have.join(" "),
+                want.join(" ")
+            ));
+        }
+        if !why.is_empty() {
+            out.push(format!("partition {p}: {}", why.join(", ")));
+        }
+        if out.len() == 3 {
+            break;
+        }
+    }
+    if out.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", out.join("; "))
     }
 }

@@ -152,6 +152,14 @@ pub enum EventKind {
         /// The replica.
         node: NodeId,
     },
+    /// An in-sync secondary stopped acknowledging and was dropped from the
+    /// set, so writes could go on.
+    ReplicaDropped {
+        /// The partition.
+        partition: PartitionId,
+        /// The replica.
+        node: NodeId,
+    },
     /// Every partition reached its target placement.
     Balanced,
 }
@@ -241,6 +249,11 @@ impl std::fmt::Display for EventKind {
                     node_name(*node)
                 )
             }
+            ReplicaDropped { partition, node } => write!(
+                f,
+                "partition {partition}: {} dropped, it stopped acknowledging writes",
+                node_name(*node)
+            ),
             Balanced => write!(f, "rebalancing complete: every partition is at its target"),
         }
     }
@@ -449,6 +462,11 @@ impl ViewLeader {
                 stream,
                 keys,
             } => self.on_caught_up(node, partition, replica, stream, keys),
+            Message::Lagging {
+                partition,
+                node: replica,
+                stream,
+            } => self.on_lagging(node, partition, replica, stream),
             _ => {}
         }
         // Changes are staged, and published together on the next tick: one
@@ -515,7 +533,7 @@ impl ViewLeader {
                             now.saturating_sub(previous.map_or(now, |m| m.last_heard)),
                         );
                     }
-                    self.stage();
+                    let epoch = self.stage();
                     self.view.nodes.insert(
                         node,
                         NodeInfo {
@@ -525,6 +543,23 @@ impl ViewLeader {
                         },
                     );
                     self.event(EventKind::Restarted { node });
+                    // A partition this node still leads had no in-sync
+                    // replica to take over when it died, so its only full
+                    // copy died with it. Start it again, empty, in a new
+                    // term: in the old term the new incarnation's streams
+                    // would have the old ones' ids, and a secondary would
+                    // acknowledge entries it never applied.
+                    let mut lost = Vec::new();
+                    for (p, info) in self.view.partitions.iter_mut().enumerate() {
+                        if info.primary() == Some(node) {
+                            info.term += 1;
+                            info.term_epoch = epoch;
+                            lost.push(p as PartitionId);
+                        }
+                    }
+                    for partition in lost {
+                        self.event(EventKind::DataLost { partition });
+                    }
                 }
                 Some(info) if info.state == NodeState::Dead => {
                     self.stage();
@@ -584,6 +619,50 @@ impl ViewLeader {
             node: replica,
             keys,
             took_ms,
+        });
+    }
+
+    /// Drops a secondary that holds up every commit, if enough in-sync
+    /// copies remain without it: at least two (or R, if R is 1). With R = 2
+    /// the partition keeps waiting instead: a write acknowledged by the
+    /// primary alone would be lost with it. Rebalancing adds the replica
+    /// back, filling, which commits do not wait for.
+    fn on_lagging(&mut self, primary: NodeId, p: PartitionId, replica: NodeId, stream: StreamId) {
+        let Some(info) = self.view.partitions.get(p as usize) else {
+            return;
+        };
+        let incarnation = self.view.nodes.get(&replica).map(|n| n.incarnation);
+        let matches = info.primary() == Some(primary)
+            && primary != replica
+            && info.term == stream.term
+            && incarnation == Some(stream.incarnation)
+            && info
+                .replica(replica)
+                .is_some_and(|r| r.since == stream.since && r.in_sync);
+        if !matches {
+            return;
+        }
+        let live = |n: NodeId| {
+            self.view
+                .nodes
+                .get(&n)
+                .is_some_and(|i| i.state != NodeState::Dead)
+        };
+        let in_sync_after = info
+            .replicas
+            .iter()
+            .filter(|r| r.node != replica && r.in_sync && live(r.node))
+            .count();
+        if in_sync_after < self.cfg.replicas.min(2) {
+            return;
+        }
+        self.stage();
+        self.view.partitions[p as usize]
+            .replicas
+            .retain(|r| r.node != replica);
+        self.event(EventKind::ReplicaDropped {
+            partition: p,
+            node: replica,
         });
     }
 
@@ -942,14 +1021,14 @@ impl ViewLeader {
             .iter()
             .zip(target)
             .filter(|(info, t)| {
+                // The primary must match the target's, but the secondaries
+                // only as a set: no step reorders them, so comparing their
+                // order would leave a partition moving forever.
                 info.replicas.iter().any(|r| !r.in_sync)
                     || (rebalancing
                         && (info.replicas.len() != t.len()
-                            || info
-                                .replicas
-                                .iter()
-                                .zip(t.iter())
-                                .any(|(r, n)| r.node != *n)))
+                            || info.primary() != t.first().copied()
+                            || t.iter().any(|n| !info.holds(*n))))
             })
             .count()
     }

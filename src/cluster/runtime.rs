@@ -10,6 +10,7 @@ use crate::cluster::placement::Placement;
 use crate::cluster::view::NodeId;
 use crate::cluster::watch::Watch;
 use crate::error::{Error, Result};
+use crate::node::faults::Faults;
 use crate::node::message::{decode, Address};
 use crate::node::transport::{classify, router, Clock, Inbound, Outbox};
 use crossbeam_channel::{Receiver, Sender};
@@ -64,6 +65,7 @@ pub fn spawn(
     status: Watch<Status>,
     events: EventLog,
     events_tx: Option<Sender<Event>>,
+    faults: Arc<Faults>,
 ) -> Result<LeaderThread> {
     let (control_tx, control_rx) = crossbeam_channel::unbounded();
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
@@ -73,7 +75,7 @@ pub fn spawn(
         .name("kvsh-leader".into())
         .spawn(move || {
             run(
-                ctx, bind, cfg, clock, status, events, events_tx, control_rx, ready_tx,
+                ctx, bind, cfg, clock, status, events, events_tx, faults, control_rx, ready_tx,
             )
         })?;
     match ready_rx.recv() {
@@ -98,6 +100,7 @@ fn run(
     status: Watch<Status>,
     events: EventLog,
     events_tx: Option<Sender<Event>>,
+    faults: Arc<Faults>,
     control: Receiver<LeaderControl>,
     ready: Sender<Result<String>>,
 ) {
@@ -110,7 +113,7 @@ fn run(
     };
     let _ = ready.send(Ok(endpoint));
     let mut leader = ViewLeader::new(cfg);
-    let mut outbox = Outbox::new(ctx);
+    let mut outbox = Outbox::new(ctx, Address::Leader, faults, clock);
     let mut next_tick: u64 = 0;
     let mut last_publish: u64 = 0;
     let mut published_epoch = u64::MAX;
@@ -160,6 +163,7 @@ fn run(
             next_tick = now + TICK_MS;
         }
         send(&mut leader, &mut outbox);
+        outbox.flush_due();
         let new_events = leader.take_events();
         let changed = !new_events.is_empty() || leader.view().epoch != published_epoch;
         if !new_events.is_empty() {
@@ -189,6 +193,7 @@ fn send(leader: &mut ViewLeader, outbox: &mut Outbox) {
                 outbox.connect(env.to, &e);
             }
         }
-        outbox.send(&env);
+        let nodes: Vec<NodeId> = leader.view().nodes.keys().copied().collect();
+        outbox.send(&env, &|| nodes.clone());
     }
 }

@@ -59,6 +59,8 @@ impl Default for NodeConfig {
                 chunk_keys: 2000,
                 chunk_window: 4,
                 retransmit: 200,
+                lag_timeout: 1000,
+                skip_replication: false,
             },
             scan_page: 5000,
         }
@@ -807,7 +809,8 @@ impl Node {
                     self.pump_scan(s);
                 }
             }
-            Message::Heartbeat { .. } | Message::CaughtUp { .. } => {} // For the leader only.
+            // For the leader only.
+            Message::Heartbeat { .. } | Message::CaughtUp { .. } | Message::Lagging { .. } => {}
         }
     }
 
@@ -1010,8 +1013,19 @@ impl Node {
         let mut msgs = Vec::new();
         let mut done = Vec::new();
         let mut reports = Vec::new();
+        // Lagging replicas are reported on heartbeat ticks, not every tick.
+        let heartbeat_tick = self.next_heartbeat == now + self.cfg.heartbeat_interval;
         for leader in self.leaders.values_mut() {
             done.extend(leader.tick(&self.store, now, &mut msgs));
+            if heartbeat_tick {
+                for (node, stream) in leader.lagging(now) {
+                    reports.push(Message::Lagging {
+                        partition: leader.partition,
+                        node,
+                        stream,
+                    });
+                }
+            }
             for (node, stream, keys) in
                 leader.caught_up_reports(&self.view, now, self.cfg.heartbeat_interval)
             {

@@ -211,6 +211,16 @@ pub enum Message {
         /// Keys sent in the resync.
         keys: u64,
     },
+    /// Primary → leader: an in-sync secondary has acknowledged nothing for
+    /// the lag timeout, and holds up every commit of the partition.
+    Lagging {
+        /// The partition.
+        partition: PartitionId,
+        /// The secondary.
+        node: NodeId,
+        /// Its stream.
+        stream: StreamId,
+    },
     /// Coordinator → primary: a page of a partition's keys, for `GET_ALL`.
     Scan {
         /// The coordinator's request id.
@@ -247,6 +257,7 @@ impl Message {
             Message::Replicate { .. } => "Replicate",
             Message::ReplicateAck { .. } => "ReplicateAck",
             Message::CaughtUp { .. } => "CaughtUp",
+            Message::Lagging { .. } => "Lagging",
             Message::Scan { .. } => "Scan",
             Message::ScanResponse { .. } => "ScanResponse",
         }

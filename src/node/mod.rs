@@ -2,6 +2,7 @@
 //! primary and secondary roles the view gives it.
 
 pub mod core;
+pub mod faults;
 pub mod message;
 pub mod protocol;
 pub mod replication;

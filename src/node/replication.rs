@@ -49,6 +49,13 @@ pub struct StreamConfig {
     pub chunk_window: usize,
     /// Retransmit unacknowledged entries after this long.
     pub retransmit: Time,
+    /// A required stream that has acknowledged nothing for this long is
+    /// reported to the leader as lagging.
+    pub lag_timeout: Time,
+    /// Test-only: acknowledge writes without replicating them. This breaks
+    /// the durability guarantee on purpose, so tests can prove the checkers
+    /// catch lost writes. Never on outside tests.
+    pub skip_replication: bool,
 }
 
 #[derive(Debug)]
@@ -95,6 +102,13 @@ struct Stream {
     /// Set when the resync's last chunk is acknowledged: the keys it sent.
     caught_up: Option<u64>,
     last_report: Option<Time>,
+    /// Commits wait for this stream: its replica is in sync in the view,
+    /// or its resync has finished (so it is about to be).
+    required: bool,
+    /// When the stream last made progress (or last went from idle to busy).
+    last_progress: Time,
+    /// Acknowledgements in a row that acknowledged nothing new.
+    dup_acks: u32,
 }
 
 /// The primary's state for one partition in one term.
@@ -162,20 +176,18 @@ impl Leader {
         let mut wanted = BTreeMap::new();
         for r in info.secondaries() {
             let incarnation = view.nodes.get(&r.node).map_or(0, |n| n.incarnation);
-            wanted.insert(
-                r.node,
-                StreamId {
-                    term: self.term,
-                    incarnation,
-                    since: r.since,
-                },
-            );
+            let id = StreamId {
+                term: self.term,
+                incarnation,
+                since: r.since,
+            };
+            wanted.insert(r.node, (id, r.in_sync));
         }
         self.streams
-            .retain(|node, s| wanted.get(node) == Some(&s.id));
+            .retain(|node, s| wanted.get(node).is_some_and(|(id, _)| *id == s.id));
         let last_idx = self.next_idx - 1;
-        for (node, id) in wanted {
-            self.streams.entry(node).or_insert_with(|| Stream {
+        for (node, (id, in_sync)) in wanted {
+            let stream = self.streams.entry(node).or_insert_with(|| Stream {
                 id,
                 next_seq: 1,
                 inflight: VecDeque::new(),
@@ -190,7 +202,11 @@ impl Leader {
                 }),
                 caught_up: None,
                 last_report: None,
+                required: in_sync,
+                last_progress: now,
+                dup_acks: 0,
             });
+            stream.required |= in_sync;
         }
         self.pump(store, now, out);
         self.update_activated();
@@ -230,11 +246,17 @@ impl Leader {
             },
             None => StreamEntry::Delete { key: key.clone() },
         };
-        for (node, s) in self.streams.iter_mut() {
+        let streams = if self.cfg.skip_replication {
+            None
+        } else {
+            Some(self.streams.iter_mut())
+        };
+        for (node, s) in streams.into_iter().flatten() {
             let seq = s.next_seq;
             s.next_seq += 1;
             if s.inflight.is_empty() {
                 s.last_sent = now;
+                s.last_progress = now;
             }
             out.push((*node, replicate(p, s.id, seq, entry.clone())));
             s.inflight.push_back(Inflight {
@@ -311,6 +333,21 @@ impl Leader {
             return Vec::new();
         }
         s.acked_any = true;
+        let progress = s.inflight.front().is_some_and(|e| e.seq <= seq);
+        if progress {
+            s.last_progress = now;
+            s.last_sent = now;
+            s.dup_acks = 0;
+        } else if !s.inflight.is_empty() {
+            // The secondary is missing the front entry and acks what it
+            // has for every later one. Only progress may hold off the
+            // retransmit timer, or a steady flow of writes would starve
+            // the gap forever; three duplicates resend at once.
+            s.dup_acks += 1;
+            if s.dup_acks == 3 {
+                s.last_sent = 0;
+            }
+        }
         while s.inflight.front().is_some_and(|e| e.seq <= seq) {
             let e = s.inflight.pop_front().expect("front exists");
             if let Some(idx) = e.idx {
@@ -320,8 +357,11 @@ impl Leader {
                 if let Some(r) = s.resync.as_mut() {
                     r.chunks_inflight -= 1;
                     if upto.is_none() {
+                        // From now on commits wait for it: it holds
+                        // everything up to here, and will be in sync.
                         s.caught_up = Some(r.keys);
                         s.resync = None;
+                        s.required = true;
                     }
                 }
             }
@@ -330,7 +370,6 @@ impl Leader {
         if s.inflight.is_empty() {
             s.acked_idx = self.next_idx - 1;
         }
-        s.last_sent = now;
         self.pump(store, now, out);
         self.update_activated();
         self.commit(store)
@@ -352,6 +391,7 @@ impl Leader {
                     out.push((*node, replicate(p, s.id, e.seq, e.entry.clone())));
                 }
                 s.last_sent = now;
+                s.dup_acks = 0;
             }
         }
         self.pump(store, now, out);
@@ -381,10 +421,14 @@ impl Leader {
         let Some(info) = view.partitions.get(self.partition as usize) else {
             return Vec::new();
         };
+        // A replica may be called in sync only once it has every write
+        // committed so far (commits made while it was filling did not wait
+        // for it).
+        let committed = self.log.front().map_or(self.next_idx - 1, |e| e.idx - 1);
         let mut reports = Vec::new();
         for (node, s) in self.streams.iter_mut() {
             let Some(keys) = s.caught_up else { continue };
-            if info.replica(*node).is_some_and(|r| r.in_sync) {
+            if info.replica(*node).is_some_and(|r| r.in_sync) || s.acked_idx < committed {
                 continue;
             }
             if s.last_report.is_none_or(|t| now >= t + every) {
@@ -393,6 +437,20 @@ impl Leader {
             }
         }
         reports
+    }
+
+    /// Required streams that have made no progress for the lag timeout:
+    /// their replicas hold up every commit.
+    pub fn lagging(&self, now: Time) -> Vec<(NodeId, StreamId)> {
+        self.streams
+            .iter()
+            .filter(|(_, s)| {
+                s.required
+                    && !s.inflight.is_empty()
+                    && now >= s.last_progress + self.cfg.lag_timeout
+            })
+            .map(|(n, s)| (*n, s.id))
+            .collect()
     }
 
     /// Gives up the role: every waiting write fails with an indefinite
@@ -413,7 +471,11 @@ impl Leader {
 
     fn update_activated(&mut self) {
         if !self.activated {
-            self.activated = self.streams.values().all(|s| s.acked_any);
+            self.activated = self
+                .streams
+                .values()
+                .filter(|s| s.required)
+                .all(|s| s.acked_any);
         }
     }
 
@@ -443,6 +505,7 @@ impl Leader {
                 s.next_seq += 1;
                 if s.inflight.is_empty() {
                     s.last_sent = now;
+                    s.last_progress = now;
                 }
                 out.push((*node, replicate(p, s.id, seq, entry.clone())));
                 s.inflight.push_back(Inflight {
@@ -459,6 +522,7 @@ impl Leader {
         let acked = self
             .streams
             .values()
+            .filter(|s| s.required)
             .map(|s| s.acked_idx)
             .min()
             .unwrap_or(u64::MAX);

@@ -13,11 +13,13 @@
 use crate::cluster::view::{node_name, Incarnation, NodeId, PartitionId};
 use crate::error::{Error, Result};
 use crate::node::core::{ClientId, Node, NodeConfig, Output};
+use crate::node::faults::Faults;
 use crate::node::message::{decode, Address};
 use crate::node::protocol::{decode_request, encode_response, Response};
 use crate::node::transport::{classify, reply, router, ClientRoute, Clock, Inbound, Outbox};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -80,6 +82,8 @@ pub struct NodeSpec {
     pub max_value: usize,
     /// The cluster clock.
     pub clock: Clock,
+    /// The network faults in force.
+    pub faults: Arc<Faults>,
 }
 
 /// A running node thread.
@@ -140,7 +144,7 @@ fn run(
         spec.config,
         spec.max_value,
     );
-    let mut outbox = Outbox::new(ctx);
+    let mut outbox = Outbox::new(ctx, Address::Node(spec.id), spec.faults.clone(), spec.clock);
     outbox.connect(Address::Leader, &spec.leader_endpoint);
     let mut clients: HashMap<ClientId, ClientRoute> = HashMap::new();
     let mut next_client: ClientId = 1;
@@ -235,6 +239,7 @@ fn run(
                 Address::Node(n) => view.nodes.contains_key(n),
             });
         }
+        outbox.flush_due();
         flush(&mut node, &inbox, &mut outbox, &mut clients);
     }
 }
@@ -309,7 +314,9 @@ fn flush(
         for o in outputs {
             match o {
                 Output::Send(env) => {
-                    if !outbox.send(&env) {
+                    let view = node.view();
+                    let nodes = || view.nodes.keys().copied().collect();
+                    if !outbox.send(&env, &nodes) {
                         node.on_send_failed(&env);
                     }
                 }

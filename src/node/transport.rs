@@ -13,10 +13,13 @@
 //! for a peer that may be dead. The node's protocol tolerates lost messages,
 //! and the failure is reported so a forwarded request can be retried.
 
-use crate::cluster::view::Time;
+use crate::cluster::view::{NodeId, Time};
 use crate::error::Result;
+use crate::node::faults::{Faults, Verdict};
 use crate::node::message::{encode, Address, Envelope};
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The first frame of every internal message.
@@ -87,10 +90,17 @@ pub fn router(ctx: &zmq::Context, bind: &str, max_msg: usize) -> Result<(zmq::So
 }
 
 /// The DEALER sockets a thread uses to reach its peers, one per address,
-/// reconnected when a peer's endpoint changes (a restarted node).
+/// reconnected when a peer's endpoint changes (a restarted node). Every send
+/// passes the [`Faults`] in force; delayed messages wait in a queue that
+/// [`Outbox::flush_due`] drains.
 pub struct Outbox {
     ctx: zmq::Context,
     sockets: HashMap<Address, (String, zmq::Socket)>,
+    me: Address,
+    faults: Arc<Faults>,
+    clock: Clock,
+    delayed: BinaryHeap<Reverse<(Time, u64, Address, Vec<u8>)>>,
+    seq: u64,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -102,11 +112,16 @@ impl std::fmt::Debug for Outbox {
 }
 
 impl Outbox {
-    /// An empty outbox.
-    pub fn new(ctx: zmq::Context) -> Self {
+    /// An empty outbox for the component at `me`.
+    pub fn new(ctx: zmq::Context, me: Address, faults: Arc<Faults>, clock: Clock) -> Self {
         Outbox {
             ctx,
             sockets: HashMap::new(),
+            me,
+            faults,
+            clock,
+            delayed: BinaryHeap::new(),
+            seq: 0,
         }
     }
 
@@ -125,15 +140,45 @@ impl Outbox {
         self.sockets.retain(|a, _| keep(a));
     }
 
-    /// Sends an envelope. Returns false if it certainly did not leave:
-    /// unknown peer, or not connected.
-    pub fn send(&mut self, env: &Envelope) -> bool {
-        let Some((_, socket)) = self.sockets.get(&env.to) else {
+    /// Sends an envelope, subject to the faults in force. Returns false if
+    /// it certainly did not leave: unknown peer, or not connected. A message
+    /// a fault drops counts as sent: the network lost it.
+    pub fn send(&mut self, env: &Envelope, nodes: &dyn Fn() -> Vec<NodeId>) -> bool {
+        match self.faults.verdict(self.me, env.to, nodes) {
+            Verdict::Deliver => self.send_now(env.to, &encode(env)),
+            Verdict::Drop => self.sockets.contains_key(&env.to),
+            Verdict::Delay(ms) => {
+                self.seq += 1;
+                self.delayed.push(Reverse((
+                    self.clock.now() + ms,
+                    self.seq,
+                    env.to,
+                    encode(env),
+                )));
+                self.sockets.contains_key(&env.to)
+            }
+        }
+    }
+
+    /// Sends the delayed messages that are due.
+    pub fn flush_due(&mut self) {
+        let now = self.clock.now();
+        while self
+            .delayed
+            .peek()
+            .is_some_and(|Reverse((due, ..))| *due <= now)
+        {
+            let Reverse((_, _, to, payload)) = self.delayed.pop().expect("peeked");
+            self.send_now(to, &payload);
+        }
+    }
+
+    fn send_now(&mut self, to: Address, payload: &[u8]) -> bool {
+        let Some((_, socket)) = self.sockets.get(&to) else {
             return false;
         };
-        let payload = encode(env);
         socket
-            .send_multipart([INTERNAL_MARKER, &payload[..]], zmq::DONTWAIT)
+            .send_multipart([INTERNAL_MARKER, payload], zmq::DONTWAIT)
             .is_ok()
     }
 }
