@@ -221,6 +221,24 @@ impl Client {
         })
     }
 
+    /// Opens a socket to every node in the view, so the first request to a
+    /// node does not wait for its connection to come up.
+    fn connect_all(&mut self) {
+        let endpoints: Vec<String> = self
+            .view
+            .nodes
+            .values()
+            .map(|n| n.endpoint.clone())
+            .collect();
+        for e in endpoints {
+            if !self.sockets.contains_key(&e) {
+                if let Ok(s) = dealer(&self.ctx, &e) {
+                    self.sockets.insert(e, s);
+                }
+            }
+        }
+    }
+
     /// Drops the socket to an endpoint, so the next request to it finds it
     /// unconnected (and fails fast) instead of racing a connection that is
     /// going down. The shell calls this when it kills a node.
@@ -238,6 +256,7 @@ impl Client {
                     .unwrap_or_else(|s| s);
                 if status.view.epoch >= epoch {
                     self.view = Arc::new(status.view.clone());
+                    self.connect_all();
                 }
             }
             ViewSource::Endpoints(endpoints) => {
@@ -262,6 +281,7 @@ impl Client {
                     ) {
                         if view.epoch > self.view.epoch {
                             self.view = Arc::new(*view);
+                            self.connect_all();
                             return;
                         }
                     }

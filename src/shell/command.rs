@@ -207,6 +207,61 @@ pub const COMMANDS: &[CommandSpec] = &[
         example: "repair 7",
     },
     CommandSpec {
+        name: "partition",
+        aliases: &[],
+        args: "NODES [| NODES ...]",
+        summary: "split the cluster's network into groups, e.g. partition n1,n2 | n3,n4",
+        detail: "Nodes in different groups cannot reach each other. Unnamed nodes form one more \
+                 group; name `leader` to place the view leader, else it joins the largest group. \
+                 A lone group (partition n2) isolates those nodes from everyone. Client traffic \
+                 is not affected. `heal` undoes it.",
+        example: "partition n1 | n2,n3,n4",
+    },
+    CommandSpec {
+        name: "link",
+        aliases: &[],
+        args: "A [->] B drop PCT|delay DURATION",
+        summary: "degrade one link: drop a share of messages, or delay them",
+        detail: "Both directions unless written A -> B. A and B are nodes or `leader`.",
+        example: "link n1 n2 drop 30%",
+    },
+    CommandSpec {
+        name: "heal",
+        aliases: &[],
+        args: "",
+        summary: "remove every partition and link fault",
+        detail: "Killed nodes stay killed (restart them); paused nodes wake on their own.",
+        example: "heal",
+    },
+    CommandSpec {
+        name: "faults",
+        aliases: &[],
+        args: "",
+        summary: "list the network faults in force",
+        detail: "",
+        example: "faults",
+    },
+    CommandSpec {
+        name: "check",
+        aliases: &[],
+        args: "[--duration 10s] [--clients 4] [--keys 20] [--faults kill,pause,partition,link|none] [--seed S]",
+        summary: "run clients under a seeded fault schedule and check the history is linearizable",
+        detail: "Clients read, write and delete hot keys while faults strike one at a time; then \
+                 everything heals, the cluster becomes healthy, every key is read once more, and \
+                 each key's history is checked against a register (linearizability), which also \
+                 catches lost acknowledged writes. The same seed gives the same fault schedule. \
+                 Ctrl-C stops early and still checks what ran. In scripts, violations fail the command.",
+        example: "check --duration 10s --faults kill,partition --seed 7",
+    },
+    CommandSpec {
+        name: "history",
+        aliases: &[],
+        args: "save FILE",
+        summary: "save the last checked history as JSON lines, one operation per line",
+        detail: "",
+        example: "history save /tmp/run.jsonl",
+    },
+    CommandSpec {
         name: "set",
         aliases: &[],
         args: "auto-rebalance|events on|off",

@@ -2,12 +2,17 @@
 //! [`Shell::execute`] runs one line. The REPL, script mode and the script
 //! tests all call it, so what a test checks is what a user gets.
 
+use crate::check::history::History;
+use crate::check::nemesis::FaultKind;
+use crate::check::run::CheckConfig;
 use crate::cluster::handle::Cluster;
 use crate::cluster::leader::{EventKind, Status};
 use crate::cluster::placement::{Placement, Strategy};
 use crate::cluster::view::{node_name, NodeId, PartitionId};
 use crate::cluster::Client;
 use crate::error::{Error, Result};
+use crate::node::faults::LinkFault;
+use crate::node::message::Address;
 use crate::node::runtime::PartitionDigest;
 use crate::shell::command::{
     lookup, options, parse_count, parse_duration, parse_switch, unknown_command, words, COMMANDS,
@@ -58,6 +63,7 @@ pub struct Shell {
     /// Whether live event notices print above the prompt.
     pub live_events: Arc<AtomicBool>,
     quit: bool,
+    last_history: Option<History>,
 }
 
 impl std::fmt::Debug for Shell {
@@ -81,6 +87,7 @@ impl Shell {
             style: Style { tty },
             live_events: Arc::new(AtomicBool::new(true)),
             quit: false,
+            last_history: None,
         }
     }
 
@@ -157,6 +164,12 @@ impl Shell {
             "verify" => self.verify(args),
             "repair" => self.repair(args),
             "set" => self.set(args),
+            "partition" => self.partition(args),
+            "link" => self.link(args),
+            "heal" => self.heal(args),
+            "faults" => self.faults(args),
+            "check" => self.check(args),
+            "history" => self.history(args),
             "help" => help(args),
             "quit" => {
                 self.quit = true;
@@ -810,6 +823,257 @@ impl Shell {
         Ok(Reply::new(
             format!("{name} {state}"),
             json!({"setting": name, "value": on}),
+        ))
+    }
+}
+
+impl Shell {
+    fn address(&self, name: &str) -> Result<Address> {
+        if name == "leader" {
+            return Ok(Address::Leader);
+        }
+        self.cluster.resolve(name).map(Address::Node)
+    }
+
+    fn partition(&mut self, args: &[String]) -> Result<Reply> {
+        let joined = args.join(" ");
+        let mut groups = Vec::new();
+        for g in joined.split('|') {
+            let names: Vec<&str> = g.split([',', ' ']).filter(|s| !s.is_empty()).collect();
+            if names.is_empty() {
+                return Err(self.usage("partition"));
+            }
+            let mut group = std::collections::BTreeSet::new();
+            for n in names {
+                let a = self.address(n)?;
+                if groups
+                    .iter()
+                    .any(|g: &std::collections::BTreeSet<Address>| g.contains(&a))
+                    || !group.insert(a)
+                {
+                    return Err(Error::BadInput(format!("{n} is named twice")));
+                }
+            }
+            groups.push(group);
+        }
+        if groups.is_empty() {
+            return Err(self.usage("partition"));
+        }
+        self.cluster.faults().partition(groups);
+        let text = self.cluster.faults().describe().join("\n");
+        Ok(Reply::new(
+            text,
+            json!({"faults": self.cluster.faults().describe()}),
+        ))
+    }
+
+    fn link(&mut self, args: &[String]) -> Result<Reply> {
+        let (a, b, one_way, rest) = match args {
+            [a, arrow, b, rest @ ..] if arrow == "->" => (a, b, true, rest),
+            [a, b, rest @ ..] => (a, b, false, rest),
+            _ => return Err(self.usage("link")),
+        };
+        let (a, b) = (self.address(a)?, self.address(b)?);
+        if a == b {
+            return Err(Error::BadInput("a link joins two different nodes".into()));
+        }
+        let fault = match rest {
+            [what, v] if what == "drop" => {
+                let pct: f64 = v
+                    .trim_end_matches('%')
+                    .parse()
+                    .ok()
+                    .filter(|p| (0.0..=100.0).contains(p))
+                    .ok_or_else(|| {
+                        Error::BadInput(format!("drop takes a percentage from 0 to 100, got {v:?}"))
+                    })?;
+                LinkFault {
+                    drop: pct / 100.0,
+                    delay_ms: 0,
+                }
+            }
+            [what, v] if what == "delay" => LinkFault {
+                drop: 0.0,
+                delay_ms: parse_duration(v)?.as_millis() as u64,
+            },
+            _ => return Err(self.usage("link")),
+        };
+        self.cluster.faults().link(a, b, one_way, fault);
+        let text = self.cluster.faults().describe().join("\n");
+        Ok(Reply::new(
+            text,
+            json!({"faults": self.cluster.faults().describe()}),
+        ))
+    }
+
+    fn heal(&mut self, args: &[String]) -> Result<Reply> {
+        if !args.is_empty() {
+            return Err(self.usage("heal"));
+        }
+        self.cluster.faults().heal();
+        Ok(Reply::new(
+            "healed: no network faults",
+            json!({"faults": []}),
+        ))
+    }
+
+    fn faults(&mut self, args: &[String]) -> Result<Reply> {
+        if !args.is_empty() {
+            return Err(self.usage("faults"));
+        }
+        let mut lines = self.cluster.faults().describe();
+        for id in self.cluster.node_ids() {
+            match render::process_state(&self.cluster, id).as_str() {
+                "running" => {}
+                p => lines.push(format!("{} {p}", node_name(id))),
+            }
+        }
+        let text = if lines.is_empty() {
+            "no faults".to_string()
+        } else {
+            lines.join("\n")
+        };
+        Ok(Reply::new(text, json!({"faults": lines})))
+    }
+
+    fn check(&mut self, args: &[String]) -> Result<Reply> {
+        let (pos, opts) = options(
+            args,
+            &["duration", "clients", "keys", "faults", "seed"],
+            &[],
+        )?;
+        if !pos.is_empty() {
+            return Err(self.usage("check"));
+        }
+        let mut cfg = CheckConfig::default();
+        for (name, v) in opts {
+            let v = v.unwrap_or_default();
+            match name.as_str() {
+                "duration" => cfg.duration = parse_duration(&v)?,
+                "clients" => cfg.clients = parse_count(&v, "--clients")?.clamp(1, 64) as u64,
+                "keys" => cfg.keys = parse_count(&v, "--keys")?.max(1),
+                "seed" => cfg.seed = parse_count(&v, "--seed")? as u64,
+                "faults" => {
+                    cfg.faults = if v == "none" {
+                        Vec::new()
+                    } else {
+                        v.split(',')
+                            .map(|f| f.trim().parse())
+                            .collect::<Result<Vec<FaultKind>>>()?
+                    }
+                }
+                _ => {}
+            }
+        }
+        let bar = self.progress_on().then(|| {
+            let b = indicatif::ProgressBar::new(cfg.duration.as_millis() as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template("check [{bar:30}] {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            b
+        });
+        let mut tick = |elapsed: Duration, ops: u64| {
+            if let Some(b) = &bar {
+                b.set_position(elapsed.as_millis() as u64);
+                let rate = ops as f64 / elapsed.as_secs_f64().max(0.001);
+                b.set_message(format!(
+                    "{:.1}s, {ops} ops, {rate:.0} ops/s",
+                    elapsed.as_secs_f64()
+                ));
+            }
+        };
+        let report = crate::check::run::run(&mut self.cluster, &cfg, &mut tick, &interrupted);
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        let report = report?;
+        let kinds: Vec<String> = cfg
+            .faults
+            .iter()
+            .map(|k| format!("{k:?}").to_lowercase())
+            .collect();
+        let mut text = format!(
+            "check: {} clients, {} keys, {:.1} s, seed {}, faults {}\n",
+            cfg.clients,
+            cfg.keys,
+            report.duration_ms as f64 / 1000.0,
+            report.seed,
+            if kinds.is_empty() {
+                "none".to_string()
+            } else {
+                kinds.join(",")
+            }
+        );
+        text.push_str(&format!(
+            "ops {}: ok {} ({:.1}% available), failed {}, unknown {}\n",
+            report.ops, report.ok, report.availability, report.failed, report.unknown
+        ));
+        if !report.faults.is_empty() {
+            text.push_str("faults:\n");
+            for f in &report.faults {
+                text.push_str(&format!(
+                    "  {:>7.3}s  {} (held {} ms)\n",
+                    f.at_ms as f64 / 1000.0,
+                    f.what,
+                    f.held_ms
+                ));
+            }
+        }
+        for v in &report.violations {
+            text.push_str(&format!("VIOLATION on key {}: {}\n", v.key, v.reason));
+            for op in &v.ops {
+                text.push_str(&format!(
+                    "    {}\n",
+                    serde_json::to_string(op).unwrap_or_default()
+                ));
+            }
+        }
+        if !report.gave_up.is_empty() {
+            text.push_str(&format!(
+                "undecided (search budget ran out): {}\n",
+                report.gave_up.join(", ")
+            ));
+        }
+        let verdict = if report.violations.is_empty() {
+            "violations: 0 (every key's history is linearizable; no acknowledged write was lost)"
+                .to_string()
+        } else {
+            format!("violations: {}", report.violations.len())
+        };
+        text.push_str(&verdict);
+        let mut json = serde_json::to_value(&report).unwrap_or(Value::Null);
+        json["violations_count"] = json!(report.violations.len());
+        let failure = (!report.violations.is_empty()).then(|| {
+            Error::CheckFailed(format!(
+                "check found {} violations",
+                report.violations.len()
+            ))
+        });
+        self.last_history = Some(report.history);
+        Ok(Reply {
+            text,
+            json,
+            failure,
+        })
+    }
+
+    fn history(&mut self, args: &[String]) -> Result<Reply> {
+        let [verb, path] = args else {
+            return Err(self.usage("history"));
+        };
+        if verb != "save" {
+            return Err(self.usage("history"));
+        }
+        let h = self
+            .last_history
+            .as_ref()
+            .ok_or_else(|| Error::BadInput("no history yet: run `check` first".into()))?;
+        std::fs::write(path, h.to_jsonl())?;
+        Ok(Reply::new(
+            format!("saved {} operations to {path}", h.len()),
+            json!({"saved": h.len(), "path": path}),
         ))
     }
 }

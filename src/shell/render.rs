@@ -425,20 +425,31 @@ pub fn timeline(events: &[Event]) -> Vec<TimelineLine> {
         let first = &events[i];
         let kind = std::mem::discriminant(&first.kind);
         let mut j = i + 1;
-        while j < events.len() && events[j].epoch == first.epoch && std::mem::discriminant(&events[j].kind) == kind {
+        while j < events.len()
+            && events[j].epoch == first.epoch
+            && std::mem::discriminant(&events[j].kind) == kind
+        {
             j += 1;
         }
         let run = &events[i..j];
         let text = if run.len() <= 3 {
             for e in run {
-                lines.push(TimelineLine { at: e.at, epoch: e.epoch, text: e.kind.to_string() });
+                lines.push(TimelineLine {
+                    at: e.at,
+                    epoch: e.epoch,
+                    text: e.kind.to_string(),
+                });
             }
             i = j;
             continue;
         } else {
             summarise(run)
         };
-        lines.push(TimelineLine { at: first.at, epoch: first.epoch, text });
+        lines.push(TimelineLine {
+            at: first.at,
+            epoch: first.epoch,
+            text,
+        });
         i = j;
     }
     lines
@@ -452,12 +463,21 @@ fn summarise(run: &[Event]) -> String {
     let mut reason = String::new();
     for e in run {
         match &e.kind {
-            EventKind::Promoted { to, .. } | EventKind::Handoff { to, .. } => *per_node.entry(*to).or_default() += 1,
-            EventKind::ReplicaAdded { node, reason: r, .. } => {
+            EventKind::Promoted { to, .. } | EventKind::Handoff { to, .. } => {
+                *per_node.entry(*to).or_default() += 1
+            }
+            EventKind::ReplicaAdded {
+                node, reason: r, ..
+            } => {
                 *per_node.entry(*node).or_default() += 1;
                 reason.clone_from(r);
             }
-            EventKind::CaughtUp { node, keys: k, took_ms, .. } => {
+            EventKind::CaughtUp {
+                node,
+                keys: k,
+                took_ms,
+                ..
+            } => {
                 *per_node.entry(*node).or_default() += 1;
                 keys += k;
                 slowest = slowest.max(*took_ms);
@@ -466,11 +486,18 @@ fn summarise(run: &[Event]) -> String {
             _ => {}
         }
     }
-    let nodes = per_node.iter().map(|(n, c)| format!("{} {c}", node_name(*n))).collect::<Vec<_>>().join(", ");
+    let nodes = per_node
+        .iter()
+        .map(|(n, c)| format!("{} {c}", node_name(*n)))
+        .collect::<Vec<_>>()
+        .join(", ");
     let example = run[0].kind.to_string();
     match &run[0].kind {
         EventKind::Promoted { from, .. } => {
-            format!("{n} partitions promoted new primaries after {} died ({nodes})", node_name(*from))
+            format!(
+                "{n} partitions promoted new primaries after {} died ({nodes})",
+                node_name(*from)
+            )
         }
         EventKind::Handoff { .. } => format!("{n} primaries handed over ({nodes})"),
         EventKind::ReplicaAdded { .. } => format!("{reason} of {n} replicas started ({nodes})"),
@@ -478,7 +505,9 @@ fn summarise(run: &[Event]) -> String {
             format!("{n} replicas in sync, {keys} keys copied, slowest in {slowest} ms ({nodes})")
         }
         EventKind::ReplicaRemoved { .. } => format!("{n} surplus replicas removed ({nodes})"),
-        EventKind::Unavailable { .. } => format!("{n} partitions unavailable: their primary died with no in-sync replica"),
+        EventKind::Unavailable { .. } => {
+            format!("{n} partitions unavailable: their primary died with no in-sync replica")
+        }
         EventKind::DataLost { .. } => format!("{n} partitions lost every copy and restart empty"),
         _ => format!("{n} events like: {example}"),
     }
@@ -489,7 +518,11 @@ pub fn events(style: Style, events: &[Event], limit: usize) -> (String, Value) {
     let lines = timeline(events);
     let mut t = style.table(&["time", "epoch", "event"]);
     for l in &lines[lines.len().saturating_sub(limit)..] {
-        t.add_row(vec![Cell::new(format!("{:.3}s", l.at as f64 / 1000.0)), Cell::new(l.epoch), Cell::new(&l.text)]);
+        t.add_row(vec![
+            Cell::new(format!("{:.3}s", l.at as f64 / 1000.0)),
+            Cell::new(l.epoch),
+            Cell::new(&l.text),
+        ]);
     }
     let json = events
         .iter()

@@ -185,7 +185,12 @@ pub fn run(shell: &mut Shell, history: Option<PathBuf>, events: Receiver<Event>)
                 }
                 if live.load(Ordering::Relaxed) {
                     for l in crate::shell::render::timeline(&batch) {
-                        let line = format!("\x1b[2m[{:>8.3}s epoch {}] {}\x1b[0m", l.at as f64 / 1000.0, l.epoch, l.text);
+                        let line = format!(
+                            "\x1b[2m[{:>8.3}s epoch {}] {}\x1b[0m",
+                            l.at as f64 / 1000.0,
+                            l.epoch,
+                            l.text
+                        );
                         let _ = p.print(line);
                     }
                 }

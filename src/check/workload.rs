@@ -1,0 +1,126 @@
+//! A concurrent workload for checking: client threads, each with its own
+//! kvsh client (ZeroMQ DEALERs, the external protocol), reading, writing
+//! and deleting a few hot keys at random and recording every operation in a
+//! shared [`Recorder`].
+//!
+//! Outcomes are classified by what the client knows: a failure that
+//! certainly applied nothing is `failed`; a write that timed out or whose
+//! primary changed mid-flight is `unknown` (it may have been applied); a
+//! read that failed is `unknown` (it tells nothing).
+
+use crate::check::history::{History, OpKind, Recorder};
+use crate::cluster::Cluster;
+use rand::{Rng, SeedableRng};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The name of hot key `i`.
+pub fn key(i: usize) -> String {
+    format!("hot{i}")
+}
+
+/// Running client threads.
+#[derive(Debug)]
+pub struct Workload {
+    recorder: Arc<Recorder>,
+    done: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    clients: u64,
+    keys: usize,
+}
+
+impl Workload {
+    /// Starts `clients` threads on `keys` hot keys, seeded.
+    pub fn start(cluster: &Cluster, clients: u64, keys: usize, seed: u64) -> Workload {
+        let recorder = Arc::new(Recorder::new());
+        let done = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for process in 0..clients {
+            let mut client = cluster.client();
+            let (recorder, done, stop) = (recorder.clone(), done.clone(), stop.clone());
+            threads.push(std::thread::spawn(move || {
+                let mut rng = rand::rngs::SmallRng::seed_from_u64(
+                    seed.wrapping_mul(1000).wrapping_add(process),
+                );
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let k = key(rng.gen_range(0..keys.max(1)));
+                    let roll = rng.gen_range(0..100);
+                    if roll < 45 {
+                        n += 1;
+                        let value = format!("c{process}-{n}");
+                        let inv = recorder.invoke(process, &k, OpKind::write(value.clone()));
+                        match client.put(&k, &value) {
+                            Ok(()) => inv.ok(),
+                            Err(e) if e.is_indefinite() => inv.unknown(),
+                            Err(_) => inv.failed(),
+                        }
+                    } else if roll < 55 {
+                        let inv = recorder.invoke(process, &k, OpKind::Delete);
+                        match client.delete(&k) {
+                            Ok(_) => inv.ok(),
+                            Err(e) if e.is_indefinite() => inv.unknown(),
+                            Err(_) => inv.failed(),
+                        }
+                    } else {
+                        let inv = recorder.invoke(process, &k, OpKind::read());
+                        match client.get(&k) {
+                            Ok(v) => inv.ok_read(v),
+                            Err(_) => inv.unknown(),
+                        }
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+        Workload {
+            recorder,
+            done,
+            stop,
+            threads,
+            clients,
+            keys,
+        }
+    }
+
+    /// Operations completed so far.
+    pub fn done(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the clients have completed `n` more operations, or
+    /// `timeout` passes (returns false).
+    pub fn wait_ops(&self, n: u64, timeout: Duration) -> bool {
+        let target = self.done() + n;
+        let deadline = Instant::now() + timeout;
+        while self.done() < target {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
+    /// Stops the clients, then (the cluster being healthy) reads every key
+    /// once more as one last client, and returns the history.
+    pub fn finish(self, cluster: &Cluster) -> History {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        let mut client = cluster.client();
+        for i in 0..self.keys {
+            let inv = self.recorder.invoke(self.clients, key(i), OpKind::read());
+            match client.get(&key(i)) {
+                Ok(v) => inv.ok_read(v),
+                Err(_) => inv.unknown(),
+            }
+        }
+        self.recorder.history()
+    }
+}
