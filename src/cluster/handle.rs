@@ -572,6 +572,57 @@ impl Cluster {
             .collect()
     }
 
+    /// Partitions whose in-sync secondaries hold different data from their
+    /// primary, compared by digest (`verify`). Writes in flight make replicas
+    /// differ for a moment, so a partition is reported only if it still
+    /// differs after a few looks.
+    pub fn divergent(&self) -> Result<BTreeMap<PartitionId, Vec<NodeId>>> {
+        let mut bad = self.divergent_once()?;
+        for _ in 0..5 {
+            if bad.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            let again = self.divergent_once()?;
+            bad.retain(|p, _| again.contains_key(p));
+        }
+        Ok(bad)
+    }
+
+    /// Partitions whose in-sync secondaries' digests differ from the
+    /// primary's, in one pass.
+    fn divergent_once(&self) -> Result<BTreeMap<PartitionId, Vec<NodeId>>> {
+        let status = self.status();
+        let mut digests: BTreeMap<NodeId, BTreeMap<PartitionId, PartitionDigest>> = BTreeMap::new();
+        for id in status.view.nodes.keys() {
+            if let Ok(d) = self.digests(*id, Duration::from_secs(2)) {
+                digests.insert(*id, d);
+            }
+        }
+        let empty = PartitionDigest {
+            keys: 0,
+            digest: crate::node::store::Store::new().digest(0),
+        };
+        let mut bad = BTreeMap::new();
+        for (p, info) in status.view.partitions.iter().enumerate() {
+            let p = p as PartitionId;
+            let Some(primary) = info.primary() else {
+                continue;
+            };
+            let Some(pd) = digests.get(&primary).map(|d| d.get(&p).unwrap_or(&empty)) else {
+                continue;
+            };
+            for r in info.secondaries().filter(|r| r.in_sync) {
+                if let Some(d) = digests.get(&r.node) {
+                    if d.get(&p).unwrap_or(&empty) != pd {
+                        bad.entry(p).or_insert_with(Vec::new).push(r.node);
+                    }
+                }
+            }
+        }
+        Ok(bad)
+    }
+
     /// A running node's copy of a partition.
     pub fn dump(
         &self,

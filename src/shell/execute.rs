@@ -13,7 +13,6 @@ use crate::cluster::Client;
 use crate::error::{Error, Result};
 use crate::node::faults::LinkFault;
 use crate::node::message::Address;
-use crate::node::runtime::PartitionDigest;
 use crate::shell::command::{
     lookup, options, parse_count, parse_duration, parse_switch, unknown_command, words, COMMANDS,
 };
@@ -672,17 +671,7 @@ impl Shell {
         if !args.is_empty() {
             return Err(self.usage("verify"));
         }
-        // Writes in flight make replicas differ for a moment; look again
-        // before reporting a partition.
-        let mut bad = self.divergent()?;
-        for _ in 0..5 {
-            if bad.is_empty() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-            let again = self.divergent()?;
-            bad.retain(|p, _| again.contains_key(p));
-        }
+        let bad = self.cluster.divergent()?;
         let status = self.cluster.status();
         let checked = status.view.partitions.len();
         if bad.is_empty() {
@@ -746,39 +735,6 @@ impl Shell {
             json: json!({"partitions": checked, "divergent": rows}),
             failure: Some(Error::CheckFailed(summary)),
         })
-    }
-
-    /// Partitions whose secondaries' digests differ from the primary's.
-    fn divergent(&self) -> Result<BTreeMap<PartitionId, Vec<NodeId>>> {
-        let status = self.cluster.status();
-        let mut digests: BTreeMap<NodeId, BTreeMap<PartitionId, PartitionDigest>> = BTreeMap::new();
-        for id in status.view.nodes.keys() {
-            if let Ok(d) = self.cluster.digests(*id, Duration::from_secs(2)) {
-                digests.insert(*id, d);
-            }
-        }
-        let empty = PartitionDigest {
-            keys: 0,
-            digest: crate::node::store::Store::new().digest(0),
-        };
-        let mut bad = BTreeMap::new();
-        for (p, info) in status.view.partitions.iter().enumerate() {
-            let p = p as PartitionId;
-            let Some(primary) = info.primary() else {
-                continue;
-            };
-            let Some(pd) = digests.get(&primary).map(|d| d.get(&p).unwrap_or(&empty)) else {
-                continue;
-            };
-            for r in info.secondaries().filter(|r| r.in_sync) {
-                if let Some(d) = digests.get(&r.node) {
-                    if d.get(&p).unwrap_or(&empty) != pd {
-                        bad.entry(p).or_insert_with(Vec::new).push(r.node);
-                    }
-                }
-            }
-        }
-        Ok(bad)
     }
 
     fn repair(&mut self, args: &[String]) -> Result<Reply> {
