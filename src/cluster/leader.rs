@@ -1060,13 +1060,8 @@ impl ViewLeader {
                 node_name(node)
             )));
         }
-        if others < self.cfg.replicas {
-            return Err(Error::BadInput(format!(
-                "cannot remove {}: {others} nodes would be left, fewer than the {} replicas each partition needs",
-                node_name(node),
-                self.cfg.replicas
-            )));
-        }
+        // With fewer nodes than replicas, each partition keeps one replica
+        // per node: the operator asked for a smaller cluster.
         self.stage();
         if let Some(n) = self.view.nodes.get_mut(&node) {
             n.state = NodeState::Leaving;
