@@ -134,7 +134,7 @@ impl Faults {
                 .map(|g| g.iter().map(address_name).collect::<Vec<_>>().join(","))
                 .collect();
             out.push(format!(
-                "partition {} | (everyone else)",
+                "partition {}",
                 groups.join(" | ")
             ));
         }

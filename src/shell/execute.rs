@@ -522,7 +522,7 @@ impl Shell {
         let plan = self.cluster.plan()?;
         let text = format!(
             "plan: {} partitions change, {} replicas to copy ({} keys), {} primaries to hand over; \
-             the least any placement needs is {} replica moves; skew {:.2}x -> {:.2}x",
+             a perfectly even spread would need at least {} replica moves; skew {:.2}x -> {:.2}x",
             plan.partitions, plan.replica_moves, plan.keys, plan.handoffs, plan.minimum_moves, plan.skew_before, plan.skew_after
         );
         let plan_json = serde_json::to_value(&plan).unwrap_or(Value::Null);
