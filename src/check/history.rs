@@ -30,6 +30,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
+
 /// What an operation did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -126,14 +128,16 @@ impl History {
     }
 
     /// Parses JSON lines as written by [`History::to_jsonl`]. Blank lines are
-    /// skipped; the error names the first line that is not an operation.
-    pub fn from_jsonl(text: &str) -> Result<Self, String> {
+    /// skipped; a line that is not an operation is [`Error::BadInput`] and
+    /// the error names it.
+    pub fn from_jsonl(text: &str) -> Result<Self> {
         let mut ops = Vec::new();
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
-            let op = serde_json::from_str(line).map_err(|e| format!("line {}: {e}", i + 1))?;
+            let op = serde_json::from_str(line)
+                .map_err(|e| Error::BadInput(format!("line {}: {e}", i + 1)))?;
             ops.push(op);
         }
         Ok(History { ops })
@@ -427,7 +431,10 @@ mod tests {
         );
         let text = format!("\n{good}\n\n{{\"id\":1}}\n");
         let err = History::from_jsonl(&text).unwrap_err();
-        assert!(err.starts_with("line 4:"), "{err}");
+        let Error::BadInput(message) = &err else {
+            panic!("expected bad input, got {err:?}");
+        };
+        assert!(message.starts_with("line 4:"), "{err}");
         let ok = History::from_jsonl(&format!("\n{good}\n\n")).unwrap();
         assert_eq!(ok.len(), 1);
         assert_eq!(ok[0].kind, OpKind::Delete);

@@ -176,7 +176,7 @@ impl Client {
                 }
                 Err(Attempt::NoReply) if write => {
                     return Err(Error::Timeout(format!(
-                        "no reply from {endpoint}; the write may or may not be applied"
+                        "no reply from {endpoint} (it may have died); the write may or may not be applied"
                     )))
                 }
                 Err(Attempt::NoReply) => {
@@ -294,6 +294,14 @@ impl Client {
         }
     }
 
+    /// True if the latest published view says the node at `endpoint` is
+    /// dead (in-process clients only; others find out by timeout).
+    fn declared_dead(&self, endpoint: &str) -> bool {
+        let ViewSource::Watch(w) = &self.source else { return false };
+        let status = w.get();
+        status.view.nodes.values().any(|n| n.endpoint == endpoint && n.state == NodeState::Dead)
+    }
+
     fn roundtrip(
         &mut self,
         endpoint: &str,
@@ -321,11 +329,14 @@ impl Client {
             if left.is_zero() {
                 return Err(Attempt::NoReply);
             }
+            // Wait in slices: if the view leader declares the node dead
+            // meanwhile, no reply is coming, so stop waiting at once.
             let mut items = [socket.as_poll_item(zmq::POLLIN)];
-            if zmq::poll(&mut items, left.as_millis().max(1) as i64)
-                .map_err(|_| Attempt::NoReply)?
-                == 0
-            {
+            let slice = left.min(Duration::from_millis(50)).as_millis().max(1) as i64;
+            if zmq::poll(&mut items, slice).map_err(|_| Attempt::NoReply)? == 0 {
+                if self.declared_dead(endpoint) {
+                    return Err(Attempt::NoReply);
+                }
                 continue;
             }
             let Ok(bytes) = socket.recv_bytes(zmq::DONTWAIT) else {

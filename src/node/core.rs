@@ -917,6 +917,30 @@ impl Node {
         }
         self.flush(msgs);
         self.complete(done);
+        // Forwards to a node the view now says is dead will get no answer.
+        // A read goes elsewhere; a write may have been applied before the
+        // node died, so its outcome is unknown, and the client hears so now
+        // rather than at the deadline.
+        let orphaned: Vec<(RequestId, bool)> = self
+            .pending
+            .iter()
+            .filter_map(|(r, p)| match p.state {
+                PendingState::Forwarded { to, .. }
+                    if self.view.nodes.get(&to).is_some_and(|n| n.state == NodeState::Dead) =>
+                {
+                    Some((*r, p.op.is_write()))
+                }
+                _ => None,
+            })
+            .collect();
+        for (r, write) in orphaned {
+            if write {
+                let err = Error::Timeout("the primary died before answering; the write may or may not be applied".into());
+                self.finish(r, Err(err));
+            } else if let Some(p) = self.pending.get_mut(&r) {
+                p.state = PendingState::Retry { at: self.now };
+            }
+        }
         // Requests waiting for a view can go now.
         let waiting: Vec<RequestId> = self
             .pending
