@@ -11,14 +11,20 @@ use kvsh::cluster::{Cluster, ClusterConfig};
 use std::time::Instant;
 
 fn main() {
-    let runs: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20);
+    let runs: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20);
     let mut times = Vec::new();
     for run in 0..runs {
         let mut c = Cluster::start(ClusterConfig::default(), None).expect("cluster starts");
         let mut client = c.client();
         client.put("probe", "before").expect("first write");
         let s = c.status();
-        let victim = s.view.primary(s.view.partition_of("probe")).expect("a primary");
+        let victim = s
+            .view
+            .primary(s.view.partition_of("probe"))
+            .expect("a primary");
         let endpoint = c.endpoint(victim).unwrap_or_default().to_string();
         let start = Instant::now();
         c.kill(victim).expect("kill");
@@ -29,8 +35,15 @@ fn main() {
             }
         }
         let took = start.elapsed();
-        assert_eq!(client.get("probe").unwrap().as_deref(), Some(format!("after-{run}").as_str()));
-        println!("run {:>2}: {:>4} ms (killed n{victim})", run + 1, took.as_millis());
+        assert_eq!(
+            client.get("probe").unwrap().as_deref(),
+            Some(format!("after-{run}").as_str())
+        );
+        println!(
+            "run {:>2}: {:>4} ms (killed n{victim})",
+            run + 1,
+            took.as_millis()
+        );
         times.push(took.as_millis() as u64);
     }
     times.sort_unstable();

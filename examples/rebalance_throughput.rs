@@ -11,8 +11,14 @@ use kvsh::cluster::{Cluster, ClusterConfig};
 use std::time::{Duration, Instant};
 
 fn main() {
-    let keys: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
-    let clients: usize = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(32);
+    let keys: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let clients: usize = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(32);
     let mut c = Cluster::start(ClusterConfig::default(), None).expect("cluster starts");
     let value = "x".repeat(100);
     let load = Instant::now();
@@ -28,11 +34,15 @@ fn main() {
         }
     });
     let load_s = load.elapsed().as_secs_f64();
-    println!("loaded {keys} keys in {load_s:.1} s ({:.0} puts/s)", keys as f64 / load_s);
+    println!(
+        "loaded {keys} keys in {load_s:.1} s ({:.0} puts/s)",
+        keys as f64 / load_s
+    );
     let since = c.events().len();
     let start = Instant::now();
     c.add(1).expect("add");
-    c.wait_healthy(Duration::from_secs(600), &|| false).expect("rebalanced");
+    c.wait_healthy(Duration::from_secs(600), &|| false)
+        .expect("rebalanced");
     let took = start.elapsed().as_secs_f64();
     let (mut copies, mut copied) = (0, 0);
     for e in &c.events()[since..] {

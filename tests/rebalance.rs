@@ -10,22 +10,41 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(60);
 
 fn check_step(c: &Cluster, client: &mut Client, keys: &[String], nodes: usize, replicas: usize) {
-    c.wait_healthy(WAIT, &|| false).unwrap_or_else(|e| panic!("{nodes} nodes: {e}"));
+    c.wait_healthy(WAIT, &|| false)
+        .unwrap_or_else(|e| panic!("{nodes} nodes: {e}"));
     let s = c.status();
     let live = s.view.nodes.len();
     assert_eq!(live, nodes, "the view has {nodes} nodes");
     for (p, info) in s.view.partitions.iter().enumerate() {
         let set: BTreeSet<u32> = info.replicas.iter().map(|r| r.node).collect();
-        assert_eq!(set.len(), info.replicas.len(), "partition {p}: replicas on distinct nodes");
-        assert_eq!(info.replicas.len(), replicas.min(nodes), "partition {p} at {nodes} nodes: min(R, N) replicas");
-        assert!(info.replicas.iter().all(|r| r.in_sync), "partition {p}: all in sync");
+        assert_eq!(
+            set.len(),
+            info.replicas.len(),
+            "partition {p}: replicas on distinct nodes"
+        );
+        assert_eq!(
+            info.replicas.len(),
+            replicas.min(nodes),
+            "partition {p} at {nodes} nodes: min(R, N) replicas"
+        );
+        assert!(
+            info.replicas.iter().all(|r| r.in_sync),
+            "partition {p}: all in sync"
+        );
         let target: BTreeSet<u32> = s.target[p].iter().copied().collect();
         assert_eq!(set, target, "partition {p}: at its placement target");
     }
     for k in keys {
-        assert_eq!(client.get(k).unwrap().as_deref(), Some(format!("v-{k}").as_str()), "{k} at {nodes} nodes");
+        assert_eq!(
+            client.get(k).unwrap().as_deref(),
+            Some(format!("v-{k}").as_str()),
+            "{k} at {nodes} nodes"
+        );
     }
-    assert!(c.divergent().unwrap().is_empty(), "{nodes} nodes: replicas match their primaries");
+    assert!(
+        c.divergent().unwrap().is_empty(),
+        "{nodes} nodes: replicas match their primaries"
+    );
 }
 
 fn put_some(client: &mut Client, keys: &mut Vec<String>, step: usize) {
@@ -39,7 +58,12 @@ fn put_some(client: &mut Client, keys: &mut Vec<String>, step: usize) {
 #[test]
 fn grow_to_sixteen_nodes_and_shrink_back_to_one() {
     let replicas = 2;
-    let cfg = ClusterConfig { nodes: 1, replicas, partitions: 64, ..ClusterConfig::default() };
+    let cfg = ClusterConfig {
+        nodes: 1,
+        replicas,
+        partitions: 64,
+        ..ClusterConfig::default()
+    };
     let mut c = Cluster::start(cfg, None).unwrap();
     let mut client = c.client();
     let mut keys = Vec::new();
@@ -61,5 +85,8 @@ fn grow_to_sixteen_nodes_and_shrink_back_to_one() {
         put_some(&mut client, &mut keys, step);
     }
     check_step(&c, &mut client, &keys, 1, replicas);
-    assert!(c.decommission(c.node_ids()[0]).is_err(), "the last node cannot be removed");
+    assert!(
+        c.decommission(c.node_ids()[0]).is_err(),
+        "the last node cannot be removed"
+    );
 }

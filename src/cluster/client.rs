@@ -297,9 +297,15 @@ impl Client {
     /// True if the latest published view says the node at `endpoint` is
     /// dead (in-process clients only; others find out by timeout).
     fn declared_dead(&self, endpoint: &str) -> bool {
-        let ViewSource::Watch(w) = &self.source else { return false };
+        let ViewSource::Watch(w) = &self.source else {
+            return false;
+        };
         let status = w.get();
-        status.view.nodes.values().any(|n| n.endpoint == endpoint && n.state == NodeState::Dead)
+        status
+            .view
+            .nodes
+            .values()
+            .any(|n| n.endpoint == endpoint && n.state == NodeState::Dead)
     }
 
     fn roundtrip(

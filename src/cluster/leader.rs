@@ -347,6 +347,10 @@ pub struct ViewLeader {
     /// When each replica that is filling was added, for its event.
     filling_since: BTreeMap<(PartitionId, NodeId), Time>,
     target_cache: Option<(Vec<NodeId>, Placement, Vec<Vec<NodeId>>)>,
+    /// The incarnation each decommissioned node left as. Its heartbeats
+    /// still in flight, or sent before the operator stopped it, must not
+    /// bring it back as a new member.
+    departed: BTreeMap<NodeId, Incarnation>,
     now: Time,
     out: Vec<Envelope>,
     events: Vec<Event>,
@@ -371,6 +375,7 @@ impl ViewLeader {
             was_balanced: true,
             filling_since: BTreeMap::new(),
             target_cache: None,
+            departed: BTreeMap::new(),
             now: 0,
             out: Vec::new(),
             events: Vec::new(),
@@ -483,6 +488,9 @@ impl ViewLeader {
         endpoint: String,
         stats: NodeStats,
     ) {
+        if self.departed.get(&node) == Some(&incarnation) {
+            return;
+        }
         let now = self.now;
         for (p, keys) in &stats.led_keys {
             if self.view.primary(*p) == Some(node) {
@@ -840,6 +848,9 @@ impl ViewLeader {
                 .any(|n| n.state == NodeState::Leaving)
     }
 
+    // Indexing by partition keeps the view, the target and the key counts
+    // in step; the loop body also mutates the view.
+    #[allow(clippy::needless_range_loop)]
     /// Takes every rebalancing step that is safe now. Each step keeps the
     /// number of in-sync replicas of a partition from falling.
     fn plan_step(&mut self) {
@@ -889,7 +900,7 @@ impl ViewLeader {
             if rebalancing {
                 additions.extend(t.iter().copied().filter(|n| !info.holds(*n)));
             } else {
-                let mut have = info.replicas.len();
+                let have = info.replicas.len();
                 let mut candidates: Vec<NodeId> =
                     t.iter().copied().filter(|n| !info.holds(*n)).collect();
                 let mut others: Vec<NodeId> = live
@@ -899,13 +910,7 @@ impl ViewLeader {
                     .collect();
                 others.sort_by_key(|n| self.view.roles_of(*n).0 + self.view.roles_of(*n).1);
                 candidates.extend(others);
-                for n in candidates {
-                    if have >= goal {
-                        break;
-                    }
-                    additions.push(n);
-                    have += 1;
-                }
+                additions.extend(candidates.into_iter().take(goal.saturating_sub(have)));
             }
             for node in additions {
                 let epoch = self.stage();
@@ -998,7 +1003,9 @@ impl ViewLeader {
             .collect();
         for node in leaving {
             self.stage();
-            self.view.nodes.remove(&node);
+            if let Some(info) = self.view.nodes.remove(&node) {
+                self.departed.insert(node, info.incarnation);
+            }
             self.members.remove(&node);
             self.event(EventKind::Left { node });
         }

@@ -57,6 +57,7 @@ pub struct LeaderThread {
 }
 
 /// Starts the leader thread; returns once its socket is bound.
+#[allow(clippy::too_many_arguments)] // Each is a distinct shared handle.
 pub fn spawn(
     ctx: &zmq::Context,
     bind: &str,

@@ -7,10 +7,13 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+/// The version and value behind a lock, and the condition waiters sleep on.
+type Shared<T> = Arc<(Mutex<(u64, Arc<T>)>, Condvar)>;
+
 /// A published value with a version.
 #[derive(Debug)]
 pub struct Watch<T> {
-    inner: Arc<(Mutex<(u64, Arc<T>)>, Condvar)>,
+    inner: Shared<T>,
 }
 
 impl<T> Clone for Watch<T> {

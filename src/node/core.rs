@@ -16,7 +16,8 @@
 use crate::cluster::view::{node_name, Incarnation, NodeId, NodeState, PartitionId, Time, View};
 use crate::error::Error;
 use crate::node::message::{
-    Address, Envelope, KeyOp, KeyOpResult, Message, NodeStats, RequestId, StreamEntry, StreamId,
+    Address, Envelope, KeyOp, KeyOpResult, Message, NodeStats, RequestId, ScanPage, StreamEntry,
+    StreamId,
 };
 use crate::node::protocol::{Entry, Request, Response};
 use crate::node::replication::{Completion, Follower, Leader, StreamConfig, Waiter};
@@ -638,7 +639,7 @@ impl Node {
         after: Option<&str>,
         prefix: Option<&str>,
         limit: usize,
-    ) -> Result<(Vec<(String, String)>, Option<String>), Error> {
+    ) -> Result<ScanPage, Error> {
         if !self.has_lease() {
             return Err(Error::Unavailable(format!(
                 "{} has no valid lease",
@@ -663,7 +664,7 @@ impl Node {
         &mut self,
         request: RequestId,
         p: PartitionId,
-        result: Result<(Vec<(String, String)>, Option<String>), Error>,
+        result: Result<ScanPage, Error>,
     ) {
         let Some((scan_id, part_id)) = self.scan_pages.remove(&request) else {
             return;
@@ -926,7 +927,11 @@ impl Node {
             .iter()
             .filter_map(|(r, p)| match p.state {
                 PendingState::Forwarded { to, .. }
-                    if self.view.nodes.get(&to).is_some_and(|n| n.state == NodeState::Dead) =>
+                    if self
+                        .view
+                        .nodes
+                        .get(&to)
+                        .is_some_and(|n| n.state == NodeState::Dead) =>
                 {
                     Some((*r, p.op.is_write()))
                 }
@@ -935,7 +940,9 @@ impl Node {
             .collect();
         for (r, write) in orphaned {
             if write {
-                let err = Error::Timeout("the primary died before answering; the write may or may not be applied".into());
+                let err = Error::Timeout(
+                    "the primary died before answering; the write may or may not be applied".into(),
+                );
                 self.finish(r, Err(err));
             } else if let Some(p) = self.pending.get_mut(&r) {
                 p.state = PendingState::Retry { at: self.now };

@@ -133,10 +133,7 @@ impl Faults {
                 .iter()
                 .map(|g| g.iter().map(address_name).collect::<Vec<_>>().join(","))
                 .collect();
-            out.push(format!(
-                "partition {}",
-                groups.join(" | ")
-            ));
+            out.push(format!("partition {}", groups.join(" | ")));
         }
         for ((a, b), f) in &r.links {
             let mut what = Vec::new();

@@ -20,6 +20,10 @@ pub enum Address {
     Leader,
 }
 
+/// A page of a scan: pairs in key order, and the key to continue after if
+/// more follow.
+pub type ScanPage = (Vec<(String, String)>, Option<String>);
+
 /// A request id, unique within the node that made it.
 pub type RequestId = u64;
 
@@ -241,7 +245,7 @@ pub enum Message {
         /// The partition.
         partition: PartitionId,
         /// The page, and the key to continue after if there is more.
-        result: Result<(Vec<(String, String)>, Option<String>), Error>,
+        result: Result<ScanPage, Error>,
     },
 }
 

@@ -316,7 +316,8 @@ impl Leader {
         // A key whose delete is still in flight is gone from the store but
         // not from committed reads: take it from the overlay, if this page
         // covers it.
-        let in_page = |k: &str| after.is_none_or(|a| k > a) && next.as_deref().is_none_or(|n| k <= n);
+        let in_page =
+            |k: &str| after.is_none_or(|a| k > a) && next.as_deref().is_none_or(|n| k <= n);
         let mut missing = false;
         for (k, o) in &self.overlay {
             if let Some(c) = &o.committed {
@@ -653,29 +654,82 @@ mod tests {
     /// delete was in flight, then a GET_ONE saw it again.)
     #[test]
     fn scans_do_not_see_uncommitted_deletes() {
-        let node = |incarnation| NodeInfo { endpoint: String::new(), incarnation, state: NodeState::Up };
-        let replica = |node| Replica { node, in_sync: true, since: 1 };
+        let node = |incarnation| NodeInfo {
+            endpoint: String::new(),
+            incarnation,
+            state: NodeState::Up,
+        };
+        let replica = |node| Replica {
+            node,
+            in_sync: true,
+            since: 1,
+        };
         let view = View {
             epoch: 1,
             replication: 2,
             nodes: [(1, node(1)), (2, node(2))].into(),
-            partitions: vec![PartitionInfo { term: 1, term_epoch: 1, replicas: vec![replica(1), replica(2)] }],
+            partitions: vec![PartitionInfo {
+                term: 1,
+                term_epoch: 1,
+                replicas: vec![replica(1), replica(2)],
+            }],
         };
-        let cfg = StreamConfig { chunk_keys: 10, chunk_window: 1, ..crate::node::NodeConfig::default().stream };
-        let stream = StreamId { term: 1, incarnation: 2, since: 1 };
+        let cfg = StreamConfig {
+            chunk_keys: 10,
+            chunk_window: 1,
+            ..crate::node::NodeConfig::default().stream
+        };
+        let stream = StreamId {
+            term: 1,
+            incarnation: 2,
+            since: 1,
+        };
         let (mut store, mut out) = (Store::new(), Vec::new());
         let mut leader = Leader::new(0, 1, cfg);
         leader.reconcile(&view, &store, 0, &mut out);
-        let waiter = || Waiter::Forward { node: 1, request: 1 };
-        leader.write("a".into(), Some("1".into()), waiter(), 100, &mut store, 0, &mut out);
-        leader.write("b".into(), Some("2".into()), waiter(), 100, &mut store, 0, &mut out);
-        assert_eq!(leader.on_ack(2, stream, 3, &store, 0, &mut out).len(), 2, "both writes commit");
+        let waiter = || Waiter::Forward {
+            node: 1,
+            request: 1,
+        };
+        leader.write(
+            "a".into(),
+            Some("1".into()),
+            waiter(),
+            100,
+            &mut store,
+            0,
+            &mut out,
+        );
+        leader.write(
+            "b".into(),
+            Some("2".into()),
+            waiter(),
+            100,
+            &mut store,
+            0,
+            &mut out,
+        );
+        assert_eq!(
+            leader.on_ack(2, stream, 3, &store, 0, &mut out).len(),
+            2,
+            "both writes commit"
+        );
         leader.write("a".into(), None, waiter(), 100, &mut store, 0, &mut out);
-        let all = vec![("a".to_string(), "1".to_string()), ("b".to_string(), "2".to_string())];
+        let all = vec![
+            ("a".to_string(), "1".to_string()),
+            ("b".to_string(), "2".to_string()),
+        ];
         assert_eq!(leader.read("a", &store), Some("1".into()));
         assert_eq!(leader.scan(&store, None, None, 10), (all.clone(), None));
         assert_eq!(leader.scan(&store, None, Some("a"), 10).0, all[..1]);
-        assert_eq!(leader.on_ack(2, stream, 4, &store, 0, &mut out).len(), 1, "the delete commits");
-        assert_eq!(leader.scan(&store, None, None, 10), (all[1..].to_vec(), None));
+        assert_eq!(
+            leader.on_ack(2, stream, 4, &store, 0, &mut out).len(),
+            1,
+            "the delete commits"
+        );
+        assert_eq!(
+            leader.scan(&store, None, None, 10),
+            (all[1..].to_vec(), None)
+        );
     }
 }

@@ -89,6 +89,10 @@ pub fn router(ctx: &zmq::Context, bind: &str, max_msg: usize) -> Result<(zmq::So
     Ok((s, endpoint))
 }
 
+/// A delayed message: when it is due, a tie-breaking sequence number, where
+/// it goes, and its encoded bytes.
+type Delayed = (Time, u64, Address, Vec<u8>);
+
 /// The DEALER sockets a thread uses to reach its peers, one per address,
 /// reconnected when a peer's endpoint changes (a restarted node). Every send
 /// passes the [`Faults`] in force; delayed messages wait in a queue that
@@ -99,7 +103,7 @@ pub struct Outbox {
     me: Address,
     faults: Arc<Faults>,
     clock: Clock,
-    delayed: BinaryHeap<Reverse<(Time, u64, Address, Vec<u8>)>>,
+    delayed: BinaryHeap<Reverse<Delayed>>,
     seq: u64,
 }
 

@@ -401,13 +401,16 @@ pub fn parse_count(s: &str, what: &str) -> Result<usize> {
         .map_err(|_| Error::BadInput(format!("{what} must be a whole number, got {s:?}")))
 }
 
+/// Options given to a command: `--name` and its value, if it takes one.
+pub type Options = Vec<(String, Option<String>)>;
+
 /// Splits words into positional arguments and `--flag [value]` options.
 /// `valued` names the flags that take a value.
 pub fn options(
     words: &[String],
     valued: &[&str],
     flags: &[&str],
-) -> Result<(Vec<String>, Vec<(String, Option<String>)>)> {
+) -> Result<(Vec<String>, Options)> {
     let mut pos = Vec::new();
     let mut opts = Vec::new();
     let mut i = 0;

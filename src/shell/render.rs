@@ -70,9 +70,8 @@ pub fn node_state(status: &Status, id: NodeId) -> &'static str {
                 .iter()
                 .filter_map(|p| p.replica(id).map(|r| r.in_sync))
                 .collect();
-            if !held.is_empty() && held.iter().all(|s| !s) {
-                "joining"
-            } else if held.is_empty() && status.moving > 0 {
+            let filling_only = !held.is_empty() && held.iter().all(|s| !s);
+            if filling_only || (held.is_empty() && status.moving > 0) {
                 "joining"
             } else {
                 "up"
