@@ -102,7 +102,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         summary: "show every partition's hash range, primary, secondaries, keys and state",
         detail: "States: ok, degraded (fewer in-sync replicas than wanted), moving (a replica is \
                  filling, or the set differs from the placement target), unavailable (no live \
-                 primary). A * marks a replica that is still filling. --by-node summarises per \
+                 primary). A * marks a replica that is still filling. Text shows the first 64 \
+                 partitions; --limit N shows N, --limit 0 all. --by-node summarises per \
                  node. --watch redraws every INTERVAL (default 1s) until Ctrl-C, marking changes.",
         example: "table --by-node",
     },
@@ -157,7 +158,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         aliases: &[],
         args: "[--dry-run]",
         summary: "move partitions to the placement target; --dry-run prints the plan only",
-        detail: "Prints partitions and keys to move, the minimum any placement needs, and skew \
+        detail: "Prints partitions and keys to move, the least a perfectly even spread would need, and skew \
                  before and after; then returns only when the data is in place.",
         example: "rebalance --dry-run",
     },

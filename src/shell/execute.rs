@@ -314,7 +314,9 @@ impl Shell {
         let (pos, opts) = options(args, &["limit"], &["by-node", "watch"])?;
         let mut by_node = false;
         let mut watch = None;
-        let mut limit = None;
+        // Text shows the first 64 partitions unless told otherwise: at the
+        // default 1024, the whole table is a scroll, not an overview.
+        let mut limit = if self.json { None } else { Some(64) };
         for (name, v) in &opts {
             match name.as_str() {
                 "by-node" => by_node = true,
