@@ -1,35 +1,34 @@
 //! The deterministic simulator (`kvsh::sim`) against random fault
-//! schedules: hundreds of seeds of crashes, pauses, partitions, message loss
-//! and reordering, each checked for linearizability, lost acknowledged
-//! writes, replica divergence and two nodes serving reads at once.
+//! schedules: hundreds of seeds of crashes, pauses, replacements,
+//! partitions, message loss and reordering, each checked for
+//! linearizability, lost acknowledged writes, replica divergence, two nodes
+//! serving reads at once and reused replication streams.
 //!
-//! A failing seed is printed with the command that replays it. Thousands of
-//! seeds: `cargo run --release --example simulate -- --seeds 10000`.
+//! A failing seed is printed with the command that replays it, trace and
+//! all. Thousands of seeds: `cargo run --release --example simulate --
+//! --seeds 10000` (see `examples/simulate.rs`).
 
 use kvsh::sim::{self, FaultMode, Sabotage, SimConfig, SimReport, SimViolation};
+use std::ops::Range;
 
-/// Runs `seeds` seeds and fails with every failing seed's report and replay
-/// command.
-fn run_seeds(
-    name: &str,
-    cfg: &SimConfig,
-    seeds: std::ops::Range<u64>,
-    flags: &str,
-) -> Vec<SimReport> {
-    let mut failures = Vec::new();
-    let mut reports = Vec::new();
-    for seed in seeds.clone() {
-        let report = sim::run(seed, cfg);
-        if !report.passed() {
-            failures.push(format!(
-                "{report}\nreplay: cargo run --release --example simulate -- --seed {seed}{flags} --verbose"
-            ));
-        }
-        reports.push(report);
-    }
+/// Runs every seed of `seeds` and fails with each failing seed's report
+/// and the command that replays it. `flags` are the example's flags for
+/// this configuration.
+fn run_seeds(cfg: &SimConfig, seeds: Range<u64>, flags: &str) -> Vec<SimReport> {
+    let reports: Vec<SimReport> = seeds.clone().map(|seed| sim::run(seed, cfg)).collect();
+    let failures: Vec<String> = reports
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| {
+            format!(
+                "{r}\nreplay: cargo run --release --example simulate -- --seed {}{flags} --verbose",
+                r.seed
+            )
+        })
+        .collect();
     assert!(
         failures.is_empty(),
-        "{name}: {} of {} seeds failed:\n\n{}",
+        "{} of {} seeds failed:\n\n{}",
         failures.len(),
         seeds.count(),
         failures.join("\n\n")
@@ -37,25 +36,35 @@ fn run_seeds(
     reports
 }
 
-/// The default: 4 nodes, R=2, faults within the survival budget.
+/// How many reports have a violation of some kind.
+fn seeds_with(reports: &[SimReport], kind: fn(&SimViolation) -> bool) -> usize {
+    reports
+        .iter()
+        .filter(|r| r.violations.iter().any(kind))
+        .count()
+}
+
+/// The default: 4 nodes, R=2, 8 partitions, faults within the budget.
 #[test]
-fn tolerated_faults_r2() {
-    let cfg = SimConfig::default();
-    let reports = run_seeds("4 nodes, R=2", &cfg, 0..150, "");
-    // The schedules must actually hurt: failovers and unknown outcomes.
-    let promotions: usize = reports.iter().map(|r| r.promotions).sum();
-    let unknown: usize = reports.iter().map(|r| r.ops.unknown).sum();
-    let crashes: usize = reports.iter().map(|r| r.faults.crashes).sum();
+fn tolerated_faults() {
+    let reports = run_seeds(&SimConfig::default(), 0..200, "");
+    // The schedules must actually hurt: failovers, crashes, unknown outcomes.
+    let sum = |f: fn(&SimReport) -> usize| reports.iter().map(f).sum::<usize>();
+    let promotions = sum(|r| r.promotions);
+    let crashes = sum(|r| r.faults.crashes);
+    let replaced = sum(|r| r.faults.replacements);
+    let unknown = sum(|r| r.ops.unknown);
     assert!(
-        promotions > 150 && unknown > 150 && crashes > 150,
-        "{promotions} promotions, {unknown} unknown, {crashes} crashes"
+        promotions > 400 && crashes > 200 && replaced > 50 && unknown > 200,
+        "{promotions} promotions, {crashes} crashes, {replaced} replacements, {unknown} unknown outcomes"
     );
+    // The budget keeps a copy of everything, and the checker always decides.
     assert!(reports
         .iter()
         .all(|r| r.lost_partitions.is_empty() && r.gave_up.is_empty()));
 }
 
-/// 5 nodes at R=3: two nodes may be down at once.
+/// 5 nodes at R=3 with 5% loss: two nodes may be down at once.
 #[test]
 fn tolerated_faults_r3_lossy() {
     let cfg = SimConfig {
@@ -66,24 +75,77 @@ fn tolerated_faults_r3_lossy() {
         ..SimConfig::default()
     };
     run_seeds(
-        "5 nodes, R=3, 5% loss",
         &cfg,
         1000..1100,
         " --nodes 5 --replicas 3 --partitions 12 --loss 5",
     );
 }
 
-/// No budget: every key of a partition that kept an in-sync copy must
-/// still be linearizable, and replicas must converge.
+/// Few partitions with many keys each: resyncs take many chunks, so
+/// failovers and handoffs land in the middle of them.
 #[test]
-fn aggressive_faults() {
-    let cfg = SimConfig::default().aggressive();
-    run_seeds("aggressive", &cfg, 2000..2100, " --aggressive");
+fn tolerated_faults_big_partitions() {
+    let cfg = SimConfig {
+        nodes: 5,
+        replicas: 3,
+        partitions: 4,
+        keys: 40,
+        clients: 8,
+        ..SimConfig::default()
+    };
+    run_seeds(
+        &cfg,
+        60_000..60_100,
+        " --nodes 5 --replicas 3 --partitions 4 --clients 8 --keys 40",
+    );
 }
 
-/// Same seed, same run: the report, history included, is identical. Each
-/// run builds its hash maps with fresh random keys, so this also catches
-/// behaviour that depends on hash order.
+/// No budget: keys are checked up to the moment their partition lost
+/// every in-sync copy, and replicas must converge all the same.
+#[test]
+fn aggressive_faults() {
+    run_seeds(
+        &SimConfig::default().aggressive(),
+        2000..2150,
+        " --aggressive",
+    );
+    let big = SimConfig {
+        nodes: 5,
+        replicas: 3,
+        partitions: 4,
+        keys: 40,
+        clients: 8,
+        ..SimConfig::default()
+    };
+    run_seeds(
+        &big.aggressive(),
+        80_000..80_050,
+        " --nodes 5 --replicas 3 --partitions 4 --clients 8 --keys 40 --aggressive",
+    );
+}
+
+/// Without faults nothing fails over, and nearly every operation succeeds
+/// (the odd reply lost to the background loss is unknown).
+#[test]
+fn no_faults() {
+    let cfg = SimConfig {
+        faults: FaultMode::None,
+        ..SimConfig::default()
+    };
+    for r in run_seeds(&cfg, 0..10, " --no-faults") {
+        assert_eq!(r.promotions, 0, "seed {}", r.seed);
+        assert!(
+            r.ops.ok * 20 > r.ops.total() * 19,
+            "seed {}: {:?}",
+            r.seed,
+            r.ops
+        );
+    }
+}
+
+/// Same seed, same run: the report, history included, and the trace, line
+/// for line. Each run builds its hash maps with fresh random keys, so this
+/// also catches behaviour that depends on hash order.
 #[test]
 fn a_seed_replays_exactly() {
     for (cfg, seeds) in [
@@ -92,23 +154,26 @@ fn a_seed_replays_exactly() {
     ] {
         for seed in seeds {
             let a = sim::run(seed, &cfg);
-            let b = sim::run(seed, &cfg);
             assert!(a.history.len() > 100, "seed {seed} ran a workload");
-            assert_eq!(a, b, "seed {seed} replays exactly");
+            assert_eq!(a, sim::run(seed, &cfg), "seed {seed} replays exactly");
         }
     }
-    let mut a = Vec::new();
-    let mut b = Vec::new();
-    sim::run_traced(3, &SimConfig::default(), &mut |l| a.push(l.to_string()));
-    sim::run_traced(3, &SimConfig::default(), &mut |l| b.push(l.to_string()));
-    assert!(a.len() > 1000);
-    assert_eq!(a, b, "the traces are identical, line for line");
+    let trace = |seed| {
+        let mut lines = Vec::new();
+        sim::run_traced(seed, &SimConfig::default(), &mut |l| {
+            lines.push(l.to_string())
+        });
+        lines
+    };
+    let first = trace(3);
+    assert!(first.len() > 1000);
+    assert_eq!(first, trace(3));
 }
 
 /// The checks can fail: a secondary that silently loses a partition (the
-/// view still counts it in sync) loses acknowledged writes when it is
-/// promoted, which the history checker sees, and differs from its primary,
-/// which the convergence check sees.
+/// view still counts it in sync) loses acknowledged writes when it takes
+/// over, which the history checks see, and differs from its primary, which
+/// the convergence check sees.
 #[test]
 fn catches_a_secondary_that_loses_data() {
     let cfg = SimConfig {
@@ -116,23 +181,17 @@ fn catches_a_secondary_that_loses_data() {
         ..SimConfig::default()
     };
     let reports: Vec<SimReport> = (0..40).map(|seed| sim::run(seed, &cfg)).collect();
-    let seeds_with = |f: fn(&SimViolation) -> bool| {
-        reports
-            .iter()
-            .filter(|r| r.violations.iter().any(f))
-            .count()
-    };
-    let history = seeds_with(|v| {
+    let history = seeds_with(&reports, |v| {
         matches!(
             v,
             SimViolation::NotLinearizable(_) | SimViolation::LostWrite { .. }
         )
     });
-    let diverged = seeds_with(|v| matches!(v, SimViolation::Diverged { .. }));
-    // About half the seeds lose a write a client can see; the rest wipe a
-    // partition that is resynced, or rewritten, before anyone looks.
+    let diverged = seeds_with(&reports, |v| matches!(v, SimViolation::Diverged { .. }));
+    // Most seeds lose a write a client can see; in the rest the wiped data
+    // is rewritten or resynced before anyone looks.
     assert!(
-        history >= 5,
+        history >= 10,
         "the history checks caught lost writes in only {history} of 40 seeds"
     );
     assert!(
@@ -141,47 +200,41 @@ fn catches_a_secondary_that_loses_data() {
     );
 }
 
+/// The checks can fail: primaries that acknowledge writes without
+/// replicating them lose those writes at the next failover.
+#[test]
+fn catches_unreplicated_writes() {
+    let cfg = SimConfig {
+        sabotage: Some(Sabotage::SkipReplication),
+        ..SimConfig::default()
+    };
+    let reports: Vec<SimReport> = (0..40).map(|seed| sim::run(seed, &cfg)).collect();
+    let lost = seeds_with(&reports, |v| matches!(v, SimViolation::LostWrite { .. }));
+    let history = seeds_with(&reports, |v| matches!(v, SimViolation::NotLinearizable(_)));
+    assert!(
+        lost >= 10 && history >= 10,
+        "lost writes in {lost} seeds, non-linearizable in {history}, of 40"
+    );
+}
+
 /// The checks can fail: a node whose clock runs at half speed holds its
 /// lease for twice as long as it thinks, past the leader's failure timeout,
 /// so after a failover the old primary and the new one could both serve
 /// reads. (The history shows the stale read itself more rarely, when a
 /// client happens to read a key on the old primary just after writing it
-/// through the new one; seed 64 of `--sabotage slow-clock` is one.)
+/// through the new one.)
 #[test]
 fn catches_a_slow_clock() {
     let cfg = SimConfig {
         sabotage: Some(Sabotage::SlowClock(1)),
         ..SimConfig::default()
     };
-    let caught = (0..40)
-        .map(|seed| sim::run(seed, &cfg))
-        .filter(|r| {
-            r.violations
-                .iter()
-                .any(|v| matches!(v, SimViolation::TwoReadServers { .. }))
-        })
-        .count();
+    let reports: Vec<SimReport> = (0..40).map(|seed| sim::run(seed, &cfg)).collect();
+    let caught = seeds_with(&reports, |v| {
+        matches!(v, SimViolation::TwoReadServers { .. })
+    });
     assert!(
         caught >= 3,
         "the two-servers invariant caught the slow clock in only {caught} of 40 seeds"
     );
-}
-
-/// Without faults nothing is lost and nothing is unknown but the odd
-/// request whose reply the background loss swallowed.
-#[test]
-fn no_faults_is_boring() {
-    let cfg = SimConfig {
-        faults: FaultMode::None,
-        ..SimConfig::default()
-    };
-    for r in run_seeds("no faults", &cfg, 0..10, " --no-faults") {
-        assert_eq!(r.promotions, 0, "seed {}", r.seed);
-        assert!(
-            r.ops.ok * 10 > r.ops.total() * 9,
-            "seed {}: {:?}",
-            r.seed,
-            r.ops
-        );
-    }
 }

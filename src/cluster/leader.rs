@@ -570,11 +570,22 @@ impl ViewLeader {
                     }
                 }
                 Some(info) if info.state == NodeState::Dead => {
-                    self.stage();
+                    let epoch = self.stage();
                     if let Some(n) = self.view.nodes.get_mut(&node) {
                         n.state = NodeState::Up;
                     }
                     self.event(EventKind::Recovered { node });
+                    // It gave up the primary roles it kept while dead (a dead
+                    // node holds no lease), and takes them up afresh: in a new
+                    // term, or its new streams would reuse the old ones' ids
+                    // and a secondary would acknowledge entries it never
+                    // applied.
+                    for info in self.view.partitions.iter_mut() {
+                        if info.primary() == Some(node) {
+                            info.term += 1;
+                            info.term_epoch = epoch;
+                        }
+                    }
                 }
                 Some(_) => {
                     if was_suspect {

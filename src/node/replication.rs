@@ -122,10 +122,11 @@ pub struct Leader {
     log: VecDeque<LogEntry>,
     overlay: HashMap<String, Overlay>,
     streams: BTreeMap<NodeId, Stream>,
-    /// True once every secondary has acknowledged something in this term:
-    /// then every secondary has adopted the view that made this node primary,
-    /// so no old primary can still be serving reads. See
-    /// docs/architecture.md, "Handoff without stale reads".
+    /// True once every in-sync secondary has finished its resync in this
+    /// term: then every secondary has adopted the view that made this node
+    /// primary, so no old primary can still be serving reads (see
+    /// docs/architecture.md, "Handoff without stale reads"), and holds
+    /// everything this primary could return.
     activated: bool,
     cfg: StreamConfig,
 }
@@ -490,12 +491,17 @@ impl Leader {
     }
 
     fn update_activated(&mut self) {
+        // Not just any acknowledgement: the whole resync. This primary may
+        // hold writes of the old term that never committed and that some
+        // in-sync secondary lacks; once a read here returns one, a failover
+        // or handoff to that secondary would take it back. The resync gives
+        // every such secondary this primary's data first.
         if !self.activated {
             self.activated = self
                 .streams
                 .values()
                 .filter(|s| s.required)
-                .all(|s| s.acked_any);
+                .all(|s| s.acked_any && s.resync.is_none());
         }
     }
 

@@ -1,0 +1,484 @@
+//! Simulated clients and the history they write.
+//!
+//! Each client sends one request at a time (`GET_ONE`, `PUT` or `DELETE`
+//! on a few hot keys) to a node it picks at random, and records the
+//! operation in the history: invoked when the request leaves, completed
+//! when the reply arrives, with the outcome the reply implies. Every value
+//! written is unique (`c<client>-<n>`), so a read names the write it saw.
+//!
+//! Outcomes follow the error's wire code: an indefinite error (timeout,
+//! aborted) leaves a write `Unknown`, any other error means nothing was
+//! applied (`Failed`). A client that hears nothing gives up after a while
+//! and records `Unknown`; so does one whose node crashes under it (the
+//! connection breaks). At the end, one reader per key reads it until a read
+//! succeeds: those final reads make a lost acknowledged write show up in
+//! the history as a stale read.
+
+use super::network::Micros;
+use crate::check::history::{OpKind, Operation, Outcome};
+use crate::cluster::view::NodeId;
+use crate::node::core::ClientId;
+use crate::node::protocol::{error_from_wire, Request, Response};
+use rand::rngs::SmallRng;
+use rand::Rng;
+use std::collections::BTreeMap;
+
+/// Process ids of the final readers start here, apart from the clients'.
+pub const FINAL_READER_BASE: u64 = 1000;
+
+/// What a client does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Plan {
+    /// Random operations until the workload stops.
+    Random,
+    /// Read one key until a read succeeds or the attempts run out.
+    FinalRead {
+        key: String,
+        attempts: u32,
+        done: bool,
+    },
+}
+
+#[derive(Debug)]
+struct Client {
+    process: u64,
+    plan: Plan,
+    written: u64,
+}
+
+/// A request waiting for its reply.
+#[derive(Debug)]
+struct Open {
+    client: usize,
+    /// Its entries in the history: one, or one per hot key for a GET_ALL.
+    ops: std::ops::Range<usize>,
+    node: NodeId,
+}
+
+/// What became of a client after its request settled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// It wants to send another request.
+    Wake(usize),
+    /// It is finished.
+    Idle,
+}
+
+/// The clients and the history.
+#[derive(Debug)]
+pub struct Workload {
+    keys: Vec<String>,
+    clients: Vec<Client>,
+    ops: Vec<Operation>,
+    open: BTreeMap<ClientId, Open>,
+    next_request: ClientId,
+    stopped: bool,
+}
+
+impl Workload {
+    /// `clients` random clients over `keys` hot keys.
+    pub fn new(clients: usize, keys: usize) -> Self {
+        Workload {
+            keys: (0..keys).map(|i| format!("k{i}")).collect(),
+            clients: (0..clients)
+                .map(|i| Client {
+                    process: i as u64 + 1,
+                    plan: Plan::Random,
+                    written: 0,
+                })
+                .collect(),
+            ops: Vec::new(),
+            open: BTreeMap::new(),
+            next_request: 1,
+            stopped: false,
+        }
+    }
+
+    /// The hot keys.
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+
+    /// The clients, by index.
+    pub fn clients(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// The history so far. Operations still open are `Unknown`.
+    pub fn ops(&self) -> &[Operation] {
+        &self.ops
+    }
+
+    /// Takes the history; operations still open complete `Unknown` now.
+    pub fn into_history(mut self, now: Micros) -> Vec<Operation> {
+        for open in self.open.values() {
+            for op in &mut self.ops[open.ops.clone()] {
+                op.complete = now;
+            }
+        }
+        self.ops
+    }
+
+    /// Stops random clients from starting new requests.
+    pub fn stop(&mut self) {
+        self.stopped = true;
+    }
+
+    /// Requests still waiting for a reply.
+    pub fn in_flight(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Adds one final reader per key; returns their client indexes.
+    pub fn start_final_reads(&mut self, attempts: u32) -> Vec<usize> {
+        let first = self.clients.len();
+        for (i, key) in self.keys.iter().enumerate() {
+            self.clients.push(Client {
+                process: FINAL_READER_BASE + i as u64,
+                plan: Plan::FinalRead {
+                    key: key.clone(),
+                    attempts,
+                    done: false,
+                },
+                written: 0,
+            });
+        }
+        (first..self.clients.len()).collect()
+    }
+
+    /// True if client `c` is a final reader.
+    pub fn is_final_reader(&self, c: usize) -> bool {
+        matches!(self.clients[c].plan, Plan::FinalRead { .. })
+    }
+
+    /// Keys whose final reader ran out of attempts without a successful
+    /// read.
+    pub fn unread_keys(&self) -> Vec<String> {
+        self.clients
+            .iter()
+            .filter_map(|c| match &c.plan {
+                Plan::FinalRead {
+                    key, done: false, ..
+                } => Some(key.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// True once every final reader is done or out of attempts.
+    pub fn final_reads_finished(&self) -> bool {
+        self.open.is_empty()
+            && self.clients.iter().all(|c| match &c.plan {
+                Plan::FinalRead { attempts, done, .. } => *done || *attempts == 0,
+                Plan::Random => true,
+            })
+    }
+
+    /// The next request of client `c`, sent now to `node`: records its
+    /// invocation and returns its client id and the request, or `None` if
+    /// the client has nothing to do.
+    pub fn next_request(
+        &mut self,
+        c: usize,
+        node: NodeId,
+        now: Micros,
+        rng: &mut SmallRng,
+    ) -> Option<(ClientId, Request)> {
+        let client = &mut self.clients[c];
+        // Each entry: the key and what the operation does to it. A GET_ALL
+        // is one read of every hot key, all over the same interval: each
+        // partition's page is read at some instant inside it.
+        let (ops, request): (Vec<(String, OpKind)>, Request) = match &mut client.plan {
+            Plan::Random => {
+                if self.stopped {
+                    return None;
+                }
+                let key = self.keys[rng.gen_range(0..self.keys.len())].clone();
+                match rng.gen_range(0..20) {
+                    0..=8 => (
+                        vec![(key.clone(), OpKind::read())],
+                        Request::GetOne { key, id: None },
+                    ),
+                    9 => (
+                        self.keys
+                            .iter()
+                            .map(|k| (k.clone(), OpKind::read()))
+                            .collect(),
+                        Request::GetAll {
+                            prefix: None,
+                            limit: None,
+                            id: None,
+                        },
+                    ),
+                    10..=17 => {
+                        client.written += 1;
+                        let value = format!("c{}-{}", client.process, client.written);
+                        let op = (key.clone(), OpKind::write(value.clone()));
+                        (
+                            vec![op],
+                            Request::Put {
+                                key,
+                                value,
+                                id: None,
+                            },
+                        )
+                    }
+                    _ => (
+                        vec![(key.clone(), OpKind::Delete)],
+                        Request::Delete { key, id: None },
+                    ),
+                }
+            }
+            Plan::FinalRead {
+                key,
+                attempts,
+                done,
+            } => {
+                if *done || *attempts == 0 {
+                    return None;
+                }
+                *attempts -= 1;
+                let request = Request::GetOne {
+                    key: key.clone(),
+                    id: None,
+                };
+                (vec![(key.clone(), OpKind::read())], request)
+            }
+        };
+        let id = self.next_request;
+        self.next_request += 1;
+        let first = self.ops.len();
+        for (key, kind) in ops {
+            self.ops.push(Operation {
+                id: self.ops.len() as u64,
+                process: client.process,
+                key,
+                kind,
+                invoke: now,
+                complete: now,
+                outcome: Outcome::Unknown,
+            });
+        }
+        let ops = first..self.ops.len();
+        self.open.insert(
+            id,
+            Open {
+                client: c,
+                ops,
+                node,
+            },
+        );
+        Some((id, request))
+    }
+
+    /// Settles a request with the reply that arrived now. A reply to a
+    /// request the client gave up on is ignored. Returns what the client
+    /// does next, or an error if the reply does not fit the request (a
+    /// protocol bug).
+    pub fn on_reply(
+        &mut self,
+        id: ClientId,
+        response: Response,
+        now: Micros,
+    ) -> Result<Next, String> {
+        let Some(open) = self.open.remove(&id) else {
+            return Ok(Next::Idle);
+        };
+        let ops = &mut self.ops[open.ops.clone()];
+        let first = ops[0].id;
+        let mut bad = None;
+        let settle = |ops: &mut [Operation], outcome| {
+            for op in ops.iter_mut() {
+                op.complete = now;
+                op.outcome = outcome;
+            }
+        };
+        let read = matches!(ops[0].kind, OpKind::Read { .. });
+        let keys = self.keys.len();
+        match (read, ops.len(), response) {
+            (true, 1, Response::Value { value, key, .. }) => {
+                if key != ops[0].key {
+                    bad = Some(format!(
+                        "op {first}: read of {:?} answered for key {key:?}",
+                        ops[0].key
+                    ));
+                }
+                ops[0].kind = OpKind::Read { value };
+                settle(ops, Outcome::Ok);
+            }
+            (false, 1, Response::Done { key, .. }) => {
+                if key != ops[0].key {
+                    bad = Some(format!(
+                        "op {first}: write of {:?} answered for key {key:?}",
+                        ops[0].key
+                    ));
+                }
+                settle(ops, Outcome::Ok);
+            }
+            (true, n, Response::Collection { collection, .. }) if n == keys => {
+                let sorted = collection.windows(2).all(|w| w[0].key < w[1].key);
+                if !sorted || collection.iter().any(|e| !self.keys.contains(&e.key)) {
+                    bad = Some(format!("ops {first}..: GET_ALL returned {collection:?}"));
+                }
+                for op in ops.iter_mut() {
+                    let value = collection
+                        .iter()
+                        .find(|e| e.key == op.key)
+                        .map(|e| e.value.clone());
+                    op.kind = OpKind::Read { value };
+                }
+                settle(ops, Outcome::Ok);
+            }
+            (_, _, Response::Error { error, code, .. }) => {
+                settle(
+                    ops,
+                    if error_from_wire(&code, &error).is_indefinite() {
+                        Outcome::Unknown
+                    } else {
+                        Outcome::Failed
+                    },
+                );
+            }
+            (_, _, other) => {
+                // The ops stay unknown, which the checker can always explain.
+                for op in ops.iter_mut() {
+                    op.complete = now;
+                }
+                bad = Some(format!("op {first}: unexpected reply {other:?}"));
+            }
+        }
+        if let Plan::FinalRead { done, .. } = &mut self.clients[open.client].plan {
+            *done = self.ops[open.ops.start].outcome == Outcome::Ok;
+        }
+        match bad {
+            Some(b) => Err(b),
+            None => Ok(Next::Wake(open.client)),
+        }
+    }
+
+    /// The client stops waiting for request `id`: its outcome is unknown.
+    pub fn give_up(&mut self, id: ClientId, now: Micros) -> Next {
+        match self.open.remove(&id) {
+            Some(open) => {
+                for op in &mut self.ops[open.ops] {
+                    op.complete = now;
+                }
+                Next::Wake(open.client)
+            }
+            None => Next::Idle,
+        }
+    }
+
+    /// `node` crashed: every request waiting on it loses its connection
+    /// and becomes unknown now. Returns the clients to wake.
+    pub fn node_crashed(&mut self, node: NodeId, now: Micros) -> Vec<usize> {
+        let ids: Vec<ClientId> = self
+            .open
+            .iter()
+            .filter(|(_, o)| o.node == node)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| match self.give_up(id, now) {
+                Next::Wake(c) => Some(c),
+                Next::Idle => None,
+            })
+            .collect()
+    }
+
+    /// A short description of the operations behind request `id`, for the
+    /// trace.
+    pub fn describe(&self, id: ClientId) -> Option<String> {
+        let open = self.open.get(&id)?;
+        Some(self.describe_ops(open.ops.clone()))
+    }
+
+    /// The history entries of request `id`, if still open.
+    pub fn ops_of(&self, id: ClientId) -> Option<std::ops::Range<usize>> {
+        self.open.get(&id).map(|o| o.ops.clone())
+    }
+
+    /// One line for some history entries.
+    pub fn describe_ops(&self, ops: std::ops::Range<usize>) -> String {
+        let lines: Vec<String> = self.ops[ops].iter().map(describe_op).collect();
+        lines.join("; ")
+    }
+}
+
+/// One line for an operation: `op 12 c3 put k1=c3-4 -> ok`.
+pub fn describe_op(op: &Operation) -> String {
+    let what = match &op.kind {
+        OpKind::Read { value } if op.outcome == Outcome::Ok => {
+            format!("get {} = {}", op.key, show(value.as_deref()))
+        }
+        OpKind::Read { .. } => format!("get {}", op.key),
+        OpKind::Write { value } => format!("put {}={value}", op.key),
+        OpKind::Delete => format!("delete {}", op.key),
+    };
+    let outcome = match op.outcome {
+        Outcome::Ok => "ok",
+        Outcome::Failed => "failed",
+        Outcome::Unknown => "unknown",
+    };
+    format!("op {} p{} {what} -> {outcome}", op.id, op.process)
+}
+
+fn show(v: Option<&str>) -> &str {
+    v.unwrap_or("nothing")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use rand::SeedableRng;
+
+    #[test]
+    fn replies_set_outcomes() {
+        let mut w = Workload::new(1, 1);
+        let mut rng = SmallRng::seed_from_u64(3);
+        let mut ids = Vec::new();
+        for t in 0..3 {
+            ids.push(w.next_request(0, 1, t * 10, &mut rng).unwrap());
+            let (id, req) = ids.last().unwrap().clone();
+            let response = match (t, req) {
+                (0, _) => Response::error(&Error::Timeout("slow".into()), None),
+                (1, _) => Response::error(&Error::NotPrimary("moved".into()), None),
+                (_, Request::GetOne { key, .. }) => Response::Value {
+                    key,
+                    value: None,
+                    id: None,
+                },
+                (_, Request::Put { key, .. } | Request::Delete { key, .. }) => Response::Done {
+                    ok: true,
+                    key,
+                    existed: None,
+                    id: None,
+                },
+                _ => unreachable!(),
+            };
+            assert_eq!(w.on_reply(id, response, t * 10 + 5), Ok(Next::Wake(0)));
+        }
+        let outcomes: Vec<Outcome> = w.ops().iter().map(|o| o.outcome).collect();
+        assert_eq!(outcomes, [Outcome::Unknown, Outcome::Failed, Outcome::Ok]);
+        assert_eq!(w.ops()[2].complete, 25);
+        // A late reply after giving up changes nothing.
+        let (id, _) = w.next_request(0, 2, 40, &mut rng).unwrap();
+        assert_eq!(w.node_crashed(2, 41), vec![0]);
+        assert_eq!(
+            w.on_reply(
+                id,
+                Response::Done {
+                    ok: true,
+                    key: "k0".into(),
+                    existed: None,
+                    id: None
+                },
+                50
+            ),
+            Ok(Next::Idle)
+        );
+        assert_eq!(w.ops()[3].outcome, Outcome::Unknown);
+        assert_eq!(w.ops()[3].complete, 41);
+    }
+}
