@@ -191,7 +191,7 @@ fn two_simultaneous_kills_at_three_replicas() {
 
 #[test]
 fn primary_cut_off_from_the_leader_stops_before_it_is_replaced() {
-    let mut c = cluster(4, 2);
+    let c = cluster(4, 2);
     let w = Workload::start(&c, CLIENTS, KEYS, 7);
     assert!(w.wait_ops(200, PATIENCE));
     let victim = replicas_of_hot_key(&c)[0];
