@@ -4,6 +4,7 @@
 #![warn(missing_debug_implementations)]
 #![deny(unsafe_code)]
 
+pub mod bench;
 pub mod check;
 pub mod cluster;
 pub mod error;

@@ -178,9 +178,16 @@ impl Cluster {
         for _ in 0..cluster.cfg.nodes {
             cluster.spawn_node(None)?;
         }
+        // Ready means more than a first view: every node has adopted it
+        // (and so holds a lease), and every partition is in sync, so the
+        // first request does not race the start.
         let ok = cluster
             .status
-            .wait_until(Duration::from_secs(15), &|| false, |s| s.view.epoch > 0);
+            .wait_until(Duration::from_secs(15), &|| false, |s| {
+                s.view.epoch > 0
+                    && s.healthy
+                    && s.members.values().all(|m| m.reported_epoch >= s.view.epoch)
+            });
         if ok.is_err() {
             return Err(Error::Unavailable(
                 "the cluster did not bootstrap within 15 s".into(),

@@ -169,6 +169,7 @@ impl Shell {
             "faults" => self.faults(args),
             "check" => self.check(args),
             "history" => self.history(args),
+            "bench" => self.bench(args),
             "help" => help(args),
             "quit" => {
                 self.quit = true;
@@ -1015,6 +1016,12 @@ impl Shell {
             json,
             failure,
         })
+    }
+
+    fn bench(&mut self, args: &[String]) -> Result<Reply> {
+        let cfg = crate::bench::bench_parse(args)?;
+        let report = crate::bench::run(&self.cluster, &cfg, self.progress_on(), &interrupted)?;
+        Ok(Reply::new(report.text(), report.json()))
     }
 
     fn history(&mut self, args: &[String]) -> Result<Reply> {

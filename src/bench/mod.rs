@@ -1,0 +1,48 @@
+//! The `bench` command: load generation against a running cluster, through
+//! the same sockets and JSON an outside client would use.
+//!
+//! A run has up to three phases, each a set of client threads:
+//!
+//! 1. **Load** (`get` and `mixed` only, not timed): write `bench:0` ..
+//!    `bench:{K-1}` once each, so reads find values.
+//! 2. **Timed run**: C clients (`worker.rs`), each a thread with its own
+//!    DEALER to every node, in a ZeroMQ context of the bench's own (as an
+//!    outside client's process would have). Each keeps up to P requests in
+//!    flight, sends each to the key's primary from the view, and matches
+//!    replies to requests by the echoed `id` (replies to different nodes, or
+//!    forwarded ones, can come back out of order). Keys are uniform at
+//!    random among the K. `put` writes, `get` reads, `mixed` reads or writes
+//!    with even odds (50% `GET_ONE`, 50% `PUT`). The run stops after `--ops`
+//!    requests over all clients, or after `--duration`; then the clients
+//!    wait for the replies they are owed.
+//! 3. **Cleanup** (not timed, skipped with `--keep`): delete every key the
+//!    run wrote.
+//!
+//! Every request's latency, from just before the send to the moment its
+//! reply is read, goes into an HDR histogram (nanoseconds, three significant
+//! digits), reported in microseconds. Failures are counted by code, never
+//! fatal, and never retried: error replies, sends to a node that is not
+//! connected, and requests with no reply after 5 s. Throughput counts every
+//! request answered, failed ones included, over the time from the moment
+//! every client is connected to the last reply. A client that hears its view
+//! is stale re-reads the leader's [`crate::cluster::leader::Status`], so a
+//! bench survives failovers, with the failures they cause counted.
+//!
+//! [`raw_roundtrip`] measures a bare ZeroMQ round trip, the anchor the
+//! latency targets are stated against. `docs/performance.md` has the figures
+//! and how they compare with Redis.
+//!
+//! The shell's `bench` parses its arguments with [`bench_parse`], calls
+//! [`run`] with a progress bar and Ctrl-C as `cancelled`, and prints
+//! [`BenchReport::text`] or [`BenchReport::json`].
+
+mod config;
+mod raw;
+mod report;
+mod runner;
+mod worker;
+
+pub use config::{bench_parse, BenchConfig, BenchKind, MAX_CLIENTS, MAX_PIPELINE, USAGE};
+pub use raw::{raw_roundtrip, Echo};
+pub use report::{BenchReport, LatencySummary};
+pub use runner::run;

@@ -1,0 +1,594 @@
+//! One bench client: a thread with a DEALER per node, keeping up to P
+//! requests in flight and matching replies to requests by their `id`.
+//!
+//! It speaks the wire protocol exactly as an outside client would, over its
+//! own ZeroMQ context, and routes each request to the key's primary from the
+//! view, as `src/cluster/client.rs` does. Unlike that client it never retries:
+//! a failure is counted and the next request goes out, because a load
+//! generator that retried would hide the failures it is there to show.
+//!
+//! Requests are formatted straight into a reused buffer and replies are
+//! decoded into a struct that borrows nothing and skips what it does not
+//! need. The client shares the machine with the nodes it measures, so every
+//! microsecond it spends is one the nodes do not get.
+
+use crate::bench::report::latency_histogram;
+use crate::cluster::leader::Status;
+use crate::cluster::view::{partition_of, NodeState, View};
+use crate::cluster::watch::Watch;
+use crate::node::transport::dealer;
+use hdrhistogram::Histogram;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// A request with no reply after this long counts as failed. Nodes give up
+/// on a request after 3 s, so a reply that has not come by now never will.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for a reply before the client checks the stop flag and
+/// expires requests that will never be answered, ms.
+const WAIT_MS: i64 = 100;
+/// How long a client waits for its sockets to connect before it starts.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One request's operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// `PUT`.
+    Put,
+    /// `GET_ONE`.
+    Get,
+    /// `DELETE`.
+    Delete,
+}
+
+/// Which operations a phase issues, on which keys.
+#[derive(Clone, Debug)]
+pub(crate) enum Workload {
+    /// Random keys among `keys`; a read with probability `get_ratio`, else a
+    /// write.
+    Random {
+        /// Keys to choose from.
+        keys: u64,
+        /// Chance that an operation is a read.
+        get_ratio: f64,
+    },
+    /// Every key in the list once, in order (loading, cleaning up).
+    Each {
+        /// The operation.
+        op: Op,
+        /// The key numbers.
+        keys: Vec<u32>,
+    },
+}
+
+/// What one phase does.
+#[derive(Clone, Debug)]
+pub(crate) struct Plan {
+    /// The operations.
+    pub workload: Workload,
+    /// Stop after this many operations over all clients.
+    pub ops: Option<u64>,
+    /// Else stop issuing after this long.
+    pub duration: Option<Duration>,
+    /// Requests in flight per client.
+    pub pipeline: usize,
+    /// Bytes per value.
+    pub value_size: usize,
+    /// Keys `0..bitmap_keys` that writes are tracked for, so the cleanup
+    /// deletes only what was written.
+    pub bitmap_keys: usize,
+}
+
+/// Counters the clients of a phase share with the thread watching them.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    /// Operations claimed: the next index into an `Each` list, or the count
+    /// against an `ops` limit.
+    pub claimed: AtomicU64,
+    /// Requests answered (or failed), for the progress bar.
+    pub done: AtomicU64,
+    /// Set to stop issuing requests (Ctrl-C).
+    pub stop: AtomicBool,
+}
+
+/// Where a phase's clients wait, once connected, until all of them are.
+///
+/// Not a `std::sync::Barrier`: its party count is fixed up front, and a
+/// client thread that fails to spawn would leave the others waiting.
+#[derive(Debug, Default)]
+pub(crate) struct Gate {
+    /// (clients arrived, open).
+    state: Mutex<(usize, bool)>,
+    cvar: Condvar,
+}
+
+impl Gate {
+    /// A client is connected: waits until the gate opens.
+    pub fn arrive(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.0 += 1;
+        self.cvar.notify_all();
+        while !s.1 {
+            s = self.cvar.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Waits until `clients` have arrived, then lets them all go.
+    pub fn open_when(&self, clients: usize) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while s.0 < clients {
+            s = self.cvar.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        s.1 = true;
+        self.cvar.notify_all();
+    }
+}
+
+/// What one client measured.
+#[derive(Debug)]
+pub(crate) struct Tally {
+    /// Latency of every answered request, in nanoseconds.
+    pub latency: Histogram<u64>,
+    /// Requests answered or failed.
+    pub ops: u64,
+    /// Failures.
+    pub errors: u64,
+    /// Failures by code.
+    pub codes: BTreeMap<String, u64>,
+    /// The first failure's message.
+    pub first_error: Option<String>,
+    /// Reads that found no value.
+    pub misses: u64,
+    /// Bit `i` set: key `i` was (maybe) written.
+    pub written: Vec<u64>,
+}
+
+impl Tally {
+    fn new(bitmap_keys: usize) -> Self {
+        Tally {
+            latency: latency_histogram(),
+            ops: 0,
+            errors: 0,
+            codes: BTreeMap::new(),
+            first_error: None,
+            misses: 0,
+            written: vec![0; bitmap_keys.div_ceil(64)],
+        }
+    }
+
+    fn fail(&mut self, code: &str, message: impl FnOnce() -> String) {
+        self.errors += 1;
+        *self.codes.entry(code.to_string()).or_default() += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(message());
+        }
+    }
+
+    /// Adds another client's tally to this one.
+    pub fn merge(&mut self, other: Tally) {
+        // Both histograms have the same bounds, so adding cannot fail.
+        let _ = self.latency.add(&other.latency);
+        self.ops += other.ops;
+        self.errors += other.errors;
+        for (c, n) in other.codes {
+            *self.codes.entry(c).or_default() += n;
+        }
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        self.misses += other.misses;
+        for (a, b) in self.written.iter_mut().zip(other.written) {
+            *a |= b;
+        }
+    }
+
+    /// An empty tally to merge into.
+    pub fn empty(bitmap_keys: usize) -> Self {
+        Tally::new(bitmap_keys)
+    }
+}
+
+/// The fields of a reply the bench needs. Unknown fields (the key, `ok`,
+/// `existed`) are skipped without being copied.
+#[derive(Deserialize)]
+struct Reply {
+    #[serde(default)]
+    id: Option<u64>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+    /// Present (and not null) in a `GET_ONE` reply that found the key.
+    #[serde(default)]
+    value: Option<serde::de::IgnoredAny>,
+}
+
+/// Where each partition's requests go: the primary's endpoint, or any live
+/// node when the primary is dead (it answers with an error or forwards).
+#[derive(Debug)]
+struct Routes {
+    epoch: u64,
+    partitions: u32,
+    endpoints: Vec<String>,
+    by_partition: Vec<usize>,
+}
+
+impl Routes {
+    fn new(view: &View) -> Routes {
+        let live: Vec<(u32, &str)> = view
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.state != NodeState::Dead)
+            .map(|(id, n)| (*id, n.endpoint.as_str()))
+            .collect();
+        let endpoints: Vec<String> = live.iter().map(|(_, e)| e.to_string()).collect();
+        let by_partition = (0..view.partition_count())
+            .map(|p| {
+                view.primary(p)
+                    .and_then(|n| live.iter().position(|(id, _)| *id == n))
+                    .unwrap_or(p as usize % live.len().max(1))
+            })
+            .collect();
+        Routes {
+            epoch: view.epoch,
+            partitions: view.partition_count().max(1),
+            endpoints,
+            by_partition,
+        }
+    }
+}
+
+struct InFlight {
+    sent: Instant,
+    op: Op,
+    socket: usize,
+}
+
+/// A client's sockets and routing.
+struct Client<'a> {
+    ctx: &'a zmq::Context,
+    watch: &'a Watch<Status>,
+    sockets: Vec<(String, zmq::Socket)>,
+    /// Requests in flight on each socket, to poll only those that owe replies.
+    owed: Vec<usize>,
+    /// Partition → index into `sockets`.
+    route: Vec<usize>,
+    partitions: u32,
+    epoch: u64,
+}
+
+impl<'a> Client<'a> {
+    fn new(ctx: &'a zmq::Context, watch: &'a Watch<Status>) -> Self {
+        let mut c = Client {
+            ctx,
+            watch,
+            sockets: Vec::new(),
+            owed: Vec::new(),
+            route: Vec::new(),
+            partitions: 1,
+            epoch: 0,
+        };
+        c.refresh();
+        c
+    }
+
+    /// Routes by the latest view, if it is newer. Sockets to nodes that left
+    /// are kept: replies may still come on them.
+    fn refresh(&mut self) {
+        let status = self.watch.get();
+        if status.view.epoch <= self.epoch && !self.route.is_empty() {
+            return;
+        }
+        let routes = Routes::new(&status.view);
+        let mut index = Vec::with_capacity(routes.endpoints.len());
+        for e in &routes.endpoints {
+            let i = match self.sockets.iter().position(|(s, _)| s == e) {
+                Some(i) => i,
+                None => match dealer(self.ctx, e).and_then(|s| {
+                    s.set_rcvtimeo(WAIT_MS as i32)?;
+                    Ok(s)
+                }) {
+                    Ok(s) => {
+                        self.sockets.push((e.clone(), s));
+                        self.owed.push(0);
+                        self.sockets.len() - 1
+                    }
+                    Err(_) => usize::MAX,
+                },
+            };
+            index.push(i);
+        }
+        self.route = routes
+            .by_partition
+            .iter()
+            .map(|i| index.get(*i).copied().unwrap_or(usize::MAX))
+            .collect();
+        self.partitions = routes.partitions;
+        self.epoch = routes.epoch;
+    }
+
+    /// Waits until every socket is connected (a DEALER with `ZMQ_IMMEDIATE`
+    /// polls writable only then), or the timeout passes.
+    fn connect(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        for (_, s) in &self.sockets {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let _ = s.poll(zmq::POLLOUT, left.as_millis() as i64);
+        }
+    }
+
+    fn socket_for(&self, key: &str) -> usize {
+        let p = partition_of(key, self.partitions) as usize;
+        self.route.get(p).copied().unwrap_or(usize::MAX)
+    }
+}
+
+/// Runs one client for a phase: connects, waits at the `gate` for the other
+/// clients (so connecting is not timed), then issues requests until the
+/// plan is done or `shared.stop` is set, and waits for the replies owed.
+pub(crate) fn run_client(
+    ctx: &zmq::Context,
+    watch: &Watch<Status>,
+    plan: &Plan,
+    shared: &Shared,
+    seed: u64,
+    gate: &Gate,
+) -> Tally {
+    let mut client = Client::new(ctx, watch);
+    client.connect(CONNECT_TIMEOUT);
+    let mut tally = Tally::new(plan.bitmap_keys);
+    let mut rng = SmallRng::seed_from_u64(seed);
+    // Values are printable ASCII that JSON does not escape.
+    let value: String = (0..plan.value_size)
+        .map(|_| rng.sample(rand::distributions::Alphanumeric) as char)
+        .collect();
+    let mut inflight: HashMap<u64, InFlight> = HashMap::with_capacity(plan.pipeline * 2);
+    let mut next_id: u64 = 1;
+    let mut frame: Vec<u8> = Vec::with_capacity(plan.value_size + 128);
+    let mut key = String::with_capacity(32);
+    let mut msg = zmq::Message::new();
+    let mut exhausted = false;
+
+    gate.arrive();
+    let deadline = plan.duration.map(|d| Instant::now() + d);
+    let mut last_expire = Instant::now();
+    loop {
+        // Fill the pipeline.
+        while inflight.len() < plan.pipeline && !exhausted {
+            let Some((op, k)) = next_op(plan, shared, deadline, &mut rng) else {
+                exhausted = true;
+                break;
+            };
+            key.clear();
+            let _ = write!(key, "bench:{k}");
+            let id = next_id;
+            next_id += 1;
+            frame.clear();
+            let _ = match op {
+                Op::Put => write!(
+                    frame,
+                    r#"{{"op":"PUT","key":"{key}","value":"{value}","id":{id}}}"#
+                ),
+                Op::Get => write!(frame, r#"{{"op":"GET_ONE","key":"{key}","id":{id}}}"#),
+                Op::Delete => write!(frame, r#"{{"op":"DELETE","key":"{key}","id":{id}}}"#),
+            };
+            if op == Op::Put {
+                if let Some(word) = tally.written.get_mut(k as usize / 64) {
+                    *word |= 1 << (k % 64);
+                }
+            }
+            let s = client.socket_for(&key);
+            let sent = Instant::now();
+            let ok = client
+                .sockets
+                .get(s)
+                .is_some_and(|(_, sock)| sock.send(&frame[..], zmq::DONTWAIT).is_ok());
+            if ok {
+                client.owed[s] += 1;
+                inflight.insert(
+                    id,
+                    InFlight {
+                        sent,
+                        op,
+                        socket: s,
+                    },
+                );
+            } else {
+                // Not connected (a dead or restarted node): count it, look
+                // for a newer view, and back off a little rather than spin.
+                tally.ops += 1;
+                shared.done.fetch_add(1, Ordering::Relaxed);
+                let endpoint = client.sockets.get(s).map(|(e, _)| e.clone());
+                tally.fail("not_connected", || {
+                    format!(
+                        "{} is not connected",
+                        endpoint.as_deref().unwrap_or("the key's primary")
+                    )
+                });
+                client.refresh();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        if inflight.is_empty() {
+            break;
+        }
+        let got = wait_for_replies(&mut client, &mut msg, &mut inflight, &mut tally, shared);
+        if got.stale {
+            client.refresh();
+        }
+        // Expire on a clock, not only when nothing came: with many requests
+        // in flight, replies to others keep arriving while one is lost.
+        if last_expire.elapsed() >= Duration::from_millis(WAIT_MS as u64) {
+            expire(&mut inflight, &mut client.owed, &mut tally, shared);
+            last_expire = Instant::now();
+        }
+        if shared.stop.load(Ordering::Relaxed) {
+            exhausted = true;
+        }
+    }
+    tally
+}
+
+/// The next operation and key number, or `None` when the phase is done.
+fn next_op(
+    plan: &Plan,
+    shared: &Shared,
+    deadline: Option<Instant>,
+    rng: &mut SmallRng,
+) -> Option<(Op, u64)> {
+    if shared.stop.load(Ordering::Relaxed) {
+        return None;
+    }
+    match &plan.workload {
+        Workload::Each { op, keys } => {
+            let i = shared.claimed.fetch_add(1, Ordering::Relaxed);
+            keys.get(i as usize).map(|k| (*op, *k as u64))
+        }
+        Workload::Random { keys, get_ratio } => {
+            if let Some(limit) = plan.ops {
+                if shared.claimed.fetch_add(1, Ordering::Relaxed) >= limit {
+                    return None;
+                }
+            } else if deadline.is_some_and(|d| Instant::now() >= d) {
+                return None;
+            }
+            let op = if *get_ratio >= 1.0 || (*get_ratio > 0.0 && rng.gen_bool(*get_ratio)) {
+                Op::Get
+            } else {
+                Op::Put
+            };
+            Some((op, rng.gen_range(0..*keys)))
+        }
+    }
+}
+
+/// What one pass over the sockets found.
+struct Received {
+    /// Requests answered.
+    answered: usize,
+    /// True if a reply said the client's view is stale.
+    stale: bool,
+}
+
+/// Waits up to [`WAIT_MS`] for replies, and takes every one that is ready.
+///
+/// Written to make few system calls, because the client shares the CPUs
+/// with the nodes it measures. In libzmq, a `recv(DONTWAIT)` that finds
+/// nothing and each item of a `zmq_poll` cost a poll(2) on the socket's
+/// mailbox; a first version that tried every socket before polling made
+/// eight poll(2) calls per request. So when one socket owes every reply
+/// (always, with one request in flight) the client blocks in `recv` on it,
+/// under a receive timeout; otherwise it polls once and drains only the
+/// sockets that are readable.
+fn wait_for_replies(
+    client: &mut Client,
+    msg: &mut zmq::Message,
+    inflight: &mut HashMap<u64, InFlight>,
+    tally: &mut Tally,
+    shared: &Shared,
+) -> Received {
+    let mut got = Received {
+        answered: 0,
+        stale: false,
+    };
+    let owing: Vec<usize> = (0..client.owed.len())
+        .filter(|i| client.owed[*i] > 0)
+        .collect();
+    let readable: Vec<usize> = if let [only] = owing[..] {
+        if client.sockets[only].1.recv(msg, 0).is_ok() {
+            take(client, msg, inflight, tally, shared, &mut got);
+            vec![only]
+        } else {
+            Vec::new() // The receive timed out.
+        }
+    } else {
+        let mut items: Vec<zmq::PollItem> = owing
+            .iter()
+            .map(|i| client.sockets[*i].1.as_poll_item(zmq::POLLIN))
+            .collect();
+        let _ = zmq::poll(&mut items, WAIT_MS);
+        let ready = items
+            .iter()
+            .map(|item| item.is_readable())
+            .collect::<Vec<_>>();
+        owing
+            .into_iter()
+            .zip(ready)
+            .filter(|(_, r)| *r)
+            .map(|(i, _)| i)
+            .collect()
+    };
+    for i in readable {
+        while client.owed[i] > 0 && client.sockets[i].1.recv(msg, zmq::DONTWAIT).is_ok() {
+            take(client, msg, inflight, tally, shared, &mut got);
+        }
+    }
+    got
+}
+
+/// Accounts for one reply.
+fn take(
+    client: &mut Client,
+    msg: &zmq::Message,
+    inflight: &mut HashMap<u64, InFlight>,
+    tally: &mut Tally,
+    shared: &Shared,
+    got: &mut Received,
+) {
+    let now = Instant::now();
+    let reply: Reply = match serde_json::from_slice(msg) {
+        Ok(r) => r,
+        Err(e) => {
+            // Without an id the request it answers is unknown; it expires
+            // and is counted then.
+            tally.fail("malformed", || format!("malformed reply: {e}"));
+            return;
+        }
+    };
+    let Some(f) = reply.id.and_then(|id| inflight.remove(&id)) else {
+        return; // A reply to a request already counted as expired.
+    };
+    client.owed[f.socket] = client.owed[f.socket].saturating_sub(1);
+    got.answered += 1;
+    tally.ops += 1;
+    shared.done.fetch_add(1, Ordering::Relaxed);
+    let _ = tally
+        .latency
+        .record((now - f.sent).as_nanos().max(1) as u64);
+    if let Some(error) = reply.error {
+        let code = reply.code.unwrap_or_else(|| "unknown".into());
+        got.stale |= matches!(code.as_str(), "not_primary" | "unavailable");
+        tally.fail(&code, || error);
+    } else if f.op == Op::Get && reply.value.is_none() {
+        tally.misses += 1;
+    }
+}
+
+/// Counts requests that have waited longer than [`REPLY_TIMEOUT`] as failed.
+fn expire(
+    inflight: &mut HashMap<u64, InFlight>,
+    owed: &mut [usize],
+    tally: &mut Tally,
+    shared: &Shared,
+) {
+    let now = Instant::now();
+    inflight.retain(|_, f| {
+        if now.duration_since(f.sent) < REPLY_TIMEOUT {
+            return true;
+        }
+        owed[f.socket] = owed[f.socket].saturating_sub(1);
+        tally.ops += 1;
+        shared.done.fetch_add(1, Ordering::Relaxed);
+        tally.fail("no_reply", || {
+            format!("no reply within {} s", REPLY_TIMEOUT.as_secs())
+        });
+        false
+    });
+}
