@@ -48,6 +48,9 @@ fn ten_thousand_keys_are_on_every_replica() {
             Some(format!("value{i}"))
         );
     }
+    // Every replica holds the data once the cluster is healthy (under heavy
+    // load a slow node can be declared dead and refilled meanwhile).
+    c.wait_healthy(Duration::from_secs(60), &|| false).unwrap();
     let status = c.status();
     let view = &status.view;
     let mut copies: BTreeMap<(u32, u32), BTreeMap<String, String>> = BTreeMap::new();
