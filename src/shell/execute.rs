@@ -1047,10 +1047,23 @@ impl Shell {
 fn help(args: &[String]) -> Result<Reply> {
     match args {
         [] => {
-            let width = COMMANDS.iter().map(|c| c.usage().len()).max().unwrap_or(0);
+            // Usages longer than the column get a line of their own, so one
+            // long usage does not push every summary off the screen.
+            const COLUMN: usize = 40;
+            let width = COMMANDS
+                .iter()
+                .map(|c| c.usage().len())
+                .filter(|&n| n <= COLUMN)
+                .max()
+                .unwrap_or(0);
             let mut text = String::from("Commands:\n");
             for c in COMMANDS {
-                text.push_str(&format!("  {:<width$}  {}\n", c.usage(), c.summary));
+                let usage = c.usage();
+                if usage.len() > width {
+                    text.push_str(&format!("  {usage}\n  {:<width$}  {}\n", "", c.summary));
+                } else {
+                    text.push_str(&format!("  {usage:<width$}  {}\n", c.summary));
+                }
             }
             text.push_str("Type `help COMMAND` for details and an example.");
             let json = json!(COMMANDS
