@@ -153,3 +153,79 @@ fn check_then_verify_finds_no_divergence() {
         "replicas agree after check"
     );
 }
+
+/// A batch frame (a JSON array of requests) sent to one node is answered by
+/// one array in the same order, whichever nodes own the keys; a bad request
+/// in a batch fails alone; an empty or oversized batch is refused whole.
+#[test]
+fn batch_frames_are_answered_in_order() {
+    use serde_json::{json, Value};
+    let c = cluster(3, 2);
+    let endpoint = c
+        .status()
+        .view
+        .nodes
+        .values()
+        .next()
+        .unwrap()
+        .endpoint
+        .clone();
+    let ctx = zmq::Context::new();
+    let d = ctx.socket(zmq::DEALER).unwrap();
+    d.set_rcvtimeo(10_000).unwrap();
+    d.connect(&endpoint).unwrap();
+    let call = |frame: &Value| -> Value {
+        d.send(frame.to_string().as_bytes(), 0).unwrap();
+        serde_json::from_slice(&d.recv_bytes(0).unwrap()).unwrap()
+    };
+
+    // Forty keys spread over every node's partitions.
+    let puts: Vec<Value> = (0..40)
+        .map(|i| json!({"op": "PUT", "key": format!("b{i}"), "value": format!("v{i}"), "id": i}))
+        .collect();
+    let replies = call(&Value::Array(puts));
+    let replies = replies.as_array().expect("a batch is answered by an array");
+    assert_eq!(replies.len(), 40);
+    for (i, r) in replies.iter().enumerate() {
+        assert_eq!(r["ok"], json!(true), "{r}");
+        assert_eq!(r["id"], json!(i), "replies are in request order");
+    }
+
+    let mut gets: Vec<Value> = (0..40)
+        .rev()
+        .map(|i| json!({"op": "GET_ONE", "key": format!("b{i}")}))
+        .collect();
+    gets.insert(5, json!({"op": "NOPE"}));
+    let replies = call(&Value::Array(gets));
+    let replies = replies.as_array().unwrap();
+    assert_eq!(replies.len(), 41);
+    assert!(replies[5]["error"].as_str().unwrap().contains("unknown op"));
+    let values: Vec<&str> = replies
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 5)
+        .map(|(_, r)| r["value"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..40).rev().map(|i| format!("v{i}")).collect();
+    assert_eq!(values, expected);
+
+    // Every key really is in the cluster, read through the smart client.
+    let mut client = c.client();
+    assert_eq!(client.get("b17").unwrap().as_deref(), Some("v17"));
+
+    let empty = call(&json!([]));
+    assert!(
+        empty["error"].as_str().unwrap().contains("empty batch"),
+        "{empty}"
+    );
+    let huge: Vec<Value> = (0..kvsh::node::protocol::MAX_BATCH + 1)
+        .map(|_| json!({"op": "GET_ONE", "key": "x"}))
+        .collect();
+    let refused = call(&Value::Array(huge));
+    assert_eq!(refused["code"], json!("too_large"), "{refused}");
+    // The node still serves.
+    assert_eq!(
+        call(&json!({"op": "GET_ONE", "key": "b0"}))["value"],
+        json!("v0")
+    );
+}

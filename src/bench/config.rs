@@ -8,7 +8,7 @@ use std::time::Duration;
 
 /// The usage line, printed (as one line) for any argument mistake.
 pub const USAGE: &str = "usage: bench put|get|mixed [--ops N | --duration D] [--clients C] \
-[--pipeline P] [--value-size B] [--keys K] [--keep]";
+[--pipeline P] [--batch N] [--value-size B] [--keys K] [--keep]";
 
 /// Most client threads a run may start.
 pub const MAX_CLIENTS: usize = 1024;
@@ -80,6 +80,9 @@ pub struct BenchConfig {
     pub clients: usize,
     /// Requests each client keeps in flight.
     pub pipeline: usize,
+    /// Most requests a client packs into one frame (a JSON array) for one
+    /// node; 1 sends each request in a frame of its own.
+    pub batch: usize,
     /// Bytes per value.
     pub value_size: usize,
     /// Keys `bench:0` .. `bench:{K-1}`, chosen uniformly at random.
@@ -96,6 +99,7 @@ impl Default for BenchConfig {
             duration: Duration::from_secs(5),
             clients: 50,
             pipeline: 1,
+            batch: 1,
             value_size: 100,
             keys: 100_000,
             keep: false,
@@ -118,6 +122,12 @@ impl BenchConfig {
         }
         if !(1..=MAX_PIPELINE).contains(&self.pipeline) {
             return bad(format!("--pipeline must be 1 to {MAX_PIPELINE}"));
+        }
+        if !(1..=crate::node::protocol::MAX_BATCH).contains(&self.batch) {
+            return bad(format!(
+                "--batch must be 1 to {}",
+                crate::node::protocol::MAX_BATCH
+            ));
         }
         if self.keys == 0 || self.keys > u32::MAX as usize {
             return bad("--keys must be 1 to 4294967295".into());
@@ -155,7 +165,13 @@ pub fn bench_parse(args: &[String]) -> Result<BenchConfig> {
         }
         if !matches!(
             name,
-            "--ops" | "--duration" | "--clients" | "--pipeline" | "--value-size" | "--keys"
+            "--ops"
+                | "--duration"
+                | "--clients"
+                | "--pipeline"
+                | "--batch"
+                | "--value-size"
+                | "--keys"
         ) {
             return Err(Error::BadInput(format!("unknown option {arg:?}; {USAGE}")));
         }
@@ -181,6 +197,7 @@ pub fn bench_parse(args: &[String]) -> Result<BenchConfig> {
             }
             "--clients" => cfg.clients = number(value)? as usize,
             "--pipeline" => cfg.pipeline = number(value)? as usize,
+            "--batch" => cfg.batch = number(value)? as usize,
             "--value-size" => cfg.value_size = number(value)? as usize,
             "--keys" => cfg.keys = number(value)? as usize,
             _ => unreachable!("option names are checked above"),
@@ -221,7 +238,7 @@ mod tests {
     #[test]
     fn every_option_parses() {
         let cfg = parse(
-            "bench mixed --ops 1_000 --clients 8 --pipeline=16 --value-size 10 --keys 500 --keep",
+            "bench mixed --ops 1_000 --clients 8 --pipeline=16 --batch 4 --value-size 10 --keys 500 --keep",
         )
         .unwrap();
         assert_eq!(
@@ -232,6 +249,7 @@ mod tests {
                 duration: Duration::from_secs(5),
                 clients: 8,
                 pipeline: 16,
+                batch: 4,
                 value_size: 10,
                 keys: 500,
                 keep: true,
@@ -259,6 +277,7 @@ mod tests {
     #[test_case("put --ops 10 --duration 1s", "--ops and --duration exclude each other"; "both limits")]
     #[test_case("put --clients 0", "--clients must be 1 to 1024"; "no clients")]
     #[test_case("put --pipeline 0", "--pipeline must be 1 to 4096"; "no pipeline")]
+    #[test_case("put --batch 0", "--batch must be 1 to 1024"; "no batch")]
     #[test_case("put --keys 0", "--keys must be 1"; "no keys")]
     #[test_case("put --keep=yes", "--keep takes no value"; "keep with a value")]
     #[test_case("put --fast", "unknown option \"--fast\""; "unknown option")]

@@ -92,6 +92,8 @@ pub struct BenchReport {
     pub clients: usize,
     /// Requests in flight per client.
     pub pipeline: usize,
+    /// Most requests per frame.
+    pub batch: usize,
     /// Bytes per value.
     pub value_size: usize,
     /// Keys the run chose from.
@@ -115,13 +117,18 @@ impl BenchReport {
     /// The report for people: a few lines.
     pub fn text(&self) -> String {
         let mut out = format!(
-            "{}: {} ops in {:.2} s = {} ops/s ({} clients x {} in flight, {}-byte values, {} keys){}\n",
+            "{}: {} ops in {:.2} s = {} ops/s ({} clients x {} in flight{}, {}-byte values, {} keys){}\n",
             self.kind,
             group(self.ops),
             self.duration_ms as f64 / 1000.0,
             group(self.ops_per_sec.round() as u64),
             self.clients,
             self.pipeline,
+            if self.batch > 1 {
+                format!(", up to {} per frame", self.batch)
+            } else {
+                String::new()
+            },
             self.value_size,
             group(self.keys as u64),
             if self.cancelled { ", cancelled" } else { "" },
@@ -226,6 +233,7 @@ mod tests {
             misses: 0,
             clients: 4,
             pipeline: 2,
+            batch: 1,
             value_size: 100,
             keys: 100_000,
             loaded: 100_000,
@@ -266,6 +274,7 @@ mod tests {
             "errors",
             "clients",
             "pipeline",
+            "batch",
             "value_size",
             "keys",
             "duration_ms",

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 /// Requests each client keeps in flight while loading and cleaning up, at
 /// least: those phases are not measured, so they may as well be quick.
 const BULK_PIPELINE: usize = 32;
+/// Requests per frame while loading and cleaning up.
+const BULK_BATCH: usize = 16;
 
 /// Runs a bench against `cluster` through its nodes' sockets, as an outside
 /// client would. Draws a progress bar on stderr if `progress`; stops early,
@@ -60,6 +62,7 @@ pub fn run(
                 ops: None,
                 duration: None,
                 pipeline: cfg.pipeline.max(BULK_PIPELINE),
+                batch: BULK_BATCH,
                 value_size: cfg.value_size,
                 bitmap_keys: keys,
             },
@@ -88,6 +91,7 @@ pub fn run(
                 ops: cfg.ops,
                 duration: cfg.ops.is_none().then_some(cfg.duration),
                 pipeline: cfg.pipeline,
+                batch: cfg.batch,
                 value_size: cfg.value_size,
                 bitmap_keys: keys,
             },
@@ -113,6 +117,7 @@ pub fn run(
                     ops: None,
                     duration: None,
                     pipeline: cfg.pipeline.max(BULK_PIPELINE),
+                    batch: BULK_BATCH,
                     value_size: 0,
                     bitmap_keys: 0,
                 },
@@ -139,6 +144,7 @@ pub fn run(
         misses: tally.misses,
         clients: cfg.clients,
         pipeline: cfg.pipeline,
+        batch: cfg.batch,
         value_size: cfg.value_size,
         keys,
         loaded,
@@ -307,11 +313,16 @@ mod tests {
         assert!(put.ops_per_sec > 0.0 && put.latency.p50_us > 0.0);
         assert_eq!(bench_keys(&c), 0, "put deletes what it wrote");
 
-        for kind in [BenchKind::Get, BenchKind::Mixed] {
+        for (kind, batch) in [
+            (BenchKind::Get, 1),
+            (BenchKind::Mixed, 1),
+            (BenchKind::Get, 4),
+        ] {
             let r = run(
                 &c,
                 &BenchConfig {
                     kind,
+                    batch,
                     ..cfg.clone()
                 },
                 false,

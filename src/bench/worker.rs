@@ -79,6 +79,8 @@ pub(crate) struct Plan {
     pub duration: Option<Duration>,
     /// Requests in flight per client.
     pub pipeline: usize,
+    /// Most requests per frame.
+    pub batch: usize,
     /// Bytes per value.
     pub value_size: usize,
     /// Keys `0..bitmap_keys` that writes are tracked for, so the cleanup
@@ -351,17 +353,24 @@ pub(crate) fn run_client(
         .collect();
     let mut inflight: HashMap<u64, InFlight> = HashMap::with_capacity(plan.pipeline * 2);
     let mut next_id: u64 = 1;
-    let mut frame: Vec<u8> = Vec::with_capacity(plan.value_size + 128);
+    // Per socket, the frame being filled and the requests in it.
+    let mut outgoing: Vec<Outgoing> = Vec::new();
     let mut key = String::with_capacity(32);
     let mut msg = zmq::Message::new();
     let mut exhausted = false;
+    let batch = plan.batch.max(1);
 
     gate.arrive();
     let deadline = plan.duration.map(|d| Instant::now() + d);
     let mut last_expire = Instant::now();
     loop {
-        // Fill the pipeline.
-        while inflight.len() < plan.pipeline && !exhausted {
+        // Fill the pipeline. When batching, wait until a whole batch fits,
+        // as redis-benchmark -P waits for all its replies before it sends
+        // the next commands: refilling one slot at a time would send
+        // batches of one.
+        let room = plan.pipeline.saturating_sub(inflight.len());
+        let mut queued = 0;
+        while room >= batch.min(plan.pipeline) && queued < room && !exhausted {
             let Some((op, k)) = next_op(plan, shared, deadline, &mut rng) else {
                 exhausted = true;
                 break;
@@ -370,50 +379,42 @@ pub(crate) fn run_client(
             let _ = write!(key, "bench:{k}");
             let id = next_id;
             next_id += 1;
-            frame.clear();
-            let _ = match op {
-                Op::Put => write!(
-                    frame,
-                    r#"{{"op":"PUT","key":"{key}","value":"{value}","id":{id}}}"#
-                ),
-                Op::Get => write!(frame, r#"{{"op":"GET_ONE","key":"{key}","id":{id}}}"#),
-                Op::Delete => write!(frame, r#"{{"op":"DELETE","key":"{key}","id":{id}}}"#),
-            };
             if op == Op::Put {
                 if let Some(word) = tally.written.get_mut(k as usize / 64) {
                     *word |= 1 << (k % 64);
                 }
             }
             let s = client.socket_for(&key);
-            let sent = Instant::now();
-            let ok = client
-                .sockets
-                .get(s)
-                .is_some_and(|(_, sock)| sock.send(&frame[..], zmq::DONTWAIT).is_ok());
-            if ok {
-                client.owed[s] += 1;
-                inflight.insert(
-                    id,
-                    InFlight {
-                        sent,
-                        op,
-                        socket: s,
-                    },
-                );
-            } else {
-                // Not connected (a dead or restarted node): count it, look
-                // for a newer view, and back off a little rather than spin.
+            if s >= client.sockets.len() {
                 tally.ops += 1;
                 shared.done.fetch_add(1, Ordering::Relaxed);
-                let endpoint = client.sockets.get(s).map(|(e, _)| e.clone());
-                tally.fail("not_connected", || {
-                    format!(
-                        "{} is not connected",
-                        endpoint.as_deref().unwrap_or("the key's primary")
-                    )
-                });
+                tally.fail("not_connected", || "no node to send to".into());
                 client.refresh();
                 std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            if outgoing.len() < client.sockets.len() {
+                outgoing.resize_with(client.sockets.len(), Outgoing::default);
+            }
+            let out = &mut outgoing[s];
+            out.frame.push(if out.ids.is_empty() { b'[' } else { b',' });
+            let _ = match op {
+                Op::Put => write!(
+                    out.frame,
+                    r#"{{"op":"PUT","key":"{key}","value":"{value}","id":{id}}}"#
+                ),
+                Op::Get => write!(out.frame, r#"{{"op":"GET_ONE","key":"{key}","id":{id}}}"#),
+                Op::Delete => write!(out.frame, r#"{{"op":"DELETE","key":"{key}","id":{id}}}"#),
+            };
+            out.ids.push((id, op));
+            queued += 1;
+            if out.ids.len() >= batch {
+                send_out(&mut client, s, out, &mut inflight, &mut tally, shared);
+            }
+        }
+        for (s, out) in outgoing.iter_mut().enumerate() {
+            if !out.ids.is_empty() {
+                send_out(&mut client, s, out, &mut inflight, &mut tally, shared);
             }
         }
         if inflight.is_empty() {
@@ -434,6 +435,60 @@ pub(crate) fn run_client(
         }
     }
     tally
+}
+
+/// The frame a client is filling for one socket, and the requests in it.
+#[derive(Default)]
+struct Outgoing {
+    /// `[` and the requests so far, comma-separated.
+    frame: Vec<u8>,
+    ids: Vec<(u64, Op)>,
+}
+
+/// Sends the requests queued for socket `s`: the request object alone if
+/// there is one, else a JSON array of them (a batch frame).
+fn send_out(
+    client: &mut Client,
+    s: usize,
+    out: &mut Outgoing,
+    inflight: &mut HashMap<u64, InFlight>,
+    tally: &mut Tally,
+    shared: &Shared,
+) {
+    let payload: &[u8] = if out.ids.len() == 1 {
+        &out.frame[1..]
+    } else {
+        out.frame.push(b']');
+        &out.frame
+    };
+    let sent = Instant::now();
+    let ok = client.sockets[s].1.send(payload, zmq::DONTWAIT).is_ok();
+    if ok {
+        client.owed[s] += out.ids.len();
+        for (id, op) in out.ids.drain(..) {
+            inflight.insert(
+                id,
+                InFlight {
+                    sent,
+                    op,
+                    socket: s,
+                },
+            );
+        }
+    } else {
+        // Not connected (a dead or restarted node): count them, look for a
+        // newer view, and back off a little rather than spin.
+        let n = out.ids.len() as u64;
+        tally.ops += n;
+        shared.done.fetch_add(n, Ordering::Relaxed);
+        let endpoint = client.sockets[s].0.clone();
+        for _ in out.ids.drain(..) {
+            tally.fail("not_connected", || format!("{endpoint} is not connected"));
+        }
+        client.refresh();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    out.frame.clear();
 }
 
 /// The next operation and key number, or `None` when the phase is done.
@@ -543,15 +598,33 @@ fn take(
     got: &mut Received,
 ) {
     let now = Instant::now();
-    let reply: Reply = match serde_json::from_slice(msg) {
-        Ok(r) => r,
-        Err(e) => {
-            // Without an id the request it answers is unknown; it expires
-            // and is counted then.
-            tally.fail("malformed", || format!("malformed reply: {e}"));
-            return;
-        }
-    };
+    // The reply to a batch frame is an array of replies.
+    let replies: Vec<Reply> = if msg.first() == Some(&b'[') {
+        serde_json::from_slice(msg)
+    } else {
+        serde_json::from_slice(msg).map(|r| vec![r])
+    }
+    .unwrap_or_else(|e| {
+        // Without an id the request it answers is unknown; it expires and
+        // is counted then.
+        tally.fail("malformed", || format!("malformed reply: {e}"));
+        Vec::new()
+    });
+    for reply in replies {
+        take_one(client, reply, now, inflight, tally, shared, got);
+    }
+}
+
+/// Accounts for one reply, received at `now`.
+fn take_one(
+    client: &mut Client,
+    reply: Reply,
+    now: Instant,
+    inflight: &mut HashMap<u64, InFlight>,
+    tally: &mut Tally,
+    shared: &Shared,
+    got: &mut Received,
+) {
     let Some(f) = reply.id.and_then(|id| inflight.remove(&id)) else {
         return; // A reply to a request already counted as expired.
     };

@@ -125,7 +125,10 @@ fn run(
             return;
         }
         while let Ok(frames) = inbox.recv_multipart(zmq::DONTWAIT) {
-            if let Some(Inbound::Internal(payload)) = classify(frames) {
+            let Some(Inbound::Internal(batch)) = classify(frames) else {
+                continue;
+            };
+            for payload in batch {
                 if let Ok(env) = decode(&payload) {
                     if let (
                         Address::Node(n),
@@ -137,8 +140,8 @@ fn run(
                     leader.on_message(clock.now(), env);
                 }
             }
-            send(&mut leader, &mut outbox);
         }
+        send(&mut leader, &mut outbox);
         while let Ok(c) = control.try_recv() {
             match c {
                 LeaderControl::Decommission(n, tx) => {
@@ -195,6 +198,9 @@ fn send(leader: &mut ViewLeader, outbox: &mut Outbox) {
             }
         }
         let nodes: Vec<NodeId> = leader.view().nodes.keys().copied().collect();
-        outbox.send(&env, &|| nodes.clone());
+        // The leader's messages are repeated until acknowledged, so a lost
+        // one needs no handling here.
+        let _ = outbox.send(env, &|| nodes.clone());
     }
+    let _ = outbox.flush();
 }

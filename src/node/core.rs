@@ -221,6 +221,11 @@ impl Node {
         std::mem::take(&mut self.out)
     }
 
+    /// True if outputs wait to be taken.
+    pub fn has_outputs(&self) -> bool {
+        !self.out.is_empty()
+    }
+
     /// True if this node may act as primary now: its incarnation is live in
     /// the view and its lease has not run out.
     fn has_lease(&self) -> bool {

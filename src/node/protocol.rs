@@ -15,6 +15,12 @@
 //! a DEALER client can keep several requests in flight: replies can arrive out
 //! of order because a node forwards requests it does not own. Failures reply
 //! `{"error":"<one line>","code":"<code>"}`; see [`crate::error::Error::code`].
+//!
+//! A frame may also hold a JSON array of up to [`MAX_BATCH`] requests, a
+//! *batch*: the node answers with one array of replies in the same order,
+//! once every request in it is done. Each request succeeds or fails on its
+//! own. A batch saves a client and the node a ZeroMQ message per request,
+//! as pipelining does for Redis; plain seed-001 clients never see one.
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -206,42 +212,14 @@ pub fn error_from_wire(code: &str, message: &str) -> Error {
 /// Decodes a request frame, enforcing the frame limit and the key and value
 /// limits. Every failure is a one-line [`Error`] fit for an error reply.
 pub fn decode_request(frame: &[u8], max_frame: usize, max_value: usize) -> Result<Request> {
-    if frame.len() > max_frame {
-        return Err(Error::TooLarge(format!(
-            "frame of {} bytes exceeds the limit of {max_frame} bytes",
-            frame.len()
-        )));
-    }
-    let text = std::str::from_utf8(frame)
-        .map_err(|e| Error::BadInput(format!("bad request: frame is not valid UTF-8 ({e})")))?;
-    // Decode to a generic value first, so that an unknown or missing op gets a
-    // clearer message than serde's "unknown variant".
-    let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| Error::BadInput(format!("bad request: malformed JSON: {e}")))?;
-    let Some(obj) = value.as_object() else {
-        return Err(Error::BadInput(
-            "bad request: expected a JSON object".into(),
-        ));
+    check_frame_size(frame, max_frame)?;
+    let text = utf8(frame)?;
+    // The common case, a well-formed request, decodes in one pass; anything
+    // else is decoded again, slowly, to say exactly what is wrong.
+    let request: Request = match serde_json::from_str(text) {
+        Ok(r) => r,
+        Err(_) => return Err(explain(text)),
     };
-    match obj.get("op") {
-        None => return Err(Error::BadInput("bad request: missing field `op`".into())),
-        Some(serde_json::Value::String(op)) => {
-            const OPS: [&str; 5] = ["PUT", "GET_ONE", "GET_ALL", "DELETE", "VIEW"];
-            if !OPS.contains(&op.as_str()) {
-                return Err(Error::BadInput(format!(
-                    "bad request: unknown op {op:?}, expected one of {}",
-                    OPS.join(", ")
-                )));
-            }
-        }
-        Some(other) => {
-            return Err(Error::BadInput(format!(
-                "bad request: field `op` must be a string, got {other}"
-            )))
-        }
-    }
-    let request: Request =
-        serde_json::from_value(value).map_err(|e| Error::BadInput(format!("bad request: {e}")))?;
     if let Some(key) = request.key() {
         if key.len() > MAX_KEY_BYTES {
             return Err(Error::TooLarge(format!(
@@ -259,6 +237,105 @@ pub fn decode_request(frame: &[u8], max_frame: usize, max_value: usize) -> Resul
         }
     }
     Ok(request)
+}
+
+/// Most requests in one batch frame.
+pub const MAX_BATCH: usize = 1024;
+
+/// A decoded client frame.
+#[derive(Debug)]
+pub enum ClientFrame {
+    /// One request object.
+    One(Request),
+    /// A JSON array of requests, each decoded on its own: one bad request
+    /// fails alone, with an error in its place in the reply array.
+    Batch(Vec<Result<Request>>),
+}
+
+/// Decodes a client frame: one request object, or an array of up to
+/// [`MAX_BATCH`] of them (a batch, answered by one array of replies in the
+/// same order once every request in it is done). The frame limit applies
+/// to the whole frame.
+pub fn decode_frame(frame: &[u8], max_frame: usize, max_value: usize) -> Result<ClientFrame> {
+    let first = frame.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'[') {
+        return decode_request(frame, max_frame, max_value).map(ClientFrame::One);
+    }
+    check_frame_size(frame, max_frame)?;
+    let text = utf8(frame)?;
+    let items: Vec<&serde_json::value::RawValue> = serde_json::from_str(text)
+        .map_err(|e| Error::BadInput(format!("bad request: malformed JSON: {e}")))?;
+    if items.is_empty() {
+        return Err(Error::BadInput("bad request: empty batch".into()));
+    }
+    if items.len() > MAX_BATCH {
+        return Err(Error::TooLarge(format!(
+            "batch of {} requests exceeds the limit of {MAX_BATCH}",
+            items.len()
+        )));
+    }
+    Ok(ClientFrame::Batch(
+        items
+            .into_iter()
+            .map(|raw| decode_request(raw.get().as_bytes(), max_frame, max_value))
+            .collect(),
+    ))
+}
+
+fn check_frame_size(frame: &[u8], max_frame: usize) -> Result<()> {
+    if frame.len() > max_frame {
+        return Err(Error::TooLarge(format!(
+            "frame of {} bytes exceeds the limit of {max_frame} bytes",
+            frame.len()
+        )));
+    }
+    Ok(())
+}
+
+fn utf8(frame: &[u8]) -> Result<&str> {
+    std::str::from_utf8(frame)
+        .map_err(|e| Error::BadInput(format!("bad request: frame is not valid UTF-8 ({e})")))
+}
+
+/// Why a frame is not a valid request, in one line.
+fn explain(text: &str) -> Error {
+    // Decode to a generic value first, so that an unknown or missing op gets a
+    // clearer message than serde's "unknown variant".
+    let value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return Error::BadInput(format!("bad request: malformed JSON: {e}")),
+    };
+    let Some(obj) = value.as_object() else {
+        return Error::BadInput("bad request: expected a JSON object".into());
+    };
+    match obj.get("op") {
+        None => return Error::BadInput("bad request: missing field `op`".into()),
+        Some(serde_json::Value::String(op)) => {
+            const OPS: [&str; 5] = ["PUT", "GET_ONE", "GET_ALL", "DELETE", "VIEW"];
+            if !OPS.contains(&op.as_str()) {
+                return Error::BadInput(format!(
+                    "bad request: unknown op {op:?}, expected one of {}",
+                    OPS.join(", ")
+                ));
+            }
+        }
+        Some(other) => {
+            return Error::BadInput(format!(
+                "bad request: field `op` must be a string, got {other}"
+            ))
+        }
+    }
+    match serde_json::from_value::<Request>(value) {
+        Err(e) => Error::BadInput(format!("bad request: {e}")),
+        Ok(_) => Error::BadInput("bad request: not a valid request".into()),
+    }
+}
+
+/// Encodes the reply to a batch frame: a JSON array of replies.
+pub fn encode_responses(responses: &[Response]) -> Vec<u8> {
+    serde_json::to_vec(responses).unwrap_or_else(|e| {
+        format!(r#"{{"error":"internal error: {e}","code":"internal"}}"#).into_bytes()
+    })
 }
 
 /// Encodes a response frame.

@@ -15,7 +15,9 @@ use crate::error::{Error, Result};
 use crate::node::core::{ClientId, Node, NodeConfig, Output};
 use crate::node::faults::Faults;
 use crate::node::message::{decode, Address};
-use crate::node::protocol::{decode_request, encode_response, Response};
+use crate::node::protocol::{
+    decode_frame, encode_response, encode_responses, ClientFrame, Response,
+};
 use crate::node::transport::{classify, reply, router, ClientRoute, Clock, Inbound, Outbox};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::{BTreeMap, HashMap};
@@ -146,37 +148,53 @@ fn run(
     );
     let mut outbox = Outbox::new(ctx, Address::Node(spec.id), spec.faults.clone(), spec.clock);
     outbox.connect(Address::Leader, &spec.leader_endpoint);
-    let mut clients: HashMap<ClientId, ClientRoute> = HashMap::new();
-    let mut next_client: ClientId = 1;
+    let mut replies = Replies::default();
     let mut connected_epoch = 0;
     let mut next_tick: u64 = 0;
     loop {
-        let wait = next_tick.saturating_sub(spec.clock.now()).min(TICK_MS) as i64;
-        let mut items = [inbox.as_poll_item(zmq::POLLIN)];
-        if zmq::poll(&mut items, wait).is_err() {
+        // Block in `recv` until a message comes or the next tick is due. A
+        // blocking `recv` that finds a message costs no system call, and one
+        // that waits costs one poll(2); `zmq::poll` would add two more, to
+        // check the socket's events before and after.
+        let wait = next_tick.saturating_sub(spec.clock.now()).min(TICK_MS) as i32;
+        if inbox.set_rcvtimeo(wait).is_err() {
             return;
         }
+        let mut flags = 0;
         for _ in 0..BATCH {
-            let frames = match inbox.recv_multipart(zmq::DONTWAIT) {
+            let frames = match inbox.recv_multipart(flags) {
                 Ok(f) => f,
-                Err(_) => break,
+                Err(zmq::Error::EAGAIN) => break,
+                Err(_) => return,
             };
+            flags = zmq::DONTWAIT;
             let now = spec.clock.now();
             match classify(frames) {
                 None => {}
-                Some(Inbound::Internal(payload)) => {
+                Some(Inbound::Internal(batch)) => {
                     // A bad internal frame is dropped: only peers speak this.
-                    if let Ok(env) = decode(&payload) {
-                        node.on_message(now, env);
+                    for payload in batch {
+                        if let Ok(env) = decode(&payload) {
+                            node.on_message(now, env);
+                        }
                     }
                 }
                 Some(Inbound::Client(route, frame)) => {
-                    match decode_request(&frame, spec.max_frame, node.max_value()) {
-                        Ok(request) => {
-                            let client = next_client;
-                            next_client += 1;
-                            clients.insert(client, route);
+                    match decode_frame(&frame, spec.max_frame, node.max_value()) {
+                        Ok(ClientFrame::One(request)) => {
+                            let client = replies.single(route);
                             node.on_client(now, client, request);
+                        }
+                        Ok(ClientFrame::Batch(requests)) => {
+                            let ids = replies.batch(route, requests.len());
+                            for (client, request) in ids.into_iter().zip(requests) {
+                                match request {
+                                    Ok(r) => node.on_client(now, client, r),
+                                    Err(e) => {
+                                        replies.answer(&inbox, client, Response::error(&e, None))
+                                    }
+                                }
+                            }
                         }
                         Err(e) => {
                             reply(&inbox, &route, &encode_response(&Response::error(&e, None)))
@@ -185,13 +203,15 @@ fn run(
                 }
                 Some(Inbound::Malformed(route)) => {
                     let e = Error::BadInput(
-                        "bad request: expected one frame holding a JSON object".into(),
+                        "bad request: expected one frame holding a JSON object or array".into(),
                     );
                     reply(&inbox, &route, &encode_response(&Response::error(&e, None)));
                 }
             }
-            flush(&mut node, &inbox, &mut outbox, &mut clients);
         }
+        // Everything read is handled before anything is sent, so that the
+        // envelopes for one peer leave as one message.
+        flush(&mut node, &inbox, &mut outbox, &mut replies);
         // Operator commands.
         while let Ok(c) = control.try_recv() {
             match c {
@@ -240,7 +260,7 @@ fn run(
             });
         }
         outbox.flush_due();
-        flush(&mut node, &inbox, &mut outbox, &mut clients);
+        flush(&mut node, &inbox, &mut outbox, &mut replies);
     }
 }
 
@@ -300,32 +320,105 @@ fn inspect(node: &mut Node, c: Control) {
     }
 }
 
-fn flush(
-    node: &mut Node,
-    inbox: &zmq::Socket,
-    outbox: &mut Outbox,
-    clients: &mut HashMap<ClientId, ClientRoute>,
-) {
+fn flush(node: &mut Node, inbox: &zmq::Socket, outbox: &mut Outbox, replies: &mut Replies) {
     loop {
         let outputs = node.take_outputs();
-        if outputs.is_empty() {
-            return;
-        }
         for o in outputs {
             match o {
                 Output::Send(env) => {
                     let view = node.view();
                     let nodes = || view.nodes.keys().copied().collect();
-                    if !outbox.send(&env, &nodes) {
+                    if let Some(env) = outbox.send(env, &nodes) {
                         node.on_send_failed(&env);
                     }
                 }
-                Output::Reply { client, response } => {
-                    if let Some(route) = clients.remove(&client) {
-                        reply(inbox, &route, &encode_response(&response));
-                    }
+                Output::Reply { client, response } => replies.answer(inbox, client, response),
+            }
+        }
+        let failed = outbox.flush();
+        for env in &failed {
+            node.on_send_failed(env);
+        }
+        if failed.is_empty() && !node.has_outputs() {
+            return;
+        }
+    }
+}
+
+/// The clients waiting for replies: each request gets a [`ClientId`], and a
+/// batch frame's reply goes out when its last request is answered.
+#[derive(Default)]
+struct Replies {
+    next: ClientId,
+    waiting: HashMap<ClientId, Waiting>,
+    batches: HashMap<u64, Batch>,
+    next_batch: u64,
+}
+
+/// Where a request's reply goes.
+enum Waiting {
+    /// Straight back to the client.
+    Single(ClientRoute),
+    /// Into slot `index` of a batch.
+    InBatch { batch: u64, index: usize },
+}
+
+/// A batch frame's replies, in request order, as they come.
+struct Batch {
+    route: ClientRoute,
+    replies: Vec<Option<Response>>,
+    left: usize,
+}
+
+impl Replies {
+    /// An id for a single request from `route`.
+    fn single(&mut self, route: ClientRoute) -> ClientId {
+        self.next += 1;
+        self.waiting.insert(self.next, Waiting::Single(route));
+        self.next
+    }
+
+    /// Ids for the `n` requests of a batch frame from `route`, in order.
+    fn batch(&mut self, route: ClientRoute, n: usize) -> Vec<ClientId> {
+        self.next_batch += 1;
+        let batch = self.next_batch;
+        self.batches.insert(
+            batch,
+            Batch {
+                route,
+                replies: vec![None; n],
+                left: n,
+            },
+        );
+        (0..n)
+            .map(|index| {
+                self.next += 1;
+                self.waiting
+                    .insert(self.next, Waiting::InBatch { batch, index });
+                self.next
+            })
+            .collect()
+    }
+
+    /// Delivers a reply: at once for a single request, with the rest of its
+    /// batch otherwise.
+    fn answer(&mut self, inbox: &zmq::Socket, client: ClientId, response: Response) {
+        match self.waiting.remove(&client) {
+            Some(Waiting::Single(route)) => reply(inbox, &route, &encode_response(&response)),
+            Some(Waiting::InBatch { batch, index }) => {
+                let Some(b) = self.batches.get_mut(&batch) else {
+                    return;
+                };
+                if b.replies[index].replace(response).is_none() {
+                    b.left -= 1;
+                }
+                if b.left == 0 {
+                    let b = self.batches.remove(&batch).expect("batch exists");
+                    let all: Vec<Response> = b.replies.into_iter().flatten().collect();
+                    reply(inbox, &b.route, &encode_responses(&all));
                 }
             }
+            None => {}
         }
     }
 }

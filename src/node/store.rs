@@ -33,14 +33,11 @@ impl Store {
 
     /// Sets `key` in partition `p`, returning the old value.
     pub fn put(&mut self, p: PartitionId, key: String, value: String) -> Option<String> {
-        let size = (key.len() + value.len()) as u64;
-        let old = self
-            .partitions
-            .entry(p)
-            .or_default()
-            .insert(key.clone(), value);
+        let key_len = key.len();
+        let size = (key_len + value.len()) as u64;
+        let old = self.partitions.entry(p).or_default().insert(key, value);
         match &old {
-            Some(v) => self.bytes -= (key.len() + v.len()) as u64,
+            Some(v) => self.bytes -= (key_len + v.len()) as u64,
             None => self.keys += 1,
         }
         self.bytes += size;

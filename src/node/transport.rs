@@ -3,10 +3,17 @@
 //! DEALER sockets a thread uses to reach its peers.
 //!
 //! Every component has one ROUTER socket as its inbox and reaches others
-//! through DEALER sockets, one per peer. Internal messages travel as two
-//! frames, [`INTERNAL_MARKER`] and the encoded envelope, so a ROUTER tells
-//! them apart from a client's single JSON frame (DEALER clients) or empty
-//! delimiter plus JSON (REQ clients).
+//! through DEALER sockets, one per peer. Internal messages travel as
+//! [`INTERNAL_MARKER`] followed by one or more encoded envelopes, one frame
+//! each, so a ROUTER tells them apart from a client's single JSON frame
+//! (DEALER clients) or empty delimiter plus JSON (REQ clients).
+//!
+//! The outbox batches: [`Outbox::send`] queues an envelope, and
+//! [`Outbox::flush`] sends everything queued for one peer as one multipart
+//! message. A thread handles every message it can read before it flushes, so
+//! under load one ZeroMQ message (one wake-up of the I/O thread and of the
+//! peer) carries many envelopes; at low load a batch holds one envelope and
+//! costs nothing extra.
 //!
 //! Sends never block: DEALERs are set to `ZMQ_IMMEDIATE`, so a message to a
 //! peer that is not connected fails at once (`EAGAIN`) instead of queueing
@@ -105,6 +112,9 @@ pub struct Outbox {
     clock: Clock,
     delayed: BinaryHeap<Reverse<Delayed>>,
     seq: u64,
+    /// Envelopes queued for the next [`Outbox::flush`], by destination, in
+    /// the order they were queued.
+    queued: Vec<(Address, Vec<Envelope>)>,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -126,6 +136,7 @@ impl Outbox {
             clock,
             delayed: BinaryHeap::new(),
             seq: 0,
+            queued: Vec::new(),
         }
     }
 
@@ -144,24 +155,50 @@ impl Outbox {
         self.sockets.retain(|a, _| keep(a));
     }
 
-    /// Sends an envelope, subject to the faults in force. Returns false if
-    /// it certainly did not leave: unknown peer, or not connected. A message
-    /// a fault drops counts as sent: the network lost it.
-    pub fn send(&mut self, env: &Envelope, nodes: &dyn Fn() -> Vec<NodeId>) -> bool {
+    /// Queues an envelope for the next [`Outbox::flush`], subject to the
+    /// faults in force. Gives the envelope back if it certainly will not
+    /// leave: the peer is unknown. A message a fault drops counts as sent:
+    /// the network lost it.
+    pub fn send(&mut self, env: Envelope, nodes: &dyn Fn() -> Vec<NodeId>) -> Option<Envelope> {
+        if !self.sockets.contains_key(&env.to) {
+            return Some(env);
+        }
         match self.faults.verdict(self.me, env.to, nodes) {
-            Verdict::Deliver => self.send_now(env.to, &encode(env)),
-            Verdict::Drop => self.sockets.contains_key(&env.to),
+            Verdict::Deliver => match self.queued.iter_mut().find(|(a, _)| *a == env.to) {
+                Some((_, batch)) => batch.push(env),
+                None => self.queued.push((env.to, vec![env])),
+            },
+            Verdict::Drop => {}
             Verdict::Delay(ms) => {
                 self.seq += 1;
                 self.delayed.push(Reverse((
                     self.clock.now() + ms,
                     self.seq,
                     env.to,
-                    encode(env),
+                    encode(&env),
                 )));
-                self.sockets.contains_key(&env.to)
             }
         }
+        None
+    }
+
+    /// Sends every queued envelope, one multipart message per peer, and
+    /// returns those that certainly did not leave (the peer is not
+    /// connected), so that the caller can fail what waits on them at once.
+    pub fn flush(&mut self) -> Vec<Envelope> {
+        let mut failed = Vec::new();
+        for (to, batch) in self.queued.drain(..) {
+            let sent = self.sockets.get(&to).is_some_and(|(_, socket)| {
+                let mut frames = Vec::with_capacity(batch.len() + 1);
+                frames.push(INTERNAL_MARKER.to_vec());
+                frames.extend(batch.iter().map(encode));
+                socket.send_multipart(frames, zmq::DONTWAIT).is_ok()
+            });
+            if !sent {
+                failed.extend(batch);
+            }
+        }
+        failed
     }
 
     /// Sends the delayed messages that are due.
@@ -173,17 +210,10 @@ impl Outbox {
             .is_some_and(|Reverse((due, ..))| *due <= now)
         {
             let Reverse((_, _, to, payload)) = self.delayed.pop().expect("peeked");
-            self.send_now(to, &payload);
+            if let Some((_, socket)) = self.sockets.get(&to) {
+                let _ = socket.send_multipart([INTERNAL_MARKER, &payload], zmq::DONTWAIT);
+            }
         }
-    }
-
-    fn send_now(&mut self, to: Address, payload: &[u8]) -> bool {
-        let Some((_, socket)) = self.sockets.get(&to) else {
-            return false;
-        };
-        socket
-            .send_multipart([INTERNAL_MARKER, payload], zmq::DONTWAIT)
-            .is_ok()
     }
 }
 
@@ -199,8 +229,8 @@ pub struct ClientRoute {
 /// A frame read from a ROUTER inbox.
 #[derive(Debug)]
 pub enum Inbound {
-    /// An internal message (not yet decoded).
-    Internal(Vec<u8>),
+    /// One or more internal messages (not yet decoded).
+    Internal(Vec<Vec<u8>>),
     /// A client request frame (not yet decoded).
     Client(ClientRoute, Vec<u8>),
     /// A message with the wrong number of frames.
@@ -221,7 +251,10 @@ pub fn classify(mut frames: Vec<Vec<u8>>) -> Option<Inbound> {
             },
             frames.pop()?,
         )),
-        2 if frames[0] == INTERNAL_MARKER => Some(Inbound::Internal(frames.pop()?)),
+        n if n >= 2 && frames[0] == INTERNAL_MARKER => {
+            frames.remove(0);
+            Some(Inbound::Internal(frames))
+        }
         2 if frames[0].is_empty() => Some(Inbound::Client(
             ClientRoute {
                 identity,
@@ -264,7 +297,11 @@ mod tests {
         );
         assert!(matches!(
             classify(vec![id.clone(), INTERNAL_MARKER.to_vec(), b"x".to_vec()]),
-            Some(Inbound::Internal(_))
+            Some(Inbound::Internal(batch)) if batch == [b"x".to_vec()]
+        ));
+        assert!(matches!(
+            classify(vec![id.clone(), INTERNAL_MARKER.to_vec(), b"x".to_vec(), b"y".to_vec()]),
+            Some(Inbound::Internal(batch)) if batch.len() == 2
         ));
         assert!(matches!(
             classify(vec![id.clone(), b"a".to_vec(), b"b".to_vec()]),
