@@ -4,7 +4,8 @@
 //! a `PUT` with a 100-byte value and on a `GET_ONE`), to encode a reply
 //! (`encode_response`), and to encode and decode the internal envelopes a
 //! replicated put sends between nodes (`Replicate` with a 100-byte value, and
-//! its `ReplicateAck`). Each replicated put does one of the first, one of the
+//! its `ReplicateAck`), in postcard (what nodes use) and in JSON (what they
+//! used before, for comparison). Each replicated put does one of the first, one of the
 //! second, and two of the envelope round trips.
 //!
 //! Run with `cargo bench --bench protocol`; `cargo bench --bench protocol --
@@ -92,6 +93,15 @@ fn envelopes(c: &mut Criterion) {
         });
         group.bench_function(format!("decode {name}"), |b| {
             b.iter(|| decode(black_box(&frame)).expect("valid frame"))
+        });
+        // The JSON codec internal frames used before postcard, for the
+        // comparison in docs/performance.md.
+        let json = serde_json::to_vec(env).expect("serializes");
+        group.bench_function(format!("json encode {name}"), |b| {
+            b.iter(|| serde_json::to_vec(black_box(env)).expect("serializes"))
+        });
+        group.bench_function(format!("json decode {name}"), |b| {
+            b.iter(|| serde_json::from_slice::<Envelope>(black_box(&json)).expect("valid"))
         });
     }
     group.finish();
