@@ -386,11 +386,9 @@ pub(crate) fn run_client(
             }
             let s = client.socket_for(&key);
             if s >= client.sockets.len() {
-                tally.ops += 1;
-                shared.done.fetch_add(1, Ordering::Relaxed);
-                tally.fail("not_connected", || "no node to send to".into());
-                client.refresh();
-                std::thread::sleep(Duration::from_millis(1));
+                unsent(&mut client, &mut tally, shared, 1, || {
+                    "no node to send to".into()
+                });
                 continue;
             }
             if outgoing.len() < client.sockets.len() {
@@ -476,19 +474,32 @@ fn send_out(
             );
         }
     } else {
-        // Not connected (a dead or restarted node): count them, look for a
-        // newer view, and back off a little rather than spin.
-        let n = out.ids.len() as u64;
-        tally.ops += n;
-        shared.done.fetch_add(n, Ordering::Relaxed);
+        let n = out.ids.drain(..).count() as u64;
         let endpoint = client.sockets[s].0.clone();
-        for _ in out.ids.drain(..) {
-            tally.fail("not_connected", || format!("{endpoint} is not connected"));
-        }
-        client.refresh();
-        std::thread::sleep(Duration::from_millis(1));
+        unsent(client, tally, shared, n, || {
+            format!("{endpoint} is not connected")
+        });
     }
     out.frame.clear();
+}
+
+/// Counts `n` requests that could not be sent (no node for the key, or a
+/// dead or restarted one) as failed, looks for a newer view, and backs off
+/// a little rather than spin.
+fn unsent(
+    client: &mut Client,
+    tally: &mut Tally,
+    shared: &Shared,
+    n: u64,
+    why: impl Fn() -> String,
+) {
+    tally.ops += n;
+    shared.done.fetch_add(n, Ordering::Relaxed);
+    for _ in 0..n {
+        tally.fail("not_connected", &why);
+    }
+    client.refresh();
+    std::thread::sleep(Duration::from_millis(1));
 }
 
 /// The next operation and key number, or `None` when the phase is done.
