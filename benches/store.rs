@@ -33,6 +33,25 @@ fn store(c: &mut Criterion) {
     let value = "w".repeat(100);
     let mut group = c.benchmark_group(format!("store/{KEYS} keys"));
     group.bench_function("get", |b| b.iter(|| s.get(p, black_box(key)).is_some()));
+    // Random keys, as `bench get` reads them: each lookup walks a different
+    // path through the tree, so it pays the cache misses a hot key does not.
+    let random: Vec<(u32, String)> = (0..4096u64)
+        .map(|i| {
+            let k = format!(
+                "bench:{}",
+                i.wrapping_mul(0x9e37_79b9_7f4a_7c15) % KEYS as u64
+            );
+            (partition_of(&k, DEFAULT_PARTITIONS), k)
+        })
+        .collect();
+    let mut next = 0;
+    group.bench_function("get random key", |b| {
+        b.iter(|| {
+            let (p, k) = &random[next % random.len()];
+            next += 1;
+            s.get(*p, black_box(k)).is_some()
+        })
+    });
     group.bench_function("put overwrite 100B", |b| {
         b.iter_batched(
             || (key.to_string(), value.clone()),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 /// The usage line, printed (as one line) for any argument mistake.
 pub const USAGE: &str = "usage: bench put|get|mixed [--ops N | --duration D] [--clients C] \
-[--pipeline P] [--batch N] [--value-size B] [--keys K] [--keep]";
+[--pipeline P] [--batch N] [--pinned] [--value-size B] [--keys K] [--keep]";
 
 /// Most client threads a run may start.
 pub const MAX_CLIENTS: usize = 1024;
@@ -83,6 +83,9 @@ pub struct BenchConfig {
     /// Most requests a client packs into one frame (a JSON array) for one
     /// node; 1 sends each request in a frame of its own.
     pub batch: usize,
+    /// Pin each client to one node, with keys drawn from those the node is
+    /// primary for, as `redis-benchmark --cluster` does with hash tags.
+    pub pinned: bool,
     /// Bytes per value.
     pub value_size: usize,
     /// Keys `bench:0` .. `bench:{K-1}`, chosen uniformly at random.
@@ -100,6 +103,7 @@ impl Default for BenchConfig {
             clients: 50,
             pipeline: 1,
             batch: 1,
+            pinned: false,
             value_size: 100,
             keys: 100_000,
             keep: false,
@@ -156,11 +160,15 @@ pub fn bench_parse(args: &[String]) -> Result<BenchConfig> {
             Some((n, v)) if n.starts_with("--") => (n, Some(v)),
             _ => (arg, None),
         };
-        if name == "--keep" {
+        if name == "--keep" || name == "--pinned" {
             if inline.is_some() {
-                return Err(Error::BadInput(format!("--keep takes no value; {USAGE}")));
+                return Err(Error::BadInput(format!("{name} takes no value; {USAGE}")));
             }
-            cfg.keep = true;
+            if name == "--keep" {
+                cfg.keep = true;
+            } else {
+                cfg.pinned = true;
+            }
             continue;
         }
         if !matches!(
@@ -232,13 +240,13 @@ mod tests {
         assert_eq!(cfg.keys, 100_000);
         assert_eq!(cfg.duration, Duration::from_secs(5));
         assert_eq!(cfg.ops, None);
-        assert!(!cfg.keep);
+        assert!(!cfg.keep && !cfg.pinned);
     }
 
     #[test]
     fn every_option_parses() {
         let cfg = parse(
-            "bench mixed --ops 1_000 --clients 8 --pipeline=16 --batch 4 --value-size 10 --keys 500 --keep",
+            "bench mixed --ops 1_000 --clients 8 --pipeline=16 --batch 4 --pinned --value-size 10 --keys 500 --keep",
         )
         .unwrap();
         assert_eq!(
@@ -250,6 +258,7 @@ mod tests {
                 clients: 8,
                 pipeline: 16,
                 batch: 4,
+                pinned: true,
                 value_size: 10,
                 keys: 500,
                 keep: true,
@@ -280,6 +289,7 @@ mod tests {
     #[test_case("put --batch 0", "--batch must be 1 to 1024"; "no batch")]
     #[test_case("put --keys 0", "--keys must be 1"; "no keys")]
     #[test_case("put --keep=yes", "--keep takes no value"; "keep with a value")]
+    #[test_case("put --pinned=1", "--pinned takes no value"; "pinned with a value")]
     #[test_case("put --fast", "unknown option \"--fast\""; "unknown option")]
     #[test_case("put 100", "unknown option \"100\""; "stray word")]
     fn mistakes_get_one_line_with_the_usage(line: &str, expected: &str) {

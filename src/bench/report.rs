@@ -94,6 +94,8 @@ pub struct BenchReport {
     pub pipeline: usize,
     /// Most requests per frame.
     pub batch: usize,
+    /// Each client sent only to one node (`--pinned`).
+    pub pinned: bool,
     /// Bytes per value.
     pub value_size: usize,
     /// Keys the run chose from.
@@ -128,7 +130,7 @@ impl BenchReport {
                 format!(", up to {} per frame", self.batch)
             } else {
                 String::new()
-            },
+            } + if self.pinned { ", pinned" } else { "" },
             self.value_size,
             group(self.keys as u64),
             if self.cancelled { ", cancelled" } else { "" },
@@ -234,6 +236,7 @@ mod tests {
             clients: 4,
             pipeline: 2,
             batch: 1,
+            pinned: false,
             value_size: 100,
             keys: 100_000,
             loaded: 100_000,
@@ -275,6 +278,7 @@ mod tests {
             "clients",
             "pipeline",
             "batch",
+            "pinned",
             "value_size",
             "keys",
             "duration_ms",

@@ -63,6 +63,7 @@ pub fn run(
                 duration: None,
                 pipeline: cfg.pipeline.max(BULK_PIPELINE),
                 batch: BULK_BATCH,
+                pinned: false,
                 value_size: cfg.value_size,
                 bitmap_keys: keys,
             },
@@ -92,6 +93,7 @@ pub fn run(
                 duration: cfg.ops.is_none().then_some(cfg.duration),
                 pipeline: cfg.pipeline,
                 batch: cfg.batch,
+                pinned: cfg.pinned,
                 value_size: cfg.value_size,
                 bitmap_keys: keys,
             },
@@ -118,6 +120,7 @@ pub fn run(
                     duration: None,
                     pipeline: cfg.pipeline.max(BULK_PIPELINE),
                     batch: BULK_BATCH,
+                    pinned: false,
                     value_size: 0,
                     bitmap_keys: 0,
                 },
@@ -145,6 +148,7 @@ pub fn run(
         clients: cfg.clients,
         pipeline: cfg.pipeline,
         batch: cfg.batch,
+        pinned: cfg.pinned,
         value_size: cfg.value_size,
         keys,
         loaded,
@@ -194,7 +198,7 @@ impl Phases<'_> {
                 match std::thread::Builder::new()
                     .name(format!("kvsh-bench-{i}"))
                     .spawn_scoped(scope, move || {
-                        run_client(ctx, watch, plan, shared, seed, gate)
+                        run_client(ctx, watch, plan, shared, i, seed, gate)
                     }) {
                     Ok(h) => handles.push(h),
                     Err(e) => {
@@ -334,6 +338,57 @@ mod tests {
             assert_eq!(r.json()["kind"], kind.name());
             assert_eq!(bench_keys(&c), 0, "{kind} deletes what it loaded");
         }
+    }
+
+    #[test]
+    fn pinned_clients_write_only_keys_their_node_leads() {
+        let c = cluster();
+        let view = c.status().view.clone();
+        let primary_of = |key: &str| view.primary(view.partition_of(key));
+        let cfg = BenchConfig {
+            ops: Some(200),
+            clients: 1,
+            keys: 300,
+            pinned: true,
+            keep: true,
+            ..BenchConfig::default()
+        };
+        let r = run(&c, &cfg, false, &|| false).unwrap();
+        assert_eq!((r.ops, r.errors), (200, 0), "{r:?}");
+        assert!(r.pinned && r.text().contains("pinned"), "{}", r.text());
+        let keys = c.client().get_all(Some("bench:"), None).unwrap();
+        assert!(keys.len() > 20, "{} keys", keys.len());
+        // Client 0 is pinned to the first live node.
+        let first = view.nodes.keys().next().copied();
+        for e in &keys {
+            assert_eq!(
+                primary_of(&e.key),
+                first,
+                "{} is led by another node",
+                e.key
+            );
+        }
+        // Three clients cover all three nodes.
+        let r = run(
+            &c,
+            &BenchConfig {
+                clients: 3,
+                ops: Some(600),
+                ..cfg
+            },
+            false,
+            &|| false,
+        )
+        .unwrap();
+        assert_eq!(r.errors, 0, "{r:?}");
+        let leaders: std::collections::BTreeSet<_> = c
+            .client()
+            .get_all(Some("bench:"), None)
+            .unwrap()
+            .iter()
+            .map(|e| primary_of(&e.key))
+            .collect();
+        assert_eq!(leaders.len(), 3, "{leaders:?}");
     }
 
     #[test]

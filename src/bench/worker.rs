@@ -21,7 +21,11 @@ use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+/// Requests in flight by id. foldhash, not std's SipHash: the client
+/// shares the CPUs with the nodes it measures.
+type InFlightMap = foldhash::HashMap<u64, InFlight>;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -81,6 +85,9 @@ pub(crate) struct Plan {
     pub pipeline: usize,
     /// Most requests per frame.
     pub batch: usize,
+    /// Each client sends only to one node, choosing keys that node is
+    /// primary for (random workloads only).
+    pub pinned: bool,
     /// Bytes per value.
     pub value_size: usize,
     /// Keys `0..bitmap_keys` that writes are tracked for, so the cleanup
@@ -264,10 +271,14 @@ struct Client<'a> {
     route: Vec<usize>,
     partitions: u32,
     epoch: u64,
+    /// Pinned clients: this client's number, which picks its node.
+    pin_index: Option<usize>,
+    /// The socket a pinned client sends on (an index into `sockets`).
+    pin: usize,
 }
 
 impl<'a> Client<'a> {
-    fn new(ctx: &'a zmq::Context, watch: &'a Watch<Status>) -> Self {
+    fn new(ctx: &'a zmq::Context, watch: &'a Watch<Status>, pin_index: Option<usize>) -> Self {
         let mut c = Client {
             ctx,
             watch,
@@ -276,6 +287,8 @@ impl<'a> Client<'a> {
             route: Vec::new(),
             partitions: 1,
             epoch: 0,
+            pin_index,
+            pin: usize::MAX,
         };
         c.refresh();
         c
@@ -314,6 +327,12 @@ impl<'a> Client<'a> {
             .collect();
         self.partitions = routes.partitions;
         self.epoch = routes.epoch;
+        if let Some(i) = self.pin_index {
+            self.pin = index
+                .get(i % index.len().max(1))
+                .copied()
+                .unwrap_or(usize::MAX);
+        }
     }
 
     /// Waits until every socket is connected (a DEALER with `ZMQ_IMMEDIATE`
@@ -330,7 +349,34 @@ impl<'a> Client<'a> {
         let p = partition_of(key, self.partitions) as usize;
         self.route.get(p).copied().unwrap_or(usize::MAX)
     }
+
+    /// Writes the name of key `k` into `key` and returns its socket. A
+    /// pinned client first redraws `k` (up to [`PIN_TRIES`] times) until the
+    /// key's primary is its own node, so its keys stay uniform over the
+    /// keys that node is primary for.
+    fn choose(
+        &self,
+        k: &mut u64,
+        keys: Option<u64>,
+        rng: &mut SmallRng,
+        key: &mut String,
+    ) -> usize {
+        for _ in 0..PIN_TRIES {
+            key.clear();
+            let _ = write!(key, "bench:{k}");
+            let s = self.socket_for(key);
+            match keys {
+                Some(n) if self.pin_index.is_some() && s != self.pin => *k = rng.gen_range(0..n),
+                _ => return s,
+            }
+        }
+        self.socket_for(key)
+    }
 }
+
+/// Draws a pinned client makes for a key on its node before it takes any:
+/// with 3 nodes, the chance that 64 draws all miss is below 10^-11.
+const PIN_TRIES: usize = 64;
 
 /// Runs one client for a phase: connects, waits at the `gate` for the other
 /// clients (so connecting is not timed), then issues requests until the
@@ -340,10 +386,16 @@ pub(crate) fn run_client(
     watch: &Watch<Status>,
     plan: &Plan,
     shared: &Shared,
+    index: usize,
     seed: u64,
     gate: &Gate,
 ) -> Tally {
-    let mut client = Client::new(ctx, watch);
+    let pinned = plan.pinned && matches!(plan.workload, Workload::Random { .. });
+    let keys = match plan.workload {
+        Workload::Random { keys, .. } => Some(keys),
+        Workload::Each { .. } => None,
+    };
+    let mut client = Client::new(ctx, watch, pinned.then_some(index));
     client.connect(CONNECT_TIMEOUT);
     let mut tally = Tally::new(plan.bitmap_keys);
     let mut rng = SmallRng::seed_from_u64(seed);
@@ -351,7 +403,7 @@ pub(crate) fn run_client(
     let value: String = (0..plan.value_size)
         .map(|_| rng.sample(rand::distributions::Alphanumeric) as char)
         .collect();
-    let mut inflight: HashMap<u64, InFlight> = HashMap::with_capacity(plan.pipeline * 2);
+    let mut inflight = InFlightMap::with_capacity_and_hasher(plan.pipeline * 2, Default::default());
     let mut next_id: u64 = 1;
     // Per socket, the frame being filled and the requests in it.
     let mut outgoing: Vec<Outgoing> = Vec::new();
@@ -371,12 +423,11 @@ pub(crate) fn run_client(
         let room = plan.pipeline.saturating_sub(inflight.len());
         let mut queued = 0;
         while room >= batch.min(plan.pipeline) && queued < room && !exhausted {
-            let Some((op, k)) = next_op(plan, shared, deadline, &mut rng) else {
+            let Some((op, mut k)) = next_op(plan, shared, deadline, &mut rng) else {
                 exhausted = true;
                 break;
             };
-            key.clear();
-            let _ = write!(key, "bench:{k}");
+            let s = client.choose(&mut k, keys, &mut rng, &mut key);
             let id = next_id;
             next_id += 1;
             if op == Op::Put {
@@ -384,7 +435,6 @@ pub(crate) fn run_client(
                     *word |= 1 << (k % 64);
                 }
             }
-            let s = client.socket_for(&key);
             if s >= client.sockets.len() {
                 unsent(&mut client, &mut tally, shared, 1, || {
                     "no node to send to".into()
@@ -449,7 +499,7 @@ fn send_out(
     client: &mut Client,
     s: usize,
     out: &mut Outgoing,
-    inflight: &mut HashMap<u64, InFlight>,
+    inflight: &mut InFlightMap,
     tally: &mut Tally,
     shared: &Shared,
 ) {
@@ -556,7 +606,7 @@ struct Received {
 fn wait_for_replies(
     client: &mut Client,
     msg: &mut zmq::Message,
-    inflight: &mut HashMap<u64, InFlight>,
+    inflight: &mut InFlightMap,
     tally: &mut Tally,
     shared: &Shared,
 ) -> Received {
@@ -603,7 +653,7 @@ fn wait_for_replies(
 fn take(
     client: &mut Client,
     msg: &zmq::Message,
-    inflight: &mut HashMap<u64, InFlight>,
+    inflight: &mut InFlightMap,
     tally: &mut Tally,
     shared: &Shared,
     got: &mut Received,
@@ -621,9 +671,15 @@ fn take(
         tally.fail("malformed", || format!("malformed reply: {e}"));
         Vec::new()
     });
+    let before = got.answered;
     for reply in replies {
-        take_one(client, reply, now, inflight, tally, shared, got);
+        take_one(client, reply, now, inflight, tally, got);
     }
+    // Once per frame, not per reply: 50 clients bumping one counter for
+    // every reply keep its cache line moving between the cores.
+    shared
+        .done
+        .fetch_add((got.answered - before) as u64, Ordering::Relaxed);
 }
 
 /// Accounts for one reply, received at `now`.
@@ -631,9 +687,8 @@ fn take_one(
     client: &mut Client,
     reply: Reply,
     now: Instant,
-    inflight: &mut HashMap<u64, InFlight>,
+    inflight: &mut InFlightMap,
     tally: &mut Tally,
-    shared: &Shared,
     got: &mut Received,
 ) {
     let Some(f) = reply.id.and_then(|id| inflight.remove(&id)) else {
@@ -642,7 +697,6 @@ fn take_one(
     client.owed[f.socket] = client.owed[f.socket].saturating_sub(1);
     got.answered += 1;
     tally.ops += 1;
-    shared.done.fetch_add(1, Ordering::Relaxed);
     let _ = tally
         .latency
         .record((now - f.sent).as_nanos().max(1) as u64);
@@ -656,12 +710,7 @@ fn take_one(
 }
 
 /// Counts requests that have waited longer than [`REPLY_TIMEOUT`] as failed.
-fn expire(
-    inflight: &mut HashMap<u64, InFlight>,
-    owed: &mut [usize],
-    tally: &mut Tally,
-    shared: &Shared,
-) {
+fn expire(inflight: &mut InFlightMap, owed: &mut [usize], tally: &mut Tally, shared: &Shared) {
     let now = Instant::now();
     inflight.retain(|_, f| {
         if now.duration_since(f.sent) < REPLY_TIMEOUT {

@@ -105,6 +105,9 @@ fn run(
     control: Receiver<LeaderControl>,
     ready: Sender<Result<String>>,
 ) {
+    // Before the first socket of the cluster's context: libzmq starts the
+    // context's I/O thread from here, and it inherits the policy.
+    crate::node::sched::batch_scheduling();
     let (inbox, endpoint) = match router(&ctx, &bind, 64 << 20) {
         Ok(x) => x,
         Err(e) => {

@@ -281,6 +281,21 @@ impl Node {
     }
 
     fn start(&mut self, client: ClientId, id: Option<serde_json::Value>, op: KeyOp) {
+        // A read this node can serve as primary is answered at once, with no
+        // pending entry and no copy of the key: the common case under load.
+        // Anything else (not the primary, no lease, taking over) takes the
+        // general path below, which retries and forwards.
+        if let KeyOp::Get { key } = &op {
+            let p = self.view.partition_of(key);
+            if matches!(self.primary_for(p), Ok(n) if n == self.id) {
+                if let Ok(value) = self.read_local(p, key) {
+                    if let KeyOp::Get { key } = op {
+                        self.reply(client, Response::Value { key, value, id });
+                    }
+                    return;
+                }
+            }
+        }
         let request = self.next_request;
         self.next_request += 1;
         let deadline = self.now + self.cfg.request_timeout;
@@ -423,54 +438,67 @@ impl Node {
         op: KeyOp,
         waiter: Waiter,
     ) -> Option<Result<KeyOpResult, Error>> {
-        if !self.has_lease() {
-            return Some(Err(Error::Unavailable(format!(
-                "{} has no valid lease at epoch {}",
-                node_name(self.id),
-                self.view.epoch
-            ))));
-        }
-        let term = self.view.partitions.get(p as usize).map(|i| i.term);
-        let Some(leader) = self.leaders.get_mut(&p).filter(|l| Some(l.term) == term) else {
-            return Some(Err(Error::NotPrimary(format!(
-                "{} is not the primary of partition {p} at epoch {}",
-                node_name(self.id),
-                self.view.epoch
-            ))));
+        let (key, value) = match op {
+            KeyOp::Get { key } => return Some(self.read_local(p, &key).map(KeyOpResult::Value)),
+            KeyOp::Put { key, value } => (key, Some(value)),
+            KeyOp::Delete { key } => (key, None),
         };
+        if let Err(e) = self.check_primary(p) {
+            return Some(Err(e));
+        }
         let deadline = self.now + self.cfg.request_timeout;
         let mut msgs = Vec::new();
-        let done = match op {
-            KeyOp::Get { key } => {
-                if !leader.activated() {
-                    return Some(Err(Error::Unavailable(format!(
-                        "partition {p} has a new primary that is still taking over"
-                    ))));
-                }
-                return Some(Ok(KeyOpResult::Value(leader.read(&key, &self.store))));
-            }
-            KeyOp::Put { key, value } => leader.write(
-                key,
-                Some(value),
-                waiter,
-                deadline,
-                &mut self.store,
-                self.now,
-                &mut msgs,
-            ),
-            KeyOp::Delete { key } => leader.write(
-                key,
-                None,
-                waiter,
-                deadline,
-                &mut self.store,
-                self.now,
-                &mut msgs,
-            ),
+        let Some(leader) = self.leaders.get_mut(&p) else {
+            return Some(Err(Error::Internal(format!(
+                "no leader state for partition {p}"
+            ))));
         };
+        let done = leader.write(
+            key,
+            value,
+            waiter,
+            deadline,
+            &mut self.store,
+            self.now,
+            &mut msgs,
+        );
         self.flush(msgs);
         self.complete(done);
         None
+    }
+
+    /// Reads `key` of partition `p` as its primary: the committed value,
+    /// without asking the secondaries (the lease says no other node can
+    /// have accepted a write since).
+    fn read_local(&self, p: PartitionId, key: &str) -> Result<Option<String>, Error> {
+        self.check_primary(p)?;
+        match self.leaders.get(&p) {
+            Some(leader) if leader.activated() => Ok(leader.read(key, &self.store)),
+            _ => Err(Error::Unavailable(format!(
+                "partition {p} has a new primary that is still taking over"
+            ))),
+        }
+    }
+
+    /// Why this node may not act as the primary of partition `p` now, if it
+    /// may not: its lease ran out, or it does not lead `p` at the view's term.
+    fn check_primary(&self, p: PartitionId) -> Result<(), Error> {
+        if !self.has_lease() {
+            return Err(Error::Unavailable(format!(
+                "{} has no valid lease at epoch {}",
+                node_name(self.id),
+                self.view.epoch
+            )));
+        }
+        let term = self.view.partitions.get(p as usize).map(|i| i.term);
+        if self.leaders.get(&p).is_none_or(|l| Some(l.term) != term) {
+            return Err(Error::NotPrimary(format!(
+                "{} is not the primary of partition {p} at epoch {}",
+                node_name(self.id),
+                self.view.epoch
+            )));
+        }
+        Ok(())
     }
 
     /// Delivers finished writes to their waiters.

@@ -7,6 +7,7 @@ pub mod message;
 pub mod protocol;
 pub mod replication;
 pub mod runtime;
+pub mod sched;
 pub mod store;
 pub mod transport;
 

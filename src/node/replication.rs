@@ -22,7 +22,7 @@ use crate::cluster::view::{NodeId, PartitionId, Term, Time, View};
 use crate::error::Error;
 use crate::node::message::{KeyOpResult, Message, RequestId, StreamEntry, StreamId};
 use crate::node::store::Store;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 /// Who waits for a write to commit: the coordinator that routed it (this
 /// node itself when the client is connected to the primary).
@@ -120,7 +120,9 @@ pub struct Leader {
     pub term: Term,
     next_idx: u64,
     log: VecDeque<LogEntry>,
-    overlay: HashMap<String, Overlay>,
+    /// Keyed with foldhash: it is looked up on every read and write, and
+    /// SipHash, std's default, costs more than the lookup itself.
+    overlay: foldhash::HashMap<String, Overlay>,
     streams: BTreeMap<NodeId, Stream>,
     /// True once every in-sync secondary has finished its resync in this
     /// term: then every secondary has adopted the view that made this node
@@ -139,7 +141,7 @@ impl Leader {
             term,
             next_idx: 1,
             log: VecDeque::new(),
-            overlay: HashMap::new(),
+            overlay: foldhash::HashMap::default(),
             streams: BTreeMap::new(),
             activated: false,
             cfg,

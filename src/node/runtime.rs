@@ -20,7 +20,7 @@ use crate::node::protocol::{
 };
 use crate::node::transport::{classify, reply, router, ClientRoute, Clock, Inbound, Outbox};
 use crossbeam_channel::{Receiver, Sender};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -127,6 +127,7 @@ fn run(
     control: Receiver<Control>,
     ready: Sender<Result<String>>,
 ) {
+    super::sched::batch_scheduling();
     // Room for the largest frame a peer may send (a resync chunk or a value
     // at the limit), well over the client limit so oversized client frames
     // get an error reply rather than a dropped connection.
@@ -297,7 +298,7 @@ fn inspect(node: &mut Node, c: Control) {
             let data = node
                 .store()
                 .partition(p)
-                .map(|d| d.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+                .map(|d| d.iter().map(|(k, v)| (k.to_string(), v.clone())).collect());
             let _ = tx.send(data.unwrap_or_default());
         }
         Control::Corrupt {
@@ -350,8 +351,10 @@ fn flush(node: &mut Node, inbox: &zmq::Socket, outbox: &mut Outbox, replies: &mu
 #[derive(Default)]
 struct Replies {
     next: ClientId,
-    waiting: HashMap<ClientId, Waiting>,
-    batches: HashMap<u64, Batch>,
+    /// Both maps see an insert and a remove per request: foldhash, not
+    /// std's slower SipHash.
+    waiting: foldhash::HashMap<ClientId, Waiting>,
+    batches: foldhash::HashMap<u64, Batch>,
     next_batch: u64,
 }
 

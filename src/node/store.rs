@@ -4,13 +4,21 @@
 //! operations that rebalancing and failover need cheap: dropping a partition
 //! the node no longer holds, streaming a partition in key order in chunks,
 //! and replacing a key range with a chunk from the primary.
+//!
+//! Keys are [`CompactString`]s, which hold a key of up to 24 bytes inside
+//! the B-tree node itself. A lookup compares the wanted key with several
+//! keys on each level; with heap `String` keys every comparison followed a
+//! pointer to another cache line, and those misses were the largest single
+//! cost of a read (docs/performance.md). Short keys also save their own heap
+//! block.
 
 use crate::cluster::view::PartitionId;
+use compact_str::CompactString;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
 /// The pairs of one partition, in key order.
-pub type PartitionData = BTreeMap<String, String>;
+pub type PartitionData = BTreeMap<CompactString, String>;
 
 /// A node's data.
 #[derive(Debug, Default)]
@@ -35,7 +43,11 @@ impl Store {
     pub fn put(&mut self, p: PartitionId, key: String, value: String) -> Option<String> {
         let key_len = key.len();
         let size = (key_len + value.len()) as u64;
-        let old = self.partitions.entry(p).or_default().insert(key, value);
+        let old = self
+            .partitions
+            .entry(p)
+            .or_default()
+            .insert(CompactString::from(key), value);
         match &old {
             Some(v) => self.bytes -= (key_len + v.len()) as u64,
             None => self.keys += 1,
@@ -66,7 +78,7 @@ impl Store {
         let data = self.partitions.entry(p).or_default();
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
         let upper = upto.map_or(Bound::Unbounded, Bound::Included);
-        let doomed: Vec<String> = data
+        let doomed: Vec<CompactString> = data
             .range::<str, _>((lower, upper))
             .map(|(k, _)| k.clone())
             .collect();
@@ -97,7 +109,7 @@ impl Store {
         let page: Vec<(String, String)> = iter
             .by_ref()
             .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
         let more = iter.next().is_some();
         (page, more)
@@ -106,7 +118,7 @@ impl Store {
     /// Drops partition `p` entirely.
     pub fn drop_partition(&mut self, p: PartitionId) {
         if let Some(data) = self.partitions.remove(&p) {
-            for (k, v) in data {
+            for (k, v) in &data {
                 self.keys -= 1;
                 self.bytes -= (k.len() + v.len()) as u64;
             }

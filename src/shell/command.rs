@@ -257,11 +257,12 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "bench",
         aliases: &[],
-        args: "put|get|mixed [--ops N | --duration D] [--clients C] [--pipeline P] [--batch N] [--value-size B] [--keys K] [--keep]",
+        args: "put|get|mixed [--ops N | --duration D] [--clients C] [--pipeline P] [--batch N] [--pinned] [--value-size B] [--keys K] [--keep]",
         summary: "measure throughput and latency through the external protocol",
         detail: "Each client is a thread with its own DEALER sockets, routing to primaries, with up \
                  to P requests in flight, packed up to N to a frame (a JSON array) with --batch N, \
-                 as Redis pipelines commands in one write. Prints ops/s and latency p50, p90, p99, p99.9 and max \
+                 as Redis pipelines commands in one write. --pinned ties each client to one node, \
+                 with random keys that node is primary for, as redis-benchmark --cluster does. Prints ops/s and latency p50, p90, p99, p99.9 and max \
                  (hdrhistogram). get and mixed (half gets, half puts) load the keys first, untimed. \
                  The keys written are deleted afterwards unless --keep. Defaults: 5s, 50 clients, \
                  pipeline 1, batch 1, 100-byte values, 100000 keys.",
@@ -474,6 +475,12 @@ mod tests {
                 assert!(names.insert(*n), "{n} is unique");
             }
         }
+    }
+
+    #[test]
+    fn the_bench_help_shows_the_usage_bench_errors_print() {
+        let bench = COMMANDS.iter().find(|c| c.name == "bench").unwrap();
+        assert_eq!(format!("usage: bench {}", bench.args), crate::bench::USAGE);
     }
 
     #[test]
