@@ -413,7 +413,8 @@ impl Cluster {
             .map_err(|_| Error::Internal("the leader thread is gone".into()))
     }
 
-    /// Starts decommissioning a node.
+    /// Starts decommissioning a node; [`Cluster::wait_removed`] waits for
+    /// the end of it.
     pub fn decommission(&mut self, id: NodeId) -> Result<()> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.leader_control(LeaderControl::Decommission(id, tx))?;
@@ -421,28 +422,87 @@ impl Cluster {
             .map_err(|_| Error::Timeout("the leader did not answer".into()))?
     }
 
-    /// Waits until a decommissioned node has left, then stops its thread.
-    pub fn wait_left(
+    /// Decommissions a node and waits until it is gone and the data moves
+    /// it caused have settled (see [`Cluster::wait_removed`]).
+    pub fn remove(
         &mut self,
         id: NodeId,
         timeout: Duration,
         cancelled: &dyn Fn() -> bool,
     ) -> Result<()> {
-        self.status
+        self.decommission(id)?;
+        self.wait_removed(id, timeout, cancelled)
+    }
+
+    /// Waits until a decommissioned node has left the view (it holds
+    /// nothing), stops its thread, and then waits until the rebalancing its
+    /// removal started has settled: nothing moving or degraded, and every
+    /// live node has adopted the final view (so its key counts are final).
+    ///
+    /// Leaving is not the end of it: the node leaves as soon as it holds
+    /// nothing, but a step it started can still be finishing, such as a
+    /// surplus replica on another node that is removed only once that node
+    /// has seen the new primary's term. Returning at that point would show
+    /// an operator a replica count that changes a moment later.
+    pub fn wait_removed(
+        &mut self,
+        id: NodeId,
+        timeout: Duration,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        match self
+            .status
             .wait_until(timeout, cancelled, |s| !s.view.nodes.contains_key(&id))
-            .map_err(|_| {
-                Error::Timeout(format!(
-                    "{} has not finished moving its data away",
-                    node_name(id)
-                ))
-            })?;
+        {
+            Ok(_) => {}
+            Err(_) if cancelled() => return Err(Error::Cancelled),
+            Err(_) => {
+                return Err(Error::Timeout(format!(
+                    "{} has not finished moving its data away after {:.1} s",
+                    node_name(id),
+                    timeout.as_secs_f64()
+                )))
+            }
+        }
         if let Some(mut h) = self.nodes.remove(&id) {
             if let Some(t) = h.thread.take() {
                 let _ = t.control.send(Control::Kill);
                 let _ = t.thread.join();
             }
         }
-        Ok(())
+        // Moving and degraded partitions are what unfinished steps leave
+        // behind. This is not `healthy`, which also wants no other node
+        // leaving. A partition an earlier failure left without a live
+        // primary cannot reach its target, so it counts as moving and holds
+        // the wait until the timeout, as it holds `add` and `rebalance`.
+        let settled = |s: &Status| {
+            s.moving == 0
+                && s.degraded == 0
+                && s.view
+                    .nodes
+                    .iter()
+                    .filter(|(_, n)| n.state == NodeState::Up)
+                    .all(|(n, _)| {
+                        s.members
+                            .get(n)
+                            .is_some_and(|m| m.reported_epoch >= s.view.epoch)
+                    })
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.status.wait_until(left, cancelled, settled) {
+            Ok(_) => Ok(()),
+            Err(_) if cancelled() => Err(Error::Cancelled),
+            Err(s) => Err(Error::Timeout(format!(
+                "{} left, but the rebalancing it caused has not settled after {:.1} s: \
+                 {} degraded, {} moving partitions{}",
+                node_name(id),
+                timeout.as_secs_f64(),
+                s.degraded,
+                s.moving,
+                stuck(&s)
+            ))),
+        }
     }
 
     /// Removes a killed node that holds nothing from the cluster for good.

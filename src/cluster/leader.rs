@@ -1084,6 +1084,15 @@ impl ViewLeader {
         if let Some(n) = self.view.nodes.get_mut(&node) {
             n.state = NodeState::Leaving;
         }
+        // While a node is leaving, every partition moves towards the target,
+        // and the node can leave while steps it started elsewhere are half
+        // done (a replica added, the surplus not yet removed). Counting the
+        // decommission as a requested rebalance keeps the leader going until
+        // every partition is at its target, even with auto-rebalance off;
+        // otherwise those partitions would keep a surplus replica until the
+        // next `rebalance`, and `remove` could not wait for an end state.
+        self.rebalance_requested = true;
+        self.was_balanced = false;
         self.plan_step();
         self.publish();
         Ok(())

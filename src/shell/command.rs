@@ -123,7 +123,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         summary: "decommission a node: move its partitions away, then stop it",
         detail:
             "No partition has fewer in-sync replicas at any point; the node leaves only when it \
-                 holds nothing.",
+                 holds nothing. It returns once the moves the removal started have finished, \
+                 so the next command sees where the partitions settled.",
         example: "remove n3",
     },
     CommandSpec {

@@ -450,7 +450,9 @@ impl Shell {
             self.progress_on(),
             &format!("moving data off {}", node_name(id)),
         );
-        let result = self.cluster.wait_left(id, MOVE_TIMEOUT, &interrupted);
+        // Returns once the moves the removal started have settled, not just
+        // once the node has left, so the next command sees the end state.
+        let result = self.cluster.wait_removed(id, MOVE_TIMEOUT, &interrupted);
         bar.finish();
         if interrupted() {
             return Err(Error::Cancelled);

@@ -445,7 +445,7 @@ impl<'t> World<'t> {
                 }
                 EventKind::Left { node } => {
                     // The operator stops it once it sees it gone, as
-                    // `Cluster::wait_left` does, after a poll or two.
+                    // `Cluster::wait_removed` does, after a poll or two.
                     let delay = self.rng.gen_range(0..=20_000);
                     self.queue.push(self.now + delay, Event::Stop(node));
                 }
