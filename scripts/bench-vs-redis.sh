@@ -89,9 +89,10 @@ if [ -n "${KVSH_BENCH:-}" ]; then
     cp "$KVSH_BENCH" "$kvsh"
 else
     echo "== building kvsh (release)"
-    cargo build --release --quiet --example bench
+    cargo build --release --quiet --example bench --example zmq_ceiling
     cp target/release/examples/bench "$kvsh"
 fi
+ceiling=$(dirname "${KVSH_BENCH:-target/release/examples/bench}")/zmq_ceiling
 
 # kvsh NAME ARGS...: one bench in a fresh 3-node R=2 cluster; JSON to $work/NAME.
 kvsh_run() {
@@ -101,14 +102,31 @@ kvsh_run() {
 }
 
 echo "== kvsh: 3 nodes, R=2, $SIZE-byte values, $KEYS keys"
-kvsh_run put --raw-samples 20000 put --ops "$N" --clients "$CLIENTS" --keys "$KEYS" --value-size "$SIZE"
-kvsh_run get --raw-samples 0 get --ops "$N" --clients "$CLIENTS" --keys "$KEYS" --value-size "$SIZE"
-kvsh_run getp --raw-samples 0 get --ops "$((N * 4))" --clients "$CLIENTS" --pipeline "$PIPELINE" --batch "$PIPELINE" --keys "$KEYS" --value-size "$SIZE"
+# The many-client runs pin each client to one node, with random keys among
+# those the node leads: the shape of redis-benchmark --cluster, which ties
+# each client to one master and puts a hash tag of that master's slots in
+# every key. The same runs unpinned (each client routes every key to its
+# primary, so a pipeline of 16 is split over three sockets) follow, for
+# reference.
+kvsh_run put --raw-samples 20000 put --pinned --ops "$N" --clients "$CLIENTS" --keys "$KEYS" --value-size "$SIZE"
+kvsh_run get --raw-samples 0 get --pinned --ops "$N" --clients "$CLIENTS" --keys "$KEYS" --value-size "$SIZE"
+kvsh_run getp --raw-samples 0 get --pinned --ops "$((N * 4))" --clients "$CLIENTS" --pipeline "$PIPELINE" --batch "$PIPELINE" --keys "$KEYS" --value-size "$SIZE"
+kvsh_run putr --raw-samples 0 put --ops "$N" --clients "$CLIENTS" --keys "$KEYS" --value-size "$SIZE"
+kvsh_run getr --raw-samples 0 get --ops "$N" --clients "$CLIENTS" --keys "$KEYS" --value-size "$SIZE"
+kvsh_run getpr --raw-samples 0 get --ops "$((N * 4))" --clients "$CLIENTS" --pipeline "$PIPELINE" --batch "$PIPELINE" --keys "$KEYS" --value-size "$SIZE"
 # The 1-client runs alternate raw round trips and bench runs ($ROUNDS each)
 # and report medians, so the anchor and kvsh see the same minutes.
 kvsh_run put1 --rounds "$ROUNDS" --raw-samples "$LAT_N" put --ops "$((LAT_N / ROUNDS))" --clients 1 --keys "$KEYS" --value-size "$SIZE"
 kvsh_run get1 --rounds "$ROUNDS" --raw-samples "$LAT_N" get --ops "$((LAT_N / ROUNDS))" --clients 1 --keys "$KEYS" --value-size "$SIZE"
-for f in put get getp put1 get1; do
+# What bare ZeroMQ carries with one message in flight per client, with no
+# kvsh code: the ceiling for any store behind this transport and client
+# shape on this machine. (With pipelining kvsh packs requests into one frame,
+# so there an echo of separate messages is no ceiling.)
+if [ -x "$ceiling" ]; then
+    "${prio[@]}" "$ceiling" --json --clients "$CLIENTS" --pipeline 1 --duration 5 >"$work/zmq1"
+fi
+for f in put get getp putr getr getpr put1 get1 zmq1; do
+    [ -f "$work/$f" ] || continue
     printf '  %-5s %s\n' "$f" "$(cat "$work/$f")"
 done
 
@@ -190,6 +208,13 @@ if [ "$REDIS_CLUSTER" = 1 ]; then
     row "put ${CLIENTS}x1 ops/s (vs cluster)" "$(k put median_ops_per_sec)" "$(r_rps c.SET)"
     row "get ${CLIENTS}x1 ops/s (vs cluster)" "$(k get median_ops_per_sec)" "$(r_rps c.GET)"
     row "get ${CLIENTS}x${PIPELINE} ops/s (vs cluster)" "$(k getp median_ops_per_sec)" "$(r_rps cp.GET)"
+fi
+row "put ${CLIENTS}x1 unpinned (info)" "$(k putr median_ops_per_sec)" "$(r_rps r.SET)"
+row "get ${CLIENTS}x1 unpinned (info)" "$(k getr median_ops_per_sec)" "$(r_rps r.GET)"
+row "get ${CLIENTS}x${PIPELINE} unpinned (info)" "$(k getpr median_ops_per_sec)" "$(r_rps rp.GET)"
+if [ -f "$work/zmq1" ]; then
+    row "bare zmq echo ${CLIENTS}x1 (ceiling)" "$(k zmq1 msgs_per_sec)" "$(r_rps r.GET)"
+    echo "kvsh get ${CLIENTS}x1 / bare zmq echo = $(ratio "$(k get median_ops_per_sec)" "$(k zmq1 msgs_per_sec)")"
 fi
 row "put 1x1 p50 µs" "$(k put1 median_p50_us)" "$(r_p50 r1.SET)"
 row "get 1x1 p50 µs" "$(k get1 median_p50_us)" "$(r_p50 r1.GET)"

@@ -10,7 +10,12 @@
 //!    outside client's process would have). Each keeps up to P requests in
 //!    flight, sends each to the key's primary from the view, and matches
 //!    replies to requests by the echoed `id` (replies to different nodes, or
-//!    forwarded ones, can come back out of order). Keys are uniform at
+//!    forwarded ones, can come back out of order). With `--pinned` each
+//!    client sends only to one node, drawing keys until it finds one that
+//!    node leads, as `redis-benchmark --cluster` ties each client to one
+//!    master. Client threads run under `SCHED_BATCH`, as the nodes do
+//!    (`src/node/sched.rs`), so that the load generator's own wake-ups
+//!    cost the machine less. Keys are uniform at
 //!    random among the K. `put` writes, `get` reads, `mixed` reads or writes
 //!    with even odds (50% `GET_ONE`, 50% `PUT`). The run stops after `--ops`
 //!    requests over all clients, or after `--duration`; then the clients

@@ -51,6 +51,9 @@ impl Echo {
         let thread = std::thread::Builder::new()
             .name("kvsh-bench-echo".into())
             .spawn(move || {
+                // Scheduled as a node thread is (and, if this makes the
+                // context's first socket, so is its I/O thread).
+                crate::node::sched::batch_scheduling();
                 let echo = match router(&echo_ctx, "127.0.0.1", 1 << 20) {
                     Ok((s, endpoint)) => {
                         let _ = ready_tx.send(Ok(endpoint));

@@ -198,6 +198,12 @@ impl Phases<'_> {
                 match std::thread::Builder::new()
                     .name(format!("kvsh-bench-{i}"))
                     .spawn_scoped(scope, move || {
+                        // Batch-scheduled like the nodes (src/node/sched.rs):
+                        // 50 client threads that preempt whatever wakes them
+                        // measure the scheduler more than the cluster. The
+                        // first client's socket starts the bench context's
+                        // I/O thread, which inherits the policy.
+                        crate::node::sched::batch_scheduling();
                         run_client(ctx, watch, plan, shared, i, seed, gate)
                     }) {
                     Ok(h) => handles.push(h),

@@ -14,7 +14,7 @@
 
 use crate::cluster::view::PartitionId;
 use compact_str::CompactString;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 /// The pairs of one partition, in key order.
@@ -23,7 +23,9 @@ pub type PartitionData = BTreeMap<CompactString, String>;
 /// A node's data.
 #[derive(Debug, Default)]
 pub struct Store {
-    partitions: HashMap<PartitionId, PartitionData>,
+    /// foldhash rather than std's SipHash: every read and write looks up
+    /// its partition here first.
+    partitions: foldhash::HashMap<PartitionId, PartitionData>,
     keys: u64,
     bytes: u64,
 }
