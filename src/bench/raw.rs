@@ -25,7 +25,17 @@ const PAYLOAD: &[u8] = br#"{"op":"GET_ONE","key":"bench:12345","id":123456}"#;
 /// of its own.
 pub fn raw_roundtrip(ctx: &zmq::Context, samples: usize) -> Result<LatencySummary> {
     let echo = Echo::start(ctx)?;
-    measure(&zmq::Context::new(), echo.endpoint(), samples)
+    let endpoint = echo.endpoint().to_string();
+    // In a thread scheduled as a bench client is, whose first socket starts
+    // the new context's I/O thread, so that inherits the policy too.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            crate::node::sched::batch_scheduling();
+            measure(&zmq::Context::new(), &endpoint, samples)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::Internal("the raw round trip thread panicked".into())))
+    })
 }
 
 /// A thread with a ROUTER on a loopback port that sends every message back

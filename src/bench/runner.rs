@@ -398,6 +398,48 @@ mod tests {
     }
 
     #[test]
+    fn pinned_clients_skip_a_node_that_leads_nothing_and_clean_up() {
+        let mut c = Cluster::start(
+            ClusterConfig {
+                nodes: 3,
+                replicas: 2,
+                auto_rebalance: false,
+                ..ClusterConfig::default()
+            },
+            None,
+        )
+        .unwrap();
+        c.wait_healthy(Duration::from_secs(30), &|| false).unwrap();
+        // A fourth node, with nothing moved to it: it leads no partition.
+        let added = c.add(1).unwrap()[0];
+        c.wait_healthy(Duration::from_secs(30), &|| false).unwrap();
+        let view = c.status().view.clone();
+        assert!((0..view.partition_count()).all(|p| view.primary(p) != Some(added)));
+        let cfg = BenchConfig {
+            ops: Some(400),
+            clients: 4,
+            keys: 60,
+            pinned: true,
+            ..BenchConfig::default()
+        };
+        // The cleanup deletes exactly what was written.
+        let r = run(&c, &cfg, false, &|| false).unwrap();
+        assert_eq!((r.ops, r.errors), (400, 0), "{r:?}");
+        assert_eq!(bench_keys(&c), 0, "every written key is cleaned up");
+        // Four clients over the three nodes that lead: all three get keys.
+        let r = run(&c, &BenchConfig { keep: true, ..cfg }, false, &|| false).unwrap();
+        assert_eq!(r.errors, 0, "{r:?}");
+        let leaders: std::collections::BTreeSet<_> = c
+            .client()
+            .get_all(Some("bench:"), None)
+            .unwrap()
+            .iter()
+            .map(|e| view.primary(view.partition_of(&e.key)))
+            .collect();
+        assert_eq!(leaders.len(), 3, "{leaders:?}");
+    }
+
+    #[test]
     fn keep_leaves_the_keys_and_cancel_stops_early() {
         let c = cluster();
         let cfg = BenchConfig {

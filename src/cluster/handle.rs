@@ -476,19 +476,7 @@ impl Cluster {
         // leaving. A partition an earlier failure left without a live
         // primary cannot reach its target, so it counts as moving and holds
         // the wait until the timeout, as it holds `add` and `rebalance`.
-        let settled = |s: &Status| {
-            s.moving == 0
-                && s.degraded == 0
-                && s.view
-                    .nodes
-                    .iter()
-                    .filter(|(_, n)| n.state == NodeState::Up)
-                    .all(|(n, _)| {
-                        s.members
-                            .get(n)
-                            .is_some_and(|m| m.reported_epoch >= s.view.epoch)
-                    })
-        };
+        let settled = |s: &Status| s.moving == 0 && s.degraded == 0 && s.caught_up();
         let left = deadline.saturating_duration_since(Instant::now());
         match self.status.wait_until(left, cancelled, settled) {
             Ok(_) => Ok(()),
@@ -522,9 +510,10 @@ impl Cluster {
     }
 
     /// Waits until every partition has its replicas in sync and nothing is
-    /// moving, and the leader has caught up with what the operator did: a
-    /// killed node is dead in the view, and a paused node has woken and been
-    /// heard from. Returns how long it took.
+    /// moving, the leader has caught up with what the operator did (a killed
+    /// node is dead in the view, a paused node has woken and been heard
+    /// from), and every live node has reported the latest view, so that the
+    /// key counts `nodes` shows are from after it. Returns how long it took.
     pub fn wait_healthy(
         &self,
         timeout: Duration,
@@ -545,6 +534,7 @@ impl Cluster {
         let ready = |s: &Status| {
             let now = Instant::now();
             s.healthy
+                && s.caught_up()
                 && killed.iter().all(|id| {
                     s.view
                         .nodes

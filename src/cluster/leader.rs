@@ -315,6 +315,23 @@ pub struct Status {
     pub now: Time,
 }
 
+impl Status {
+    /// True if every node the view calls up has reported the view's epoch:
+    /// it has applied the latest view (and dropped what it no longer holds),
+    /// so its figures here, the key counts among them, are from after it.
+    pub fn caught_up(&self) -> bool {
+        self.view
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.state == NodeState::Up)
+            .all(|(n, _)| {
+                self.members
+                    .get(n)
+                    .is_some_and(|m| m.reported_epoch >= self.view.epoch)
+            })
+    }
+}
+
 /// Rebalancing steps that a target would need, for `rebalance --dry-run`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Plan {

@@ -220,10 +220,7 @@ pub fn decode_request(frame: &[u8], max_frame: usize, max_value: usize) -> Resul
     // what is wrong.
     let request: Request = match fast_decode(text) {
         Some(r) => r,
-        None => match serde_json::from_str(text) {
-            Ok(r) => r,
-            Err(_) => return Err(explain(text)),
-        },
+        None => decode_slowly(text)?,
     };
     if let Some(key) = request.key() {
         if key.len() > MAX_KEY_BYTES {
@@ -268,10 +265,16 @@ struct AnyRequest<'a> {
 /// first copying every field into a generic buffer until it has seen the
 /// tag, then decoding the variant from the buffer: twice the work and an
 /// allocation per field. A flat struct with every field needs neither. It
-/// accepts only what the enum accepts: `None` (a wrong type on any field,
-/// even one the op ignores, an unknown op, a missing field) sends the frame
-/// to the enum's own decoder, which has the final say.
+/// accepts only objects, and of those only what the enum accepts: `None`
+/// (not an object, a wrong type on any field, even one the op ignores, an
+/// unknown op, a missing field) sends the frame to [`decode_slowly`], which
+/// has the final say.
 fn fast_decode(text: &str) -> Option<Request> {
+    // serde_json would also fill the struct from an array, field by field;
+    // a request is an object.
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
     let r: AnyRequest = serde_json::from_str(text).ok()?;
     let id = r.id;
     Some(match &*r.op {
@@ -350,38 +353,35 @@ fn utf8(frame: &[u8]) -> Result<&str> {
         .map_err(|e| Error::BadInput(format!("bad request: frame is not valid UTF-8 ({e})")))
 }
 
-/// Why a frame is not a valid request, in one line.
-fn explain(text: &str) -> Error {
-    // Decode to a generic value first, so that an unknown or missing op gets a
-    // clearer message than serde's "unknown variant".
+/// Decodes a request the careful way, or says in one line what is wrong.
+///
+/// A generic value first, so that what serde's decoder for the tagged enum
+/// would let through is refused here: it takes a JSON array as a request
+/// (tag first, then the fields in order) and a number as the op (a variant
+/// index). A request is an object whose `op` is one of the names.
+fn decode_slowly(text: &str) -> Result<Request> {
+    let bad = |m: String| Err(Error::BadInput(format!("bad request: {m}")));
     let value: serde_json::Value = match serde_json::from_str(text) {
         Ok(v) => v,
-        Err(e) => return Error::BadInput(format!("bad request: malformed JSON: {e}")),
+        Err(e) => return bad(format!("malformed JSON: {e}")),
     };
     let Some(obj) = value.as_object() else {
-        return Error::BadInput("bad request: expected a JSON object".into());
+        return bad("expected a JSON object".into());
     };
     match obj.get("op") {
-        None => return Error::BadInput("bad request: missing field `op`".into()),
+        None => return bad("missing field `op`".into()),
         Some(serde_json::Value::String(op)) => {
             const OPS: [&str; 5] = ["PUT", "GET_ONE", "GET_ALL", "DELETE", "VIEW"];
             if !OPS.contains(&op.as_str()) {
-                return Error::BadInput(format!(
-                    "bad request: unknown op {op:?}, expected one of {}",
+                return bad(format!(
+                    "unknown op {op:?}, expected one of {}",
                     OPS.join(", ")
                 ));
             }
         }
-        Some(other) => {
-            return Error::BadInput(format!(
-                "bad request: field `op` must be a string, got {other}"
-            ))
-        }
+        Some(other) => return bad(format!("field `op` must be a string, got {other}")),
     }
-    match serde_json::from_value::<Request>(value) {
-        Err(e) => Error::BadInput(format!("bad request: {e}")),
-        Ok(_) => Error::BadInput("bad request: not a valid request".into()),
-    }
+    serde_json::from_value::<Request>(value).or_else(|e| bad(e.to_string()))
 }
 
 /// Encodes the reply to a batch frame: a JSON array of replies.
@@ -431,13 +431,25 @@ mod tests {
     #[test_case(r#"{"op":5,"key":"k"}"#, false; "op not a string")]
     #[test_case(r#"{"op":"GET_ONE","key":"k"} x"#, false; "trailing bytes")]
     #[test_case(r#"["op"]"#, false; "not an object")]
-    fn fast_decoding_agrees_with_the_enum(text: &str, fast: bool) {
+    #[test_case(r#"["GET_ALL","p"]"#, false; "an array in the order of the enum")]
+    #[test_case(r#"["GET_ONE","k",null,null,null,7]"#, false; "an array in the order of the struct")]
+    #[test_case(r#"{"op":1,"key":"k"}"#, false; "a variant index as the op")]
+    fn fast_decoding_agrees_with_the_slow_path(text: &str, fast: bool) {
         let quick = fast_decode(text);
         assert_eq!(quick.is_some(), fast, "{text}: {quick:?}");
-        let slow = serde_json::from_str::<Request>(text).ok();
+        let slow = decode_slowly(text).ok();
         if let Some(q) = quick {
             assert_eq!(Some(q), slow, "{text}");
         }
+    }
+
+    /// serde's tagged-enum decoder takes an array as a request and a number
+    /// as an op; kvsh does not.
+    #[test_case(r#"["GET_ALL","p"]"#, "expected a JSON object"; "array")]
+    #[test_case(r#"{"op":1,"key":"k"}"#, "field `op` must be a string, got 1"; "numeric op")]
+    fn only_objects_with_a_named_op_are_requests(text: &str, why: &str) {
+        let err = decode(text).unwrap_err().to_string();
+        assert!(err.contains(why), "{text}: {err}");
     }
 
     #[test]

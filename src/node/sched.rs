@@ -24,11 +24,13 @@
 //! operator started kvsh under.
 #![allow(unsafe_code)]
 
-/// Puts the calling thread under `SCHED_BATCH` (Linux; a no-op elsewhere).
+/// Puts the calling thread under `SCHED_BATCH` (Linux with glibc; a no-op
+/// elsewhere: musl's `sched_setscheduler` is a stub, and its `sched_param`
+/// has private fields).
 /// Needs no privilege. A failure is ignored: the policy is an optimisation,
 /// and the thread works the same without it.
 pub fn batch_scheduling() {
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let param = libc::sched_param { sched_priority: 0 };
         // SAFETY: pid 0 is the calling thread, and `param` outlives the call.
@@ -40,12 +42,12 @@ pub fn batch_scheduling() {
 
 /// True if the calling thread runs under `SCHED_BATCH`.
 pub fn is_batch() -> bool {
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: pid 0 is the calling thread.
         unsafe { libc::sched_getscheduler(0) == libc::SCHED_BATCH }
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {
         false
     }
@@ -56,7 +58,7 @@ mod tests {
     use super::*;
 
     #[test]
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn a_thread_becomes_batch_and_its_children_inherit() {
         let before = is_batch();
         let (me, child) = std::thread::spawn(|| {

@@ -595,7 +595,11 @@ impl Shell {
         bar.set_length(total);
         let deadline = Instant::now() + MOVE_TIMEOUT;
         loop {
-            let r = watch.wait_until(Duration::from_millis(100), &interrupted, |s| s.healthy);
+            // Healthy, and every node has reported the final view, so the
+            // key counts printed next are final too.
+            let r = watch.wait_until(Duration::from_millis(100), &interrupted, |s| {
+                s.healthy && s.caught_up()
+            });
             let s = match &r {
                 Ok(s) | Err(s) => s.clone(),
             };
