@@ -286,6 +286,7 @@ fn update(bar: &ProgressBar, plan: &Plan, shared: &Shared, start: Instant) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::view::{NodeId, View};
     use crate::cluster::ClusterConfig;
 
     fn cluster() -> Cluster {
@@ -304,6 +305,16 @@ mod tests {
 
     fn bench_keys(c: &Cluster) -> usize {
         c.client().get_all(Some("bench:"), None).unwrap().len()
+    }
+
+    /// The primaries, in `view`, of the bench keys the cluster holds.
+    fn bench_key_primaries(c: &Cluster, view: &View) -> std::collections::BTreeSet<NodeId> {
+        c.client()
+            .get_all(Some("bench:"), None)
+            .unwrap()
+            .iter()
+            .filter_map(|e| view.primary(view.partition_of(&e.key)))
+            .collect()
     }
 
     #[test]
@@ -387,13 +398,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.errors, 0, "{r:?}");
-        let leaders: std::collections::BTreeSet<_> = c
-            .client()
-            .get_all(Some("bench:"), None)
-            .unwrap()
-            .iter()
-            .map(|e| primary_of(&e.key))
-            .collect();
+        let leaders = bench_key_primaries(&c, &view);
         assert_eq!(leaders.len(), 3, "{leaders:?}");
     }
 
@@ -429,13 +434,7 @@ mod tests {
         // Four clients over the three nodes that lead: all three get keys.
         let r = run(&c, &BenchConfig { keep: true, ..cfg }, false, &|| false).unwrap();
         assert_eq!(r.errors, 0, "{r:?}");
-        let leaders: std::collections::BTreeSet<_> = c
-            .client()
-            .get_all(Some("bench:"), None)
-            .unwrap()
-            .iter()
-            .map(|e| view.primary(view.partition_of(&e.key)))
-            .collect();
+        let leaders = bench_key_primaries(&c, &view);
         assert_eq!(leaders.len(), 3, "{leaders:?}");
     }
 
