@@ -451,20 +451,18 @@ impl Cluster {
         cancelled: &dyn Fn() -> bool,
     ) -> Result<()> {
         let deadline = Instant::now() + timeout;
-        match self
-            .status
-            .wait_until(timeout, cancelled, |s| !s.view.nodes.contains_key(&id))
-        {
-            Ok(_) => {}
-            Err(_) if cancelled() => return Err(Error::Cancelled),
-            Err(_) => {
-                return Err(Error::Timeout(format!(
+        self.wait_for(
+            timeout,
+            cancelled,
+            |s| !s.view.nodes.contains_key(&id),
+            |_| {
+                format!(
                     "{} has not finished moving its data away after {:.1} s",
                     node_name(id),
                     timeout.as_secs_f64()
-                )))
-            }
-        }
+                )
+            },
+        )?;
         if let Some(mut h) = self.nodes.remove(&id) {
             if let Some(t) = h.thread.take() {
                 let _ = t.control.send(Control::Kill);
@@ -478,18 +476,32 @@ impl Cluster {
         // the wait until the timeout, as it holds `add` and `rebalance`.
         let settled = |s: &Status| s.moving == 0 && s.degraded == 0 && s.caught_up();
         let left = deadline.saturating_duration_since(Instant::now());
-        match self.status.wait_until(left, cancelled, settled) {
-            Ok(_) => Ok(()),
-            Err(_) if cancelled() => Err(Error::Cancelled),
-            Err(s) => Err(Error::Timeout(format!(
+        self.wait_for(left, cancelled, settled, |s| {
+            format!(
                 "{} left, but the rebalancing it caused has not settled after {:.1} s: \
                  {} degraded, {} moving partitions{}",
                 node_name(id),
                 timeout.as_secs_f64(),
                 s.degraded,
                 s.moving,
-                stuck(&s)
-            ))),
+                stuck(s)
+            )
+        })
+    }
+
+    /// Waits until the status satisfies `ready`: `Cancelled` if `cancelled`
+    /// says so first, else a `Timeout` that `why` words from the last status.
+    fn wait_for(
+        &self,
+        timeout: Duration,
+        cancelled: &dyn Fn() -> bool,
+        ready: impl FnMut(&Status) -> bool,
+        why: impl FnOnce(&Status) -> String,
+    ) -> Result<()> {
+        match self.status.wait_until(timeout, cancelled, ready) {
+            Ok(_) => Ok(()),
+            Err(_) if cancelled() => Err(Error::Cancelled),
+            Err(s) => Err(Error::Timeout(why(&s))),
         }
     }
 
@@ -550,18 +562,17 @@ impl Cluster {
                             .is_none_or(|n| n.state != NodeState::Dead)
                 })
         };
-        match self.status.wait_until(timeout, cancelled, ready) {
-            Ok(_) => Ok(start.elapsed()),
-            Err(_) if cancelled() => Err(Error::Cancelled),
-            Err(s) => Err(Error::Timeout(format!(
+        self.wait_for(timeout, cancelled, ready, |s| {
+            format!(
                 "not healthy after {:.1} s: {} degraded, {} moving, {} unavailable partitions{}",
                 timeout.as_secs_f64(),
                 s.degraded,
                 s.moving,
                 s.unavailable,
-                stuck(&s)
-            ))),
-        }
+                stuck(s)
+            )
+        })?;
+        Ok(start.elapsed())
     }
 
     /// Starts a rebalance to the current target.
