@@ -22,15 +22,15 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-
-/// Requests in flight by id. foldhash, not std's SipHash: the client
-/// shares the CPUs with the nodes it measures.
-type InFlightMap = foldhash::HashMap<u64, InFlight>;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+/// Requests in flight by id. foldhash, not std's SipHash: the client
+/// shares the CPUs with the nodes it measures.
+type InFlightMap = foldhash::HashMap<u64, InFlight>;
 
 /// A request with no reply after this long counts as failed. Nodes give up
 /// on a request after 3 s, so a reply that has not come by now never will.

@@ -18,10 +18,10 @@
 //! leader makes it, after calling [`batch_scheduling`], so the I/O thread
 //! runs as batch too.
 //!
-//! This is the crate's one use of `unsafe`: two libc calls. The
-//! `thread-priority` crate wraps them, but it also resets the thread's nice
-//! value whenever it sets a normal policy, which would undo a `nice` the
-//! operator started kvsh under.
+//! This is the crate's one use of `unsafe`: one libc call (and one more in
+//! its test). The `thread-priority` crate wraps it, but it also resets the
+//! thread's nice value whenever it sets a normal policy, which would undo a
+//! `nice` the operator started kvsh under.
 #![allow(unsafe_code)]
 
 /// Puts the calling thread under `SCHED_BATCH` (Linux with glibc; a no-op
@@ -40,22 +40,16 @@ pub fn batch_scheduling() {
     }
 }
 
-/// True if the calling thread runs under `SCHED_BATCH`.
-pub fn is_batch() -> bool {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: pid 0 is the calling thread.
-        unsafe { libc::sched_getscheduler(0) == libc::SCHED_BATCH }
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    {
-        false
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// True if the calling thread runs under `SCHED_BATCH`.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn is_batch() -> bool {
+        // SAFETY: pid 0 is the calling thread.
+        unsafe { libc::sched_getscheduler(0) == libc::SCHED_BATCH }
+    }
 
     #[test]
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
