@@ -96,6 +96,9 @@ struct NodeHandle {
 /// A running cluster.
 pub struct Cluster {
     cfg: ClusterConfig,
+    /// A name unique in this process, for the cluster's `inproc://` peer
+    /// endpoints: two clusters in one process (tests) never meet.
+    name: String,
     ctx: zmq::Context,
     clock: Clock,
     leader: Option<LeaderThread>,
@@ -153,9 +156,10 @@ impl Cluster {
             bootstrap: (1..=cfg.nodes as NodeId).collect(),
         };
         let faults = Arc::new(Faults::new());
+        let name = format!("{:016x}", rand::random::<u64>());
         let leader = runtime::spawn(
             &ctx,
-            &cfg.bind,
+            &name,
             leader_cfg,
             clock,
             status.clone(),
@@ -165,6 +169,7 @@ impl Cluster {
         )?;
         let mut cluster = Cluster {
             cfg,
+            name,
             ctx,
             clock,
             leader: Some(leader),
@@ -213,6 +218,8 @@ impl Cluster {
             id,
             incarnation,
             bind: self.cfg.bind.clone(),
+            cluster: self.name.clone(),
+            partitions: self.cfg.partitions,
             leader_endpoint,
             config: self.cfg.node,
             max_frame: self.cfg.max_frame,

@@ -276,8 +276,11 @@ pub struct Event {
 pub struct MemberStatus {
     /// The incarnation last heard from.
     pub incarnation: Incarnation,
-    /// The endpoint last heard from.
+    /// The client endpoint last heard from.
     pub endpoint: String,
+    /// The peer endpoint last heard from.
+    #[serde(default)]
+    pub peer_endpoint: String,
     /// When it was last heard from.
     pub last_heard: Time,
     /// The epoch its last heartbeat carried.
@@ -404,9 +407,9 @@ impl ViewLeader {
         &self.view
     }
 
-    /// The endpoint to reach a node at.
-    pub fn endpoint(&self, node: NodeId) -> Option<&str> {
-        self.members.get(&node).map(|m| m.endpoint.as_str())
+    /// The peer endpoint to reach a node at.
+    pub fn peer_endpoint(&self, node: NodeId) -> Option<&str> {
+        self.members.get(&node).map(|m| m.peer_endpoint.as_str())
     }
 
     /// Takes the messages to send.
@@ -476,8 +479,16 @@ impl ViewLeader {
                 sent_at,
                 incarnation,
                 endpoint,
+                peer_endpoint,
                 stats,
-            } => self.on_heartbeat(node, env.epoch, sent_at, incarnation, endpoint, stats),
+            } => self.on_heartbeat(
+                node,
+                env.epoch,
+                sent_at,
+                incarnation,
+                (endpoint, peer_endpoint),
+                stats,
+            ),
             Message::CaughtUp {
                 partition,
                 node: replica,
@@ -502,7 +513,7 @@ impl ViewLeader {
         epoch: Epoch,
         sent_at: Time,
         incarnation: Incarnation,
-        endpoint: String,
+        (endpoint, peer_endpoint): (String, String),
         stats: NodeStats,
     ) {
         if self.departed.get(&node) == Some(&incarnation) {
@@ -520,6 +531,7 @@ impl ViewLeader {
         let member = MemberStatus {
             incarnation,
             endpoint: endpoint.clone(),
+            peer_endpoint: peer_endpoint.clone(),
             last_heard: now,
             reported_epoch: epoch,
             stats,
@@ -545,6 +557,7 @@ impl ViewLeader {
                         node,
                         NodeInfo {
                             endpoint,
+                            peer_endpoint,
                             incarnation,
                             state: NodeState::Up,
                         },
@@ -563,6 +576,7 @@ impl ViewLeader {
                         node,
                         NodeInfo {
                             endpoint,
+                            peer_endpoint,
                             incarnation,
                             state: NodeState::Up,
                         },
@@ -712,6 +726,7 @@ impl ViewLeader {
                 *n,
                 NodeInfo {
                     endpoint: m.endpoint.clone(),
+                    peer_endpoint: m.peer_endpoint.clone(),
                     incarnation: m.incarnation,
                     state: NodeState::Up,
                 },
@@ -1293,7 +1308,13 @@ impl ViewLeader {
                 && degraded == 0
                 && moving == 0
                 && unavailable == 0
-                && !leaving,
+                && !leaving
+                && !self.members.iter().any(|(n, m)| {
+                    !m.stats.unreachable.is_empty()
+                        && self.view.nodes.get(n).is_some_and(|i| {
+                            i.incarnation == m.incarnation && i.state != NodeState::Dead
+                        })
+                }),
             auto_rebalance: self.cfg.auto_rebalance,
             strategy: Some(self.cfg.placement.strategy),
             now: self.now,

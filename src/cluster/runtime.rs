@@ -1,7 +1,8 @@
 //! The view leader thread: runs a [`ViewLeader`] over ZeroMQ.
 //!
 //! Like a node thread, it owns a ROUTER inbox and DEALERs to every node, and
-//! loops over poll, step, tick and send. It publishes a [`Status`] snapshot to
+//! loops over poll, step, tick and send. Its inbox is a peer port only
+//! (`inproc://`, see [`crate::node::transport`]): no client can reach it. It publishes a [`Status`] snapshot to
 //! a [`Watch`] after every change (and every 50 ms, for statistics) and appends
 //! events to the shared log. Operator commands arrive on a control channel.
 
@@ -11,8 +12,8 @@ use crate::cluster::view::NodeId;
 use crate::cluster::watch::Watch;
 use crate::error::{Error, Result};
 use crate::node::faults::Faults;
-use crate::node::message::{decode, Address};
-use crate::node::transport::{classify, router, Clock, Inbound, Outbox};
+use crate::node::message::{decode, Address, Message};
+use crate::node::transport::{classify_peer, peer_endpoint, Clock, Outbox};
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -48,7 +49,7 @@ pub type EventLog = Arc<Mutex<Vec<Event>>>;
 /// A running leader thread.
 #[derive(Debug)]
 pub struct LeaderThread {
-    /// The leader's endpoint.
+    /// The leader's peer endpoint.
     pub endpoint: String,
     /// Its control channel.
     pub control: Sender<LeaderControl>,
@@ -56,11 +57,12 @@ pub struct LeaderThread {
     pub thread: JoinHandle<()>,
 }
 
-/// Starts the leader thread; returns once its socket is bound.
+/// Starts the leader thread of the cluster named `cluster` in this process;
+/// returns once its socket is bound.
 #[allow(clippy::too_many_arguments)] // Each is a distinct shared handle.
 pub fn spawn(
     ctx: &zmq::Context,
-    bind: &str,
+    cluster: &str,
     cfg: LeaderConfig,
     clock: Clock,
     status: Watch<Status>,
@@ -71,7 +73,7 @@ pub fn spawn(
     let (control_tx, control_rx) = crossbeam_channel::unbounded();
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
     let ctx = ctx.clone();
-    let bind = bind.to_string();
+    let bind = peer_endpoint(cluster, Address::Leader, 0);
     let thread = std::thread::Builder::new()
         .name("kvsh-leader".into())
         .spawn(move || {
@@ -108,40 +110,51 @@ fn run(
     // Before the first socket of the cluster's context: libzmq starts the
     // context's I/O thread from here, and it inherits the policy.
     crate::node::sched::batch_scheduling();
-    let (inbox, endpoint) = match router(&ctx, &bind, 64 << 20) {
+    let mut outbox = match Outbox::bind(&ctx, Address::Leader, 0, &bind, faults, clock) {
         Ok(x) => x,
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
         }
     };
-    let _ = ready.send(Ok(endpoint));
+    let _ = ready.send(Ok(bind));
     let mut leader = ViewLeader::new(cfg);
-    let mut outbox = Outbox::new(ctx, Address::Leader, faults, clock);
     let mut next_tick: u64 = 0;
     let mut last_publish: u64 = 0;
     let mut published_epoch = u64::MAX;
     loop {
         let wait = next_tick.saturating_sub(clock.now()).min(TICK_MS) as i64;
-        let mut items = [inbox.as_poll_item(zmq::POLLIN)];
+        let mut items = [outbox.socket().as_poll_item(zmq::POLLIN)];
         if zmq::poll(&mut items, wait).is_err() {
             return;
         }
-        while let Ok(frames) = inbox.recv_multipart(zmq::DONTWAIT) {
-            let Some(Inbound::Internal(batch)) = classify(frames) else {
+        while let Ok(frames) = outbox.socket().recv_multipart(zmq::DONTWAIT) {
+            // Only envelopes from the node their socket names are read: no
+            // node can heartbeat, or report a catch-up, for another.
+            let Some(msg) = classify_peer(frames) else {
                 continue;
             };
-            for payload in batch {
-                if let Ok(env) = decode(&payload) {
-                    if let (
-                        Address::Node(n),
-                        crate::node::message::Message::Heartbeat { endpoint, .. },
-                    ) = (env.from, &env.message)
-                    {
-                        outbox.connect(Address::Node(n), endpoint);
-                    }
-                    leader.on_message(clock.now(), env);
+            for payload in msg.batch {
+                let Ok(env) = decode(&payload) else { continue };
+                if env.from != msg.from || env.to != Address::Leader {
+                    continue;
                 }
+                if let (
+                    Address::Node(n),
+                    Message::Heartbeat {
+                        peer_endpoint,
+                        incarnation,
+                        ..
+                    },
+                ) = (env.from, &env.message)
+                {
+                    if *incarnation != msg.incarnation {
+                        continue;
+                    }
+                    // The node connected to the leader; this names its pipe.
+                    let _ = outbox.link(Address::Node(n), *incarnation, peer_endpoint);
+                }
+                leader.on_message(clock.now(), env);
             }
         }
         send(&mut leader, &mut outbox);
@@ -184,6 +197,15 @@ fn run(
                 .unwrap_or_else(|e| e.into_inner())
                 .extend(new_events);
         }
+        if changed {
+            // Close the sockets of nodes that left (a decommission), so a
+            // cluster that grows and shrinks for ever holds no more sockets
+            // than it has members.
+            outbox.retain(|a| match a {
+                Address::Node(n) => leader.peer_endpoint(*n).is_some(),
+                Address::Leader => false,
+            });
+        }
         if changed || now >= last_publish + PUBLISH_EVERY_MS {
             published_epoch = leader.view().epoch;
             last_publish = now;
@@ -194,12 +216,6 @@ fn run(
 
 fn send(leader: &mut ViewLeader, outbox: &mut Outbox) {
     for env in leader.take_outputs() {
-        if let Address::Node(n) = env.to {
-            if let Some(e) = leader.endpoint(n) {
-                let e = e.to_string();
-                outbox.connect(env.to, &e);
-            }
-        }
         let nodes: Vec<NodeId> = leader.view().nodes.keys().copied().collect();
         // The leader's messages are repeated until acknowledged, so a lost
         // one needs no handling here.

@@ -26,6 +26,10 @@ pub type Incarnation = u64;
 /// own clock, so the cores never read the time themselves.
 pub type Time = u64;
 
+/// The highest replication factor a view may carry: no cluster has more
+/// nodes than this, so no partition more replicas.
+pub const MAX_REPLICATION: usize = 64;
+
 /// Formats a node id for users: `n3`.
 pub fn node_name(id: NodeId) -> String {
     format!("n{id}")
@@ -93,8 +97,13 @@ impl std::fmt::Display for NodeState {
 /// A node as the view knows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
-    /// The node's ZeroMQ endpoint, e.g. `tcp://127.0.0.1:41234`.
+    /// The node's client endpoint, e.g. `tcp://127.0.0.1:41234`: where any
+    /// client reaches it with the JSON protocol.
     pub endpoint: String,
+    /// The node's peer endpoint, where other members of the cluster send it
+    /// internal messages (an `inproc://` name, reachable only in-process).
+    #[serde(default)]
+    pub peer_endpoint: String,
     /// The incarnation the view's roles were given to.
     pub incarnation: Incarnation,
     /// Membership state.
@@ -188,6 +197,49 @@ impl View {
             .is_some_and(|n| n.incarnation == incarnation && n.state != NodeState::Dead)
     }
 
+    /// Checks that a view received from elsewhere is one the leader could
+    /// have made for a cluster of `partitions` partitions, before a node
+    /// acts on it: every partition listed, replica sets that name known
+    /// nodes once each, and no epoch inside it later than the view's own.
+    /// A view that fails is dropped whole; nothing in it is trusted.
+    pub fn validate(&self, partitions: u32) -> Result<(), String> {
+        if self.epoch == 0 {
+            return Err("a view with epoch 0".into());
+        }
+        if self.partitions.len() != partitions as usize {
+            return Err(format!(
+                "a view with {} partitions, not {partitions}",
+                self.partitions.len()
+            ));
+        }
+        if self.replication == 0 || self.replication > MAX_REPLICATION {
+            return Err(format!("a replication factor of {}", self.replication));
+        }
+        for (p, info) in self.partitions.iter().enumerate() {
+            if info.term_epoch > self.epoch {
+                return Err(format!("partition {p}'s term began after the view"));
+            }
+            if info.replicas.len() > self.nodes.len() {
+                return Err(format!("partition {p} has more replicas than nodes"));
+            }
+            for (i, r) in info.replicas.iter().enumerate() {
+                if !self.nodes.contains_key(&r.node) {
+                    return Err(format!(
+                        "partition {p} names {}, not in the view",
+                        node_name(r.node)
+                    ));
+                }
+                if r.since > self.epoch {
+                    return Err(format!("partition {p} has a replica from the future"));
+                }
+                if info.replicas[..i].iter().any(|o| o.node == r.node) {
+                    return Err(format!("partition {p} names {} twice", node_name(r.node)));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Partitions led and held as secondary by a node.
     pub fn roles_of(&self, node: NodeId) -> (usize, usize) {
         let mut led = 0;
@@ -248,6 +300,98 @@ mod tests {
                 (800..1200).contains(&c),
                 "xxh3 spreads keys evenly, got {c}"
             );
+        }
+    }
+
+    fn sample_view() -> View {
+        let node = |incarnation| NodeInfo {
+            endpoint: "tcp://127.0.0.1:1".into(),
+            peer_endpoint: "inproc://x".into(),
+            incarnation,
+            state: NodeState::Up,
+        };
+        let replica = |node| Replica {
+            node,
+            in_sync: true,
+            since: 1,
+        };
+        View {
+            epoch: 3,
+            replication: 2,
+            nodes: [(1, node(1)), (2, node(2))].into_iter().collect(),
+            partitions: vec![
+                PartitionInfo {
+                    term: 1,
+                    term_epoch: 1,
+                    replicas: vec![replica(1), replica(2)],
+                };
+                4
+            ],
+        }
+    }
+
+    #[test]
+    fn views_are_validated() {
+        let good = sample_view();
+        assert_eq!(good.validate(4), Ok(()));
+        let bad: Vec<(View, u32)> = vec![
+            (good.clone(), 5),
+            (
+                View {
+                    partitions: vec![],
+                    ..good.clone()
+                },
+                4,
+            ),
+            (
+                View {
+                    epoch: 0,
+                    ..good.clone()
+                },
+                4,
+            ),
+            (
+                View {
+                    replication: 0,
+                    ..good.clone()
+                },
+                4,
+            ),
+            (
+                {
+                    let mut v = good.clone();
+                    v.partitions[2].replicas[1].node = 9;
+                    v
+                },
+                4,
+            ),
+            (
+                {
+                    let mut v = good.clone();
+                    v.partitions[0].replicas[1].node = 1;
+                    v
+                },
+                4,
+            ),
+            (
+                {
+                    let mut v = good.clone();
+                    v.partitions[3].term_epoch = 4;
+                    v
+                },
+                4,
+            ),
+            (
+                {
+                    let mut v = good.clone();
+                    v.partitions[1].replicas[0].since = 99;
+                    v
+                },
+                4,
+            ),
+        ];
+        for (v, parts) in bad {
+            assert!(v.validate(parts).is_err(), "{v:?} passed");
         }
     }
 

@@ -22,7 +22,11 @@ use crate::node::message::{
 use crate::node::protocol::{Entry, Request, Response};
 use crate::node::replication::{Completion, Follower, Leader, StreamConfig, Waiter};
 use crate::node::store::Store;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+
+/// Most heartbeats remembered as awaiting an ack. At one per heartbeat
+/// interval this covers far more than a lease.
+const HEARTBEATS_REMEMBERED: usize = 64;
 
 /// A client of this node, as the transport identifies it.
 pub type ClientId = u64;
@@ -128,10 +132,19 @@ pub struct Node {
     id: NodeId,
     incarnation: Incarnation,
     endpoint: String,
+    peer_endpoint: String,
+    partitions: u32,
     cfg: NodeConfig,
     max_value: usize,
     view: View,
     lease_until: Time,
+    /// Send times of recent heartbeats: only an ack echoing one of these
+    /// extends the lease.
+    heartbeats_sent: VecDeque<Time>,
+    /// Internal messages dropped as invalid.
+    rejected: u64,
+    /// Peers the transport could not open a socket to.
+    unreachable: Vec<NodeId>,
     store: Store,
     // Ordered maps, not hash maps: the node walks these when it ticks and
     // adopts views, and the order of its outputs must depend only on its
@@ -149,11 +162,14 @@ pub struct Node {
 }
 
 impl Node {
-    /// A new node with no view. It heartbeats the leader on its first tick.
+    /// A new node with no view, in a cluster of `partitions` partitions,
+    /// reachable by clients at `endpoint` and by peers at `peer_endpoint`.
+    /// It heartbeats the leader on its first tick.
     pub fn new(
         id: NodeId,
         incarnation: Incarnation,
-        endpoint: String,
+        (endpoint, peer_endpoint): (String, String),
+        partitions: u32,
         cfg: NodeConfig,
         max_value: usize,
     ) -> Self {
@@ -161,10 +177,15 @@ impl Node {
             id,
             incarnation,
             endpoint,
+            peer_endpoint,
+            partitions,
             cfg,
             max_value,
             view: View::default(),
             lease_until: 0,
+            heartbeats_sent: VecDeque::new(),
+            rejected: 0,
+            unreachable: Vec::new(),
             store: Store::new(),
             leaders: BTreeMap::new(),
             followers: BTreeMap::new(),
@@ -224,6 +245,25 @@ impl Node {
     /// True if outputs wait to be taken.
     pub fn has_outputs(&self) -> bool {
         !self.out.is_empty()
+    }
+
+    /// Counts an internal message dropped as invalid. Peers are trusted
+    /// only to be members of the cluster, not to be correct, so nothing
+    /// they send is acted on before it is checked; what fails is counted
+    /// (reported in heartbeats, shown by `nodes`), never a panic.
+    pub fn count_rejected(&mut self, _why: &str) {
+        self.rejected += 1;
+    }
+
+    /// Internal messages dropped as invalid so far.
+    pub fn rejected(&self) -> u64 {
+        self.rejected
+    }
+
+    /// Records the peers the transport has no socket to; heartbeats report
+    /// them, and the leader does not call the cluster healthy meanwhile.
+    pub fn set_unreachable(&mut self, peers: Vec<NodeId>) {
+        self.unreachable = peers;
     }
 
     /// True if this node may act as primary now: its incarnation is live in
@@ -735,7 +775,8 @@ impl Node {
     /// Handles a message from a peer or the leader.
     pub fn on_message(&mut self, now: Time, env: Envelope) {
         self.now = now;
-        if env.to != Address::Node(self.id) {
+        if let Err(why) = self.check(&env) {
+            self.count_rejected(&why);
             return;
         }
         let from = env.from;
@@ -744,8 +785,11 @@ impl Node {
                 if let Some(v) = view {
                     self.adopt(*v);
                 }
-                // The lease holds only for the view it was granted in.
+                // The lease runs from the send time of a heartbeat this
+                // node really sent (checked above), and holds only for the
+                // view it was granted in.
                 if env.epoch == self.view.epoch && env.epoch > 0 {
+                    self.heartbeats_sent.retain(|t| *t > sent_at);
                     self.lease_until = self.lease_until.max(sent_at + self.cfg.lease);
                 }
             }
@@ -846,6 +890,54 @@ impl Node {
             // For the leader only.
             Message::Heartbeat { .. } | Message::CaughtUp { .. } | Message::Lagging { .. } => {}
         }
+    }
+
+    /// Checks an internal message before it touches any state: it is for
+    /// this node, it comes from whoever may send that kind of message, and
+    /// what it carries is something its sender could know. A view must
+    /// pass [`View::validate`] and be no newer than its envelope says its
+    /// sender is (only the leader makes views; a node passing one on holds
+    /// it); a heartbeat ack must echo the send time of a heartbeat this
+    /// node sent, so no ack can grant a lease from the future.
+    fn check(&self, env: &Envelope) -> Result<(), String> {
+        if env.to != Address::Node(self.id) {
+            return Err("an envelope for another node".into());
+        }
+        if env.from == Address::Node(self.id) {
+            return Err("an envelope from this node itself".into());
+        }
+        let view = match &env.message {
+            Message::HeartbeatAck { sent_at, view } => {
+                if env.from != Address::Leader {
+                    return Err("a heartbeat ack not from the leader".into());
+                }
+                if !self.heartbeats_sent.contains(sent_at) {
+                    return Err(format!("an ack of a heartbeat never sent (at {sent_at})"));
+                }
+                view.as_deref()
+            }
+            Message::ViewUpdate { view } => Some(&**view),
+            Message::Heartbeat { .. } | Message::CaughtUp { .. } | Message::Lagging { .. } => {
+                return Err(format!("a {} sent to a node", env.message.name()));
+            }
+            _ if env.from == Address::Leader => {
+                return Err(format!("a {} from the leader", env.message.name()));
+            }
+            Message::Scan { limit, .. } if *limit > self.cfg.scan_page.max(1) => {
+                return Err(format!("a scan page of {limit} pairs"));
+            }
+            _ => None,
+        };
+        if let Some(view) = view {
+            if view.epoch > env.epoch {
+                return Err(format!(
+                    "a view of epoch {} from a sender at epoch {}",
+                    view.epoch, env.epoch
+                ));
+            }
+            view.validate(self.partitions)?;
+        }
+        Ok(())
     }
 
     /// Tells a peer with an older epoch about the current view, ahead of the
@@ -1031,11 +1123,18 @@ impl Node {
                     .keys()
                     .map(|p| (*p, self.store.partition_len(*p) as u64))
                     .collect(),
+                rejected: self.rejected,
+                unreachable: self.unreachable.clone(),
             };
+            if self.heartbeats_sent.len() == HEARTBEATS_REMEMBERED {
+                self.heartbeats_sent.pop_front();
+            }
+            self.heartbeats_sent.push_back(now);
             let message = Message::Heartbeat {
                 sent_at: now,
                 incarnation: self.incarnation,
                 endpoint: self.endpoint.clone(),
+                peer_endpoint: self.peer_endpoint.clone(),
                 stats,
             };
             self.send(Address::Leader, message);

@@ -141,6 +141,12 @@ pub struct NodeStats {
     pub syncing: u32,
     /// Keys in each partition this node leads, for `table`.
     pub led_keys: Vec<(PartitionId, u64)>,
+    /// Internal messages dropped as invalid since the node started: frames
+    /// that do not decode, envelopes not from their socket's owner, views
+    /// that fail [`View::validate`], acks of heartbeats never sent.
+    pub rejected: u64,
+    /// Peers in the node's view it has no socket to: it cannot reach them.
+    pub unreachable: Vec<NodeId>,
 }
 
 /// Internal messages.
@@ -152,8 +158,10 @@ pub enum Message {
         sent_at: Time,
         /// The node's incarnation.
         incarnation: Incarnation,
-        /// The node's endpoint.
+        /// The node's client endpoint.
         endpoint: String,
+        /// The node's peer endpoint.
+        peer_endpoint: String,
         /// Statistics for `nodes`.
         stats: NodeStats,
     },
@@ -302,6 +310,7 @@ mod tests {
                 sent_at: 5,
                 incarnation: 1,
                 endpoint: "tcp://x:1".into(),
+                peer_endpoint: "inproc://x".into(),
                 stats: NodeStats::default(),
             },
             Message::Replicate {

@@ -668,6 +668,7 @@ mod tests {
     fn scans_do_not_see_uncommitted_deletes() {
         let node = |incarnation| NodeInfo {
             endpoint: String::new(),
+            peer_endpoint: String::new(),
             incarnation,
             state: NodeState::Up,
         };

@@ -1,10 +1,11 @@
 //! The node thread: runs a [`Node`] over ZeroMQ.
 //!
-//! The thread owns the node's ROUTER socket, its DEALERs to peers and the
-//! leader, and the node state machine, and nothing else touches them. It
-//! loops: poll the ROUTER (with a short timeout, so ticks happen), feed each
-//! frame to the node, take operator commands from a control channel, tick,
-//! and carry out the node's outputs.
+//! The thread owns the node's two ROUTER sockets (the client port on TCP
+//! and the peer port on `inproc://`, see [`crate::node::transport`]), its
+//! DEALERs to peers and the leader, and the node state machine, and nothing
+//! else touches them. It loops: wait on both ROUTERs (with a short timeout,
+//! so ticks happen), feed each frame to the node, take operator commands
+//! from a control channel, tick, and carry out the node's outputs.
 //!
 //! Control commands come over a crossbeam channel rather than a socket
 //! because they come from the shell thread, which holds no ZeroMQ state for
@@ -18,7 +19,10 @@ use crate::node::message::{decode, Address};
 use crate::node::protocol::{
     decode_frame, encode_response, encode_responses, ClientFrame, Response,
 };
-use crate::node::transport::{classify, reply, router, ClientRoute, Clock, Inbound, Outbox};
+use crate::node::transport::{
+    classify_client, classify_peer, client_router, peer_endpoint, reply, ClientInbound,
+    ClientRoute, Clock, Outbox,
+};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -72,9 +76,13 @@ pub struct NodeSpec {
     pub id: NodeId,
     /// This start's incarnation.
     pub incarnation: Incarnation,
-    /// The address to bind, e.g. `127.0.0.1`.
+    /// The address to bind the client port to, e.g. `127.0.0.1`.
     pub bind: String,
-    /// The view leader's endpoint.
+    /// The cluster's name in this process, for peer endpoints.
+    pub cluster: String,
+    /// Partitions in the cluster: a view with another count is refused.
+    pub partitions: u32,
+    /// The view leader's peer endpoint.
     pub leader_endpoint: String,
     /// Node tunables.
     pub config: NodeConfig,
@@ -91,7 +99,7 @@ pub struct NodeSpec {
 /// A running node thread.
 #[derive(Debug)]
 pub struct NodeThread {
-    /// The node's endpoint.
+    /// The node's client endpoint.
     pub endpoint: String,
     /// Its control channel.
     pub control: Sender<Control>,
@@ -128,11 +136,24 @@ fn run(
     ready: Sender<Result<String>>,
 ) {
     super::sched::batch_scheduling();
-    // Room for the largest frame a peer may send (a resync chunk or a value
-    // at the limit), well over the client limit so oversized client frames
-    // get an error reply rather than a dropped connection.
+    // Oversized client frames up to this get an error reply; larger ones
+    // make libzmq drop the connection.
     let hard_limit = spec.max_frame.saturating_mul(4).saturating_add(1 << 20);
-    let (inbox, endpoint) = match router(&ctx, &spec.bind, hard_limit) {
+    let me = Address::Node(spec.id);
+    let peer = peer_endpoint(&spec.cluster, me, spec.incarnation);
+    let sockets = client_router(&ctx, &spec.bind, hard_limit).and_then(|(clients, endpoint)| {
+        let mut outbox = Outbox::bind(
+            &ctx,
+            me,
+            spec.incarnation,
+            &peer,
+            spec.faults.clone(),
+            spec.clock,
+        )?;
+        outbox.link(Address::Leader, 0, &spec.leader_endpoint)?;
+        Ok((clients, endpoint, outbox))
+    });
+    let (clients, endpoint, mut outbox) = match sockets {
         Ok(x) => x,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -143,44 +164,62 @@ fn run(
     let mut node = Node::new(
         spec.id,
         spec.incarnation,
-        endpoint,
+        (endpoint, peer),
+        spec.partitions,
         spec.config,
         spec.max_value,
     );
-    let mut outbox = Outbox::new(ctx, Address::Node(spec.id), spec.faults.clone(), spec.clock);
-    outbox.connect(Address::Leader, &spec.leader_endpoint);
     let mut replies = Replies::default();
     let mut connected_epoch = 0;
     let mut next_tick: u64 = 0;
+    let mut busy = false;
     loop {
-        // Block in `recv` until a message comes or the next tick is due. A
-        // blocking `recv` that finds a message costs no system call, and one
-        // that waits costs one poll(2); `zmq::poll` would add two more, to
-        // check the socket's events before and after.
-        let wait = next_tick.saturating_sub(spec.clock.now()).min(TICK_MS) as i32;
-        if inbox.set_rcvtimeo(wait).is_err() {
-            return;
+        // Wait until a message comes or the next tick is due, unless the
+        // last pass read something: then read on at once, so a loaded node
+        // makes no poll(2) at all.
+        if !busy {
+            let wait = next_tick.saturating_sub(spec.clock.now()).min(TICK_MS) as i64;
+            let mut items = [
+                outbox.socket().as_poll_item(zmq::POLLIN),
+                clients.as_poll_item(zmq::POLLIN),
+            ];
+            if zmq::poll(&mut items, wait).is_err() {
+                return;
+            }
         }
-        let mut flags = 0;
-        for _ in 0..BATCH {
-            let frames = match inbox.recv_multipart(flags) {
+        // Peers first: their messages finish requests already in flight.
+        let mut read = 0;
+        while read < BATCH {
+            let frames = match outbox.socket().recv_multipart(zmq::DONTWAIT) {
                 Ok(f) => f,
                 Err(zmq::Error::EAGAIN) => break,
                 Err(_) => return,
             };
-            flags = zmq::DONTWAIT;
+            read += 1;
             let now = spec.clock.now();
-            match classify(frames) {
-                None => {}
-                Some(Inbound::Internal(batch)) => {
-                    // A bad internal frame is dropped: only peers speak this.
-                    for payload in batch {
-                        if let Ok(env) = decode(&payload) {
-                            node.on_message(now, env);
-                        }
-                    }
+            let Some(msg) = classify_peer(frames) else {
+                node.count_rejected("a message on the peer port that is not an internal one");
+                continue;
+            };
+            for payload in msg.batch {
+                match decode(&payload) {
+                    Ok(env) if env.from == msg.from => node.on_message(now, env),
+                    Ok(_) => node.count_rejected("an envelope whose sender is not its socket's"),
+                    Err(_) => node.count_rejected("an internal frame that does not decode"),
                 }
-                Some(Inbound::Client(route, frame)) => {
+            }
+        }
+        while read < BATCH {
+            let frames = match clients.recv_multipart(zmq::DONTWAIT) {
+                Ok(f) => f,
+                Err(zmq::Error::EAGAIN) => break,
+                Err(_) => return,
+            };
+            read += 1;
+            let now = spec.clock.now();
+            match classify_client(frames) {
+                None => {}
+                Some(ClientInbound::Request(route, frame)) => {
                     match decode_frame(&frame, spec.max_frame, node.max_value()) {
                         Ok(ClientFrame::One(request)) => {
                             let client = replies.single(route);
@@ -192,27 +231,32 @@ fn run(
                                 match request {
                                     Ok(r) => node.on_client(now, client, r),
                                     Err(e) => {
-                                        replies.answer(&inbox, client, Response::error(&e, None))
+                                        replies.answer(&clients, client, Response::error(&e, None))
                                     }
                                 }
                             }
                         }
-                        Err(e) => {
-                            reply(&inbox, &route, &encode_response(&Response::error(&e, None)))
-                        }
+                        Err(e) => reply(
+                            &clients,
+                            &route,
+                            &encode_response(&Response::error(&e, None)),
+                        ),
                     }
                 }
-                Some(Inbound::Malformed(route)) => {
-                    let e = Error::BadInput(
-                        "bad request: expected one frame holding a JSON object or array".into(),
+                Some(ClientInbound::Malformed(route, reason)) => {
+                    let e = Error::BadInput(reason.into());
+                    reply(
+                        &clients,
+                        &route,
+                        &encode_response(&Response::error(&e, None)),
                     );
-                    reply(&inbox, &route, &encode_response(&Response::error(&e, None)));
                 }
             }
         }
+        busy = read > 0;
         // Everything read is handled before anything is sent, so that the
         // envelopes for one peer leave as one message.
-        flush(&mut node, &inbox, &mut outbox, &mut replies);
+        flush(&mut node, &clients, &mut outbox, &mut replies);
         // Operator commands.
         while let Ok(c) = control.try_recv() {
             match c {
@@ -242,27 +286,54 @@ fn run(
         }
         let now = spec.clock.now();
         if now >= next_tick {
+            report_unreachable(&mut node, &outbox);
             node.tick(now);
             next_tick = now + TICK_MS;
         }
         // Connect to peers as soon as a view names them, so that the first
-        // message to a peer does not find it unconnected.
+        // message to a peer does not find it unconnected; close the sockets
+        // of peers that left the view.
         if node.view().epoch != connected_epoch {
             connected_epoch = node.view().epoch;
-            for (id, info) in &node.view().nodes {
-                if *id != node.id() {
-                    outbox.connect(Address::Node(*id), &info.endpoint);
-                }
+            let peers: Vec<(NodeId, Incarnation, String)> = node
+                .view()
+                .nodes
+                .iter()
+                .filter(|(id, _)| **id != node.id())
+                .map(|(id, info)| (*id, info.incarnation, info.peer_endpoint.clone()))
+                .collect();
+            for (id, incarnation, endpoint) in peers {
+                // A peer that cannot be linked stays unlinked: every send
+                // to it fails at once, and the node reports it unreachable.
+                let _ = outbox.link(Address::Node(id), incarnation, &endpoint);
             }
             let view = node.view();
             outbox.retain(|a| match a {
                 Address::Leader => true,
-                Address::Node(n) => view.nodes.contains_key(n),
+                Address::Node(n) => view.nodes.contains_key(&n),
             });
         }
         outbox.flush_due();
-        flush(&mut node, &inbox, &mut outbox, &mut replies);
+        flush(&mut node, &clients, &mut outbox, &mut replies);
     }
+}
+
+/// Tells the node which live peers in its view it cannot send to: those
+/// not linked, and those whose last send found no pipe.
+fn report_unreachable(node: &mut Node, outbox: &Outbox) {
+    let view = node.view();
+    let unreachable: Vec<NodeId> = view
+        .nodes
+        .iter()
+        .filter(|(id, info)| {
+            **id != node.id()
+                && info.state != crate::cluster::view::NodeState::Dead
+                && (!outbox.has(Address::Node(**id))
+                    || outbox.unreachable().contains(&Address::Node(**id)))
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    node.set_unreachable(unreachable);
 }
 
 fn inspect(node: &mut Node, c: Control) {

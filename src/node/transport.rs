@@ -2,11 +2,19 @@
 //! socket set-up, the framing of internal messages, and the [`Outbox`] of
 //! DEALER sockets a thread uses to reach its peers.
 //!
-//! Every component has one ROUTER socket as its inbox and reaches others
-//! through DEALER sockets, one per peer. Internal messages travel as
-//! [`INTERNAL_MARKER`] followed by one or more encoded envelopes, one frame
-//! each, so a ROUTER tells them apart from a client's single JSON frame
-//! (DEALER clients) or empty delimiter plus JSON (REQ clients).
+//! **The trust boundary.** Peer traffic and client traffic never share a
+//! socket. A node has two ROUTERs: the *client port*, on TCP, open to any
+//! client speaking the JSON protocol, and the *peer port*, an `inproc://`
+//! endpoint ([`peer_endpoint`]) that only threads of this process can reach.
+//! Nothing read from the client port is ever decoded as a peer message
+//! ([`classify_client`]). The view leader has a peer port only. Peer ports
+//! connect ROUTER to ROUTER ([`Outbox`]), each presenting a routing
+//! identity naming its owner ([`identity`]); the receiver drops any
+//! envelope whose `from` disagrees with it, so one component cannot speak
+//! for another.
+//!
+//! Internal messages travel as [`INTERNAL_MARKER`] followed by one or more
+//! encoded envelopes, one frame each.
 //!
 //! The outbox batches: [`Outbox::send`] queues an envelope, and
 //! [`Outbox::flush`] sends everything queued for one peer as one multipart
@@ -15,17 +23,16 @@
 //! peer) carries many envelopes; at low load a batch holds one envelope and
 //! costs nothing extra.
 //!
-//! Sends never block: DEALERs are set to `ZMQ_IMMEDIATE`, so a message to a
-//! peer that is not connected fails at once (`EAGAIN`) instead of queueing
-//! for a peer that may be dead. The node's protocol tolerates lost messages,
+//! Sends never block: a message to a peer that is not connected fails at
+//! once (`EHOSTUNREACH`) instead of queueing for a peer that may be dead. The node's protocol tolerates lost messages,
 //! and the failure is reported so a forwarded request can be retried.
 
-use crate::cluster::view::{NodeId, Time};
-use crate::error::Result;
+use crate::cluster::view::{Incarnation, NodeId, Time};
+use crate::error::{Error, Result};
 use crate::node::faults::{Faults, Verdict};
 use crate::node::message::{encode, Address, Envelope};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -68,7 +75,8 @@ pub fn configure(socket: &zmq::Socket) -> Result<()> {
     Ok(())
 }
 
-/// A DEALER connected to `endpoint`, failing sends at once while unconnected.
+/// A DEALER connected to `endpoint`, failing sends at once while
+/// unconnected.
 pub fn dealer(ctx: &zmq::Context, endpoint: &str) -> Result<zmq::Socket> {
     let s = ctx.socket(zmq::DEALER)?;
     configure(&s)?;
@@ -79,34 +87,103 @@ pub fn dealer(ctx: &zmq::Context, endpoint: &str) -> Result<zmq::Socket> {
     Ok(s)
 }
 
-/// A ROUTER bound to an auto-allocated port on `bind`; returns the endpoint
-/// it got.
-pub fn router(ctx: &zmq::Context, bind: &str, max_msg: usize) -> Result<(zmq::Socket, String)> {
+/// A ROUTER for clients, bound to an auto-allocated TCP port on `bind`;
+/// returns the endpoint it got. libzmq drops a connection that sends a
+/// message over `max_msg` bytes, so one client cannot make the node buffer
+/// more than that.
+pub fn client_router(
+    ctx: &zmq::Context,
+    bind: &str,
+    max_msg: usize,
+) -> Result<(zmq::Socket, String)> {
     let s = ctx.socket(zmq::ROUTER)?;
     configure(&s)?;
-    // libzmq drops a connection that sends a larger message, to protect the
-    // node's memory; anything under this but over the request limit gets an
-    // error reply instead.
     s.set_maxmsgsize(max_msg as i64)?;
     s.set_router_mandatory(false)?;
     s.bind(&format!("tcp://{bind}:*"))?;
     let endpoint = s
         .get_last_endpoint()?
-        .map_err(|_| crate::error::Error::Io("the bound endpoint is not UTF-8".into()))?;
+        .map_err(|_| Error::Io("the bound endpoint is not UTF-8".into()))?;
     Ok((s, endpoint))
+}
+
+/// The peer endpoint of a component of the cluster named `cluster`: an
+/// `inproc://` name, reachable only from this process's ZeroMQ context. A
+/// node's name includes its incarnation, so a restarted node binds a fresh
+/// endpoint and no socket of its past life can reach it.
+pub fn peer_endpoint(cluster: &str, who: Address, incarnation: Incarnation) -> String {
+    match who {
+        Address::Leader => format!("inproc://kvsh-{cluster}/leader"),
+        Address::Node(n) => format!("inproc://kvsh-{cluster}/n{n}.{incarnation}"),
+    }
+}
+
+/// The routing identity a component's DEALERs present to the peers they
+/// connect to: `L` for the leader, `n3.7` for incarnation 7 of node 3. The
+/// receiving ROUTER reads it back with [`identity_address`] and drops any
+/// envelope whose `from` does not match, so no peer can speak for another.
+pub fn identity(who: Address, incarnation: Incarnation) -> Vec<u8> {
+    match who {
+        Address::Leader => b"L".to_vec(),
+        Address::Node(n) => format!("n{n}.{incarnation}").into_bytes(),
+    }
+}
+
+/// The address and incarnation named by a routing identity from
+/// [`identity`], or `None` for anything else.
+pub fn identity_address(id: &[u8]) -> Option<(Address, Incarnation)> {
+    if id == b"L" {
+        return Some((Address::Leader, 0));
+    }
+    let s = std::str::from_utf8(id).ok()?.strip_prefix('n')?;
+    let (node, inc) = s.split_once('.')?;
+    Some((Address::Node(node.parse().ok()?), inc.parse().ok()?))
 }
 
 /// A delayed message: when it is due, a tie-breaking sequence number, where
 /// it goes, and its encoded bytes.
 type Delayed = (Time, u64, Address, Vec<u8>);
 
-/// The DEALER sockets a thread uses to reach its peers, one per address,
-/// reconnected when a peer's endpoint changes (a restarted node). Every send
-/// passes the [`Faults`] in force; delayed messages wait in a queue that
-/// [`Outbox::flush_due`] drains.
+/// How a component reaches one peer: the routing identity the peer presents
+/// (the name of the pipe to it in the ROUTER), and the endpoint this side
+/// connected to, if it is the side that connects.
+#[derive(Debug)]
+struct Link {
+    rid: Vec<u8>,
+    connected: Option<String>,
+}
+
+/// True if `me` makes the connection to `to`, rather than waiting for `to`
+/// to connect: nodes connect to the leader, and of two nodes the one with
+/// the lower id connects. Exactly one side of each pair connects, so one
+/// pipe joins them and each ROUTER names it by the other's identity.
+fn connects(me: Address, to: Address) -> bool {
+    match (me, to) {
+        (Address::Node(_), Address::Leader) => true,
+        (Address::Node(a), Address::Node(b)) => a < b,
+        (Address::Leader, _) => false,
+    }
+}
+
+/// A component's peer port and everything it sends through it.
+///
+/// The port is one ROUTER socket, both bound (at the component's peer
+/// endpoint) and connected (to the peers this side connects to, see
+/// [`connects`]). ROUTER to ROUTER, one pipe joins each pair of peers, and
+/// each side addresses the other by its routing identity, so a component
+/// holds one socket however large the cluster: a 64-node cluster has 129
+/// peer sockets, where a DEALER per peer would need over 4,000 and pass
+/// libzmq's default limit of 1,023 sockets per context at 31 nodes.
+///
+/// The ROUTER is `ROUTER_MANDATORY`: a send to a peer with no pipe (not
+/// yet connected, or dead) fails at once with `EHOSTUNREACH` instead of
+/// vanishing, which is what lets a forwarded request be retried elsewhere.
+/// `ROUTER_HANDOVER` lets a peer that reconnects with the same identity
+/// take its name over. Every send passes the [`Faults`] in force; delayed
+/// messages wait in a queue that [`Outbox::flush_due`] drains.
 pub struct Outbox {
-    ctx: zmq::Context,
-    sockets: HashMap<Address, (String, zmq::Socket)>,
+    socket: zmq::Socket,
+    links: HashMap<Address, Link>,
     me: Address,
     faults: Arc<Faults>,
     clock: Clock,
@@ -115,44 +192,115 @@ pub struct Outbox {
     /// Envelopes queued for the next [`Outbox::flush`], by destination, in
     /// the order they were queued.
     queued: Vec<(Address, Vec<Envelope>)>,
+    /// Peers whose last send found no pipe.
+    unreachable: BTreeSet<Address>,
 }
 
 impl std::fmt::Debug for Outbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Outbox")
-            .field("peers", &self.sockets.len())
+            .field("me", &self.me)
+            .field("peers", &self.links.len())
             .finish()
     }
 }
 
 impl Outbox {
-    /// An empty outbox for the component at `me`.
-    pub fn new(ctx: zmq::Context, me: Address, faults: Arc<Faults>, clock: Clock) -> Self {
-        Outbox {
-            ctx,
-            sockets: HashMap::new(),
+    /// Opens the peer port of incarnation `incarnation` of the component at
+    /// `me` (0 for the leader), bound at `endpoint`.
+    pub fn bind(
+        ctx: &zmq::Context,
+        me: Address,
+        incarnation: Incarnation,
+        endpoint: &str,
+        faults: Arc<Faults>,
+        clock: Clock,
+    ) -> Result<Self> {
+        let socket = ctx.socket(zmq::ROUTER)?;
+        configure(&socket)?;
+        socket.set_identity(&identity(me, incarnation))?;
+        socket.set_router_mandatory(true)?;
+        socket.set_router_handover(true)?;
+        socket.bind(endpoint)?;
+        Ok(Outbox {
+            socket,
+            links: HashMap::new(),
             me,
             faults,
             clock,
             delayed: BinaryHeap::new(),
             seq: 0,
             queued: Vec::new(),
-        }
+            unreachable: BTreeSet::new(),
+        })
     }
 
-    /// Makes sure there is a socket for `to` at `endpoint`.
-    pub fn connect(&mut self, to: Address, endpoint: &str) {
-        if self.sockets.get(&to).is_some_and(|(e, _)| e == endpoint) {
-            return;
-        }
-        if let Ok(s) = dealer(&self.ctx, endpoint) {
-            self.sockets.insert(to, (endpoint.to_string(), s));
-        }
+    /// The peer port, to read from.
+    pub fn socket(&self) -> &zmq::Socket {
+        &self.socket
     }
 
-    /// Drops the sockets of peers not in `keep`.
+    /// Makes sure incarnation `incarnation` of the peer `to`, at
+    /// `endpoint`, can be sent to: records its identity and, if this side
+    /// connects, connects (closing the connection to a past incarnation).
+    /// An endpoint that cannot be connected to is an error the caller
+    /// reports; sends to that peer then fail at once.
+    pub fn link(&mut self, to: Address, incarnation: Incarnation, endpoint: &str) -> Result<()> {
+        let rid = identity(to, incarnation);
+        if self.links.get(&to).is_some_and(|l| l.rid == rid) {
+            return Ok(());
+        }
+        if let Some(old) = self.links.remove(&to).and_then(|l| l.connected) {
+            let _ = self.socket.disconnect(&old);
+        }
+        self.unreachable.remove(&to);
+        let connected = if connects(self.me, to) {
+            self.socket
+                .connect(endpoint)
+                .map_err(|e| Error::Unavailable(format!("cannot connect to {endpoint}: {e}")))?;
+            Some(endpoint.to_string())
+        } else {
+            None
+        };
+        self.links.insert(to, Link { rid, connected });
+        Ok(())
+    }
+
+    /// True if `to` is linked.
+    pub fn has(&self, to: Address) -> bool {
+        self.links.contains_key(&to)
+    }
+
+    /// The number of peers linked.
+    pub fn len(&self) -> usize {
+        self.links.len()
+    }
+
+    /// True if no peer is linked.
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+
+    /// Peers whose last send found no pipe to them.
+    pub fn unreachable(&self) -> &BTreeSet<Address> {
+        &self.unreachable
+    }
+
+    /// Drops the links of peers not in `keep`, closing the connections this
+    /// side made, so a cluster that grows and shrinks holds no more than it
+    /// has members.
     pub fn retain(&mut self, keep: impl Fn(&Address) -> bool) {
-        self.sockets.retain(|a, _| keep(a));
+        let socket = &self.socket;
+        self.links.retain(|a, l| {
+            let kept = keep(a);
+            if !kept {
+                if let Some(e) = &l.connected {
+                    let _ = socket.disconnect(e);
+                }
+            }
+            kept
+        });
+        self.unreachable.retain(|a| keep(a));
     }
 
     /// Queues an envelope for the next [`Outbox::flush`], subject to the
@@ -160,7 +308,7 @@ impl Outbox {
     /// leave: the peer is unknown. A message a fault drops counts as sent:
     /// the network lost it.
     pub fn send(&mut self, env: Envelope, nodes: &dyn Fn() -> Vec<NodeId>) -> Option<Envelope> {
-        if !self.sockets.contains_key(&env.to) {
+        if !self.links.contains_key(&env.to) {
             return Some(env);
         }
         match self.faults.verdict(self.me, env.to, nodes) {
@@ -182,19 +330,39 @@ impl Outbox {
         None
     }
 
+    /// Sends one message of frames to `to`; false if it did not leave.
+    fn send_frames(&mut self, to: Address, frames: Vec<Vec<u8>>) -> bool {
+        let Some(link) = self.links.get(&to) else {
+            return false;
+        };
+        let mut message = Vec::with_capacity(frames.len() + 1);
+        message.push(link.rid.clone());
+        message.extend(frames);
+        match self.socket.send_multipart(message, zmq::DONTWAIT) {
+            Ok(()) => {
+                self.unreachable.remove(&to);
+                true
+            }
+            Err(zmq::Error::EHOSTUNREACH) => {
+                self.unreachable.insert(to);
+                false
+            }
+            // A full queue (a paused peer): the message is lost, as on a
+            // congested network; the protocol retransmits.
+            Err(_) => false,
+        }
+    }
+
     /// Sends every queued envelope, one multipart message per peer, and
     /// returns those that certainly did not leave (the peer is not
     /// connected), so that the caller can fail what waits on them at once.
     pub fn flush(&mut self) -> Vec<Envelope> {
         let mut failed = Vec::new();
-        for (to, batch) in self.queued.drain(..) {
-            let sent = self.sockets.get(&to).is_some_and(|(_, socket)| {
-                let mut frames = Vec::with_capacity(batch.len() + 1);
-                frames.push(INTERNAL_MARKER.to_vec());
-                frames.extend(batch.iter().map(encode));
-                socket.send_multipart(frames, zmq::DONTWAIT).is_ok()
-            });
-            if !sent {
+        for (to, batch) in std::mem::take(&mut self.queued) {
+            let mut frames = Vec::with_capacity(batch.len() + 1);
+            frames.push(INTERNAL_MARKER.to_vec());
+            frames.extend(batch.iter().map(encode));
+            if !self.send_frames(to, frames) {
                 failed.extend(batch);
             }
         }
@@ -210,9 +378,7 @@ impl Outbox {
             .is_some_and(|Reverse((due, ..))| *due <= now)
         {
             let Reverse((_, _, to, payload)) = self.delayed.pop().expect("peeked");
-            if let Some((_, socket)) = self.sockets.get(&to) {
-                let _ = socket.send_multipart([INTERNAL_MARKER, &payload], zmq::DONTWAIT);
-            }
+            self.send_frames(to, vec![INTERNAL_MARKER.to_vec(), payload]);
         }
     }
 }
@@ -226,50 +392,72 @@ pub struct ClientRoute {
     pub delimited: bool,
 }
 
-/// A frame read from a ROUTER inbox.
+/// A message read from a node's client port.
 #[derive(Debug)]
-pub enum Inbound {
-    /// One or more internal messages (not yet decoded).
-    Internal(Vec<Vec<u8>>),
+pub enum ClientInbound {
     /// A client request frame (not yet decoded).
-    Client(ClientRoute, Vec<u8>),
-    /// A message with the wrong number of frames.
-    Malformed(ClientRoute),
+    Request(ClientRoute, Vec<u8>),
+    /// A message of any other shape, answered with this reason.
+    Malformed(ClientRoute, &'static str),
 }
 
-/// Classifies the frames of one message from a ROUTER.
-pub fn classify(mut frames: Vec<Vec<u8>>) -> Option<Inbound> {
+/// Classifies the frames of one message from the client port. Nothing
+/// here is ever a peer message: a frame that looks like one (the
+/// [`INTERNAL_MARKER`]) is refused like any other malformed message.
+pub fn classify_client(mut frames: Vec<Vec<u8>>) -> Option<ClientInbound> {
     if frames.is_empty() {
         return None;
     }
     let identity = frames.remove(0);
+    let delimited = frames.len() == 2 && frames[0].is_empty();
+    let route = ClientRoute {
+        identity,
+        delimited,
+    };
     match frames.len() {
-        1 => Some(Inbound::Client(
-            ClientRoute {
-                identity,
-                delimited: false,
-            },
-            frames.pop()?,
-        )),
-        n if n >= 2 && frames[0] == INTERNAL_MARKER => {
-            frames.remove(0);
-            Some(Inbound::Internal(frames))
+        1 => Some(ClientInbound::Request(route, frames.pop()?)),
+        2 if delimited => Some(ClientInbound::Request(route, frames.pop()?)),
+        _ if frames.first().is_some_and(|f| f == INTERNAL_MARKER) => {
+            Some(ClientInbound::Malformed(
+                route,
+                "bad request: internal messages are not accepted on the client port",
+            ))
         }
-        2 if frames[0].is_empty() => Some(Inbound::Client(
-            ClientRoute {
-                identity,
-                delimited: true,
-            },
-            frames.pop()?,
-        )),
         _ => {
             let delimited = frames.first().is_some_and(|f| f.is_empty());
-            Some(Inbound::Malformed(ClientRoute {
-                identity,
-                delimited,
-            }))
+            Some(ClientInbound::Malformed(
+                ClientRoute { delimited, ..route },
+                "bad request: expected one frame holding a JSON object or array",
+            ))
         }
     }
+}
+
+/// One multipart message from the peer port: who sent it, by its routing
+/// identity, and its envelopes, not yet decoded.
+#[derive(Debug)]
+pub struct PeerInbound {
+    /// The sender named by its routing identity.
+    pub from: Address,
+    /// The sender's incarnation (0 for the leader).
+    pub incarnation: Incarnation,
+    /// The encoded envelopes.
+    pub batch: Vec<Vec<u8>>,
+}
+
+/// Classifies the frames of one message from the peer port, or `None` if
+/// it is not a well-formed internal message from a peer identity.
+pub fn classify_peer(mut frames: Vec<Vec<u8>>) -> Option<PeerInbound> {
+    if frames.len() < 3 || frames[1] != INTERNAL_MARKER {
+        return None;
+    }
+    let (from, incarnation) = identity_address(&frames[0])?;
+    frames.drain(..2);
+    Some(PeerInbound {
+        from,
+        incarnation,
+        batch: frames,
+    })
 }
 
 /// Sends a reply frame to a client through the ROUTER.
@@ -287,29 +475,65 @@ mod tests {
     use super::*;
 
     #[test]
-    fn frames_are_classified() {
+    fn client_frames_are_classified() {
         let id = b"id".to_vec();
         assert!(
-            matches!(classify(vec![id.clone(), b"{}".to_vec()]), Some(Inbound::Client(r, _)) if !r.delimited)
+            matches!(classify_client(vec![id.clone(), b"{}".to_vec()]), Some(ClientInbound::Request(r, _)) if !r.delimited)
         );
         assert!(
-            matches!(classify(vec![id.clone(), vec![], b"{}".to_vec()]), Some(Inbound::Client(r, _)) if r.delimited)
+            matches!(classify_client(vec![id.clone(), vec![], b"{}".to_vec()]), Some(ClientInbound::Request(r, _)) if r.delimited)
         );
         assert!(matches!(
-            classify(vec![id.clone(), INTERNAL_MARKER.to_vec(), b"x".to_vec()]),
-            Some(Inbound::Internal(batch)) if batch == [b"x".to_vec()]
-        ));
-        assert!(matches!(
-            classify(vec![id.clone(), INTERNAL_MARKER.to_vec(), b"x".to_vec(), b"y".to_vec()]),
-            Some(Inbound::Internal(batch)) if batch.len() == 2
-        ));
-        assert!(matches!(
-            classify(vec![id.clone(), b"a".to_vec(), b"b".to_vec()]),
-            Some(Inbound::Malformed(_))
+            classify_client(vec![id.clone(), b"a".to_vec(), b"b".to_vec()]),
+            Some(ClientInbound::Malformed(..))
         ));
         assert!(
-            matches!(classify(vec![id, vec![], b"a".to_vec(), b"b".to_vec()]), Some(Inbound::Malformed(r)) if r.delimited)
+            matches!(classify_client(vec![id.clone(), vec![], b"a".to_vec(), b"b".to_vec()]), Some(ClientInbound::Malformed(r, _)) if r.delimited)
         );
-        assert!(classify(vec![]).is_none());
+        assert!(classify_client(vec![]).is_none());
+    }
+
+    #[test]
+    fn internal_frames_on_the_client_port_are_refused() {
+        let id = b"id".to_vec();
+        for frames in [
+            vec![id.clone(), INTERNAL_MARKER.to_vec(), b"x".to_vec()],
+            vec![
+                id.clone(),
+                INTERNAL_MARKER.to_vec(),
+                b"x".to_vec(),
+                b"y".to_vec(),
+            ],
+        ] {
+            assert!(matches!(
+                classify_client(frames),
+                Some(ClientInbound::Malformed(_, reason)) if reason.contains("internal")
+            ));
+        }
+    }
+
+    #[test]
+    fn peer_frames_need_a_peer_identity() {
+        let frames = |id: &[u8]| vec![id.to_vec(), INTERNAL_MARKER.to_vec(), b"x".to_vec()];
+        let p = classify_peer(frames(b"n3.7")).unwrap();
+        assert_eq!((p.from, p.incarnation), (Address::Node(3), 7));
+        assert_eq!(p.batch, vec![b"x".to_vec()]);
+        assert_eq!(classify_peer(frames(b"L")).unwrap().from, Address::Leader);
+        for bad in [&b"id"[..], b"n3", b"n.1", b"x3.1", b"\0abc", b""] {
+            assert!(classify_peer(frames(bad)).is_none(), "{bad:?}");
+        }
+        assert!(classify_peer(vec![b"n1.1".to_vec(), b"{}".to_vec()]).is_none());
+        assert!(classify_peer(vec![b"n1.1".to_vec(), INTERNAL_MARKER.to_vec()]).is_none());
+    }
+
+    #[test]
+    fn identities_round_trip() {
+        for (a, i) in [
+            (Address::Leader, 0),
+            (Address::Node(1), 1),
+            (Address::Node(64), 99),
+        ] {
+            assert_eq!(identity_address(&identity(a, i)), Some((a, i)));
+        }
     }
 }

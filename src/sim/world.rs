@@ -187,10 +187,12 @@ impl<'t> World<'t> {
 
     pub fn make_node(&self, id: NodeId, incarnation: Incarnation) -> Box<Node> {
         let endpoint = format!("sim://{}/inc{incarnation}", node_name(id));
+        let peer_endpoint = format!("sim://{}/peer/inc{incarnation}", node_name(id));
         Box::new(Node::new(
             id,
             incarnation,
-            endpoint,
+            (endpoint, peer_endpoint),
+            self.cfg.partitions,
             self.cfg.node,
             MAX_VALUE,
         ))
