@@ -201,6 +201,7 @@ fn run(
                 node.count_rejected("a message on the peer port that is not an internal one");
                 continue;
             };
+            outbox.heard(msg.from);
             for payload in msg.batch {
                 match decode(&payload) {
                     Ok(env) if env.from == msg.from => node.on_message(now, env),
@@ -310,7 +311,7 @@ fn run(
             let view = node.view();
             outbox.retain(|a| match a {
                 Address::Leader => true,
-                Address::Node(n) => view.nodes.contains_key(&n),
+                Address::Node(n) => view.nodes.contains_key(n),
             });
         }
         outbox.flush_due();

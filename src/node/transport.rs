@@ -281,9 +281,16 @@ impl Outbox {
         self.links.is_empty()
     }
 
-    /// Peers whose last send found no pipe to them.
+    /// Peers this side connected to whose last send found no pipe.
     pub fn unreachable(&self) -> &BTreeSet<Address> {
         &self.unreachable
+    }
+
+    /// Notes a message received from `from`: there is a pipe to it.
+    pub fn heard(&mut self, from: Address) {
+        if !self.unreachable.is_empty() {
+            self.unreachable.remove(&from);
+        }
     }
 
     /// Drops the links of peers not in `keep`, closing the connections this
@@ -343,8 +350,13 @@ impl Outbox {
                 self.unreachable.remove(&to);
                 true
             }
+            // No pipe. To a peer that connects to us that is expected
+            // until it has (the send fails and is retried); to one we
+            // connected to, the pipe is gone: the peer is unreachable.
             Err(zmq::Error::EHOSTUNREACH) => {
-                self.unreachable.insert(to);
+                if self.links.get(&to).is_some_and(|l| l.connected.is_some()) {
+                    self.unreachable.insert(to);
+                }
                 false
             }
             // A full queue (a paused peer): the message is lost, as on a

@@ -91,6 +91,7 @@
 pub mod config;
 pub mod events;
 pub mod faults;
+pub mod fuzz;
 pub mod invariants;
 pub mod network;
 pub mod report;
