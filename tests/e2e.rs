@@ -279,6 +279,48 @@ fn script_mode_reports_errors_by_line_and_exit_status() {
     );
 }
 
+/// Flags that would start a cluster that cannot work are refused with one
+/// line on stderr (issue #10, finding 8).
+#[test]
+fn useless_flags_are_refused_in_one_line() {
+    for (flags, why) in [
+        (&["--max-frame", "0"][..], "--max-frame 0 is too small"),
+        (
+            &["--max-frame", "4095"][..],
+            "--max-frame 4095 is too small",
+        ),
+        (
+            &["--max-value", "0"][..],
+            "--max-value must be at least 1 byte",
+        ),
+        (
+            &["--max-frame", "4096", "--max-value", "4000"][..],
+            "--max-value 4000 does not fit in --max-frame 4096",
+        ),
+        (&["--vnodes", "0"][..], "'--vnodes <VNODES>'"),
+        (&["--partitions", "0"][..], "'--partitions <PARTITIONS>'"),
+        (&["--replicas", "0"][..], "'--replicas <REPLICAS>'"),
+        (&["--nodes", "0"][..], "'--nodes <NODES>'"),
+        (&["--nodes", "65"][..], "'--nodes <NODES>'"),
+        (
+            &["--heartbeat", "0ms"][..],
+            "--heartbeat must be at least 1ms",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kvsh"))
+            .args(flags)
+            .args(["-c", "put a 1"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{flags:?}: one line: {stderr}");
+        assert!(stderr.starts_with("Error: "), "{flags:?}: {stderr}");
+        assert!(stderr.contains(why), "{flags:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{flags:?}: no cluster ran");
+    }
+}
+
 #[test]
 fn examples_run_clean() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
