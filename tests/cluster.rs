@@ -229,3 +229,16 @@ fn batch_frames_are_answered_in_order() {
         json!("v0")
     );
 }
+
+/// Issue #10, finding 5: the node refuses a value over the limit at once,
+/// with the request's id, so the client reports `too_large` instead of
+/// waiting out its timeout and blaming the node.
+#[test]
+fn a_value_over_the_limit_fails_with_too_large() {
+    let c = cluster(2, 2);
+    let mut client = c.client();
+    let err = client.put("k", &"x".repeat(600_000)).unwrap_err();
+    assert_eq!(err.code(), "too_large", "{err}");
+    assert!(err.to_string().contains("value of 600000 bytes"), "{err}");
+    client.put("k", "small").unwrap();
+}

@@ -16,7 +16,7 @@ use crate::node::core::{ClientId, Node, NodeConfig, Output};
 use crate::node::faults::Faults;
 use crate::node::message::{decode, Address};
 use crate::node::protocol::{
-    decode_frame, encode_response, encode_responses, ClientFrame, Response,
+    connection_drop_limit, decode_frame, encode_response, encode_responses, ClientFrame, Response,
 };
 use crate::node::transport::{classify, reply, router, ClientRoute, Clock, Inbound, Outbox};
 use crossbeam_channel::{Receiver, Sender};
@@ -131,7 +131,7 @@ fn run(
     // Room for the largest frame a peer may send (a resync chunk or a value
     // at the limit), well over the client limit so oversized client frames
     // get an error reply rather than a dropped connection.
-    let hard_limit = spec.max_frame.saturating_mul(4).saturating_add(1 << 20);
+    let hard_limit = connection_drop_limit(spec.max_frame);
     let (inbox, endpoint) = match router(&ctx, &spec.bind, hard_limit) {
         Ok(x) => x,
         Err(e) => {
@@ -191,15 +191,11 @@ fn run(
                             for (client, request) in ids.into_iter().zip(requests) {
                                 match request {
                                     Ok(r) => node.on_client(now, client, r),
-                                    Err(e) => {
-                                        replies.answer(&inbox, client, Response::error(&e, None))
-                                    }
+                                    Err(e) => replies.answer(&inbox, client, e.response()),
                                 }
                             }
                         }
-                        Err(e) => {
-                            reply(&inbox, &route, &encode_response(&Response::error(&e, None)))
-                        }
+                        Err(e) => reply(&inbox, &route, &encode_response(&e.response())),
                     }
                 }
                 Some(Inbound::Malformed(route)) => {
