@@ -9,14 +9,17 @@
 //! outcome is unknown (it timed out, or its primary changed while it was in
 //! flight) is *not* retried: applying it twice could make a later read see
 //! its value come back after another write replaced it.
+//!
+//! `GET_ALL` is paged: [`Client::get_all`] follows the cursors to the end,
+//! keeping only the pairs it will return.
 
 use crate::cluster::leader::Status;
 use crate::cluster::view::{NodeState, View};
 use crate::cluster::watch::Watch;
 use crate::error::{Error, Result};
-use crate::node::protocol::{decode_response, Entry, Request, Response};
+use crate::node::protocol::{decode_response, Entry, Request, Response, MAX_PAGE_LIMIT};
 use crate::node::transport::dealer;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -117,17 +120,42 @@ impl Client {
         }
     }
 
-    /// Lists pairs across the cluster.
+    /// Lists pairs across the cluster in key order, with `prefix` if given,
+    /// the first `limit` of them if given. Follows `GET_ALL`'s cursors
+    /// through every page; pages come in partition order, so the first keys
+    /// can be on the last page, and the client keeps the `limit` smallest
+    /// as it goes rather than every pair.
     pub fn get_all(&mut self, prefix: Option<&str>, limit: Option<usize>) -> Result<Vec<Entry>> {
-        let req = Request::GetAll {
-            prefix: prefix.map(String::from),
-            limit,
-            id: None,
-        };
-        match self.call(None, req, false)? {
-            Response::Collection { collection, .. } => Ok(collection),
-            other => Err(Error::Io(format!("unexpected reply {other:?}"))),
+        let mut kept = BTreeMap::new();
+        let mut cursor = None;
+        loop {
+            let req = Request::GetAll {
+                prefix: prefix.map(String::from),
+                limit: Some(MAX_PAGE_LIMIT),
+                cursor: cursor.take(),
+                id: None,
+            };
+            let (page, next) = match self.call(None, req, false)? {
+                Response::Collection {
+                    collection, cursor, ..
+                } => (collection, cursor),
+                other => return Err(Error::Io(format!("unexpected reply {other:?}"))),
+            };
+            for e in page {
+                kept.insert(e.key, e.value);
+                if limit.is_some_and(|l| kept.len() > l) {
+                    kept.pop_last();
+                }
+            }
+            match next {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
         }
+        Ok(kept
+            .into_iter()
+            .map(|(key, value)| Entry { key, value })
+            .collect())
     }
 
     /// Sends a request, routed and retried as the module docs describe.

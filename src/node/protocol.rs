@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `{"op":"PUT","key":K,"value":V}` | `{"ok":true,"key":K}` |
 //! | `{"op":"GET_ONE","key":K}` | `{"key":K,"value":V}` (`null` if missing) |
-//! | `{"op":"GET_ALL"}` (optional `"prefix"`, `"limit"`) | `{"collection":[{"key":..,"value":..},...]}` |
+//! | `{"op":"GET_ALL"}` (optional `"prefix"`, `"limit"`, `"cursor"`) | `{"collection":[{"key":..,"value":..},...]}`, plus `"cursor"` if more remain |
 //! | `{"op":"DELETE","key":K}` | `{"ok":true,"key":K,"existed":B}` |
 //! | `{"op":"VIEW"}` | `{"view":{...}}`, the node's current view |
 //!
@@ -17,12 +17,20 @@
 //! `{"error":"<one line>","code":"<code>"}`, with the request's `id` whenever
 //! one could be read from the frame; see [`crate::error::Error::code`].
 //!
+//! `GET_ALL` is paged: one reply holds at most `limit` pairs (default
+//! [`DEFAULT_PAGE_LIMIT`], at most [`MAX_PAGE_LIMIT`]) and about
+//! [`PAGE_BYTES`] of keys and values, and carries a [`Cursor`] to pass back
+//! for the next page while more remain. A request without a cursor starts
+//! at the beginning, so the seed's `{"op":"GET_ALL"}` gets the first page.
+//! Pages walk the partitions in order; each page is sorted by key.
+//!
 //! A frame may also hold a JSON array of up to [`MAX_BATCH`] requests, a
 //! *batch*: the node answers with one array of replies in the same order,
 //! once every request in it is done. Each request succeeds or fails on its
 //! own. A batch saves a client and the node a ZeroMQ message per request,
 //! as pipelining does for Redis; plain seed-001 clients never see one.
 
+use crate::cluster::view::PartitionId;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -32,6 +40,14 @@ pub const DEFAULT_MAX_FRAME: usize = 1 << 20;
 /// Limit on a key's length in bytes. Keys must not be empty; any other
 /// UTF-8 string (NUL and control characters included) is a key.
 pub const MAX_KEY_BYTES: usize = 1024;
+/// Pairs in a `GET_ALL` page when the request names no `limit`.
+pub const DEFAULT_PAGE_LIMIT: usize = 1000;
+/// Most pairs in one `GET_ALL` page; a larger `limit` is clamped to it.
+pub const MAX_PAGE_LIMIT: usize = 10_000;
+/// A `GET_ALL` page stops growing once its keys and values reach this many
+/// bytes (it always holds at least one pair if any remain), whatever its
+/// `limit`: values may be up to the value limit each.
+pub const PAGE_BYTES: usize = 1 << 20;
 
 /// The largest frame a node's socket takes at all: libzmq drops the
 /// connection of a peer that sends more. Frames between the request limit
@@ -66,16 +82,21 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<serde_json::Value>,
     },
-    /// Read every key in the cluster, optionally only those with a prefix,
-    /// at most `limit` of them, in key order.
+    /// Read one page of the cluster's pairs, optionally only keys with a
+    /// prefix: at most `limit` of them, from `cursor` on.
     #[serde(rename = "GET_ALL")]
     GetAll {
         /// Only keys starting with this.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         prefix: Option<String>,
-        /// At most this many keys.
+        /// At most this many pairs in the page (default
+        /// [`DEFAULT_PAGE_LIMIT`], clamped to [`MAX_PAGE_LIMIT`]).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<usize>,
+        /// Where the page starts: the cursor of the previous page, or the
+        /// beginning if absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cursor: Option<Cursor>,
         /// Echoed in the reply.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<serde_json::Value>,
@@ -131,6 +152,69 @@ pub struct Entry {
     pub value: String,
 }
 
+/// Where a `GET_ALL` page starts: partition `partition`, after the key
+/// `after` (from its first key if `None`). On the wire it is one string,
+/// `"P"` or `"P:KEY"`; clients pass back what they got and need not read it.
+///
+/// A position rather than a last key returned: a page can end inside a
+/// partition whose keys it skipped (a prefix), and a key written behind the
+/// cursor while a client pages is simply not seen, while no key is seen
+/// twice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    /// The partition to read next.
+    pub partition: PartitionId,
+    /// The key to read after, in that partition.
+    pub after: Option<String>,
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.after {
+            Some(key) => write!(f, "{}:{key}", self.partition),
+            None => write!(f, "{}", self.partition),
+        }
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = Error;
+
+    /// Reads a cursor, checking its form (the node checks it against its
+    /// view: the partition exists and holds the key).
+    fn from_str(s: &str) -> Result<Cursor> {
+        let bad = || Error::BadInput(format!("bad request: bad cursor {s:?}"));
+        let (partition, after) = match s.split_once(':') {
+            Some((p, key)) => (p, Some(key)),
+            None => (s, None),
+        };
+        if partition.is_empty() || !partition.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let partition = partition.parse().map_err(|_| bad())?;
+        if after.is_some_and(|k| k.is_empty() || k.len() > MAX_KEY_BYTES) {
+            return Err(bad());
+        }
+        Ok(Cursor {
+            partition,
+            after: after.map(String::from),
+        })
+    }
+}
+
+impl Serialize for Cursor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cursor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// A reply to a client. Untagged, so each variant's JSON is exactly the
 /// seed's; variants are tried in order when decoding, most specific first.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -146,10 +230,13 @@ pub enum Response {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<serde_json::Value>,
     },
-    /// A `GET_ALL` reply.
+    /// A `GET_ALL` page.
     Collection {
         /// The pairs, in key order.
         collection: Vec<Entry>,
+        /// Where the next page starts, if more pairs may remain.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cursor: Option<Cursor>,
         /// The request's id.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<serde_json::Value>,
@@ -285,6 +372,9 @@ fn check_request(request: &Request, max_value: usize) -> Result<()> {
             "value of {} bytes exceeds the limit of {max_value} bytes",
             value.len()
         ))),
+        Request::GetAll { limit: Some(0), .. } => Err(Error::BadInput(
+            "bad request: `limit` must be at least 1".into(),
+        )),
         _ => Ok(()),
     }
 }
@@ -322,6 +412,8 @@ struct AnyRequest<'a> {
     #[serde(default)]
     limit: Option<usize>,
     #[serde(default)]
+    cursor: Option<Cursor>,
+    #[serde(default)]
     id: Option<serde_json::Value>,
 }
 
@@ -355,6 +447,7 @@ fn fast_decode(text: &str) -> Option<Request> {
         "GET_ALL" => Request::GetAll {
             prefix: r.prefix,
             limit: r.limit,
+            cursor: r.cursor,
             id,
         },
         "VIEW" => Request::View { id },
@@ -545,6 +638,8 @@ mod tests {
     #[test_case(r#"{"op":"GET_ONE","key":"k","value":"ignored"}"#, true; "extra known field")]
     #[test_case(r#"{"op":"GET_ONE","key":"k","colour":[1,{"a":2}]}"#, false; "unknown field")]
     #[test_case(r#"{"op":"GET_ALL","prefix":"a","limit":3,"id":null}"#, true; "get all")]
+    #[test_case(r#"{"op":"GET_ALL","cursor":"3:k","limit":3}"#, true; "get all with a cursor")]
+    #[test_case(r#"{"op":"GET_ALL","cursor":"x"}"#, false; "bad cursor")]
     #[test_case(r#"{"op":"GET_ONE","key":"k","id":{"a":1,"a":2}}"#, true; "repeated field inside the id")]
     #[test_case(r#"{"op":"DELETE","key":"k","id":{"n":[1]}}"#, true; "delete, object id")]
     #[test_case(r#"{"op":"VIEW"}"#, true; "view")]
@@ -601,6 +696,7 @@ mod tests {
             Request::GetAll {
                 prefix: None,
                 limit: None,
+                cursor: None,
                 id: None
             }
         );
@@ -671,6 +767,7 @@ mod tests {
                 key: "a".into(),
                 value: "1".into(),
             }],
+            cursor: None,
             id: None,
         };
         assert_eq!(
@@ -714,7 +811,16 @@ mod tests {
             ),
             Response::Collection {
                 collection: vec![],
+                cursor: None,
                 id: None,
+            },
+            Response::Collection {
+                collection: vec![],
+                cursor: Some(Cursor {
+                    partition: 7,
+                    after: Some("a:b".into()),
+                }),
+                id: Some("x".into()),
             },
         ] {
             assert_eq!(decode_response(&encode_response(&r)).unwrap(), r);
@@ -778,6 +884,50 @@ mod tests {
             "k".repeat(MAX_KEY_BYTES)
         );
         assert!(decode(&at_limit).is_ok());
+    }
+
+    #[test]
+    fn get_all_limit_must_be_positive() {
+        let err = decode(r#"{"op":"GET_ALL","limit":0,"id":3}"#).unwrap_err();
+        assert_eq!(err.code(), "bad_request");
+        assert!(err.to_string().contains("`limit` must be at least 1"));
+    }
+
+    #[test_case("0", 0, None; "start of a partition")]
+    #[test_case("12:user:1", 12, Some("user:1"); "key with colons")]
+    #[test_case("3:\u{0}", 3, Some("\u{0}"); "nul key")]
+    fn cursors_round_trip(text: &str, partition: PartitionId, after: Option<&str>) {
+        let c: Cursor = text.parse().unwrap();
+        assert_eq!(
+            c,
+            Cursor {
+                partition,
+                after: after.map(String::from)
+            }
+        );
+        assert_eq!(c.to_string(), text);
+    }
+
+    #[test_case(""; "empty")]
+    #[test_case("x"; "not a number")]
+    #[test_case("-1"; "negative")]
+    #[test_case("+1"; "sign")]
+    #[test_case("99999999999"; "too big")]
+    #[test_case("3:"; "empty key")]
+    #[test_case(":k"; "no partition")]
+    fn bad_cursors_are_refused(text: &str) {
+        let err = text.parse::<Cursor>().unwrap_err();
+        assert_eq!(err.code(), "bad_request");
+        let frame = json!({"op": "GET_ALL", "cursor": text, "id": 9}).to_string();
+        let rejected = decode_request(frame.as_bytes(), DEFAULT_MAX_FRAME, 10).unwrap_err();
+        assert!(
+            rejected.error.to_string().contains("bad cursor"),
+            "{}",
+            rejected.error
+        );
+        assert_eq!(rejected.id, Some(json!(9)));
+        let too_long = format!("1:{}", "k".repeat(MAX_KEY_BYTES + 1));
+        assert!(too_long.parse::<Cursor>().is_err());
     }
 
     /// The README states this figure: 5 MiB at the default 1 MiB limit.
