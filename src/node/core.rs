@@ -29,6 +29,11 @@ mod tests;
 
 use self::scan::Scan;
 
+/// Most `VIEW` requests a node answers per tick; more get `busy` at once. A
+/// view is the biggest reply there is (tens to hundreds of KB), and a batch
+/// or a burst of them would make the node copy it without bound.
+pub const MAX_VIEWS_PER_TICK: usize = 8;
+
 /// A client of this node, as the transport identifies it.
 pub type ClientId = u64;
 
@@ -127,6 +132,8 @@ pub struct Node {
     scans: BTreeMap<RequestId, Scan>,
     /// Scan page request id → (scan id, partition).
     scan_pages: BTreeMap<RequestId, (RequestId, PartitionId)>,
+    /// `VIEW`s answered since the last tick.
+    views_this_tick: usize,
     next_request: RequestId,
     next_heartbeat: Time,
     now: Time,
@@ -156,6 +163,7 @@ impl Node {
             pending: BTreeMap::new(),
             scans: BTreeMap::new(),
             scan_pages: BTreeMap::new(),
+            views_this_tick: 0,
             next_request: 1,
             next_heartbeat: 0,
             now: 0,
@@ -258,6 +266,14 @@ impl Node {
             Request::GetOne { key, id } => self.start(client, id, KeyOp::Get { key }),
             Request::Delete { key, id } => self.start(client, id, KeyOp::Delete { key }),
             Request::View { id } => {
+                if self.views_this_tick >= MAX_VIEWS_PER_TICK {
+                    let err = Error::Busy(format!(
+                        "{} answers at most {MAX_VIEWS_PER_TICK} VIEW requests at once",
+                        node_name(self.id)
+                    ));
+                    return self.reply(client, Response::error(&err, id));
+                }
+                self.views_this_tick += 1;
                 let view = Box::new(self.view.clone());
                 self.reply(client, Response::View { view, id })
             }
@@ -868,6 +884,7 @@ impl Node {
         for m in reports {
             self.send(Address::Leader, m);
         }
+        self.views_this_tick = 0;
         // Scans: retries and deadlines.
         self.tick_scans();
     }

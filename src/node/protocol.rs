@@ -300,6 +300,7 @@ pub fn error_from_wire(code: &str, message: &str) -> Error {
         "too_large" => Error::TooLarge(strip("too large: ")),
         "unavailable" => Error::Unavailable(strip("unavailable: ")),
         "not_primary" => Error::NotPrimary(strip("not primary: ")),
+        "busy" => Error::Busy(strip("busy: ")),
         "timeout" => Error::Timeout(strip("timeout: ")),
         "aborted" => Error::Aborted(strip("aborted: ")),
         "stale_epoch" => Error::Unavailable(message.to_string()),
@@ -457,6 +458,18 @@ fn fast_decode(text: &str) -> Option<Request> {
 
 /// Most requests in one batch frame.
 pub const MAX_BATCH: usize = 1024;
+/// Most expensive requests (`GET_ALL`, `VIEW`) in one batch frame. The rest
+/// are refused with `too_large`: a batch is for many cheap requests, and
+/// each of these makes a reply of up to a page or a whole view, which a
+/// 16 KB frame could otherwise ask for a thousand times.
+pub const MAX_EXPENSIVE_PER_BATCH: usize = 4;
+
+impl Request {
+    /// True for requests whose reply can be big: a page, or the view.
+    pub fn is_expensive(&self) -> bool {
+        matches!(self, Request::GetAll { .. } | Request::View { .. })
+    }
+}
 
 /// A decoded client frame.
 #[derive(Debug)]
@@ -495,10 +508,24 @@ pub fn decode_frame(
             items.len()
         ))));
     }
+    let mut expensive = 0;
     Ok(ClientFrame::Batch(
         items
             .into_iter()
-            .map(|raw| decode_request(raw.get().as_bytes(), max_frame, max_value))
+            .map(|raw| {
+                let request = decode_request(raw.get().as_bytes(), max_frame, max_value)?;
+                if request.is_expensive() {
+                    expensive += 1;
+                    if expensive > MAX_EXPENSIVE_PER_BATCH {
+                        let e = Error::TooLarge(format!(
+                            "a batch may hold at most {MAX_EXPENSIVE_PER_BATCH} GET_ALL or VIEW \
+                             requests; send this one in another frame"
+                        ));
+                        return Err(Rejected::new(e, request.id().cloned()));
+                    }
+                }
+                Ok(request)
+            })
             .collect(),
     ))
 }
@@ -822,6 +849,7 @@ mod tests {
                 }),
                 id: Some("x".into()),
             },
+            Response::error(&Error::Busy("2 scans running".into()), Some(4.into())),
         ] {
             assert_eq!(decode_response(&encode_response(&r)).unwrap(), r);
         }
@@ -935,5 +963,40 @@ mod tests {
     fn connections_drop_at_four_times_the_limit_plus_a_mebibyte() {
         assert_eq!(connection_drop_limit(DEFAULT_MAX_FRAME), 5 << 20);
         assert_eq!(connection_drop_limit(4096), 4 * 4096 + (1 << 20));
+    }
+
+    /// A batch cannot multiply an expensive request: past the first few,
+    /// each is refused in its place, with its id.
+    #[test]
+    fn a_batch_holds_few_expensive_requests() {
+        let items: Vec<String> = (0..MAX_BATCH)
+            .map(|i| match i % 3 {
+                0 => json!({"op": "VIEW", "id": i}).to_string(),
+                1 => json!({"op": "GET_ALL", "id": i}).to_string(),
+                _ => json!({"op": "GET_ONE", "key": "k", "id": i}).to_string(),
+            })
+            .collect();
+        let frame = format!("[{}]", items.join(","));
+        let Ok(ClientFrame::Batch(decoded)) =
+            decode_frame(frame.as_bytes(), DEFAULT_MAX_FRAME, 100)
+        else {
+            panic!("a batch");
+        };
+        let admitted = decoded
+            .iter()
+            .filter(|r| r.as_ref().is_ok_and(Request::is_expensive))
+            .count();
+        assert_eq!(admitted, MAX_EXPENSIVE_PER_BATCH);
+        let cheap = decoded
+            .iter()
+            .filter(|r| r.as_ref().is_ok_and(|r| !r.is_expensive()))
+            .count();
+        assert_eq!(cheap, MAX_BATCH / 3);
+        for (i, r) in decoded.iter().enumerate() {
+            if let Err(rejected) = r {
+                assert_eq!(rejected.error.code(), "too_large");
+                assert_eq!(rejected.id, Some(json!(i)));
+            }
+        }
     }
 }

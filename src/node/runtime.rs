@@ -12,13 +12,14 @@
 
 use crate::cluster::view::{node_name, Incarnation, NodeId, PartitionId};
 use crate::error::{Error, Result};
-use crate::node::core::{ClientId, Node, NodeConfig, Output};
+use crate::node::core::{Node, NodeConfig, Output};
 use crate::node::faults::Faults;
 use crate::node::message::{decode, Address};
 use crate::node::protocol::{
-    connection_drop_limit, decode_frame, encode_response, encode_responses, ClientFrame, Response,
+    connection_drop_limit, decode_frame, encode_response, ClientFrame, Response,
 };
-use crate::node::transport::{classify, reply, router, ClientRoute, Clock, Inbound, Outbox};
+use crate::node::replies::{batch_reply_limit, Replies};
+use crate::node::transport::{classify, reply, router, Clock, Inbound, Outbox};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -149,7 +150,7 @@ fn run(
     );
     let mut outbox = Outbox::new(ctx, Address::Node(spec.id), spec.faults.clone(), spec.clock);
     outbox.connect(Address::Leader, &spec.leader_endpoint);
-    let mut replies = Replies::default();
+    let mut replies = Replies::new(batch_reply_limit(spec.max_frame));
     let mut connected_epoch = 0;
     let mut next_tick: u64 = 0;
     loop {
@@ -190,7 +191,13 @@ fn run(
                             let ids = replies.batch(route, requests.len());
                             for (client, request) in ids.into_iter().zip(requests) {
                                 match request {
-                                    Ok(r) => node.on_client(now, client, r),
+                                    Ok(r) => {
+                                        node.on_client(now, client, r);
+                                        // File each reply as it comes, so a
+                                        // batch's replies count against its
+                                        // budget before they pile up.
+                                        drain(&mut node, &inbox, &mut outbox, &mut replies);
+                                    }
                                     Err(e) => replies.answer(&inbox, client, e.response()),
                                 }
                             }
@@ -317,107 +324,34 @@ fn inspect(node: &mut Node, c: Control) {
     }
 }
 
+/// Carries out the node's outputs: replies go to their clients (or their
+/// batch), envelopes into the outbox, which sends them at the next
+/// [`flush`].
+fn drain(node: &mut Node, inbox: &zmq::Socket, outbox: &mut Outbox, replies: &mut Replies) {
+    let outputs = node.take_outputs();
+    for o in outputs {
+        match o {
+            Output::Send(env) => {
+                let view = node.view();
+                let nodes = || view.nodes.keys().copied().collect();
+                if let Some(env) = outbox.send(env, &nodes) {
+                    node.on_send_failed(&env);
+                }
+            }
+            Output::Reply { client, response } => replies.answer(inbox, client, response),
+        }
+    }
+}
+
 fn flush(node: &mut Node, inbox: &zmq::Socket, outbox: &mut Outbox, replies: &mut Replies) {
     loop {
-        let outputs = node.take_outputs();
-        for o in outputs {
-            match o {
-                Output::Send(env) => {
-                    let view = node.view();
-                    let nodes = || view.nodes.keys().copied().collect();
-                    if let Some(env) = outbox.send(env, &nodes) {
-                        node.on_send_failed(&env);
-                    }
-                }
-                Output::Reply { client, response } => replies.answer(inbox, client, response),
-            }
-        }
+        drain(node, inbox, outbox, replies);
         let failed = outbox.flush();
         for env in &failed {
             node.on_send_failed(env);
         }
         if failed.is_empty() && !node.has_outputs() {
             return;
-        }
-    }
-}
-
-/// The clients waiting for replies: each request gets a [`ClientId`], and a
-/// batch frame's reply goes out when its last request is answered.
-#[derive(Default)]
-struct Replies {
-    next: ClientId,
-    /// Both maps see an insert and a remove per request: foldhash, not
-    /// std's slower SipHash.
-    waiting: foldhash::HashMap<ClientId, Waiting>,
-    batches: foldhash::HashMap<u64, Batch>,
-    next_batch: u64,
-}
-
-/// Where a request's reply goes.
-enum Waiting {
-    /// Straight back to the client.
-    Single(ClientRoute),
-    /// Into slot `index` of a batch.
-    InBatch { batch: u64, index: usize },
-}
-
-/// A batch frame's replies, in request order, as they come.
-struct Batch {
-    route: ClientRoute,
-    replies: Vec<Option<Response>>,
-    left: usize,
-}
-
-impl Replies {
-    /// An id for a single request from `route`.
-    fn single(&mut self, route: ClientRoute) -> ClientId {
-        self.next += 1;
-        self.waiting.insert(self.next, Waiting::Single(route));
-        self.next
-    }
-
-    /// Ids for the `n` requests of a batch frame from `route`, in order.
-    fn batch(&mut self, route: ClientRoute, n: usize) -> Vec<ClientId> {
-        self.next_batch += 1;
-        let batch = self.next_batch;
-        self.batches.insert(
-            batch,
-            Batch {
-                route,
-                replies: vec![None; n],
-                left: n,
-            },
-        );
-        (0..n)
-            .map(|index| {
-                self.next += 1;
-                self.waiting
-                    .insert(self.next, Waiting::InBatch { batch, index });
-                self.next
-            })
-            .collect()
-    }
-
-    /// Delivers a reply: at once for a single request, with the rest of its
-    /// batch otherwise.
-    fn answer(&mut self, inbox: &zmq::Socket, client: ClientId, response: Response) {
-        match self.waiting.remove(&client) {
-            Some(Waiting::Single(route)) => reply(inbox, &route, &encode_response(&response)),
-            Some(Waiting::InBatch { batch, index }) => {
-                let Some(b) = self.batches.get_mut(&batch) else {
-                    return;
-                };
-                if b.replies[index].replace(response).is_none() {
-                    b.left -= 1;
-                }
-                if b.left == 0 {
-                    let b = self.batches.remove(&batch).expect("batch exists");
-                    let all: Vec<Response> = b.replies.into_iter().flatten().collect();
-                    reply(inbox, &b.route, &encode_responses(&all));
-                }
-            }
-            None => {}
         }
     }
 }

@@ -12,7 +12,10 @@
 //!
 //! Fetching ahead is the trade-off between memory and latency: most
 //! partitions of a small cluster are empty or nearly so, and asking them
-//! one at a time would cost a round trip each.
+//! one at a time would cost a round trip each. A node coordinates at most
+//! [`MAX_SCANS`] pages at once and refuses more with `busy` at once, so the
+//! memory a node spends on `GET_ALL` has a bound that does not depend on
+//! how many clients ask.
 
 use super::{ClientId, Node};
 use crate::cluster::view::{node_name, Epoch, NodeId, PartitionId, Time};
@@ -23,6 +26,8 @@ use crate::node::protocol::{
 };
 use std::collections::BTreeMap;
 
+/// Most `GET_ALL` pages a node coordinates at once.
+pub const MAX_SCANS: usize = 8;
 /// Partitions a page asks at once: the one it is reading and the next few.
 pub const SCAN_WINDOW: u32 = 4;
 
@@ -109,6 +114,13 @@ impl Node {
             after: None,
         });
         if let Err(err) = self.check_cursor(&at) {
+            return self.reply(client, Response::error(&err, id));
+        }
+        if self.scans.len() >= MAX_SCANS {
+            let err = Error::Busy(format!(
+                "{} is already gathering {MAX_SCANS} GET_ALL pages; retry later",
+                node_name(self.id)
+            ));
             return self.reply(client, Response::error(&err, id));
         }
         let scan_id = self.next_request;

@@ -1,6 +1,7 @@
 //! The node's client-facing decisions, driven by hand: a node with a
 //! hand-made view and lease, requests in, outputs checked.
 
+use super::scan::MAX_SCANS;
 use super::*;
 use crate::cluster::view::{NodeInfo, PartitionInfo, Replica};
 use crate::node::protocol::{Cursor, Entry};
@@ -146,4 +147,44 @@ fn bad_cursors_are_refused() {
             matches!(&r[0].1, Response::Error { error, id: Some(_), .. } if error.contains("bad cursor"))
         );
     }
+}
+
+/// A node gathers at most MAX_SCANS pages at once; the next gets `busy`
+/// at once, and once a page is done there is room again.
+#[test]
+fn scans_past_the_bound_are_busy() {
+    // Node 2 leads every partition, so pages wait for its answers.
+    let mut n = node(|_| false);
+    for c in 0..MAX_SCANS as ClientId {
+        n.on_client(1, c, get_all(5, None));
+    }
+    assert!(replies(&mut n).is_empty(), "all waiting on node 2");
+    n.on_client(1, 99, get_all(5, None));
+    let r = replies(&mut n);
+    assert_eq!(r.len(), 1);
+    assert_eq!((r[0].0, code(&r[0].1)), (99, "busy"));
+    // Past the deadline the waiting pages fail, and new ones are taken.
+    n.tick(NodeConfig::default().request_timeout + 1);
+    assert_eq!(replies(&mut n).len(), MAX_SCANS);
+    n.on_client(
+        NodeConfig::default().request_timeout + 2,
+        100,
+        get_all(5, None),
+    );
+    assert!(replies(&mut n).is_empty(), "taken, waiting on node 2");
+}
+
+#[test]
+fn views_past_the_bound_per_tick_are_busy() {
+    let mut n = node(|_| true);
+    for c in 0..MAX_VIEWS_PER_TICK as ClientId + 1 {
+        n.on_client(1, c, Request::View { id: None });
+    }
+    let r = replies(&mut n);
+    let busy = r.iter().filter(|(_, r)| code(r) == "busy").count();
+    assert_eq!((r.len(), busy), (MAX_VIEWS_PER_TICK + 1, 1));
+    n.tick(5);
+    replies(&mut n);
+    n.on_client(6, 50, Request::View { id: None });
+    assert!(matches!(replies(&mut n)[..], [(50, Response::View { .. })]));
 }
