@@ -328,6 +328,15 @@ impl Node {
         let p = self.view.partition_of(op.key());
         match self.primary_for(p) {
             Err(e) => self.retry_later(request, e),
+            Ok(primary) if primary == self.id && !self.has_lease() => {
+                // Retrying here cannot help: a node cut off from the view
+                // leader gets no lease until the fault heals, long after the
+                // cluster has failed over without it, and until then it
+                // does not hear of the new primary either. So it says so at
+                // once, and a client with a newer view goes there. Nothing
+                // was applied: this is the first thing a primary checks.
+                self.finish(request, Err(self.no_lease()));
+            }
             Ok(primary) if primary == self.id => {
                 if let Some(pd) = self.pending.get_mut(&request) {
                     pd.state = PendingState::Local;
@@ -490,11 +499,7 @@ impl Node {
     /// may not: its lease ran out, or it does not lead `p` at the view's term.
     fn check_primary(&self, p: PartitionId) -> Result<(), Error> {
         if !self.has_lease() {
-            return Err(Error::Unavailable(format!(
-                "{} has no valid lease at epoch {}",
-                node_name(self.id),
-                self.view.epoch
-            )));
+            return Err(self.no_lease());
         }
         let term = self.view.partitions.get(p as usize).map(|i| i.term);
         if self.leaders.get(&p).is_none_or(|l| Some(l.term) != term) {
@@ -505,6 +510,14 @@ impl Node {
             )));
         }
         Ok(())
+    }
+
+    fn no_lease(&self) -> Error {
+        Error::Unavailable(format!(
+            "{} has no valid lease at epoch {}",
+            node_name(self.id),
+            self.view.epoch
+        ))
     }
 
     /// Delivers finished writes to their waiters.

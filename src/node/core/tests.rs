@@ -83,6 +83,31 @@ fn put(key: &str, value: &str) -> Request {
     }
 }
 
+/// A primary whose lease ran out answers `unavailable` in the same step,
+/// not after the request deadline: it cannot get a lease by retrying.
+#[test]
+fn a_primary_without_a_lease_answers_unavailable_at_once() {
+    let mut n = node(|_| true);
+    n.on_client(10, 1, put("k", "v"));
+    let r = replies(&mut n);
+    assert!(matches!(r[..], [(1, Response::Done { .. })]), "{r:?}");
+    let late = NodeConfig::default().lease + 1;
+    n.on_client(late, 2, put("k", "w"));
+    let r = replies(&mut n);
+    assert_eq!(r.len(), 1, "answered at once: {r:?}");
+    assert_eq!(code(&r[0].1), "unavailable");
+    assert!(matches!(&r[0].1, Response::Error { id: Some(id), .. } if *id == 1));
+    n.on_client(
+        late,
+        3,
+        Request::GetOne {
+            key: "k".into(),
+            id: None,
+        },
+    );
+    assert_eq!(code(&replies(&mut n)[0].1), "unavailable");
+}
+
 /// Every key is seen exactly once across the pages, in pages of the
 /// limit, and keys written between pages do not disturb the walk.
 #[test]
