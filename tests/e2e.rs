@@ -167,6 +167,7 @@ fn bad_frames_get_errors_and_the_node_keeps_serving() {
             br#"{"op":"PUT","key":"","value":"v"}"#.to_vec(),
             "the key is empty",
         ),
+        (br#"{"op":"GET_ALL","cursor":"no"}"#.to_vec(), "bad cursor"),
         // Over four times the limit but under the connection's drop limit
         // (four times plus 1 MiB): an error reply, not a dropped connection.
         (vec![b'a'; 5 * 4096], "exceeds the limit of 4096 bytes"),
@@ -252,6 +253,11 @@ fn bad_frames_get_errors_and_the_node_keeps_serving() {
         (
             br#"{"op":"GET_ONE","key":"","id":6}"#.to_vec(),
             json!(6),
+            "bad_request",
+        ),
+        (
+            br#"{"op":"GET_ALL","cursor":"999999","id":7}"#.to_vec(),
+            json!(7),
             "bad_request",
         ),
     ];
