@@ -321,6 +321,39 @@ fn pages_see_every_key_once_under_concurrent_writes() {
     assert_eq!(first, ["base1000", "base1001", "base1002"]);
 }
 
+/// Issue #10, finding 5: after the primary of a key is cut off from every
+/// other component, the client's next put of the key goes to the new
+/// primary. The first put may reach the old primary within its lease; it
+/// cannot commit there, and its outcome is reported unknown, never retried
+/// blindly; but the client refreshes its view, and no later put goes back
+/// to the silent node.
+#[test]
+fn puts_follow_a_primary_partitioned_away() {
+    use kvsh::node::message::Address;
+    let c = cluster(4, 2);
+    let mut client = c.client();
+    client.put("k", "v1").unwrap();
+    let view = c.status().view.clone();
+    let victim = view.primary(view.partition_of("k")).unwrap();
+    c.faults().partition(vec![[Address::Node(victim)].into()]);
+    // Returns once the write is done, or once the leader declares the old
+    // primary dead (no answer is coming): the failover event.
+    if let Err(e) = client.put("k", "v2") {
+        assert!(e.is_indefinite(), "{e}");
+        assert!(
+            e.to_string().contains("outcome of this write is unknown"),
+            "{e}"
+        );
+    }
+    client.put("k", "v3").unwrap();
+    assert_eq!(client.get("k").unwrap().as_deref(), Some("v3"));
+    let view = c.status().view.clone();
+    assert_ne!(view.primary(view.partition_of("k")), Some(victim));
+    c.faults().heal();
+    c.wait_healthy(Duration::from_secs(30), &|| false).unwrap();
+    assert_eq!(client.get("k").unwrap().as_deref(), Some("v3"));
+}
+
 /// Issue #10, finding 5: the node refuses a value over the limit at once,
 /// with the request's id, so the client reports `too_large` instead of
 /// waiting out its timeout and blaming the node.
@@ -332,4 +365,24 @@ fn a_value_over_the_limit_fails_with_too_large() {
     assert_eq!(err.code(), "too_large", "{err}");
     assert!(err.to_string().contains("value of 600000 bytes"), "{err}");
     client.put("k", "small").unwrap();
+}
+
+/// As above with the primary paused, so that it answers nothing at all:
+/// the put that got no answer reports an unknown outcome, and the client
+/// routes the next one by the view that declared the node dead.
+#[test]
+fn puts_follow_a_paused_primary() {
+    let mut c = cluster(4, 2);
+    let mut client = c.client();
+    client.put("k", "v1").unwrap();
+    let view = c.status().view.clone();
+    let victim = view.primary(view.partition_of("k")).unwrap();
+    c.pause(victim, Duration::from_secs(3)).unwrap();
+    let err = client.put("k", "v2").unwrap_err();
+    assert!(err.is_indefinite(), "{err}");
+    assert!(err.to_string().contains("was declared dead"), "{err}");
+    client.put("k", "v3").unwrap();
+    assert_eq!(client.get("k").unwrap().as_deref(), Some("v3"));
+    c.wait_healthy(Duration::from_secs(30), &|| false).unwrap();
+    assert_eq!(client.get("k").unwrap().as_deref(), Some("v3"));
 }
