@@ -16,6 +16,10 @@ pub enum Error {
     /// The receiver is not the primary of the partition in its view. The
     /// sender should refresh its view and retry. Nothing was applied.
     NotPrimary(String),
+    /// The node is already running as many expensive requests (`GET_ALL`,
+    /// `VIEW`) as it allows, and refused this one at once. Nothing was
+    /// applied; retrying later may succeed.
+    Busy(String),
     /// A message came from an older epoch than the receiver's.
     StaleEpoch { current: u64 },
     /// The operation did not finish in time. A write may or may not have
@@ -45,6 +49,7 @@ impl Error {
             Error::TooLarge(_) => "too_large",
             Error::Unavailable(_) => "unavailable",
             Error::NotPrimary(_) => "not_primary",
+            Error::Busy(_) => "busy",
             Error::StaleEpoch { .. } => "stale_epoch",
             Error::Timeout(_) => "timeout",
             Error::Aborted(_) => "aborted",
@@ -63,6 +68,7 @@ impl Error {
             self,
             Error::Unavailable(_)
                 | Error::NotPrimary(_)
+                | Error::Busy(_)
                 | Error::StaleEpoch { .. }
                 | Error::Aborted(_)
                 | Error::Timeout(_)
@@ -84,6 +90,7 @@ impl std::fmt::Display for Error {
             Error::TooLarge(m) => write!(f, "too large: {}", one_line(m)),
             Error::Unavailable(m) => write!(f, "unavailable: {}", one_line(m)),
             Error::NotPrimary(m) => write!(f, "not primary: {}", one_line(m)),
+            Error::Busy(m) => write!(f, "busy: {}", one_line(m)),
             Error::StaleEpoch { current } => write!(f, "stale epoch: current epoch is {current}"),
             Error::Timeout(m) => write!(f, "timeout: {}", one_line(m)),
             Error::Aborted(m) => write!(f, "aborted: {}", one_line(m)),

@@ -229,3 +229,160 @@ fn batch_frames_are_answered_in_order() {
         json!("v0")
     );
 }
+
+/// `GET_ALL` pages (issue #10, finding 2): walking the pages with small
+/// limits, through different nodes, while another client writes new keys
+/// and overwrites old ones, sees every key that was there throughout
+/// exactly once and no key twice.
+#[test]
+fn pages_see_every_key_once_under_concurrent_writes() {
+    use serde_json::{json, Value};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let c = cluster(4, 2);
+    let mut client = c.client();
+    for i in 0..3000 {
+        client.put(&format!("base{i:04}"), "v").unwrap();
+    }
+    let eps: Vec<String> = c
+        .status()
+        .view
+        .nodes
+        .values()
+        .map(|n| n.endpoint.clone())
+        .collect();
+    let ctx = zmq::Context::new();
+    let sockets: Vec<zmq::Socket> = eps
+        .iter()
+        .map(|e| {
+            let d = ctx.socket(zmq::DEALER).unwrap();
+            d.set_rcvtimeo(10_000).unwrap();
+            d.connect(e).unwrap();
+            d
+        })
+        .collect();
+    let stop = AtomicBool::new(false);
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut pages = 0;
+    let written = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut w = c.client();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                w.put(&format!("new{n}"), "v").unwrap();
+                w.put(&format!("base{:04}", (n * 7) % 3000), "again")
+                    .unwrap();
+                n += 1;
+            }
+            n
+        });
+        let mut cursor = Value::Null;
+        loop {
+            let d = &sockets[pages % sockets.len()];
+            let mut req = json!({"op": "GET_ALL", "limit": 100, "id": pages});
+            if !cursor.is_null() {
+                req["cursor"] = cursor.clone();
+            }
+            d.send(req.to_string().as_bytes(), 0).unwrap();
+            let reply: Value = serde_json::from_slice(&d.recv_bytes(0).unwrap()).unwrap();
+            let page = reply["collection"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{reply}"));
+            assert!(page.len() <= 100);
+            for e in page {
+                *seen
+                    .entry(e["key"].as_str().unwrap().to_string())
+                    .or_default() += 1;
+            }
+            pages += 1;
+            match reply.get("cursor") {
+                Some(c) => cursor = c.clone(),
+                None => break,
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap()
+    });
+    assert!(pages >= 30, "{pages} pages for 3000+ keys");
+    for i in 0..3000 {
+        assert_eq!(seen.get(&format!("base{i:04}")), Some(&1), "base{i:04}");
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "seen twice: {twice:?}");
+    // The kvsh client follows the cursors to the end, and sorts.
+    let all = client.get_all(None, None).unwrap();
+    assert_eq!(all.len(), 3000 + written);
+    assert!(all.windows(2).all(|w| w[0].key < w[1].key));
+    let first: Vec<String> = client
+        .get_all(Some("base1"), Some(3))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(first, ["base1000", "base1001", "base1002"]);
+}
+
+/// Issue #10, finding 5: after the primary of a key is cut off from every
+/// other component, the client's next put of the key goes to the new
+/// primary. The first put may reach the old primary within its lease; it
+/// cannot commit there, and its outcome is reported unknown, never retried
+/// blindly; but the client refreshes its view, and no later put goes back
+/// to the silent node.
+#[test]
+fn puts_follow_a_primary_partitioned_away() {
+    use kvsh::node::message::Address;
+    let c = cluster(4, 2);
+    let mut client = c.client();
+    client.put("k", "v1").unwrap();
+    let view = c.status().view.clone();
+    let victim = view.primary(view.partition_of("k")).unwrap();
+    c.faults().partition(vec![[Address::Node(victim)].into()]);
+    // Returns once the write is done, or once the leader declares the old
+    // primary dead (no answer is coming): the failover event.
+    if let Err(e) = client.put("k", "v2") {
+        assert!(e.is_indefinite(), "{e}");
+        assert!(
+            e.to_string().contains("outcome of this write is unknown"),
+            "{e}"
+        );
+    }
+    client.put("k", "v3").unwrap();
+    assert_eq!(client.get("k").unwrap().as_deref(), Some("v3"));
+    let view = c.status().view.clone();
+    assert_ne!(view.primary(view.partition_of("k")), Some(victim));
+    c.faults().heal();
+    c.wait_healthy(Duration::from_secs(30), &|| false).unwrap();
+    assert_eq!(client.get("k").unwrap().as_deref(), Some("v3"));
+}
+
+/// Issue #10, finding 5: the node refuses a value over the limit at once,
+/// with the request's id, so the client reports `too_large` instead of
+/// waiting out its timeout and blaming the node.
+#[test]
+fn a_value_over_the_limit_fails_with_too_large() {
+    let c = cluster(2, 2);
+    let mut client = c.client();
+    let err = client.put("k", &"x".repeat(600_000)).unwrap_err();
+    assert_eq!(err.code(), "too_large", "{err}");
+    assert!(err.to_string().contains("value of 600000 bytes"), "{err}");
+    client.put("k", "small").unwrap();
+}
+
+/// As above with the primary paused, so that it answers nothing at all:
+/// the put that got no answer reports an unknown outcome, and the client
+/// routes the next one by the view that declared the node dead.
+#[test]
+fn puts_follow_a_paused_primary() {
+    let mut c = cluster(4, 2);
+    let mut client = c.client();
+    client.put("k", "v1").unwrap();
+    let view = c.status().view.clone();
+    let victim = view.primary(view.partition_of("k")).unwrap();
+    c.pause(victim, Duration::from_secs(3)).unwrap();
+    let err = client.put("k", "v2").unwrap_err();
+    assert!(err.is_indefinite(), "{err}");
+    assert!(err.to_string().contains("was declared dead"), "{err}");
+    client.put("k", "v3").unwrap();
+    assert_eq!(client.get("k").unwrap().as_deref(), Some("v3"));
+    c.wait_healthy(Duration::from_secs(30), &|| false).unwrap();
+    assert_eq!(client.get("k").unwrap().as_deref(), Some("v3"));
+}

@@ -159,6 +159,18 @@ fn bad_frames_get_errors_and_the_node_keeps_serving() {
             big_value.into_bytes(),
             "value of 3000 bytes exceeds the limit of 2048 bytes",
         ),
+        (
+            br#"{"op":"PUT","op":"GET_ONE","key":"k","value":"v"}"#.to_vec(),
+            "field `op` appears twice",
+        ),
+        (
+            br#"{"op":"PUT","key":"","value":"v"}"#.to_vec(),
+            "the key is empty",
+        ),
+        (br#"{"op":"GET_ALL","cursor":"no"}"#.to_vec(), "bad cursor"),
+        // Over four times the limit but under the connection's drop limit
+        // (four times plus 1 MiB): an error reply, not a dropped connection.
+        (vec![b'a'; 5 * 4096], "exceeds the limit of 4096 bytes"),
     ];
     for (frame, expected) in cases {
         let reply = call(&s, &frame);
@@ -202,7 +214,145 @@ fn bad_frames_get_errors_and_the_node_keeps_serving() {
         .collect();
     ids.sort();
     assert_eq!(ids, (0..20).collect::<Vec<_>>());
+    // Error replies carry the request's id whenever the frame held one, so
+    // a client matching replies by id is not left waiting.
+    let with_ids: Vec<(Vec<u8>, Value, &str)> = vec![
+        (
+            format!(
+                r#"{{"op":"PUT","key":"k","value":"{}","id":"big"}}"#,
+                "x".repeat(5000)
+            )
+            .into_bytes(),
+            json!("big"),
+            "too_large",
+        ),
+        (
+            format!(
+                r#"{{"op":"PUT","key":"k","value":"{}","id":2}}"#,
+                "x".repeat(3000)
+            )
+            .into_bytes(),
+            json!(2),
+            "too_large",
+        ),
+        (
+            br#"{"op":"PUT","key":"k","value":7,"id":3}"#.to_vec(),
+            json!(3),
+            "bad_request",
+        ),
+        (
+            br#"{"op":"FROB","id":[4]}"#.to_vec(),
+            json!([4]),
+            "bad_request",
+        ),
+        (
+            br#"{"op":"GET_ONE","key":"k","key":"j","id":5}"#.to_vec(),
+            json!(5),
+            "bad_request",
+        ),
+        (
+            br#"{"op":"GET_ONE","key":"","id":6}"#.to_vec(),
+            json!(6),
+            "bad_request",
+        ),
+        (
+            br#"{"op":"GET_ALL","cursor":"999999","id":7}"#.to_vec(),
+            json!(7),
+            "bad_request",
+        ),
+    ];
+    for (frame, id, code) in with_ids {
+        d.send(&frame[..], 0).unwrap();
+        let r: Value = serde_json::from_slice(&d.recv_bytes(0).unwrap()).unwrap();
+        assert_eq!((&r["id"], &r["code"]), (&id, &json!(code)), "{r}");
+    }
+    d.send(&br#"{"op":"GET_ONE","key":"k","id":8"#[..], 0)
+        .unwrap();
+    let r: Value = serde_json::from_slice(&d.recv_bytes(0).unwrap()).unwrap();
+    assert!(
+        r.get("id").is_none(),
+        "no id can be read from broken JSON: {r}"
+    );
+    // Keys may hold NUL: a distinct key, stored, replicated and listed.
+    let nul = json!({"op": "PUT", "key": "a\u{0}b", "value": "nul"});
+    assert_eq!(call(&s, nul.to_string().as_bytes())["ok"], json!(true));
+    let get = |k: &str| {
+        call(
+            &s,
+            json!({"op": "GET_ONE", "key": k}).to_string().as_bytes(),
+        )
+    };
+    assert_eq!(get("a\u{0}b")["value"], json!("nul"));
+    assert_eq!(get("a")["value"], Value::Null);
+    let all = call(
+        &s,
+        json!({"op": "GET_ALL", "prefix": "a\u{0}"})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(
+        all["collection"],
+        json!([{"key": "a\u{0}b", "value": "nul"}])
+    );
     assert!(kvsh.quit().success());
+}
+
+/// A value over the limit typed in the shell fails at once with the
+/// node's `too_large`, not after the client's timeout with a blame on the
+/// node (issue #10, finding 5).
+#[test]
+fn the_shell_reports_too_large_values() {
+    let mut kvsh = Kvsh::start(&["--json", "--nodes", "2", "--partitions", "8"]);
+    let reply = kvsh.json(&format!("put big {}", "x".repeat(600_000)));
+    let err = reply["error"].as_str().unwrap_or_else(|| panic!("{reply}"));
+    assert!(err.starts_with("too large: value of 600000 bytes"), "{err}");
+    assert_eq!(
+        kvsh.json("put small v"),
+        json!({"ok": true, "key": "small"})
+    );
+    assert_eq!(kvsh.quit().code(), Some(1), "one failed command");
+}
+
+/// Flags that would start a cluster that cannot work are refused with one
+/// line on stderr (issue #10, finding 8).
+#[test]
+fn useless_flags_are_refused_in_one_line() {
+    for (flags, why) in [
+        (&["--max-frame", "0"][..], "--max-frame 0 is too small"),
+        (
+            &["--max-frame", "4095"][..],
+            "--max-frame 4095 is too small",
+        ),
+        (
+            &["--max-value", "0"][..],
+            "--max-value must be at least 1 byte",
+        ),
+        (
+            &["--max-frame", "4096", "--max-value", "4000"][..],
+            "--max-value 4000 does not fit in --max-frame 4096",
+        ),
+        (&["--vnodes", "0"][..], "'--vnodes <VNODES>'"),
+        (&["--partitions", "0"][..], "'--partitions <PARTITIONS>'"),
+        (&["--replicas", "0"][..], "'--replicas <REPLICAS>'"),
+        (&["--nodes", "0"][..], "'--nodes <NODES>'"),
+        (&["--nodes", "65"][..], "'--nodes <NODES>'"),
+        (
+            &["--heartbeat", "0ms"][..],
+            "--heartbeat must be at least 1ms",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kvsh"))
+            .args(flags)
+            .args(["-c", "put a 1"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{flags:?}: one line: {stderr}");
+        assert!(stderr.starts_with("Error: "), "{flags:?}: {stderr}");
+        assert!(stderr.contains(why), "{flags:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{flags:?}: no cluster ran");
+    }
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use clap::Parser;
 use kvsh::cluster::placement::{Placement, Strategy, DEFAULT_PARTITIONS, DEFAULT_VNODES};
 use kvsh::cluster::{Cluster, ClusterConfig};
-use kvsh::node::protocol::DEFAULT_MAX_FRAME;
+use kvsh::node::protocol::{DEFAULT_MAX_FRAME, MAX_KEY_BYTES};
 use kvsh::shell::command::{parse_duration, split_commands};
 use kvsh::shell::{install_interrupt_handler, repl, script, Shell};
 use std::io::{BufRead, IsTerminal};
@@ -32,8 +32,8 @@ struct Args {
     /// (rendezvous hashing) or modulo (the naive baseline).
     #[arg(long, default_value = "ring")]
     placement: Strategy,
-    /// Virtual nodes per node on the ring.
-    #[arg(long, default_value_t = DEFAULT_VNODES)]
+    /// Virtual nodes per node on the ring (1-65536).
+    #[arg(long, default_value_t = DEFAULT_VNODES, value_parser = clap::value_parser!(u32).range(1..=65536))]
     vnodes: u32,
     /// Address the nodes bind to.
     #[arg(long, default_value = "127.0.0.1")]
@@ -53,10 +53,11 @@ struct Args {
     /// The shell's history file [default: ~/.kvsh_history].
     #[arg(long, value_name = "FILE")]
     history: Option<PathBuf>,
-    /// Largest request frame a node accepts, in bytes.
+    /// Largest request frame a node accepts, in bytes (at least 4096).
     #[arg(long, default_value_t = DEFAULT_MAX_FRAME)]
     max_frame: usize,
-    /// Largest value, in bytes [default: half the frame limit].
+    /// Largest value, in bytes [default: half the frame limit]; a PUT of a
+    /// value this big with a key at the limit must fit in a frame.
     #[arg(long)]
     max_value: Option<usize>,
     /// Heartbeat interval, e.g. 100ms.
@@ -77,9 +78,58 @@ fn ms(s: &str) -> Result<u64, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The smallest frame limit: room for a request with a key at the limit.
+const MIN_MAX_FRAME: usize = 4096;
+/// A PUT's bytes besides its key and value: `{"op":"PUT","key":"","value":""}`
+/// and an id, with room to spare.
+const PUT_OVERHEAD: usize = 128;
+
 fn main() {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        // A flag with a value out of range is one line, like every kvsh error.
+        Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            eprintln!("Error: {}", first.trim_start_matches("error: "));
+            std::process::exit(2);
+        }
+        Err(e) => e.exit(),
+    };
+    if let Err(why) = check(&args) {
+        eprintln!("Error: {why}");
+        std::process::exit(2);
+    }
     std::process::exit(run(args));
+}
+
+/// Refuses flags that would start a cluster that cannot work: the ranges
+/// clap checks (nodes, replicas, partitions, vnodes) are not enough where
+/// flags depend on each other.
+fn check(args: &Args) -> Result<(), String> {
+    if args.max_frame < MIN_MAX_FRAME {
+        return Err(format!(
+            "--max-frame {} is too small: a node needs at least {MIN_MAX_FRAME} bytes for a \
+             request with a key at the {MAX_KEY_BYTES}-byte limit",
+            args.max_frame
+        ));
+    }
+    let max_value = args.max_value.unwrap_or(args.max_frame / 2);
+    if max_value == 0 {
+        return Err("--max-value must be at least 1 byte".into());
+    }
+    let needed = max_value.saturating_add(MAX_KEY_BYTES + PUT_OVERHEAD);
+    if needed > args.max_frame {
+        return Err(format!(
+            "--max-value {max_value} does not fit in --max-frame {}: a PUT of such a value with a \
+             key at the {MAX_KEY_BYTES}-byte limit takes up to {needed} bytes",
+            args.max_frame
+        ));
+    }
+    if args.heartbeat == 0 {
+        return Err("--heartbeat must be at least 1ms".into());
+    }
+    Ok(())
 }
 
 fn run(args: Args) -> i32 {

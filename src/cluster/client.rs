@@ -8,15 +8,33 @@
 //! reachable, is not the primary any more, or has no lease. A write whose
 //! outcome is unknown (it timed out, or its primary changed while it was in
 //! flight) is *not* retried: applying it twice could make a later read see
-//! its value come back after another write replaced it.
+//! its value come back after another write replaced it. But the client does
+//! refresh its view then, so the *next* request goes to the new primary: a
+//! client that kept its old view would send every later write to the node
+//! that stopped answering.
+//!
+//! Before each attempt an in-process client catches up with the view the
+//! leader last published, so it never sends to a primary the cluster has
+//! already replaced. While it waits for a reply it stops waiting when the
+//! node is declared dead (no reply is coming), and a read also when its key
+//! has moved to another primary (a read can be sent again safely).
+//!
+//! One attempt waits longer than a node's own request deadline (3 s), so a
+//! node that is alive always answers first, with an error that says whether
+//! anything was applied; a timeout here means the node said nothing. It is
+//! not shorter than failover on purpose: a write may legitimately wait for
+//! a slow secondary for longer than failover takes.
+//!
+//! `GET_ALL` is paged: [`Client::get_all`] follows the cursors to the end,
+//! keeping only the pairs it will return.
 
 use crate::cluster::leader::Status;
-use crate::cluster::view::{NodeState, View};
+use crate::cluster::view::{node_name, NodeState, View};
 use crate::cluster::watch::Watch;
 use crate::error::{Error, Result};
-use crate::node::protocol::{decode_response, Entry, Request, Response};
+use crate::node::protocol::{decode_response, Entry, Request, Response, MAX_PAGE_LIMIT};
 use crate::node::transport::dealer;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,8 +51,11 @@ pub enum ViewSource {
 enum Attempt {
     /// The request never left: the node is not connected.
     NotSent,
-    /// It left, and no reply came in time.
-    NoReply,
+    /// It left, and no reply came in time, or none is coming: the node
+    /// was declared dead meanwhile (said in the `String`, if so).
+    NoReply(Option<String>),
+    /// A read's key moved to another primary while the client waited.
+    Moved,
 }
 
 /// A client of the cluster.
@@ -117,17 +138,42 @@ impl Client {
         }
     }
 
-    /// Lists pairs across the cluster.
+    /// Lists pairs across the cluster in key order, with `prefix` if given,
+    /// the first `limit` of them if given. Follows `GET_ALL`'s cursors
+    /// through every page; pages come in partition order, so the first keys
+    /// can be on the last page, and the client keeps the `limit` smallest
+    /// as it goes rather than every pair.
     pub fn get_all(&mut self, prefix: Option<&str>, limit: Option<usize>) -> Result<Vec<Entry>> {
-        let req = Request::GetAll {
-            prefix: prefix.map(String::from),
-            limit,
-            id: None,
-        };
-        match self.call(None, req, false)? {
-            Response::Collection { collection, .. } => Ok(collection),
-            other => Err(Error::Io(format!("unexpected reply {other:?}"))),
+        let mut kept = BTreeMap::new();
+        let mut cursor = None;
+        loop {
+            let req = Request::GetAll {
+                prefix: prefix.map(String::from),
+                limit: Some(MAX_PAGE_LIMIT),
+                cursor: cursor.take(),
+                id: None,
+            };
+            let (page, next) = match self.call(None, req, false)? {
+                Response::Collection {
+                    collection, cursor, ..
+                } => (collection, cursor),
+                other => return Err(Error::Io(format!("unexpected reply {other:?}"))),
+            };
+            for e in page {
+                kept.insert(e.key, e.value);
+                if limit.is_some_and(|l| kept.len() > l) {
+                    kept.pop_last();
+                }
+            }
+            match next {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
         }
+        Ok(kept
+            .into_iter()
+            .map(|(key, value)| Entry { key, value })
+            .collect())
     }
 
     /// Sends a request, routed and retried as the module docs describe.
@@ -143,6 +189,7 @@ impl Client {
             if self.view.epoch == 0 {
                 self.refresh(Duration::from_millis(100));
             }
+            self.catch_up();
             let id = self.next_id;
             self.next_id += 1;
             set_id(&mut request, id);
@@ -157,7 +204,8 @@ impl Client {
             let wait = self.attempt_timeout.min(
                 deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(500),
             );
-            match self.roundtrip(&endpoint, &request, id, wait) {
+            let moves = if write { None } else { key };
+            match self.roundtrip(&endpoint, &request, id, wait, moves) {
                 Ok(response) => match response.into_result() {
                     Ok(r) => return Ok(r),
                     Err(e)
@@ -174,13 +222,22 @@ impl Client {
                     last_error = Some(Error::Unavailable(format!("{endpoint} is not reachable")));
                     self.refresh(Duration::from_millis(50));
                 }
-                Err(Attempt::NoReply) if write => {
-                    return Err(Error::Timeout(format!(
-                        "no reply from {endpoint} (it may have died); the write may or may not be applied"
-                    )))
+                Err(Attempt::NoReply(why)) => {
+                    let why = why.unwrap_or_else(|| "it may have died".into());
+                    // The next request must not go there again.
+                    self.refresh(Duration::ZERO);
+                    if write {
+                        return Err(Error::Timeout(format!(
+                            "no reply from {endpoint} ({why}); the outcome of this write is \
+                             unknown: it may or may not be applied"
+                        )));
+                    }
+                    last_error = Some(Error::Timeout(format!("no reply from {endpoint} ({why})")));
                 }
-                Err(Attempt::NoReply) => {
-                    last_error = Some(Error::Timeout(format!("no reply from {endpoint}")))
+                Err(Attempt::Moved) => {
+                    last_error = Some(Error::Timeout(format!(
+                        "no reply from {endpoint} before the key moved"
+                    )));
                 }
             }
             if Instant::now() >= deadline {
@@ -278,6 +335,7 @@ impl Client {
                         },
                         id,
                         Duration::from_millis(300),
+                        None,
                     ) {
                         if view.epoch > self.view.epoch {
                             self.view = Arc::new(*view);
@@ -294,26 +352,58 @@ impl Client {
         }
     }
 
-    /// True if the latest published view says the node at `endpoint` is
-    /// dead (in-process clients only; others find out by timeout).
-    fn declared_dead(&self, endpoint: &str) -> bool {
-        let ViewSource::Watch(w) = &self.source else {
-            return false;
-        };
-        let status = w.get();
-        status
-            .view
-            .nodes
-            .values()
-            .any(|n| n.endpoint == endpoint && n.state == NodeState::Dead)
+    /// Takes the view the leader last published, if it is newer than the
+    /// client's (in-process clients only; others learn of new views when a
+    /// node says theirs is stale).
+    fn catch_up(&mut self) {
+        if let ViewSource::Watch(w) = &self.source {
+            if w.get().view.epoch > self.view.epoch {
+                self.refresh(Duration::ZERO);
+            }
+        }
     }
 
+    /// Whether to stop waiting for a reply from `endpoint`: the latest
+    /// published view says it is dead, so none is coming; or, for a read of
+    /// `key`, names another primary for it, so the read can go there
+    /// (in-process clients only; others find out by timeout).
+    fn give_up(&self, endpoint: &str, key: Option<&str>) -> Option<Attempt> {
+        let ViewSource::Watch(w) = &self.source else {
+            return None;
+        };
+        let status = w.get();
+        let view = &status.view;
+        if view.epoch <= self.view.epoch {
+            return None;
+        }
+        if let Some((id, _)) = view
+            .nodes
+            .iter()
+            .find(|(_, n)| n.endpoint == endpoint && n.state == NodeState::Dead)
+        {
+            return Some(Attempt::NoReply(Some(format!(
+                "{} was declared dead",
+                node_name(*id)
+            ))));
+        }
+        let primary = view
+            .primary(view.partition_of(key?))
+            .and_then(|n| view.nodes.get(&n));
+        match primary {
+            Some(n) if n.endpoint != endpoint && n.state != NodeState::Dead => Some(Attempt::Moved),
+            _ => None,
+        }
+    }
+
+    /// Sends `request` to `endpoint` and waits up to `wait` for the reply
+    /// with `id`; a read of key `moves` stops waiting if the key moves.
     fn roundtrip(
         &mut self,
         endpoint: &str,
         request: &Request,
         id: u64,
         wait: Duration,
+        moves: Option<&str>,
     ) -> std::result::Result<Response, Attempt> {
         if !self.sockets.contains_key(endpoint) {
             let s = dealer(&self.ctx, endpoint).map_err(|_| Attempt::NotSent)?;
@@ -333,15 +423,15 @@ impl Client {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Attempt::NoReply);
+                return Err(Attempt::NoReply(None));
             }
             // Wait in slices: if the view leader declares the node dead
             // meanwhile, no reply is coming, so stop waiting at once.
             let mut items = [socket.as_poll_item(zmq::POLLIN)];
             let slice = left.min(Duration::from_millis(50)).as_millis().max(1) as i64;
-            if zmq::poll(&mut items, slice).map_err(|_| Attempt::NoReply)? == 0 {
-                if self.declared_dead(endpoint) {
-                    return Err(Attempt::NoReply);
+            if zmq::poll(&mut items, slice).map_err(|_| Attempt::NoReply(None))? == 0 {
+                if let Some(why) = self.give_up(endpoint, moves) {
+                    return Err(why);
                 }
                 continue;
             }

@@ -16,10 +16,9 @@
 use crate::cluster::view::{node_name, Incarnation, NodeId, NodeState, PartitionId, Time, View};
 use crate::error::Error;
 use crate::node::message::{
-    Address, Envelope, KeyOp, KeyOpResult, Message, NodeStats, RequestId, ScanPage, StreamEntry,
-    StreamId,
+    Address, Envelope, KeyOp, KeyOpResult, Message, NodeStats, RequestId, StreamEntry, StreamId,
 };
-use crate::node::protocol::{Entry, Request, Response};
+use crate::node::protocol::{Request, Response};
 use crate::node::replication::{Completion, Follower, Leader, StreamConfig, Waiter};
 use crate::node::store::Store;
 use std::collections::{BTreeMap, VecDeque};
@@ -27,6 +26,17 @@ use std::collections::{BTreeMap, VecDeque};
 /// Most heartbeats remembered as awaiting an ack. At one per heartbeat
 /// interval this covers far more than a lease.
 const HEARTBEATS_REMEMBERED: usize = 64;
+
+mod scan;
+#[cfg(test)]
+mod tests;
+
+use self::scan::Scan;
+
+/// Most `VIEW` requests a node answers per tick; more get `busy` at once. A
+/// view is the biggest reply there is (tens to hundreds of KB), and a batch
+/// or a burst of them would make the node copy it without bound.
+pub const MAX_VIEWS_PER_TICK: usize = 8;
 
 /// A client of this node, as the transport identifies it.
 pub type ClientId = u64;
@@ -48,8 +58,6 @@ pub struct NodeConfig {
     pub retry_backoff: Time,
     /// Replication stream tunables.
     pub stream: StreamConfig,
-    /// Pairs per `GET_ALL` page between nodes.
-    pub scan_page: usize,
 }
 
 impl Default for NodeConfig {
@@ -67,7 +75,6 @@ impl Default for NodeConfig {
                 lag_timeout: 1000,
                 skip_replication: false,
             },
-            scan_page: 5000,
         }
     }
 }
@@ -106,26 +113,6 @@ struct Pending {
     last_error: Option<Error>,
 }
 
-#[derive(Debug)]
-struct PartScan {
-    after: Option<String>,
-    request: Option<(RequestId, NodeId, Time)>,
-    retry_at: Time,
-    done: bool,
-}
-
-#[derive(Debug)]
-struct Scan {
-    client: ClientId,
-    id: Option<serde_json::Value>,
-    prefix: Option<String>,
-    limit: Option<usize>,
-    deadline: Time,
-    parts: BTreeMap<PartitionId, PartScan>,
-    entries: Vec<(String, String)>,
-    last_error: Option<Error>,
-}
-
 /// A node.
 #[derive(Debug)]
 pub struct Node {
@@ -155,6 +142,8 @@ pub struct Node {
     scans: BTreeMap<RequestId, Scan>,
     /// Scan page request id → (scan id, partition).
     scan_pages: BTreeMap<RequestId, (RequestId, PartitionId)>,
+    /// `VIEW`s answered since the last tick.
+    views_this_tick: usize,
     next_request: RequestId,
     next_heartbeat: Time,
     now: Time,
@@ -192,6 +181,7 @@ impl Node {
             pending: BTreeMap::new(),
             scans: BTreeMap::new(),
             scan_pages: BTreeMap::new(),
+            views_this_tick: 0,
             next_request: 1,
             next_heartbeat: 0,
             now: 0,
@@ -313,10 +303,23 @@ impl Node {
             Request::GetOne { key, id } => self.start(client, id, KeyOp::Get { key }),
             Request::Delete { key, id } => self.start(client, id, KeyOp::Delete { key }),
             Request::View { id } => {
+                if self.views_this_tick >= MAX_VIEWS_PER_TICK {
+                    let err = Error::Busy(format!(
+                        "{} answers at most {MAX_VIEWS_PER_TICK} VIEW requests at once",
+                        node_name(self.id)
+                    ));
+                    return self.reply(client, Response::error(&err, id));
+                }
+                self.views_this_tick += 1;
                 let view = Box::new(self.view.clone());
                 self.reply(client, Response::View { view, id })
             }
-            Request::GetAll { prefix, limit, id } => self.start_scan(client, id, prefix, limit),
+            Request::GetAll {
+                prefix,
+                limit,
+                cursor,
+                id,
+            } => self.start_scan(client, id, prefix, limit, cursor),
         }
     }
 
@@ -362,6 +365,15 @@ impl Node {
         let p = self.view.partition_of(op.key());
         match self.primary_for(p) {
             Err(e) => self.retry_later(request, e),
+            Ok(primary) if primary == self.id && !self.has_lease() => {
+                // Retrying here cannot help: a node cut off from the view
+                // leader gets no lease until the fault heals, long after the
+                // cluster has failed over without it, and until then it
+                // does not hear of the new primary either. So it says so at
+                // once, and a client with a newer view goes there. Nothing
+                // was applied: this is the first thing a primary checks.
+                self.finish(request, Err(self.no_lease()));
+            }
             Ok(primary) if primary == self.id => {
                 if let Some(pd) = self.pending.get_mut(&request) {
                     pd.state = PendingState::Local;
@@ -524,11 +536,7 @@ impl Node {
     /// may not: its lease ran out, or it does not lead `p` at the view's term.
     fn check_primary(&self, p: PartitionId) -> Result<(), Error> {
         if !self.has_lease() {
-            return Err(Error::Unavailable(format!(
-                "{} has no valid lease at epoch {}",
-                node_name(self.id),
-                self.view.epoch
-            )));
+            return Err(self.no_lease());
         }
         let term = self.view.partitions.get(p as usize).map(|i| i.term);
         if self.leaders.get(&p).is_none_or(|l| Some(l.term) != term) {
@@ -539,6 +547,14 @@ impl Node {
             )));
         }
         Ok(())
+    }
+
+    fn no_lease(&self) -> Error {
+        Error::Unavailable(format!(
+            "{} has no valid lease at epoch {}",
+            node_name(self.id),
+            self.view.epoch
+        ))
     }
 
     /// Delivers finished writes to their waiters.
@@ -559,213 +575,6 @@ impl Node {
                         );
                     }
                 }
-            }
-        }
-    }
-
-    // ---- GET_ALL --------------------------------------------------------
-
-    fn start_scan(
-        &mut self,
-        client: ClientId,
-        id: Option<serde_json::Value>,
-        prefix: Option<String>,
-        limit: Option<usize>,
-    ) {
-        let scan_id = self.next_request;
-        self.next_request += 1;
-        if self.view.epoch == 0 {
-            let err = Error::Unavailable("the cluster is starting: no view yet".into());
-            self.reply(client, Response::error(&err, id));
-            return;
-        }
-        let parts = (0..self.view.partition_count())
-            .map(|p| {
-                (
-                    p,
-                    PartScan {
-                        after: None,
-                        request: None,
-                        retry_at: self.now,
-                        done: false,
-                    },
-                )
-            })
-            .collect();
-        let deadline = self.now + self.cfg.request_timeout;
-        self.scans.insert(
-            scan_id,
-            Scan {
-                client,
-                id,
-                prefix,
-                limit,
-                deadline,
-                parts,
-                entries: Vec::new(),
-                last_error: None,
-            },
-        );
-        self.pump_scan(scan_id);
-    }
-
-    /// Sends the page requests a scan is ready to send, and finishes it
-    /// when every partition is done or the deadline has passed.
-    fn pump_scan(&mut self, scan_id: RequestId) {
-        let Some(scan) = self.scans.get(&scan_id) else {
-            return;
-        };
-        if scan.parts.values().all(|p| p.done) || self.now >= scan.deadline {
-            let mut scan = self.scans.remove(&scan_id).expect("scan exists");
-            let all_done = scan.parts.values().all(|p| p.done);
-            for p in scan.parts.values() {
-                if let Some((req, _, _)) = p.request {
-                    self.scan_pages.remove(&req);
-                }
-            }
-            if !all_done {
-                let err = scan
-                    .last_error
-                    .take()
-                    .unwrap_or_else(|| Error::Timeout("GET_ALL did not finish in time".into()));
-                self.reply(scan.client, Response::error(&err, scan.id));
-                return;
-            }
-            scan.entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            if let Some(limit) = scan.limit {
-                scan.entries.truncate(limit);
-            }
-            let collection = scan
-                .entries
-                .into_iter()
-                .map(|(key, value)| Entry { key, value })
-                .collect();
-            self.reply(
-                scan.client,
-                Response::Collection {
-                    collection,
-                    id: scan.id,
-                },
-            );
-            return;
-        }
-        let ready: Vec<PartitionId> = scan
-            .parts
-            .iter()
-            .filter(|(_, ps)| !ps.done && ps.request.is_none() && ps.retry_at <= self.now)
-            .map(|(p, _)| *p)
-            .collect();
-        let prefix = scan.prefix.clone();
-        let page = self.cfg.scan_page;
-        let mut local = Vec::new();
-        for p in ready {
-            let target = self.primary_for(p);
-            let request = self.next_request;
-            self.next_request += 1;
-            let scan = self.scans.get_mut(&scan_id).expect("scan exists");
-            let part = scan.parts.get_mut(&p).expect("part exists");
-            match target {
-                Err(e) => {
-                    part.retry_at = self.now + self.cfg.retry_backoff;
-                    scan.last_error = Some(e);
-                }
-                Ok(node) if node == self.id => local.push((request, p, part.after.clone())),
-                Ok(node) => {
-                    part.request = Some((request, node, self.now));
-                    let after = part.after.clone();
-                    self.scan_pages.insert(request, (scan_id, p));
-                    self.send(
-                        Address::Node(node),
-                        Message::Scan {
-                            request,
-                            partition: p,
-                            after,
-                            prefix: prefix.clone(),
-                            limit: page,
-                        },
-                    );
-                }
-            }
-        }
-        for (request, p, after) in local {
-            self.scan_pages.insert(request, (scan_id, p));
-            let result = self.serve_scan(p, after.as_deref(), prefix.as_deref(), page);
-            self.on_scan_page(request, p, result);
-        }
-        // A local page may have finished the scan.
-        if !self
-            .scans
-            .get(&scan_id)
-            .is_some_and(|s| s.parts.values().any(|p| p.request.is_some()))
-            && self
-                .scans
-                .get(&scan_id)
-                .is_some_and(|s| s.parts.values().all(|p| p.done))
-        {
-            self.pump_scan(scan_id);
-        }
-    }
-
-    fn serve_scan(
-        &self,
-        p: PartitionId,
-        after: Option<&str>,
-        prefix: Option<&str>,
-        limit: usize,
-    ) -> Result<ScanPage, Error> {
-        if !self.has_lease() {
-            return Err(Error::Unavailable(format!(
-                "{} has no valid lease",
-                node_name(self.id)
-            )));
-        }
-        let term = self.view.partitions.get(p as usize).map(|i| i.term);
-        match self
-            .leaders
-            .get(&p)
-            .filter(|l| Some(l.term) == term && l.activated())
-        {
-            Some(leader) => Ok(leader.scan(&self.store, after, prefix, limit)),
-            None => Err(Error::NotPrimary(format!(
-                "{} is not the primary of partition {p}",
-                node_name(self.id)
-            ))),
-        }
-    }
-
-    fn on_scan_page(
-        &mut self,
-        request: RequestId,
-        p: PartitionId,
-        result: Result<ScanPage, Error>,
-    ) {
-        let Some((scan_id, part_id)) = self.scan_pages.remove(&request) else {
-            return;
-        };
-        if part_id != p {
-            return;
-        }
-        let now = self.now;
-        let backoff = self.cfg.retry_backoff;
-        let Some(scan) = self.scans.get_mut(&scan_id) else {
-            return;
-        };
-        let Some(part) = scan.parts.get_mut(&p) else {
-            return;
-        };
-        part.request = None;
-        match result {
-            Ok((entries, next)) => {
-                scan.entries.extend(entries);
-                match next {
-                    Some(k) => part.after = Some(k),
-                    None => part.done = true,
-                }
-                part.retry_at = now;
-            }
-            Err(e) => {
-                part.retry_at = now + backoff;
-                scan.last_error = Some(e);
             }
         }
     }
@@ -855,38 +664,20 @@ impl Node {
                 after,
                 prefix,
                 limit,
-            } => {
-                let Address::Node(coordinator) = from else {
-                    return;
-                };
-                let result = if env.epoch < self.view.epoch {
-                    self.reject_stale(coordinator);
-                    Err(Error::StaleEpoch {
-                        current: self.view.epoch,
-                    })
-                } else {
-                    self.serve_scan(partition, after.as_deref(), prefix.as_deref(), limit)
-                };
-                self.send(
-                    from,
-                    Message::ScanResponse {
-                        request,
-                        partition,
-                        result,
-                    },
-                );
-            }
+            } => self.on_scan_request(
+                from,
+                env.epoch,
+                request,
+                partition,
+                after.as_deref(),
+                prefix.as_deref(),
+                limit,
+            ),
             Message::ScanResponse {
                 request,
                 partition,
                 result,
-            } => {
-                let scan_id = self.scan_pages.get(&request).map(|(s, _)| *s);
-                self.on_scan_page(request, partition, result);
-                if let Some(s) = scan_id {
-                    self.pump_scan(s);
-                }
-            }
+            } => self.on_scan_response(request, partition, result),
             // For the leader only.
             Message::Heartbeat { .. } | Message::CaughtUp { .. } | Message::Lagging { .. } => {}
         }
@@ -923,7 +714,7 @@ impl Node {
             _ if env.from == Address::Leader => {
                 return Err(format!("a {} from the leader", env.message.name()));
             }
-            Message::Scan { limit, .. } if *limit > self.cfg.scan_page.max(1) => {
+            Message::Scan { limit, .. } if *limit > crate::node::protocol::MAX_PAGE_LIMIT => {
                 return Err(format!("a scan page of {limit} pairs"));
             }
             _ => None,
@@ -1099,10 +890,7 @@ impl Node {
             }
             Message::Scan {
                 request, partition, ..
-            } => {
-                let err = Error::Unavailable("a primary is not reachable".into());
-                self.on_scan_page(*request, *partition, Err(err));
-            }
+            } => self.on_scan_send_failed(*request, *partition),
             _ => {}
         }
     }
@@ -1205,20 +993,8 @@ impl Node {
         for m in reports {
             self.send(Address::Leader, m);
         }
+        self.views_this_tick = 0;
         // Scans: retries and deadlines.
-        let scans: Vec<RequestId> = self.scans.keys().copied().collect();
-        for s in scans {
-            if let Some(scan) = self.scans.get_mut(&s) {
-                for part in scan.parts.values_mut() {
-                    if let Some((req, _, at)) = part.request {
-                        if now >= at + self.cfg.forward_retry {
-                            self.scan_pages.remove(&req);
-                            part.request = None;
-                        }
-                    }
-                }
-            }
-            self.pump_scan(s);
-        }
+        self.tick_scans();
     }
 }

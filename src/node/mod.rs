@@ -6,6 +6,7 @@ pub mod faults;
 pub mod message;
 pub mod protocol;
 pub mod replication;
+pub mod replies;
 pub mod runtime;
 pub mod sched;
 pub mod store;

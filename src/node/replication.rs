@@ -291,16 +291,19 @@ impl Leader {
         }
     }
 
-    /// A page of committed pairs after `after`, with the key to continue
-    /// after if more follow.
+    /// A page of committed pairs after `after`, at most `limit` of them and
+    /// about `max_bytes` (see [`Store::page_matching`]), with the key to
+    /// continue after if more follow.
     pub fn scan(
         &self,
         store: &Store,
         after: Option<&str>,
         prefix: Option<&str>,
         limit: usize,
+        max_bytes: usize,
     ) -> (Vec<(String, String)>, Option<String>) {
-        let (page, more) = store.page(self.partition, after, limit.max(1));
+        let (page, more) =
+            store.page_matching(self.partition, after, prefix, limit.max(1), max_bytes);
         let next = if more {
             page.last().map(|(k, _)| k.clone())
         } else {
@@ -733,15 +736,21 @@ mod tests {
             ("b".to_string(), "2".to_string()),
         ];
         assert_eq!(leader.read("a", &store), Some("1".into()));
-        assert_eq!(leader.scan(&store, None, None, 10), (all.clone(), None));
-        assert_eq!(leader.scan(&store, None, Some("a"), 10).0, all[..1]);
+        assert_eq!(
+            leader.scan(&store, None, None, 10, usize::MAX),
+            (all.clone(), None)
+        );
+        assert_eq!(
+            leader.scan(&store, None, Some("a"), 10, usize::MAX).0,
+            all[..1]
+        );
         assert_eq!(
             leader.on_ack(2, stream, 4, &store, 0, &mut out).len(),
             1,
             "the delete commits"
         );
         assert_eq!(
-            leader.scan(&store, None, None, 10),
+            leader.scan(&store, None, None, 10, usize::MAX),
             (all[1..].to_vec(), None)
         );
     }

@@ -13,15 +13,16 @@
 
 use crate::cluster::view::{node_name, Incarnation, NodeId, PartitionId};
 use crate::error::{Error, Result};
-use crate::node::core::{ClientId, Node, NodeConfig, Output};
+use crate::node::core::{Node, NodeConfig, Output};
 use crate::node::faults::Faults;
 use crate::node::message::{decode, Address};
 use crate::node::protocol::{
-    decode_frame, encode_response, encode_responses, ClientFrame, Response,
+    connection_drop_limit, decode_frame, encode_response, ClientFrame, Response,
 };
+use crate::node::replies::{batch_reply_limit, Replies};
 use crate::node::transport::{
-    classify_client, classify_peer, client_router, peer_endpoint, reply, ClientInbound,
-    ClientRoute, Clock, Outbox,
+    classify_client, classify_peer, client_router, peer_endpoint, reply, ClientInbound, Clock,
+    Outbox,
 };
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::BTreeMap;
@@ -138,7 +139,7 @@ fn run(
     super::sched::batch_scheduling();
     // Oversized client frames up to this get an error reply; larger ones
     // make libzmq drop the connection.
-    let hard_limit = spec.max_frame.saturating_mul(4).saturating_add(1 << 20);
+    let hard_limit = connection_drop_limit(spec.max_frame);
     let me = Address::Node(spec.id);
     let peer = peer_endpoint(&spec.cluster, me, spec.incarnation);
     let sockets = client_router(&ctx, &spec.bind, hard_limit).and_then(|(clients, endpoint)| {
@@ -169,7 +170,7 @@ fn run(
         spec.config,
         spec.max_value,
     );
-    let mut replies = Replies::default();
+    let mut replies = Replies::new(batch_reply_limit(spec.max_frame));
     let mut connected_epoch = 0;
     let mut next_tick: u64 = 0;
     let mut busy = false;
@@ -230,18 +231,18 @@ fn run(
                             let ids = replies.batch(route, requests.len());
                             for (client, request) in ids.into_iter().zip(requests) {
                                 match request {
-                                    Ok(r) => node.on_client(now, client, r),
-                                    Err(e) => {
-                                        replies.answer(&clients, client, Response::error(&e, None))
+                                    Ok(r) => {
+                                        node.on_client(now, client, r);
+                                        // File each reply as it comes, so a
+                                        // batch's replies count against its
+                                        // budget before they pile up.
+                                        drain(&mut node, &clients, &mut outbox, &mut replies);
                                     }
+                                    Err(e) => replies.answer(&clients, client, e.response()),
                                 }
                             }
                         }
-                        Err(e) => reply(
-                            &clients,
-                            &route,
-                            &encode_response(&Response::error(&e, None)),
-                        ),
+                        Err(e) => reply(&clients, &route, &encode_response(&e.response())),
                     }
                 }
                 Some(ClientInbound::Malformed(route, reason)) => {
@@ -393,107 +394,34 @@ fn inspect(node: &mut Node, c: Control) {
     }
 }
 
+/// Carries out the node's outputs: replies go to their clients (or their
+/// batch), envelopes into the outbox, which sends them at the next
+/// [`flush`].
+fn drain(node: &mut Node, inbox: &zmq::Socket, outbox: &mut Outbox, replies: &mut Replies) {
+    let outputs = node.take_outputs();
+    for o in outputs {
+        match o {
+            Output::Send(env) => {
+                let view = node.view();
+                let nodes = || view.nodes.keys().copied().collect();
+                if let Some(env) = outbox.send(env, &nodes) {
+                    node.on_send_failed(&env);
+                }
+            }
+            Output::Reply { client, response } => replies.answer(inbox, client, response),
+        }
+    }
+}
+
 fn flush(node: &mut Node, inbox: &zmq::Socket, outbox: &mut Outbox, replies: &mut Replies) {
     loop {
-        let outputs = node.take_outputs();
-        for o in outputs {
-            match o {
-                Output::Send(env) => {
-                    let view = node.view();
-                    let nodes = || view.nodes.keys().copied().collect();
-                    if let Some(env) = outbox.send(env, &nodes) {
-                        node.on_send_failed(&env);
-                    }
-                }
-                Output::Reply { client, response } => replies.answer(inbox, client, response),
-            }
-        }
+        drain(node, inbox, outbox, replies);
         let failed = outbox.flush();
         for env in &failed {
             node.on_send_failed(env);
         }
         if failed.is_empty() && !node.has_outputs() {
             return;
-        }
-    }
-}
-
-/// The clients waiting for replies: each request gets a [`ClientId`], and a
-/// batch frame's reply goes out when its last request is answered.
-#[derive(Default)]
-struct Replies {
-    next: ClientId,
-    /// Both maps see an insert and a remove per request: foldhash, not
-    /// std's slower SipHash.
-    waiting: foldhash::HashMap<ClientId, Waiting>,
-    batches: foldhash::HashMap<u64, Batch>,
-    next_batch: u64,
-}
-
-/// Where a request's reply goes.
-enum Waiting {
-    /// Straight back to the client.
-    Single(ClientRoute),
-    /// Into slot `index` of a batch.
-    InBatch { batch: u64, index: usize },
-}
-
-/// A batch frame's replies, in request order, as they come.
-struct Batch {
-    route: ClientRoute,
-    replies: Vec<Option<Response>>,
-    left: usize,
-}
-
-impl Replies {
-    /// An id for a single request from `route`.
-    fn single(&mut self, route: ClientRoute) -> ClientId {
-        self.next += 1;
-        self.waiting.insert(self.next, Waiting::Single(route));
-        self.next
-    }
-
-    /// Ids for the `n` requests of a batch frame from `route`, in order.
-    fn batch(&mut self, route: ClientRoute, n: usize) -> Vec<ClientId> {
-        self.next_batch += 1;
-        let batch = self.next_batch;
-        self.batches.insert(
-            batch,
-            Batch {
-                route,
-                replies: vec![None; n],
-                left: n,
-            },
-        );
-        (0..n)
-            .map(|index| {
-                self.next += 1;
-                self.waiting
-                    .insert(self.next, Waiting::InBatch { batch, index });
-                self.next
-            })
-            .collect()
-    }
-
-    /// Delivers a reply: at once for a single request, with the rest of its
-    /// batch otherwise.
-    fn answer(&mut self, inbox: &zmq::Socket, client: ClientId, response: Response) {
-        match self.waiting.remove(&client) {
-            Some(Waiting::Single(route)) => reply(inbox, &route, &encode_response(&response)),
-            Some(Waiting::InBatch { batch, index }) => {
-                let Some(b) = self.batches.get_mut(&batch) else {
-                    return;
-                };
-                if b.replies[index].replace(response).is_none() {
-                    b.left -= 1;
-                }
-                if b.left == 0 {
-                    let b = self.batches.remove(&batch).expect("batch exists");
-                    let all: Vec<Response> = b.replies.into_iter().flatten().collect();
-                    reply(inbox, &b.route, &encode_responses(&all));
-                }
-            }
-            None => {}
         }
     }
 }

@@ -117,6 +117,45 @@ impl Store {
         (page, more)
     }
 
+    /// Up to `limit` pairs of partition `p` after `after` whose keys start
+    /// with `prefix`, in key order, and whether more such pairs follow. The
+    /// page also stops once its keys and values reach `max_bytes` (it holds
+    /// at least one pair if any match), so that a page of big values stays
+    /// small. Keys with a prefix are contiguous in the tree, so the page
+    /// starts at the prefix and stops at the first key without it rather
+    /// than reading the partition.
+    pub fn page_matching(
+        &self,
+        p: PartitionId,
+        after: Option<&str>,
+        prefix: Option<&str>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> (Vec<(String, String)>, bool) {
+        let Some(data) = self.partitions.get(&p) else {
+            return (Vec::new(), false);
+        };
+        let prefix = prefix.unwrap_or("");
+        let lower = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
+        };
+        let mut iter = data
+            .range::<str, _>((lower, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix));
+        let mut page = Vec::new();
+        let mut bytes = 0;
+        for (k, v) in iter.by_ref() {
+            page.push((k.to_string(), v.clone()));
+            bytes += k.len() + v.len();
+            if page.len() >= limit || bytes >= max_bytes {
+                break;
+            }
+        }
+        let more = iter.next().is_some();
+        (page, more)
+    }
+
     /// Drops partition `p` entirely.
     pub fn drop_partition(&mut self, p: PartitionId) {
         if let Some(data) = self.partitions.remove(&p) {
@@ -221,6 +260,32 @@ mod tests {
         let (p2, more) = s.page(0, Some(&p1[3].0), 10);
         assert_eq!(p2.len(), 6);
         assert!(!more);
+    }
+
+    /// Client pages read only the prefix's keys, and stop at the byte
+    /// bound, with at least one pair per page.
+    #[test]
+    fn matching_pages_seek_the_prefix_and_bound_bytes() {
+        let mut s = Store::new();
+        for k in ["a1", "b1", "b2", "b3", "c1"] {
+            s.put(0, k.into(), "v".repeat(10));
+        }
+        let keys =
+            |page: &[(String, String)]| page.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+        let (page, more) = s.page_matching(0, None, Some("b"), 2, usize::MAX);
+        assert_eq!((keys(&page), more), (vec!["b1".into(), "b2".into()], true));
+        let (page, more) = s.page_matching(0, Some("b2"), Some("b"), 2, usize::MAX);
+        assert_eq!((keys(&page), more), (vec!["b3".into()], false));
+        let (page, more) = s.page_matching(0, Some("a1"), Some("b"), 10, usize::MAX);
+        assert_eq!(keys(&page), ["b1", "b2", "b3"]);
+        assert!(!more);
+        let (page, _) = s.page_matching(0, Some("b9"), Some("b"), 10, usize::MAX);
+        assert!(page.is_empty());
+        // 12 bytes a pair: a 25-byte bound stops after the third.
+        let (page, more) = s.page_matching(0, None, None, 10, 25);
+        assert_eq!((page.len(), more), (3, true));
+        let (page, _) = s.page_matching(0, None, None, 10, 1);
+        assert_eq!(page.len(), 1, "a page always holds one pair");
     }
 
     #[test]

@@ -73,8 +73,9 @@ pub const COMMANDS: &[CommandSpec] = &[
         args: "[PREFIX] [--limit N]",
         summary: "list keys and values across the cluster, in key order",
         detail:
-            "Uses GET_ALL, served partition by partition by each primary. --limit defaults to 100 \
-                 in text output; --limit 0 lists everything.",
+            "Pages through GET_ALL (each page gathered partition by partition from the primaries) \
+                 and keeps the smallest keys. --limit defaults to 100 in text output; --limit 0 \
+                 lists everything.",
         example: "keys user: --limit 10",
     },
     CommandSpec {

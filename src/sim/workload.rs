@@ -207,6 +207,7 @@ impl Workload {
                         Request::GetAll {
                             prefix: None,
                             limit: None,
+                            cursor: None,
                             id: None,
                         },
                     ),

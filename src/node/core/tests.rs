@@ -1,0 +1,226 @@
+//! The node's client-facing decisions, driven by hand: a node with a
+//! hand-made view and lease, requests in, outputs checked.
+
+use super::scan::MAX_SCANS;
+use super::*;
+use crate::cluster::view::{NodeInfo, PartitionInfo, Replica};
+use crate::node::protocol::{Cursor, Entry};
+
+const PARTITIONS: u32 = 8;
+
+/// Node 1 of a view where node 1 leads the partitions in `mine` and node 2
+/// the others, with no secondaries; it holds a lease from time 0.
+fn node(mine: impl Fn(PartitionId) -> bool) -> Node {
+    let mut n = Node::new(
+        1,
+        1,
+        ("tcp://n1".into(), "inproc://n1".into()),
+        PARTITIONS,
+        NodeConfig::default(),
+        1000,
+    );
+    // A heartbeat at time 0, which the ack below echoes.
+    n.tick(0);
+    n.take_outputs();
+    let info = |id: NodeId| NodeInfo {
+        endpoint: format!("tcp://n{id}"),
+        peer_endpoint: format!("inproc://n{id}"),
+        incarnation: 1,
+        state: NodeState::Up,
+    };
+    let view = View {
+        epoch: 1,
+        replication: 1,
+        nodes: [(1, info(1)), (2, info(2))].into(),
+        partitions: (0..PARTITIONS)
+            .map(|p| PartitionInfo {
+                term: 1,
+                term_epoch: 1,
+                replicas: vec![Replica {
+                    node: if mine(p) { 1 } else { 2 },
+                    in_sync: true,
+                    since: 1,
+                }],
+            })
+            .collect(),
+    };
+    n.adopt(view);
+    let ack = Envelope {
+        from: Address::Leader,
+        to: Address::Node(1),
+        epoch: 1,
+        message: Message::HeartbeatAck {
+            sent_at: 0,
+            view: None,
+        },
+    };
+    n.on_message(0, ack);
+    n.take_outputs();
+    n
+}
+
+/// The replies among the outputs.
+fn replies(n: &mut Node) -> Vec<(ClientId, Response)> {
+    n.take_outputs()
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Reply { client, response } => Some((client, response)),
+            Output::Send(_) => None,
+        })
+        .collect()
+}
+
+fn code(r: &Response) -> &str {
+    match r {
+        Response::Error { code, .. } => code,
+        _ => "",
+    }
+}
+
+fn get_all(limit: usize, cursor: Option<Cursor>) -> Request {
+    Request::GetAll {
+        prefix: None,
+        limit: Some(limit),
+        cursor,
+        id: Some(7.into()),
+    }
+}
+
+fn put(key: &str, value: &str) -> Request {
+    Request::Put {
+        key: key.into(),
+        value: value.into(),
+        id: Some(1.into()),
+    }
+}
+
+/// A primary whose lease ran out answers `unavailable` in the same step,
+/// not after the request deadline: it cannot get a lease by retrying.
+#[test]
+fn a_primary_without_a_lease_answers_unavailable_at_once() {
+    let mut n = node(|_| true);
+    n.on_client(10, 1, put("k", "v"));
+    let r = replies(&mut n);
+    assert!(matches!(r[..], [(1, Response::Done { .. })]), "{r:?}");
+    let late = NodeConfig::default().lease + 1;
+    n.on_client(late, 2, put("k", "w"));
+    let r = replies(&mut n);
+    assert_eq!(r.len(), 1, "answered at once: {r:?}");
+    assert_eq!(code(&r[0].1), "unavailable");
+    assert!(matches!(&r[0].1, Response::Error { id: Some(id), .. } if *id == 1));
+    n.on_client(
+        late,
+        3,
+        Request::GetOne {
+            key: "k".into(),
+            id: None,
+        },
+    );
+    assert_eq!(code(&replies(&mut n)[0].1), "unavailable");
+}
+
+/// Every key is seen exactly once across the pages, in pages of the
+/// limit, and keys written between pages do not disturb the walk.
+#[test]
+fn pages_cover_every_key_once() {
+    let mut n = node(|_| true);
+    for i in 0..50 {
+        n.on_client(1, 0, put(&format!("k{i:02}"), "v"));
+    }
+    replies(&mut n);
+    let mut seen = std::collections::BTreeMap::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        n.on_client(2, 1, get_all(7, cursor.take()));
+        let r = replies(&mut n);
+        let [(
+            1,
+            Response::Collection {
+                collection,
+                cursor: next,
+                id,
+            },
+        )] = &r[..]
+        else {
+            panic!("one page: {r:?}");
+        };
+        assert_eq!(id, &Some(7.into()));
+        assert!(collection.len() <= 7);
+        assert!(collection.windows(2).all(|w| w[0].key < w[1].key));
+        for Entry { key, .. } in collection {
+            *seen.entry(key.clone()).or_insert(0) += 1;
+        }
+        pages += 1;
+        // Writes between pages: overwrites, and new keys on both sides of
+        // the cursor.
+        n.on_client(2, 0, put("k00", "again"));
+        n.on_client(2, 0, put(&format!("new{pages}"), "v"));
+        replies(&mut n);
+        match next {
+            Some(c) => cursor = Some(c.clone()),
+            None => break,
+        }
+    }
+    assert!(pages >= 50 / 7, "{pages} pages");
+    for i in 0..50 {
+        assert_eq!(seen.get(&format!("k{i:02}")), Some(&1), "k{i:02}");
+    }
+    assert!(seen.values().all(|c| *c == 1), "{seen:?}");
+}
+
+#[test]
+fn bad_cursors_are_refused() {
+    let mut n = node(|_| true);
+    let home = n.view().partition_of("k");
+    let elsewhere = (home + 1) % PARTITIONS;
+    // A partition the cluster does not have; a key outside its partition.
+    for c in [format!("{PARTITIONS}"), format!("{elsewhere}:k")] {
+        n.on_client(1, 1, get_all(5, Some(c.parse().unwrap())));
+        let r = replies(&mut n);
+        assert_eq!(code(&r[0].1), "bad_request", "{c}: {r:?}");
+        assert!(
+            matches!(&r[0].1, Response::Error { error, id: Some(_), .. } if error.contains("bad cursor"))
+        );
+    }
+}
+
+/// A node gathers at most MAX_SCANS pages at once; the next gets `busy`
+/// at once, and once a page is done there is room again.
+#[test]
+fn scans_past_the_bound_are_busy() {
+    // Node 2 leads every partition, so pages wait for its answers.
+    let mut n = node(|_| false);
+    for c in 0..MAX_SCANS as ClientId {
+        n.on_client(1, c, get_all(5, None));
+    }
+    assert!(replies(&mut n).is_empty(), "all waiting on node 2");
+    n.on_client(1, 99, get_all(5, None));
+    let r = replies(&mut n);
+    assert_eq!(r.len(), 1);
+    assert_eq!((r[0].0, code(&r[0].1)), (99, "busy"));
+    // Past the deadline the waiting pages fail, and new ones are taken.
+    n.tick(NodeConfig::default().request_timeout + 1);
+    assert_eq!(replies(&mut n).len(), MAX_SCANS);
+    n.on_client(
+        NodeConfig::default().request_timeout + 2,
+        100,
+        get_all(5, None),
+    );
+    assert!(replies(&mut n).is_empty(), "taken, waiting on node 2");
+}
+
+#[test]
+fn views_past_the_bound_per_tick_are_busy() {
+    let mut n = node(|_| true);
+    for c in 0..MAX_VIEWS_PER_TICK as ClientId + 1 {
+        n.on_client(1, c, Request::View { id: None });
+    }
+    let r = replies(&mut n);
+    let busy = r.iter().filter(|(_, r)| code(r) == "busy").count();
+    assert_eq!((r.len(), busy), (MAX_VIEWS_PER_TICK + 1, 1));
+    n.tick(5);
+    replies(&mut n);
+    n.on_client(6, 50, Request::View { id: None });
+    assert!(matches!(replies(&mut n)[..], [(50, Response::View { .. })]));
+}
