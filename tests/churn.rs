@@ -52,10 +52,18 @@ fn two_hundred_add_remove_cycles_leak_no_sockets_or_memory() {
     for i in 20..200 {
         cycle(&mut c, i);
     }
-    let (fds_after, rss_after) = (open_fds(), rss_kib());
+    // Sockets close asynchronously (libzmq's reaper thread), so wait until
+    // the count settles near where it was; a leak (one a cycle) never does.
+    let settled = std::time::Instant::now() + Duration::from_secs(10);
+    let mut fds_after = open_fds();
+    while fds_after > fds + 4 && std::time::Instant::now() < settled {
+        std::thread::sleep(Duration::from_millis(50));
+        fds_after = open_fds();
+    }
+    let rss_after = rss_kib();
     eprintln!("after 20 cycles: {fds} fds, {rss} KiB; after 200: {fds_after} fds, {rss_after} KiB");
     assert!(
-        fds_after <= fds + 2,
+        fds_after <= fds + 4,
         "file descriptors grew from {fds} to {fds_after} over 180 cycles"
     );
     // 0.4 MB a cycle would be 72 MB; allow allocator noise.

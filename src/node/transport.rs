@@ -36,6 +36,9 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Messages queued per client connection, each way.
+pub const CLIENT_HWM: i32 = 1_000;
+
 /// The first frame of every internal message.
 pub const INTERNAL_MARKER: &[u8] = b"KVSH/1";
 
@@ -98,6 +101,12 @@ pub fn client_router(
 ) -> Result<(zmq::Socket, String)> {
     let s = ctx.socket(zmq::ROUTER)?;
     configure(&s)?;
+    // Per client connection, at most this many requests wait to be read
+    // and replies wait to be sent: a client that pipelines without reading
+    // its replies loses them (a ROUTER drops at the limit) rather than
+    // growing the node's memory. Peers keep the deep queues of `configure`.
+    s.set_sndhwm(CLIENT_HWM)?;
+    s.set_rcvhwm(CLIENT_HWM)?;
     s.set_maxmsgsize(max_msg as i64)?;
     s.set_router_mandatory(false)?;
     s.bind(&format!("tcp://{bind}:*"))?;
