@@ -2,6 +2,11 @@
 //! node ids and arguments, usage hints as you type, and view-change notices
 //! printed above the prompt as they happen (through rustyline's external
 //! printer, so the line being typed is not garbled).
+//!
+//! rustyline 19 or later is needed: before it, input that arrived together
+//! (typed ahead, or pasted without bracketed paste) stalled after its first
+//! character while an external printer was in use, and Enter did nothing
+//! until another key came (kkawakam/rustyline#976).
 
 use crate::cluster::leader::Event;
 use crate::cluster::view::node_name;
