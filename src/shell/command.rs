@@ -222,7 +222,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "link",
         aliases: &[],
-        args: "A [->] B drop PCT|delay DURATION",
+        args: "A [->] B (drop PCT | delay DURATION)",
         summary: "degrade one link: drop a share of messages, or delay them",
         detail: "Both directions unless written A -> B. A and B are nodes or `leader`.",
         example: "link n1 n2 drop 30%",

@@ -2,6 +2,8 @@
 //!
 //! - [`command`] holds the command table (names, usage, help, examples) and
 //!   parses lines into words;
+//! - [`usage`] reads a usage line as a grammar, and [`complete`] uses it for
+//!   completion and hints;
 //! - [`execute`] holds the [`Shell`], whose `execute(line, out)` runs one
 //!   line; the REPL, script mode and the script tests all call it;
 //! - [`render`] draws tables (comfy-table) and their JSON twins;
@@ -13,10 +15,12 @@
 //! rustyline reads it as a key and clears the line.
 
 pub mod command;
+pub mod complete;
 pub mod execute;
 pub mod render;
 pub mod repl;
 pub mod script;
+pub mod usage;
 
 pub use execute::{Reply, Shell};
 
