@@ -171,6 +171,7 @@ impl Shell {
             "history" => self.history(args),
             "bench" => self.bench(args),
             "help" => help(args),
+            "quit" if !args.is_empty() => Err(self.usage("quit")),
             "quit" => {
                 self.quit = true;
                 Ok(Reply::new("", json!({"ok": true})))

@@ -10,7 +10,8 @@
 //!   Ctrl-C can stop waiting for it;
 //! - [`render`] draws tables (comfy-table) and their JSON twins;
 //! - [`repl`] is the interactive loop (rustyline): prompt, history,
-//!   completion, hints, and live event notices above the prompt;
+//!   completion, hints, pasted lines, and live event notices above the
+//!   prompt;
 //! - [`script`] runs commands from a file, stdin or `-c`.
 //!
 //! Ctrl-C sets a process-wide flag that long commands poll, and counts the

@@ -1,12 +1,20 @@
 //! The interactive shell: rustyline with history, completion and hints
-//! (from [`complete`]), and view-change notices printed above the prompt
-//! as they happen (through rustyline's external printer, so the line being
-//! typed is not garbled).
+//! (from [`complete`]), pasted lines run one by one, and view-change notices
+//! printed above the prompt as they happen (through rustyline's external
+//! printer, so the line being typed is not garbled).
 //!
 //! rustyline 19 or later is needed: before it, input that arrived together
 //! (typed ahead, or pasted without bracketed paste) stalled after its first
 //! character while an external printer was in use, and Enter did nothing
 //! until another key came (kkawakam/rustyline#976).
+//!
+//! A bracketed paste lands in the line as it is, newlines included, and
+//! runs when Enter is pressed, as in bash and psql: then each of its lines
+//! runs on its own, in order, and goes into the history on its own. Ctrl-C
+//! during one of them stops the rest.
+//!
+//! An interactive session exits 0 however many commands failed: each error
+//! was shown where it happened. Script mode counts them instead.
 //!
 //! [`complete`]: crate::shell::complete
 
@@ -14,7 +22,7 @@ use crate::cluster::leader::Event;
 use crate::cluster::view::node_name;
 use crate::shell::complete::{self, Known, UsageHint};
 use crate::shell::render::process_state;
-use crate::shell::Shell;
+use crate::shell::{interrupted, Shell};
 use crossbeam_channel::Receiver;
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
@@ -92,11 +100,10 @@ pub fn banner(shell: &Shell) -> String {
     s
 }
 
-/// Runs the interactive loop until `quit` or Ctrl-D. Returns the number of
-/// failed commands.
+/// Runs the interactive loop until `quit` or Ctrl-D. Returns what counts
+/// against the exit status: 0, or 1 if the terminal could not be used.
 pub fn run(shell: &mut Shell, history: Option<PathBuf>, events: Receiver<Event>) -> usize {
     let config = Config::builder()
-        .auto_add_history(true)
         .completion_type(CompletionType::List)
         .build();
     let mut editor: Editor<KvshHelper, DefaultHistory> = match Editor::with_config(config) {
@@ -137,33 +144,47 @@ pub fn run(shell: &mut Shell, history: Option<PathBuf>, events: Receiver<Event>)
         })
     });
     println!("{}", banner(shell));
-    let mut failures = 0;
-    loop {
+    let mut status = 0;
+    'session: loop {
         if let Some(h) = editor.helper_mut() {
             refresh(&mut h.known, shell);
         }
         match editor.readline(&shell.prompt()) {
-            Ok(line) => {
-                let mut out = std::io::stdout();
-                match shell.execute(&line, &mut out) {
-                    Ok(()) => {
-                        if let Some(h) = editor.helper_mut() {
-                            h.known.remember(&line);
+            Ok(text) => {
+                let lines: Vec<&str> = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                for (i, line) in lines.iter().enumerate() {
+                    let _ = editor.add_history_entry(*line);
+                    let mut out = std::io::stdout();
+                    match shell.execute(line, &mut out) {
+                        Ok(()) => {
+                            if let Some(h) = editor.helper_mut() {
+                                h.known.remember(line);
+                            }
                         }
+                        Err(e) => eprintln!("Error: {e}"),
                     }
-                    Err(e) => {
-                        failures += 1;
-                        eprintln!("Error: {e}");
+                    if shell.quit_requested() {
+                        break 'session;
                     }
-                }
-                if shell.quit_requested() {
-                    break;
+                    let left = lines.len() - i - 1;
+                    if interrupted() && left > 0 {
+                        eprintln!(
+                            "Error: Ctrl-C: {left} pasted line{} not run",
+                            if left == 1 { "" } else { "s" }
+                        );
+                        break;
+                    }
                 }
             }
             Err(ReadlineError::Interrupted) => continue,
             Err(ReadlineError::Eof) => break,
             Err(e) => {
                 eprintln!("Error: {e}");
+                status = 1;
                 break;
             }
         }
@@ -176,7 +197,7 @@ pub fn run(shell: &mut Shell, history: Option<PathBuf>, events: Receiver<Event>)
     if let Some(t) = printer {
         std::mem::drop(t);
     }
-    failures
+    status
 }
 
 /// Refreshes what completion knows of the nodes.
