@@ -223,7 +223,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "link",
         aliases: &[],
-        args: "A [->] B drop PCT|delay DURATION",
+        args: "A [->] B (drop PCT | delay DURATION)",
         summary: "degrade one link: drop a share of messages, or delay them",
         detail: "Both directions unless written A -> B. A and B are nodes or `leader`.",
         example: "link n1 n2 drop 30%",
@@ -305,27 +305,58 @@ pub const COMMANDS: &[CommandSpec] = &[
     },
 ];
 
-/// Finds a command by name or alias.
+/// Finds a command by name or alias, in any case: `PUT k v` works, as SQL
+/// shells and redis-cli take commands in any case. Keys and values keep
+/// their case.
 pub fn lookup(name: &str) -> Option<&'static CommandSpec> {
-    COMMANDS
-        .iter()
-        .find(|c| c.name == name || c.aliases.contains(&name))
+    COMMANDS.iter().find(|c| {
+        c.name.eq_ignore_ascii_case(name) || c.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+    })
 }
 
-/// The known command name closest to a mistyped one, if any is close:
-/// the fewest edits (a swap of neighbours counts as one), at most a third of
-/// the word's length (and at least one).
+/// Commands from other shells (redis-cli, etcdctl) typed from habit, and
+/// what to suggest instead: the first of these kvsh has. Edit distance gets
+/// these wrong: `exists` is two edits from `exit`, and `mset` one from
+/// `set`, but neither is a typo.
+const HABITS: &[(&str, &[&str])] = &[
+    ("exists", &["get"]),
+    ("mset", &["mput", "put"]),
+    ("mget", &["get"]),
+    ("unpause", &["resume"]),
+    ("unfreeze", &["resume"]),
+    ("info", &["nodes"]),
+    ("status", &["nodes"]),
+    ("ls", &["keys"]),
+];
+
+/// The known command closest to a mistyped one, if it is likely a typo of
+/// it: the fewest edits (a swap of neighbours counts as one), at most one
+/// edit in words of up to six letters and two in longer ones. Not
+/// suggested: anything for one letter (every short name is a letter or
+/// two away from it), symbols such as `?`, and a name with letters added in
+/// front (`unpause` is not a typo of `pause`, nor `mset` of `set`).
 pub fn suggest(name: &str) -> Option<&'static str> {
+    let name = name.to_ascii_lowercase();
+    if let Some((_, to)) = HABITS.iter().find(|(from, _)| *from == name) {
+        return to.iter().find_map(|t| lookup(t)).map(|c| c.name);
+    }
+    let len = name.chars().count();
+    if len < 2 {
+        return None;
+    }
+    let limit = if len <= 6 { 1 } else { 2 };
     let mut best: Option<(usize, &'static str)> = None;
     for c in COMMANDS {
         for n in std::iter::once(&c.name).chain(c.aliases.iter()) {
-            let d = strsim::damerau_levenshtein(name, n);
+            if n.len() < 2 || (name.len() > n.len() && name.ends_with(n)) {
+                continue;
+            }
+            let d = strsim::damerau_levenshtein(&name, n);
             if best.is_none_or(|(b, _)| d < b) {
                 best = Some((d, c.name));
             }
         }
     }
-    let limit = (name.chars().count() / 3).max(1);
     best.filter(|(d, _)| *d <= limit).map(|(_, n)| n)
 }
 
@@ -485,13 +516,29 @@ mod tests {
         assert_eq!(format!("usage: bench {}", bench.args), crate::bench::USAGE);
     }
 
+    #[test_case::test_case("pt", Some("put"))]
+    #[test_case::test_case("gett", Some("get"))]
+    #[test_case::test_case("GETT", Some("get"))]
+    #[test_case::test_case("nodse", Some("nodes"))]
+    #[test_case::test_case("rebalnce", Some("rebalance"))]
+    #[test_case::test_case("restrat", Some("restart"))]
+    #[test_case::test_case("exits", Some("quit"))]
+    #[test_case::test_case("exists", Some("get"); "exists is a redis habit, not a typo of exit")]
+    #[test_case::test_case("mset", Some("put"); "mset is not a typo of set")]
+    #[test_case::test_case("unpause", None; "unpause is the opposite of pause")]
+    #[test_case::test_case("x", None; "one letter is too short for a typo")]
+    #[test_case::test_case("g", None; "one letter does not suggest help")]
+    #[test_case::test_case("zzzzzzzz", None)]
+    fn typos_get_suggestions(typed: &str, expected: Option<&str>) {
+        assert_eq!(suggest(typed), expected);
+    }
+
     #[test]
-    fn typos_get_suggestions() {
-        assert_eq!(suggest("pt"), Some("put"));
-        assert_eq!(suggest("gett"), Some("get"));
-        assert_eq!(suggest("nodse"), Some("nodes"));
-        assert_eq!(suggest("rebalnce"), Some("rebalance"));
-        assert_eq!(suggest("zzzzzzzz"), None);
+    fn commands_are_case_insensitive() {
+        assert_eq!(lookup("PUT").map(|c| c.name), Some("put"));
+        assert_eq!(lookup("Get").map(|c| c.name), Some("get"));
+        assert_eq!(lookup("EXIT").map(|c| c.name), Some("quit"));
+        assert_eq!(lookup("puts").map(|c| c.name), None);
     }
 
     #[test]

@@ -9,10 +9,10 @@ use crate::cluster::handle::Cluster;
 use crate::cluster::leader::{EventKind, Status};
 use crate::cluster::placement::{Placement, Strategy};
 use crate::cluster::view::{node_name, NodeId, PartitionId};
-use crate::cluster::Client;
 use crate::error::{Error, Result};
 use crate::node::faults::LinkFault;
 use crate::node::message::Address;
+use crate::shell::client::ShellClient;
 use crate::shell::command::{
     lookup, options, parse_count, parse_duration, parse_switch, unknown_command, words, COMMANDS,
 };
@@ -53,7 +53,7 @@ const MOVE_TIMEOUT: Duration = Duration::from_secs(600);
 /// The shell's state.
 pub struct Shell {
     cluster: Cluster,
-    client: Client,
+    client: ShellClient,
     /// Print JSON instead of text.
     pub json: bool,
     /// Running a script (no terminal).
@@ -77,7 +77,7 @@ impl std::fmt::Debug for Shell {
 impl Shell {
     /// A shell driving `cluster`.
     pub fn new(cluster: Cluster, json: bool, script: bool, tty: bool) -> Self {
-        let client = cluster.client();
+        let client = ShellClient::new(cluster.client());
         Shell {
             cluster,
             client,
@@ -171,6 +171,7 @@ impl Shell {
             "history" => self.history(args),
             "bench" => self.bench(args),
             "help" => help(args),
+            "quit" if !args.is_empty() => Err(self.usage("quit")),
             "quit" => {
                 self.quit = true;
                 Ok(Reply::new("", json!({"ok": true})))

@@ -1,12 +1,28 @@
-//! The interactive shell: rustyline with history, completion of commands,
-//! node ids and arguments, usage hints as you type, and view-change notices
+//! The interactive shell: rustyline with history, completion and hints
+//! (from [`complete`]), pasted lines run one by one, and view-change notices
 //! printed above the prompt as they happen (through rustyline's external
 //! printer, so the line being typed is not garbled).
+//!
+//! rustyline 19 or later is needed: before it, input that arrived together
+//! (typed ahead, or pasted without bracketed paste) stalled after its first
+//! character while an external printer was in use, and Enter did nothing
+//! until another key came (kkawakam/rustyline#976).
+//!
+//! A bracketed paste lands in the line as it is, newlines included, and
+//! runs when Enter is pressed, as in bash and psql: then each of its lines
+//! runs on its own, in order, and goes into the history on its own. Ctrl-C
+//! during one of them stops the rest.
+//!
+//! An interactive session exits 0 however many commands failed: each error
+//! was shown where it happened. Script mode counts them instead.
+//!
+//! [`complete`]: crate::shell::complete
 
 use crate::cluster::leader::Event;
 use crate::cluster::view::node_name;
-use crate::shell::command::{lookup, COMMANDS};
-use crate::shell::Shell;
+use crate::shell::complete::{self, Known, UsageHint};
+use crate::shell::render::process_state;
+use crate::shell::{interrupted, Shell};
 use crossbeam_channel::Receiver;
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
@@ -18,47 +34,13 @@ use rustyline::{CompletionType, Config, Context, Editor, ExternalPrinter, Helper
 use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 /// Completion and hints for the shell.
 #[derive(Debug, Default)]
 pub struct KvshHelper {
-    /// Node names to complete, refreshed before each prompt.
-    pub nodes: Arc<Mutex<Vec<String>>>,
-}
-
-impl KvshHelper {
-    fn candidates(&self, words: &[&str], current: &str) -> Vec<String> {
-        let mut all: Vec<String> = match words {
-            [] => COMMANDS
-                .iter()
-                .flat_map(|c| std::iter::once(c.name).chain(c.aliases.iter().copied()))
-                .map(String::from)
-                .collect(),
-            [cmd, rest @ ..] => {
-                let Some(spec) = lookup(cmd) else {
-                    return Vec::new();
-                };
-                let nodes = || self.nodes.lock().map(|n| n.clone()).unwrap_or_default();
-                match (spec.name, rest.len()) {
-                    ("kill" | "pause" | "restart" | "remove", 0) => nodes(),
-                    ("wait", 0) => vec!["healthy".into()],
-                    ("placement", 0) => vec!["ring".into(), "hrw".into(), "modulo".into()],
-                    ("set", 0) => vec!["auto-rebalance".into(), "events".into()],
-                    ("set", 1) => vec!["on".into(), "off".into()],
-                    ("help", 0) => COMMANDS.iter().map(|c| c.name.to_string()).collect(),
-                    ("table", _) => vec!["--by-node".into(), "--watch".into(), "--limit".into()],
-                    ("rebalance", _) => vec!["--dry-run".into()],
-                    ("keys" | "events", _) => vec!["--limit".into()],
-                    _ => Vec::new(),
-                }
-            }
-        };
-        all.retain(|c| c.starts_with(current));
-        all.sort();
-        all.dedup();
-        all
-    }
+    /// What completion knows beyond the usage lines, refreshed before each
+    /// prompt.
+    pub known: Known,
 }
 
 impl Completer for KvshHelper {
@@ -70,48 +52,15 @@ impl Completer for KvshHelper {
         pos: usize,
         _: &Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
-        let before = &line[..pos];
-        let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
-        let words: Vec<&str> = before[..start].split_whitespace().collect();
-        let pairs = self
-            .candidates(&words, &before[start..])
-            .into_iter()
-            .map(|c| Pair {
-                display: c.clone(),
-                replacement: format!("{c} "),
-            })
-            .collect();
-        Ok((start, pairs))
+        Ok(complete::complete(line, pos, &self.known))
     }
 }
 
 impl Hinter for KvshHelper {
-    type Hint = String;
+    type Hint = UsageHint;
 
-    fn hint(&self, line: &str, pos: usize, _: &Context<'_>) -> Option<String> {
-        if pos < line.len() || line.is_empty() {
-            return None;
-        }
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            // A command typed, then a space: show its arguments.
-            [cmd] if line.ends_with(' ') => lookup(cmd)
-                .map(|s| s.args.to_string())
-                .filter(|a| !a.is_empty()),
-            // A unique prefix of a command: show the rest of it.
-            [partial] if !line.ends_with(' ') => {
-                let matches: Vec<&str> = COMMANDS
-                    .iter()
-                    .map(|c| c.name)
-                    .filter(|n| n.starts_with(partial))
-                    .collect();
-                match matches.as_slice() {
-                    [one] if one.len() > partial.len() => Some(one[partial.len()..].to_string()),
-                    _ => None,
-                }
-            }
-            _ => None,
-        }
+    fn hint(&self, line: &str, pos: usize, _: &Context<'_>) -> Option<UsageHint> {
+        complete::hint(line, pos, &self.known)
     }
 }
 
@@ -151,11 +100,10 @@ pub fn banner(shell: &Shell) -> String {
     s
 }
 
-/// Runs the interactive loop until `quit` or Ctrl-D. Returns the number of
-/// failed commands.
+/// Runs the interactive loop until `quit` or Ctrl-D. Returns what counts
+/// against the exit status: 0, or 1 if the terminal could not be used.
 pub fn run(shell: &mut Shell, history: Option<PathBuf>, events: Receiver<Event>) -> usize {
     let config = Config::builder()
-        .auto_add_history(true)
         .completion_type(CompletionType::List)
         .build();
     let mut editor: Editor<KvshHelper, DefaultHistory> = match Editor::with_config(config) {
@@ -165,9 +113,7 @@ pub fn run(shell: &mut Shell, history: Option<PathBuf>, events: Receiver<Event>)
             return 1;
         }
     };
-    let helper = KvshHelper::default();
-    let nodes = helper.nodes.clone();
-    editor.set_helper(Some(helper));
+    editor.set_helper(Some(KvshHelper::default()));
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
@@ -198,31 +144,47 @@ pub fn run(shell: &mut Shell, history: Option<PathBuf>, events: Receiver<Event>)
         })
     });
     println!("{}", banner(shell));
-    let mut failures = 0;
-    loop {
-        if let Ok(mut n) = nodes.lock() {
-            *n = shell
-                .cluster()
-                .node_ids()
-                .into_iter()
-                .map(node_name)
-                .collect();
+    let mut status = 0;
+    'session: loop {
+        if let Some(h) = editor.helper_mut() {
+            refresh(&mut h.known, shell);
         }
         match editor.readline(&shell.prompt()) {
-            Ok(line) => {
-                let mut out = std::io::stdout();
-                if let Err(e) = shell.execute(&line, &mut out) {
-                    failures += 1;
-                    eprintln!("Error: {e}");
-                }
-                if shell.quit_requested() {
-                    break;
+            Ok(text) => {
+                let lines: Vec<&str> = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                for (i, line) in lines.iter().enumerate() {
+                    let _ = editor.add_history_entry(*line);
+                    let mut out = std::io::stdout();
+                    match shell.execute(line, &mut out) {
+                        Ok(()) => {
+                            if let Some(h) = editor.helper_mut() {
+                                h.known.remember(line);
+                            }
+                        }
+                        Err(e) => eprintln!("Error: {e}"),
+                    }
+                    if shell.quit_requested() {
+                        break 'session;
+                    }
+                    let left = lines.len() - i - 1;
+                    if interrupted() && left > 0 {
+                        eprintln!(
+                            "Error: Ctrl-C: {left} pasted line{} not run",
+                            if left == 1 { "" } else { "s" }
+                        );
+                        break;
+                    }
                 }
             }
             Err(ReadlineError::Interrupted) => continue,
             Err(ReadlineError::Eof) => break,
             Err(e) => {
                 eprintln!("Error: {e}");
+                status = 1;
                 break;
             }
         }
@@ -235,5 +197,17 @@ pub fn run(shell: &mut Shell, history: Option<PathBuf>, events: Receiver<Event>)
     if let Some(t) = printer {
         std::mem::drop(t);
     }
-    failures
+    status
+}
+
+/// Refreshes what completion knows of the nodes.
+fn refresh(known: &mut Known, shell: &Shell) {
+    let cluster = shell.cluster();
+    let ids = cluster.node_ids();
+    known.nodes = ids.iter().map(|id| node_name(*id)).collect();
+    known.killed = ids
+        .into_iter()
+        .filter(|id| process_state(cluster, *id) == "killed")
+        .map(node_name)
+        .collect();
 }
