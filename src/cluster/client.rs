@@ -278,15 +278,20 @@ impl Client {
         })
     }
 
-    /// Opens a socket to every node in the view, so the first request to a
-    /// node does not wait for its connection to come up.
+    /// Opens a socket to every live node in the view, so the first request
+    /// to a node does not wait for its connection to come up, and closes
+    /// the sockets of endpoints no live node has any more (a node that left
+    /// or restarted elsewhere), so a cluster that grows and shrinks for ever
+    /// costs the client no more sockets than it has nodes.
     fn connect_all(&mut self) {
         let endpoints: Vec<String> = self
             .view
             .nodes
             .values()
+            .filter(|n| n.state != NodeState::Dead)
             .map(|n| n.endpoint.clone())
             .collect();
+        self.sockets.retain(|e, _| endpoints.contains(e));
         for e in endpoints {
             if !self.sockets.contains_key(&e) {
                 if let Ok(s) = dealer(&self.ctx, &e) {

@@ -178,7 +178,7 @@ fn connects(me: Address, to: Address) -> bool {
 ///
 /// The port is one ROUTER socket, both bound (at the component's peer
 /// endpoint) and connected (to the peers this side connects to, see
-/// [`connects`]). ROUTER to ROUTER, one pipe joins each pair of peers, and
+/// `connects`). ROUTER to ROUTER, one pipe joins each pair of peers, and
 /// each side addresses the other by its routing identity, so a component
 /// holds one socket however large the cluster: a 64-node cluster has 129
 /// peer sockets, where a DEALER per peer would need over 4,000 and pass
