@@ -5,6 +5,10 @@
 use crate::cluster::view::{node_name, Epoch, NodeId, PartitionId, Time};
 use serde::{Deserialize, Serialize};
 
+/// A heartbeat that takes this long to reach the leader, ms, is news in a
+/// `LeaseLost` event: the link is slow, not cut.
+const SLOW_HEARTBEAT_MS: Time = 100;
+
 /// What happened, for `events`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -52,6 +56,45 @@ pub enum EventKind {
     Left {
         /// The node.
         node: NodeId,
+    },
+    /// A dead node was removed from the view (`remove` of a dead node,
+    /// nodetool's `removenode`); its copies are re-created elsewhere.
+    Removed {
+        /// The node.
+        node: NodeId,
+    },
+    /// A node that keeps heartbeating has held no lease for the failure
+    /// timeout: its acknowledgements arrive too late, or not at all.
+    LeaseLost {
+        /// The node.
+        node: NodeId,
+        /// The round trip of the newest acknowledgement it received, ms, if
+        /// it came too late to grant a lease.
+        rtt_ms: Option<Time>,
+        /// How long its newest heartbeat took to reach the leader, ms.
+        heartbeat_ms: Time,
+    },
+    /// A node that could not hold a lease holds one again.
+    LeaseRegained {
+        /// The node.
+        node: NodeId,
+    },
+    /// A secondary became primary because its primary cannot hold a lease.
+    LeaseFailover {
+        /// The partition.
+        partition: PartitionId,
+        /// The primary without a lease.
+        from: NodeId,
+        /// The new primary.
+        to: NodeId,
+        /// The new term.
+        term: u64,
+    },
+    /// The view leader's own ticks stopped for a while (its process was
+    /// stopped or starved); the gap does not count as silence of the nodes.
+    Stalled {
+        /// The gap, ms.
+        gap_ms: Time,
     },
     /// A secondary became primary because its primary died.
     Promoted {
@@ -146,6 +189,52 @@ impl std::fmt::Display for EventKind {
             Recovered { node } => write!(f, "{} recovered with its data", node_name(*node)),
             Restarted { node } => write!(f, "{} restarted empty and rejoined", node_name(*node)),
             Left { node } => write!(f, "{} decommissioned and left", node_name(*node)),
+            Removed { node } => write!(
+                f,
+                "{} removed while dead; its copies are re-created elsewhere",
+                node_name(*node)
+            ),
+            LeaseLost {
+                node,
+                rtt_ms: Some(rtt),
+                ..
+            } => write!(
+                f,
+                "{} cannot hold a lease: acks arrive after {rtt} ms",
+                node_name(*node)
+            ),
+            // Heartbeats this slow mean acknowledgements are slow too, and
+            // none came back in time to say by how much.
+            LeaseLost {
+                node,
+                rtt_ms: None,
+                heartbeat_ms,
+            } if *heartbeat_ms >= SLOW_HEARTBEAT_MS => write!(
+                f,
+                "{} cannot hold a lease: heartbeats take {heartbeat_ms} ms to reach the leader",
+                node_name(*node)
+            ),
+            LeaseLost { node, .. } => write!(
+                f,
+                "{} cannot hold a lease: no heartbeat acknowledgement reaches it",
+                node_name(*node)
+            ),
+            LeaseRegained { node } => write!(f, "{} holds a lease again", node_name(*node)),
+            LeaseFailover {
+                partition,
+                from,
+                to,
+                term,
+            } => write!(
+                f,
+                "partition {partition}: {} promoted to primary in term {term} ({} cannot hold a lease)",
+                node_name(*to),
+                node_name(*from)
+            ),
+            Stalled { gap_ms } => write!(
+                f,
+                "the view leader stalled for {gap_ms} ms; the gap does not count as silence of the nodes"
+            ),
             Promoted {
                 partition,
                 from,

@@ -16,8 +16,8 @@
 use crate::cluster::view::{node_name, Incarnation, NodeId, NodeState, PartitionId, Time, View};
 use crate::error::Error;
 use crate::node::message::{
-    Address, Envelope, KeyOp, KeyOpResult, Message, NodeStats, RequestId, ScanPage, StreamEntry,
-    StreamId,
+    AckTiming, Address, Envelope, KeyOp, KeyOpResult, Message, NodeStats, RequestId, ScanPage,
+    StreamEntry, StreamId,
 };
 use crate::node::protocol::{Entry, Request, Response};
 use crate::node::replication::{Completion, Follower, Leader, StreamConfig, Waiter};
@@ -132,6 +132,8 @@ pub struct Node {
     max_value: usize,
     view: View,
     lease_until: Time,
+    /// The newest heartbeat acknowledgement, reported to the leader.
+    last_ack: Option<AckTiming>,
     store: Store,
     // Ordered maps, not hash maps: the node walks these when it ticks and
     // adopts views, and the order of its outputs must depend only on its
@@ -165,6 +167,7 @@ impl Node {
             max_value,
             view: View::default(),
             lease_until: 0,
+            last_ack: None,
             store: Store::new(),
             leaders: BTreeMap::new(),
             followers: BTreeMap::new(),
@@ -209,6 +212,12 @@ impl Node {
                 .leaders
                 .get(&p)
                 .is_some_and(|l| Some(l.term) == term && l.activated())
+    }
+
+    /// Until when this node holds a lease, on its clock. For inspection:
+    /// the simulator checks it against the acknowledgements it delivered.
+    pub fn lease_until(&self) -> Time {
+        self.lease_until
     }
 
     /// The largest value accepted.
@@ -744,8 +753,18 @@ impl Node {
                 if let Some(v) = view {
                     self.adopt(*v);
                 }
-                // The lease holds only for the view it was granted in.
-                if env.epoch == self.view.epoch && env.epoch > 0 {
+                if self.last_ack.is_none_or(|a| a.sent_at < sent_at) {
+                    self.last_ack = Some(AckTiming {
+                        sent_at,
+                        received_at: now,
+                    });
+                }
+                // The lease holds only for the view it was granted in. An
+                // acknowledgement that arrives after the lease it would grant
+                // has run out grants nothing, and the heartbeats do not
+                // report it as a lease: the leader must see that this node
+                // cannot hold one.
+                if env.epoch == self.view.epoch && env.epoch > 0 && sent_at + self.cfg.lease > now {
                     self.lease_until = self.lease_until.max(sent_at + self.cfg.lease);
                 }
             }
@@ -1037,6 +1056,8 @@ impl Node {
                 incarnation: self.incarnation,
                 endpoint: self.endpoint.clone(),
                 stats,
+                lease_until: self.lease_until,
+                last_ack: self.last_ack,
             };
             self.send(Address::Leader, message);
         }

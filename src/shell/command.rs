@@ -119,12 +119,15 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "remove",
         aliases: &["decommission"],
-        args: "NODE",
+        args: "NODE [--force]",
         summary: "decommission a node: move its partitions away, then stop it",
         detail:
             "No partition has fewer in-sync replicas at any point; the node leaves only when it \
                  holds nothing. It returns once the moves the removal started have finished, \
-                 so the next command sees where the partitions settled.",
+                 so the next command sees where the partitions settled. A dead node is removed \
+                 at once and its copies re-created from the others. --force allows leaving \
+                 fewer live nodes than replicas, or removing a dead node that held the only \
+                 copy of a partition (which starts again empty).",
         example: "remove n3",
     },
     CommandSpec {

@@ -233,7 +233,7 @@ impl World<'_> {
                 // Its copies go away once others hold them: that is as safe
                 // as the others are, so it counts against the budget.
                 if !self.may_take_down(&[id].into(), aggressive)
-                    || self.leader.decommission(id).is_err()
+                    || self.leader.decommission(id, false).is_err()
                 {
                     return false;
                 }
