@@ -23,6 +23,7 @@ use crate::node::runtime::{spawn, Control, NodeSpec, NodeThread, PartitionDigest
 use crate::node::transport::Clock;
 use crossbeam_channel::Sender;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -249,6 +250,15 @@ impl Cluster {
     /// The ZeroMQ context, for clients in this process.
     pub fn context(&self) -> &zmq::Context {
         &self.ctx
+    }
+
+    /// A number no other call in this process returns, for the key
+    /// namespace of a `check` or `bench` run (`check:<id>:hot3`,
+    /// `bench:<id>:17`): two runs never share a key, even with the same
+    /// seed, and neither touches a user's keys.
+    pub fn run_id(&self) -> u64 {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        NEXT.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Milliseconds since the cluster started.

@@ -965,9 +965,10 @@ impl Shell {
             .map(|k| format!("{k:?}").to_lowercase())
             .collect();
         let mut text = format!(
-            "check: {} clients, {} keys, {:.1} s, seed {}, faults {}\n",
+            "check: {} clients, {} keys ({}hot*), {:.1} s, seed {}, faults {}\n",
             cfg.clients,
             cfg.keys,
+            report.key_prefix,
             report.duration_ms as f64 / 1000.0,
             report.seed,
             if kinds.is_empty() {
