@@ -4,15 +4,17 @@
 //! Faults: crash a node (its memory is lost; it restarts later, empty, as a
 //! new incarnation), pause a node or the leader (a frozen thread: inputs
 //! wait and are handled when it resumes), isolate a node, split the cluster
-//! in two, cut one link one way, lose many messages for a while, delay
-//! them a lot (which reorders them), or replace a node: decommission it,
-//! start a new one, and stop the old one once it has left.
+//! in two, cut one link one way, slow a node's link to the leader (up to
+//! four leases) or cut its acknowledgements, lose many messages for a
+//! while, delay them a lot (which reorders them), or replace a node:
+//! decommission it, start a new one, and stop the old one once it has left.
 //!
 //! In [`FaultMode::Tolerated`] the budget keeps the cluster inside what it
 //! promises to survive. At most `replicas - 1` nodes are down at once, where
-//! down means crashed, paused, cut off from the leader, or not heard from by
-//! it for two heartbeat intervals: the nodes the leader may be about to
-//! declare dead. A decommission counts as taking its node down, since the
+//! down means crashed, paused, cut off from the leader either way, on a slow
+//! link to it, without a lease, or not heard from by it for two heartbeat
+//! intervals: the nodes the leader may be about to declare dead or fail
+//! over. A decommission counts as taking its node down, since the
 //! node's copies go away once the others hold them. And a node is crashed
 //! only if every partition it holds has another in-sync replica on a node
 //! that is up and has its memory: a crash is the only fault that destroys
