@@ -13,6 +13,7 @@
 //! cargo run --release --example simulate -- --seeds 200 --sabotage wipe   # a deliberate bug: expect failures
 //! cargo run --release --example simulate -- --seeds 200 --sabotage skip-replication
 //! cargo run --release --example simulate -- --seeds 200 --sabotage slow-clock
+//! cargo run --release --example simulate -- --seeds 200 --sabotage hide-lease-loss
 //! ```
 //!
 //! Seeds run in parallel on `--jobs` threads (one seed per thread at a
@@ -106,9 +107,10 @@ impl Args {
             Some("wipe") => Some(Sabotage::WipeSecondary),
             Some("slow-clock") => Some(Sabotage::SlowClock(1)),
             Some("skip-replication") => Some(Sabotage::SkipReplication),
+            Some("hide-lease-loss") => Some(Sabotage::HideLeaseLoss),
             Some(other) => {
                 return Err(format!(
-                    "unknown sabotage {other:?}: expected wipe, slow-clock or skip-replication"
+                    "unknown sabotage {other:?}: expected wipe, slow-clock, skip-replication or hide-lease-loss"
                 ))
             }
         };

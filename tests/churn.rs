@@ -40,7 +40,8 @@ fn two_hundred_add_remove_cycles_leak_no_sockets_or_memory() {
         client
             .put(&format!("k{}", i % 200), &format!("v{i}"))
             .unwrap();
-        c.remove(added, Duration::from_secs(60), &|| false).unwrap();
+        c.remove(added, false, Duration::from_secs(60), &|| false)
+            .unwrap();
         client
             .put(&format!("k{}", i % 200), &format!("w{i}"))
             .unwrap();

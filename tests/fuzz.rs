@@ -117,6 +117,8 @@ fn seeds() -> Vec<(Address, Vec<u8>)> {
                 endpoint: "x".into(),
                 peer_endpoint: "y".into(),
                 stats: NodeStats::default(),
+                lease_until: 0,
+                last_ack: None,
             },
         ),
     ]

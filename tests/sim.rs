@@ -2,7 +2,8 @@
 //! schedules: hundreds of seeds of crashes, pauses, replacements,
 //! partitions, message loss and reordering, each checked for
 //! linearizability, lost acknowledged writes, replica divergence, two nodes
-//! serving reads at once and reused replication streams.
+//! serving reads at once, reads served past a lease, a healthy verdict
+//! while a primary holds no lease, and reused replication streams.
 //!
 //! A failing seed is printed with the command that replays it, trace and
 //! all. Thousands of seeds: `cargo run --release --example simulate --
@@ -57,6 +58,14 @@ fn tolerated_faults() {
     assert!(
         promotions > 400 && crashes > 200 && replaced > 40 && unknown > 200,
         "{promotions} promotions, {crashes} crashes, {replaced} replacements, {unknown} unknown outcomes"
+    );
+    // Slow and one-way links to the leader, and the failovers of nodes that
+    // could not hold a lease through them.
+    let leader_links = sum(|r| r.faults.leader_links);
+    let lease_failovers = sum(|r| r.lease_failovers);
+    assert!(
+        leader_links > 100 && lease_failovers > 50,
+        "{leader_links} leader link faults, {lease_failovers} lease failovers"
     );
     // The budget keeps a copy of everything, and the checker always decides.
     assert!(reports
@@ -236,5 +245,32 @@ fn catches_a_slow_clock() {
     assert!(
         caught >= 3,
         "the two-servers invariant caught the slow clock in only {caught} of 40 seeds"
+    );
+    // The lease invariant sees it directly: the node serves reads past the
+    // lease its acknowledgements granted, by the simulator's clock.
+    let expired = seeds_with(&reports, |v| matches!(v, SimViolation::ExpiredLease { .. }));
+    assert!(
+        expired >= 3,
+        "the lease invariant caught the slow clock in only {expired} of 40 seeds"
+    );
+}
+
+/// The checks can fail: heartbeats that claim a lease the node does not
+/// hold (as before nodes reported theirs) hide a node whose link to the
+/// leader is too slow for a lease. Its partitions fail every request, and
+/// the leader calls the cluster healthy: issue #10, §4.
+#[test]
+fn catches_a_healthy_cluster_whose_primary_has_no_lease() {
+    let cfg = SimConfig {
+        sabotage: Some(Sabotage::HideLeaseLoss),
+        ..SimConfig::default()
+    };
+    let reports: Vec<SimReport> = (0..40).map(|seed| sim::run(seed, &cfg)).collect();
+    let caught = seeds_with(&reports, |v| {
+        matches!(v, SimViolation::HealthyWithoutLease { .. })
+    });
+    assert!(
+        caught >= 2,
+        "the health invariant caught a primary without a lease in only {caught} of 40 seeds"
     );
 }

@@ -88,7 +88,8 @@ pub struct BenchConfig {
     pub pinned: bool,
     /// Bytes per value.
     pub value_size: usize,
-    /// Keys `bench:0` .. `bench:{K-1}`, chosen uniformly at random.
+    /// Keys `bench:<run>:0` .. `bench:<run>:{K-1}`, chosen uniformly at
+    /// random (a namespace of the run's own: see [`crate::bench`]).
     pub keys: usize,
     /// Leave the keys in place instead of deleting them afterwards.
     pub keep: bool,

@@ -3,8 +3,11 @@
 //!
 //! A run has up to three phases, each a set of client threads:
 //!
-//! 1. **Load** (`get` and `mixed` only, not timed): write `bench:0` ..
-//!    `bench:{K-1}` once each, so reads find values.
+//! 1. **Load** (`get` and `mixed` only, not timed): write `bench:<run>:0`
+//!    .. `bench:<run>:{K-1}` once each, so reads find values. Each run has
+//!    a key namespace of its own, with a run id unique in the process
+//!    ([`crate::cluster::Cluster::run_id`]): a user's `bench:1` is never
+//!    overwritten or deleted, and two runs never share keys.
 //! 2. **Timed run**: C clients (`worker.rs`), each a thread with its own
 //!    DEALER to every node, in a ZeroMQ context of the bench's own (as an
 //!    outside client's process would have). Each keeps up to P requests in
@@ -21,7 +24,7 @@
 //!    requests over all clients, or after `--duration`; then the clients
 //!    wait for the replies they are owed.
 //! 3. **Cleanup** (not timed, skipped with `--keep`): delete every key the
-//!    run wrote.
+//!    run wrote, and only those.
 //!
 //! Every request's latency, from just before the send to the moment its
 //! reply is read, goes into an HDR histogram (nanoseconds, three significant

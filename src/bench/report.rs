@@ -100,6 +100,8 @@ pub struct BenchReport {
     pub value_size: usize,
     /// Keys the run chose from.
     pub keys: usize,
+    /// The run's key namespace: its keys are `{key_prefix}0` onwards.
+    pub key_prefix: String,
     /// Keys written before the timed run (`get`, `mixed`).
     pub loaded: u64,
     /// Failed writes while loading.
@@ -119,7 +121,7 @@ impl BenchReport {
     /// The report for people: a few lines.
     pub fn text(&self) -> String {
         let mut out = format!(
-            "{}: {} ops in {:.2} s = {} ops/s ({} clients x {} in flight{}, {}-byte values, {} keys){}\n",
+            "{}: {} ops in {:.2} s = {} ops/s ({} clients x {} in flight{}, {}-byte values, {} keys {}*){}\n",
             self.kind,
             group(self.ops),
             self.duration_ms as f64 / 1000.0,
@@ -133,6 +135,7 @@ impl BenchReport {
             } + if self.pinned { ", pinned" } else { "" },
             self.value_size,
             group(self.keys as u64),
+            self.key_prefix,
             if self.cancelled { ", cancelled" } else { "" },
         );
         out.push_str(&format!("latency: {}\n", self.latency.text()));
@@ -239,6 +242,7 @@ mod tests {
             pinned: false,
             value_size: 100,
             keys: 100_000,
+            key_prefix: "bench:1:".into(),
             loaded: 100_000,
             load_errors: 0,
             cleaned: 100_000,
@@ -294,7 +298,7 @@ mod tests {
     fn text_reads_as_a_summary() {
         let text = report().text();
         assert!(
-            text.starts_with("get: 1,000 ops in 0.50 s = 2,000 ops/s (4 clients x 2 in flight, 100-byte values, 100,000 keys)"),
+            text.starts_with("get: 1,000 ops in 0.50 s = 2,000 ops/s (4 clients x 2 in flight, 100-byte values, 100,000 keys bench:1:*)"),
             "{text}"
         );
         assert!(text.contains("latency: p50 500  p90 "), "{text}");

@@ -47,6 +47,7 @@ pub fn run(
         cancelled,
     };
     let keys = cfg.keys;
+    let prefix = format!("bench:{}:", cluster.run_id());
     let mut loaded = 0;
     let mut load_errors = 0;
     let mut written = vec![0u64; keys.div_ceil(64)];
@@ -66,6 +67,7 @@ pub fn run(
                 pinned: false,
                 value_size: cfg.value_size,
                 bitmap_keys: keys,
+                prefix: prefix.clone(),
             },
             true,
         )?;
@@ -96,6 +98,7 @@ pub fn run(
                 pinned: cfg.pinned,
                 value_size: cfg.value_size,
                 bitmap_keys: keys,
+                prefix: prefix.clone(),
             },
             true,
         )?
@@ -123,6 +126,7 @@ pub fn run(
                     pinned: false,
                     value_size: 0,
                     bitmap_keys: 0,
+                    prefix: prefix.clone(),
                 },
                 false,
             )?;
@@ -151,6 +155,7 @@ pub fn run(
         pinned: cfg.pinned,
         value_size: cfg.value_size,
         keys,
+        key_prefix: prefix,
         loaded,
         load_errors,
         cleaned,

@@ -93,6 +93,8 @@ pub(crate) struct Plan {
     /// Keys `0..bitmap_keys` that writes are tracked for, so the cleanup
     /// deletes only what was written.
     pub bitmap_keys: usize,
+    /// The run's key namespace: key `k` is `{prefix}{k}`.
+    pub prefix: String,
 }
 
 /// Counters the clients of a phase share with the thread watching them.
@@ -360,12 +362,13 @@ impl<'a> Client<'a> {
         self.route.get(p).copied().unwrap_or(usize::MAX)
     }
 
-    /// Writes the name of key `k` into `key` and returns its socket. A
-    /// pinned client first redraws `k` (up to [`PIN_TRIES`] times) until the
-    /// key's primary is its own node, so its keys stay uniform over the
-    /// keys that node is primary for.
+    /// Writes the name of key `k` (under `prefix`) into `key` and returns
+    /// its socket. A pinned client first redraws `k` (up to [`PIN_TRIES`]
+    /// times) until the key's primary is its own node, so its keys stay
+    /// uniform over the keys that node is primary for.
     fn choose(
         &self,
+        prefix: &str,
         k: &mut u64,
         keys: Option<u64>,
         rng: &mut SmallRng,
@@ -375,7 +378,7 @@ impl<'a> Client<'a> {
         let mut tries = 1;
         loop {
             key.clear();
-            let _ = write!(key, "bench:{k}");
+            let _ = write!(key, "{prefix}{k}");
             let s = self.socket_for(key);
             match keys {
                 Some(n) if pinned && s != self.pin && tries < PIN_TRIES => {
@@ -444,7 +447,7 @@ pub(crate) fn run_client(
                 exhausted = true;
                 break;
             };
-            let s = client.choose(&mut k, keys, &mut rng, &mut key);
+            let s = client.choose(&plan.prefix, &mut k, keys, &mut rng, &mut key);
             let id = next_id;
             next_id += 1;
             if op == Op::Put {

@@ -5,6 +5,13 @@
 //! (one node down, or one node cut off), so a violation is a real bug, not
 //! an overreach of the schedule. The same seed gives the same schedule of
 //! choices (which fault, which node, how long); wall-clock timing varies.
+//!
+//! Link faults strike between two nodes or between a node and the view
+//! leader. On a link to the leader, a delay of up to four times the lease
+//! (in one direction or both), or the loss of every acknowledgement (one
+//! way: heartbeats still arrive), leaves a node that is never silent but
+//! cannot hold a lease; it is held for one to four failure timeouts, so
+//! the leader must fail the node over.
 
 use crate::cluster::view::{node_name, NodeId};
 use crate::cluster::Cluster;
@@ -26,7 +33,8 @@ pub enum FaultKind {
     Pause,
     /// Cut a node (or half the cluster) off.
     Partition,
-    /// Drop or delay messages on one link.
+    /// Drop or delay messages on one link, between two nodes or between a
+    /// node and the view leader.
     Link,
 }
 
@@ -69,6 +77,19 @@ pub struct FaultRecord {
     pub what: String,
 }
 
+/// A fault just injected.
+#[derive(Debug)]
+pub struct Injected {
+    /// The kind.
+    pub kind: FaultKind,
+    /// What to heal.
+    pub active: Active,
+    /// What exactly, for the report.
+    pub what: String,
+    /// How long to hold it.
+    pub hold: Duration,
+}
+
 /// A fault in force, to heal.
 #[derive(Debug)]
 pub enum Active {
@@ -109,22 +130,21 @@ impl Nemesis {
         )
     }
 
-    /// Injects the next fault, returning what to heal and a description.
-    pub fn inject(
-        &mut self,
-        cluster: &mut Cluster,
-        hold: Duration,
-    ) -> Result<Option<(FaultKind, Active, String)>> {
+    /// Injects the next fault, returning what to heal, a description and
+    /// how long to hold it.
+    pub fn inject(&mut self, cluster: &mut Cluster) -> Result<Option<Injected>> {
         if self.kinds.is_empty() {
             return Ok(None);
         }
+        let failure_timeout = cluster.config().failure_timeout;
+        let mut hold = self.hold(failure_timeout);
         let kind = self.kinds[self.rng.gen_range(0..self.kinds.len())];
         let nodes = cluster.node_ids();
         if nodes.len() < 2 {
             return Ok(None);
         }
         let victim = nodes[self.rng.gen_range(0..nodes.len())];
-        Ok(Some(match kind {
+        let (kind, active, what) = match kind {
             FaultKind::Kill => {
                 cluster.kill(victim)?;
                 (
@@ -170,6 +190,49 @@ impl Nemesis {
                     )
                 }
             }
+            FaultKind::Link if self.rng.gen_bool(0.5) => {
+                // Long enough for the leader to notice the node holds no
+                // lease and fail it over: past the failure timeout twice.
+                hold = Duration::from_millis(
+                    self.rng.gen_range(failure_timeout..=failure_timeout * 4),
+                );
+                let lease = cluster.config().node.lease;
+                let (a, leader) = (Address::Node(victim), Address::Leader);
+                let what = match self.rng.gen_range(0..4) {
+                    0 => {
+                        cluster.faults().link(
+                            leader,
+                            a,
+                            true,
+                            LinkFault {
+                                drop: 1.0,
+                                delay_ms: 0,
+                            },
+                        );
+                        format!("link leader -> {} drop 100%", node_name(victim))
+                    }
+                    way => {
+                        let delay_ms = self.rng.gen_range(lease / 4..=lease * 4);
+                        let fault = LinkFault {
+                            drop: 0.0,
+                            delay_ms,
+                        };
+                        match way {
+                            1 => cluster.faults().link(a, leader, true, fault),
+                            2 => cluster.faults().link(leader, a, true, fault),
+                            _ => cluster.faults().link(a, leader, false, fault),
+                        }
+                        // As the shell's `link` writes it.
+                        let how = match way {
+                            1 => format!("{} -> leader", node_name(victim)),
+                            2 => format!("leader -> {}", node_name(victim)),
+                            _ => format!("{} leader", node_name(victim)),
+                        };
+                        format!("link {how} delay {delay_ms}ms")
+                    }
+                };
+                (kind, Active::Network, what)
+            }
             FaultKind::Link => {
                 let mut other = nodes[self.rng.gen_range(0..nodes.len())];
                 if other == victim {
@@ -206,6 +269,12 @@ impl Nemesis {
                 };
                 (kind, Active::Network, what)
             }
+        };
+        Ok(Some(Injected {
+            kind,
+            active,
+            what,
+            hold,
         }))
     }
 

@@ -1,7 +1,8 @@
 //! `check`: a workload under a seeded schedule of faults, then a verdict.
 //!
-//! 1. Client threads read, write and delete a few hot keys
-//!    ([`crate::check::workload`]).
+//! 1. Client threads read, write and delete a few hot keys, in a key
+//!    namespace of the run's own ([`crate::check::workload`]), so that
+//!    runs never see each other's writes or touch a user's keys.
 //! 2. The nemesis injects one fault at a time, from the seed
 //!    ([`crate::check::nemesis`]).
 //! 3. At the end everything heals, the run waits until the cluster is
@@ -12,7 +13,7 @@
 
 use crate::check::history::{History, Outcome};
 use crate::check::linearizability::{self, Violation};
-use crate::check::nemesis::{FaultKind, FaultRecord, Nemesis};
+use crate::check::nemesis::{FaultKind, FaultRecord, Injected, Nemesis};
 use crate::check::workload::Workload;
 use crate::cluster::Cluster;
 use crate::error::Result;
@@ -51,6 +52,9 @@ impl Default for CheckConfig {
 pub struct CheckReport {
     /// The seed.
     pub seed: u64,
+    /// The prefix of the run's keys (`check:<run>:`); they are deleted at
+    /// the end.
+    pub key_prefix: String,
     /// How long the workload ran, ms.
     pub duration_ms: u64,
     /// Operations.
@@ -86,9 +90,9 @@ pub fn run(
 ) -> Result<CheckReport> {
     let start = Instant::now();
     let workload = Workload::start(cluster, cfg.clients, cfg.keys, cfg.seed);
+    let key_prefix = workload.prefix().to_string();
     let mut nemesis = Nemesis::new(cfg.seed, cfg.faults.clone());
     let mut faults = Vec::new();
-    let failure_timeout = cluster.config().failure_timeout;
     let mut wait = |d: Duration, workload: &Workload| {
         let until = Instant::now() + d;
         while Instant::now() < until && !cancelled() {
@@ -109,10 +113,14 @@ pub fn run(
         if start.elapsed() >= cfg.duration || cancelled() || cfg.faults.is_empty() {
             continue;
         }
-        let hold = nemesis.hold(failure_timeout);
         let at = start.elapsed();
-        match nemesis.inject(cluster, hold) {
-            Ok(Some((kind, active, what))) => {
+        match nemesis.inject(cluster) {
+            Ok(Some(Injected {
+                kind,
+                active,
+                what,
+                hold,
+            })) => {
                 wait(hold, &workload);
                 if let Err(e) = Nemesis::heal(cluster, active) {
                     outcome = Err(e);
@@ -145,6 +153,7 @@ pub fn run(
     let ok = count(Outcome::Ok);
     Ok(CheckReport {
         seed: cfg.seed,
+        key_prefix,
         duration_ms,
         ops,
         ok,

@@ -3,6 +3,12 @@
 //! and deleting a few hot keys at random and recording every operation in a
 //! shared [`Recorder`].
 //!
+//! Each run has keys of its own, `check:<run>:hot<i>`, with a run id unique
+//! in the process ([`Cluster::run_id`]). Two runs with the same seed write
+//! the same values; on shared keys, the second would read the first's
+//! writes, which its history cannot explain ("read from the future"). And a
+//! user's `hot0` is the user's. The run deletes its keys when it is done.
+//!
 //! Outcomes are classified by what the client knows: a failure that
 //! certainly applied nothing is `failed`; a write that timed out or whose
 //! primary changed mid-flight is `unknown` (it may have been applied); a
@@ -16,9 +22,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// The name of hot key `i`.
-pub fn key(i: usize) -> String {
-    format!("hot{i}")
+/// The name of hot key `i` under `prefix`.
+pub fn key_in(prefix: &str, i: usize) -> String {
+    format!("{prefix}hot{i}")
 }
 
 /// Running client threads.
@@ -30,11 +36,14 @@ pub struct Workload {
     threads: Vec<JoinHandle<()>>,
     clients: u64,
     keys: usize,
+    prefix: String,
 }
 
 impl Workload {
-    /// Starts `clients` threads on `keys` hot keys, seeded.
+    /// Starts `clients` threads on `keys` hot keys of a namespace of their
+    /// own, seeded.
     pub fn start(cluster: &Cluster, clients: u64, keys: usize, seed: u64) -> Workload {
+        let prefix = format!("check:{}:", cluster.run_id());
         let recorder = Arc::new(Recorder::new());
         let done = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -42,13 +51,14 @@ impl Workload {
         for process in 0..clients {
             let mut client = cluster.client();
             let (recorder, done, stop) = (recorder.clone(), done.clone(), stop.clone());
+            let prefix = prefix.clone();
             threads.push(std::thread::spawn(move || {
                 let mut rng = rand::rngs::SmallRng::seed_from_u64(
                     seed.wrapping_mul(1000).wrapping_add(process),
                 );
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    let k = key(rng.gen_range(0..keys.max(1)));
+                    let k = key_in(&prefix, rng.gen_range(0..keys.max(1)));
                     let roll = rng.gen_range(0..100);
                     if roll < 45 {
                         n += 1;
@@ -84,7 +94,23 @@ impl Workload {
             threads,
             clients,
             keys,
+            prefix,
         }
+    }
+
+    /// The name of this run's hot key `i`.
+    pub fn key(&self, i: usize) -> String {
+        key_in(&self.prefix, i)
+    }
+
+    /// This run's hot keys.
+    pub fn keys(&self) -> Vec<String> {
+        (0..self.keys).map(|i| self.key(i)).collect()
+    }
+
+    /// The prefix of this run's keys.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// Operations completed so far.
@@ -107,20 +133,31 @@ impl Workload {
     }
 
     /// Stops the clients, then (the cluster being healthy) reads every key
-    /// once more as one last client, and returns the history.
+    /// once more as one last client, deletes the run's keys (outside the
+    /// history), and returns the history.
     pub fn finish(self, cluster: &Cluster) -> History {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
             let _ = t.join();
         }
         let mut client = cluster.client();
-        for i in 0..self.keys {
-            let inv = self.recorder.invoke(self.clients, key(i), OpKind::read());
-            match client.get(&key(i)) {
+        let keys: Vec<String> = (0..self.keys).map(|i| key_in(&self.prefix, i)).collect();
+        for k in &keys {
+            let inv = self.recorder.invoke(self.clients, k, OpKind::read());
+            match client.get(k) {
                 Ok(v) => inv.ok_read(v),
                 Err(_) => inv.unknown(),
             }
         }
-        self.recorder.history()
+        let history = self.recorder.history();
+        // Best effort: a key left behind is in the run's namespace only.
+        // A failed delete means the cluster cannot write now, and the rest
+        // would each wait out the same timeout.
+        for k in &keys {
+            if client.delete(k).is_err() {
+                break;
+            }
+        }
+        history
     }
 }

@@ -12,7 +12,7 @@ use crate::cluster::leader::{Event, LeaderConfig, Plan, Status};
 use crate::cluster::placement::{Placement, Strategy, DEFAULT_PARTITIONS, DEFAULT_VNODES};
 use crate::cluster::runtime::{self, EventLog, LeaderControl, LeaderThread};
 use crate::cluster::view::{
-    node_name, parse_node_name, Incarnation, NodeId, NodeState, PartitionId, Time,
+    node_name, parse_node_name, Epoch, Incarnation, NodeId, NodeState, PartitionId, Time,
 };
 use crate::cluster::watch::Watch;
 use crate::error::{Error, Result};
@@ -23,6 +23,7 @@ use crate::node::runtime::{spawn, Control, NodeSpec, NodeThread, PartitionDigest
 use crate::node::transport::Clock;
 use crossbeam_channel::Sender;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -185,12 +186,14 @@ impl Cluster {
         }
         // Ready means more than a first view: every node has adopted it
         // (and so holds a lease), and every partition is in sync, so the
-        // first request does not race the start.
+        // first request does not race the start. Settled, not healthy: a
+        // cluster started with fewer nodes than replicas is degraded until
+        // it grows, and works meanwhile.
         let ok = cluster
             .status
             .wait_until(Duration::from_secs(15), &|| false, |s| {
                 s.view.epoch > 0
-                    && s.healthy
+                    && s.settled
                     && s.members.values().all(|m| m.reported_epoch >= s.view.epoch)
             });
         if ok.is_err() {
@@ -254,6 +257,15 @@ impl Cluster {
     /// The ZeroMQ context, for clients in this process.
     pub fn context(&self) -> &zmq::Context {
         &self.ctx
+    }
+
+    /// A number no other call in this process returns, for the key
+    /// namespace of a `check` or `bench` run (`check:<id>:hot3`,
+    /// `bench:<id>:17`): two runs never share a key, even with the same
+    /// seed, and neither touches a user's keys.
+    pub fn run_id(&self) -> u64 {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        NEXT.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Milliseconds since the cluster started.
@@ -420,11 +432,14 @@ impl Cluster {
             .map_err(|_| Error::Internal("the leader thread is gone".into()))
     }
 
-    /// Starts decommissioning a node; [`Cluster::wait_removed`] waits for
-    /// the end of it.
-    pub fn decommission(&mut self, id: NodeId) -> Result<()> {
+    /// Starts decommissioning a node, or removes a dead one from the view;
+    /// [`Cluster::wait_removed`] waits for the end of it. `force` allows
+    /// what would leave partitions with fewer than R copies (see
+    /// [`crate::cluster::leader::ViewLeader::decommission`]). Returns the
+    /// epoch of the view with the change.
+    pub fn decommission(&mut self, id: NodeId, force: bool) -> Result<Epoch> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.leader_control(LeaderControl::Decommission(id, tx))?;
+        self.leader_control(LeaderControl::Decommission(id, force, tx))?;
         rx.recv_timeout(Duration::from_secs(2))
             .map_err(|_| Error::Timeout("the leader did not answer".into()))?
     }
@@ -434,11 +449,12 @@ impl Cluster {
     pub fn remove(
         &mut self,
         id: NodeId,
+        force: bool,
         timeout: Duration,
         cancelled: &dyn Fn() -> bool,
     ) -> Result<()> {
-        self.decommission(id)?;
-        self.wait_removed(id, timeout, cancelled)
+        let epoch = self.decommission(id, force)?;
+        self.wait_removed(id, epoch, timeout, cancelled)
     }
 
     /// Waits until a decommissioned node has left the view (it holds
@@ -451,17 +467,35 @@ impl Cluster {
     /// surplus replica on another node that is removed only once that node
     /// has seen the new primary's term. Returning at that point would show
     /// an operator a replica count that changes a moment later.
+    /// Statuses older than `epoch`, the one [`Cluster::decommission`]
+    /// returned, predate the removal and are not looked at.
     pub fn wait_removed(
         &mut self,
         id: NodeId,
+        epoch: Epoch,
         timeout: Duration,
         cancelled: &dyn Fn() -> bool,
     ) -> Result<()> {
         let deadline = Instant::now() + timeout;
-        self.wait_for(
+        // A node that dies while leaving stays leaving, and leaves once its
+        // partitions have failed over. One that was the only in-sync copy
+        // of a partition holds the wait until it comes back; a killed one
+        // never will, so that is an error at once rather than at the
+        // timeout.
+        let killed = self.nodes.get(&id).is_some_and(|h| h.thread.is_none());
+        let stuck_dead = |s: &Status| {
+            s.view.epoch >= epoch
+                && killed
+                && s.view
+                    .nodes
+                    .get(&id)
+                    .is_some_and(|n| n.state == NodeState::Dead)
+                && s.view.partitions.iter().any(|p| p.primary() == Some(id))
+        };
+        let s = self.wait_for(
             timeout,
             cancelled,
-            |s| !s.view.nodes.contains_key(&id),
+            |s| s.view.epoch >= epoch && !s.view.nodes.contains_key(&id) || stuck_dead(s),
             |_| {
                 format!(
                     "{} has not finished moving its data away after {:.1} s",
@@ -470,62 +504,56 @@ impl Cluster {
                 )
             },
         )?;
+        if stuck_dead(&s) {
+            return Err(Error::Unavailable(format!(
+                "{name} was killed while leaving and held the only in-sync copy of some \
+                 partitions; `remove {name} --force` removes it anyway and starts them again empty",
+                name = node_name(id)
+            )));
+        }
         if let Some(mut h) = self.nodes.remove(&id) {
             if let Some(t) = h.thread.take() {
                 let _ = t.control.send(Control::Kill);
                 let _ = t.thread.join();
             }
         }
-        // Moving and degraded partitions are what unfinished steps leave
-        // behind. This is not `healthy`, which also wants no other node
-        // leaving. A partition an earlier failure left without a live
+        // Moving and repairable partitions are what unfinished steps leave
+        // behind. This is not `settled`, which also wants no other node
+        // leaving, nor `healthy`, which a forced removal below R replicas
+        // never reaches. A partition an earlier failure left without a live
         // primary cannot reach its target, so it counts as moving and holds
         // the wait until the timeout, as it holds `add` and `rebalance`.
-        let settled = |s: &Status| s.moving == 0 && s.degraded == 0 && s.caught_up();
+        let settled = |s: &Status| s.moving == 0 && s.repairable == 0 && s.caught_up();
         let left = deadline.saturating_duration_since(Instant::now());
         self.wait_for(left, cancelled, settled, |s| {
             format!(
                 "{} left, but the rebalancing it caused has not settled after {:.1} s: \
-                 {} degraded, {} moving partitions{}",
+                 {} under-replicated, {} moving partitions{}",
                 node_name(id),
                 timeout.as_secs_f64(),
-                s.degraded,
+                s.repairable,
                 s.moving,
                 stuck(s)
             )
-        })
+        })?;
+        Ok(())
     }
 
-    /// Waits until the status satisfies `ready`: `Cancelled` if `cancelled`
-    /// says so first, else a `Timeout` that `why` words from the last status.
+    /// Waits until the status satisfies `ready`, and returns that status:
+    /// `Cancelled` if `cancelled` says so first, else a `Timeout` that `why`
+    /// words from the last status.
     fn wait_for(
         &self,
         timeout: Duration,
         cancelled: &dyn Fn() -> bool,
         ready: impl FnMut(&Status) -> bool,
         why: impl FnOnce(&Status) -> String,
-    ) -> Result<()> {
+    ) -> Result<Arc<Status>> {
         match self.status.wait_until(timeout, cancelled, ready) {
-            Ok(_) => Ok(()),
+            Ok(s) => Ok(s),
             Err(_) if cancelled() => Err(Error::Cancelled),
             Err(s) => Err(Error::Timeout(why(&s))),
         }
-    }
-
-    /// Removes a killed node that holds nothing from the cluster for good.
-    pub fn forget(&mut self, id: NodeId) -> Result<()> {
-        if self.nodes.get(&id).is_some_and(|h| h.thread.is_some()) {
-            return Err(Error::BadInput(format!(
-                "{} is running; use `remove` to decommission it",
-                node_name(id)
-            )));
-        }
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        self.leader_control(LeaderControl::Forget(id, tx))?;
-        rx.recv_timeout(Duration::from_secs(2))
-            .map_err(|_| Error::Timeout("the leader did not answer".into()))??;
-        self.nodes.remove(&id);
-        Ok(())
     }
 
     /// Waits until every partition has its replicas in sync and nothing is
@@ -533,10 +561,36 @@ impl Cluster {
     /// node is dead in the view, a paused node has woken and been heard
     /// from), and every live node has reported the latest view, so that the
     /// key counts `nodes` shows are from after it. Returns how long it took.
+    ///
+    /// Healthy means every partition has R in-sync replicas on live nodes,
+    /// whatever the reason it does not: a cluster with fewer live nodes
+    /// than R is never healthy ([`Cluster::wait_settled`] waits for what
+    /// such a cluster can reach).
     pub fn wait_healthy(
         &self,
         timeout: Duration,
         cancelled: &dyn Fn() -> bool,
+    ) -> Result<Duration> {
+        self.wait_ready(timeout, cancelled, true)
+    }
+
+    /// Like [`Cluster::wait_healthy`], but waits only until every move the
+    /// leader can make is made ([`Status::settled`]): in a cluster with
+    /// fewer live nodes than R, each partition has a replica on every live
+    /// node.
+    pub fn wait_settled(
+        &self,
+        timeout: Duration,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Duration> {
+        self.wait_ready(timeout, cancelled, false)
+    }
+
+    fn wait_ready(
+        &self,
+        timeout: Duration,
+        cancelled: &dyn Fn() -> bool,
+        healthy: bool,
     ) -> Result<Duration> {
         let start = Instant::now();
         let killed: Vec<NodeId> = self
@@ -552,7 +606,7 @@ impl Cluster {
             .collect();
         let ready = |s: &Status| {
             let now = Instant::now();
-            s.healthy
+            (if healthy { s.healthy } else { s.settled })
                 && s.caught_up()
                 && killed.iter().all(|id| {
                     s.view
@@ -570,8 +624,30 @@ impl Cluster {
                 })
         };
         self.wait_for(timeout, cancelled, ready, |s| {
+            let live = s
+                .view
+                .nodes
+                .values()
+                .filter(|n| n.state == NodeState::Up)
+                .count();
+            let mut why = Vec::new();
+            if live < s.view.replication {
+                why.push(format!(
+                    "{live} live nodes cannot hold {} replicas",
+                    s.view.replication
+                ));
+            }
+            for n in &s.no_lease {
+                why.push(format!("{} cannot hold a lease", node_name(*n)));
+            }
+            let why = if why.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", why.join("; "))
+            };
             format!(
-                "not healthy after {:.1} s: {} degraded, {} moving, {} unavailable partitions{}",
+                "not {} after {:.1} s: {} degraded, {} moving, {} unavailable partitions{why}{}",
+                if healthy { "healthy" } else { "settled" },
                 timeout.as_secs_f64(),
                 s.degraded,
                 s.moving,

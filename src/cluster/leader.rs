@@ -17,14 +17,17 @@
 //! Every change makes a new view with a higher epoch, pushed to every live
 //! node at once.
 
-use crate::cluster::placement::{Placement, Strategy};
+pub use crate::cluster::event::{Event, EventKind};
+pub use crate::cluster::status::{MemberStatus, Plan, Status};
+
+use crate::cluster::placement::Placement;
+use crate::cluster::status::{in_sync_live, is_live, LeaseState};
 use crate::cluster::view::{
     node_name, Epoch, Incarnation, NodeId, NodeInfo, NodeState, PartitionId, PartitionInfo,
     Replica, Time, View,
 };
 use crate::error::{Error, Result};
-use crate::node::message::{Address, Envelope, Message, NodeStats, StreamId};
-use serde::{Deserialize, Serialize};
+use crate::node::message::{AckTiming, Address, Envelope, Message, NodeStats, StreamId};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// View leader tunables. Times are milliseconds.
@@ -47,311 +50,21 @@ pub struct LeaderConfig {
     pub bootstrap: Vec<NodeId>,
 }
 
-/// What happened, for `events`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum EventKind {
-    /// The first view.
-    Bootstrapped {
-        /// Nodes in it.
-        nodes: usize,
-    },
-    /// A new node joined.
-    Joined {
-        /// The node.
-        node: NodeId,
-    },
-    /// A node missed heartbeats for the suspect timeout.
-    Suspected {
-        /// The node.
-        node: NodeId,
-        /// Silence so far, ms.
-        silent_ms: Time,
-    },
-    /// A suspected node was heard from again before it was declared dead.
-    Cleared {
-        /// The node.
-        node: NodeId,
-    },
-    /// A node missed heartbeats for the failure timeout.
-    Dead {
-        /// The node.
-        node: NodeId,
-        /// Silence, ms.
-        silent_ms: Time,
-    },
-    /// A node declared dead was heard from again, with its memory intact.
-    Recovered {
-        /// The node.
-        node: NodeId,
-    },
-    /// A node came back as a new incarnation, with empty memory.
-    Restarted {
-        /// The node.
-        node: NodeId,
-    },
-    /// A decommissioned node left the cluster.
-    Left {
-        /// The node.
-        node: NodeId,
-    },
-    /// A secondary became primary because its primary died.
-    Promoted {
-        /// The partition.
-        partition: PartitionId,
-        /// The dead primary.
-        from: NodeId,
-        /// The new primary.
-        to: NodeId,
-        /// The new term.
-        term: u64,
-    },
-    /// The primary role moved to another in-sync replica, for rebalancing.
-    Handoff {
-        /// The partition.
-        partition: PartitionId,
-        /// The old primary.
-        from: NodeId,
-        /// The new primary.
-        to: NodeId,
-    },
-    /// A partition's primary died and no in-sync replica was left.
-    Unavailable {
-        /// The partition.
-        partition: PartitionId,
-    },
-    /// The last copy of a partition was lost; it starts again empty.
-    DataLost {
-        /// The partition.
-        partition: PartitionId,
-    },
-    /// A replica was added and is being filled.
-    ReplicaAdded {
-        /// The partition.
-        partition: PartitionId,
-        /// The new replica.
-        node: NodeId,
-        /// `re-replication` or `rebalance`.
-        reason: String,
-    },
-    /// A replica finished filling.
-    CaughtUp {
-        /// The partition.
-        partition: PartitionId,
-        /// The replica.
-        node: NodeId,
-        /// Keys copied.
-        keys: u64,
-        /// Time taken, ms.
-        took_ms: Time,
-    },
-    /// A replica was removed by rebalancing.
-    ReplicaRemoved {
-        /// The partition.
-        partition: PartitionId,
-        /// The replica.
-        node: NodeId,
-    },
-    /// An in-sync secondary stopped acknowledging and was dropped from the
-    /// set, so writes could go on.
-    ReplicaDropped {
-        /// The partition.
-        partition: PartitionId,
-        /// The replica.
-        node: NodeId,
-    },
-    /// Every partition reached its target placement.
-    Balanced,
-}
+/// A gap between two of the leader's ticks longer than this means its own
+/// process stalled (stopped, or starved of CPU), ms. The leader ticks every
+/// few milliseconds; a gap of this size is no scheduling hiccup. Forgiving
+/// a shorter gap costs nothing but a slightly later failure verdict, and an
+/// unforgiven one of this size adds at most this much to a silence that
+/// heartbeats every 100 ms keep far below the failure timeout.
+pub const STALL_MS: Time = 100;
 
-impl std::fmt::Display for EventKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use EventKind::*;
-        match self {
-            Bootstrapped { nodes } => write!(f, "cluster bootstrapped with {nodes} nodes"),
-            Joined { node } => write!(f, "{} joined", node_name(*node)),
-            Suspected { node, silent_ms } => write!(
-                f,
-                "{} suspected: silent for {silent_ms} ms",
-                node_name(*node)
-            ),
-            Cleared { node } => write!(
-                f,
-                "{} heard from again, no longer suspected",
-                node_name(*node)
-            ),
-            Dead { node, silent_ms } => write!(
-                f,
-                "{} declared dead: silent for {silent_ms} ms",
-                node_name(*node)
-            ),
-            Recovered { node } => write!(f, "{} recovered with its data", node_name(*node)),
-            Restarted { node } => write!(f, "{} restarted empty and rejoined", node_name(*node)),
-            Left { node } => write!(f, "{} decommissioned and left", node_name(*node)),
-            Promoted {
-                partition,
-                from,
-                to,
-                term,
-            } => write!(
-                f,
-                "partition {partition}: {} promoted to primary in term {term} ({} died)",
-                node_name(*to),
-                node_name(*from)
-            ),
-            Handoff {
-                partition,
-                from,
-                to,
-            } => {
-                write!(
-                    f,
-                    "partition {partition}: primary handed from {} to {}",
-                    node_name(*from),
-                    node_name(*to)
-                )
-            }
-            Unavailable { partition } => {
-                write!(
-                    f,
-                    "partition {partition}: unavailable, its primary died with no in-sync replica"
-                )
-            }
-            DataLost { partition } => write!(
-                f,
-                "partition {partition}: every copy was lost; it restarts empty"
-            ),
-            ReplicaAdded {
-                partition,
-                node,
-                reason,
-            } => {
-                write!(
-                    f,
-                    "partition {partition}: {reason} to {} started",
-                    node_name(*node)
-                )
-            }
-            CaughtUp {
-                partition,
-                node,
-                keys,
-                took_ms,
-            } => write!(
-                f,
-                "partition {partition}: {} in sync, {keys} keys copied in {took_ms} ms",
-                node_name(*node)
-            ),
-            ReplicaRemoved { partition, node } => {
-                write!(
-                    f,
-                    "partition {partition}: replica on {} removed",
-                    node_name(*node)
-                )
-            }
-            ReplicaDropped { partition, node } => write!(
-                f,
-                "partition {partition}: {} dropped, it stopped acknowledging writes",
-                node_name(*node)
-            ),
-            Balanced => write!(f, "rebalancing complete: every partition is at its target"),
-        }
-    }
-}
-
-/// A timestamped event.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Event {
-    /// When, on the cluster clock (ms).
-    pub at: Time,
-    /// The epoch after the event.
-    pub epoch: Epoch,
-    /// What happened.
-    #[serde(flatten)]
-    pub kind: EventKind,
-}
-
-/// What the leader knows of a node beyond the view.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct MemberStatus {
-    /// The incarnation last heard from.
-    pub incarnation: Incarnation,
-    /// The client endpoint last heard from.
-    pub endpoint: String,
-    /// The peer endpoint last heard from.
-    #[serde(default)]
-    pub peer_endpoint: String,
-    /// When it was last heard from.
-    pub last_heard: Time,
-    /// The epoch its last heartbeat carried.
-    pub reported_epoch: Epoch,
-    /// Its statistics.
-    pub stats: NodeStats,
-    /// Silent for longer than the suspect timeout.
-    pub suspect: bool,
-}
-
-/// A snapshot of the leader's state, published for the shell.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Status {
-    /// The current view.
-    pub view: View,
-    /// Per node.
-    pub members: BTreeMap<NodeId, MemberStatus>,
-    /// Keys per partition, as its primary last reported.
-    pub partition_keys: Vec<u64>,
-    /// The placement target for the live nodes.
-    pub target: Vec<Vec<NodeId>>,
-    /// Partitions with fewer in-sync live replicas than the goal.
-    pub degraded: usize,
-    /// Partitions with a replica still filling, or away from the target.
-    pub moving: usize,
-    /// Partitions whose primary is dead.
-    pub unavailable: usize,
-    /// True when nothing is degraded, moving or unavailable.
-    pub healthy: bool,
-    /// Whether membership changes rebalance by themselves.
-    pub auto_rebalance: bool,
-    /// The placement strategy.
-    pub strategy: Option<Strategy>,
-    /// The leader's clock when this was taken.
-    pub now: Time,
-}
-
-impl Status {
-    /// True if every node the view calls up has reported the view's epoch:
-    /// it has applied the latest view (and dropped what it no longer holds),
-    /// so its figures here, the key counts among them, are from after it.
-    pub fn caught_up(&self) -> bool {
-        self.view
-            .nodes
-            .iter()
-            .filter(|(_, n)| n.state == NodeState::Up)
-            .all(|(n, _)| {
-                self.members
-                    .get(n)
-                    .is_some_and(|m| m.reported_epoch >= self.view.epoch)
-            })
-    }
-}
-
-/// Rebalancing steps that a target would need, for `rebalance --dry-run`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Plan {
-    /// Partitions whose replica set or primary changes.
-    pub partitions: usize,
-    /// Replicas to add.
-    pub replica_moves: usize,
-    /// Keys to copy (replicas to add × their partition's keys).
-    pub keys: u64,
-    /// Primary roles that move.
-    pub handoffs: usize,
-    /// Replica moves a perfect placement would need to fix the imbalance.
-    pub minimum_moves: usize,
-    /// Most-loaded node's replicas over the mean, now.
-    pub skew_before: f64,
-    /// The same, after.
-    pub skew_after: f64,
+/// What a heartbeat says of the node's lease.
+#[derive(Clone, Copy, Debug)]
+struct ReportedLease {
+    /// Until when it holds one.
+    until: Time,
+    /// The newest acknowledgement it received.
+    last_ack: Option<AckTiming>,
 }
 
 /// The view leader.
@@ -371,6 +84,13 @@ pub struct ViewLeader {
     /// still in flight, or sent before the operator stopped it, must not
     /// bring it back as a new member.
     departed: BTreeMap<NodeId, Incarnation>,
+    /// Nodes the operator decommissioned that have not left yet. A node
+    /// that dies while leaving is `Dead` in the view, and is still leaving
+    /// when it recovers.
+    decommissioned: BTreeSet<NodeId>,
+    /// The latest time the leader was given (by a message or a tick), to
+    /// notice a stall of the leader itself.
+    last_seen: Option<Time>,
     now: Time,
     out: Vec<Envelope>,
     events: Vec<Event>,
@@ -396,6 +116,8 @@ impl ViewLeader {
             filling_since: BTreeMap::new(),
             target_cache: None,
             departed: BTreeMap::new(),
+            decommissioned: BTreeSet::new(),
+            last_seen: None,
             now: 0,
             out: Vec::new(),
             events: Vec::new(),
@@ -405,6 +127,19 @@ impl ViewLeader {
     /// The current view.
     pub fn view(&self) -> &View {
         &self.view
+    }
+
+    /// True if a live node reports a peer it cannot send to (a socket that
+    /// could not be opened, or a pipe gone): the cluster is not healthy.
+    fn unreachable_peers(&self) -> bool {
+        self.members.iter().any(|(n, m)| {
+            !m.stats.unreachable.is_empty()
+                && self
+                    .view
+                    .nodes
+                    .get(n)
+                    .is_some_and(|i| i.incarnation == m.incarnation && i.state != NodeState::Dead)
+        })
     }
 
     /// The peer endpoint to reach a node at.
@@ -470,7 +205,7 @@ impl ViewLeader {
 
     /// Handles a message from a node.
     pub fn on_message(&mut self, now: Time, env: Envelope) {
-        self.now = now;
+        self.observe(now);
         let Address::Node(node) = env.from else {
             return;
         };
@@ -481,14 +216,23 @@ impl ViewLeader {
                 endpoint,
                 peer_endpoint,
                 stats,
-            } => self.on_heartbeat(
-                node,
-                env.epoch,
-                sent_at,
-                incarnation,
-                (endpoint, peer_endpoint),
-                stats,
-            ),
+                lease_until,
+                last_ack,
+            } => {
+                let lease = ReportedLease {
+                    until: lease_until,
+                    last_ack,
+                };
+                self.on_heartbeat(
+                    node,
+                    env.epoch,
+                    sent_at,
+                    incarnation,
+                    (endpoint, peer_endpoint),
+                    stats,
+                    lease,
+                )
+            }
             Message::CaughtUp {
                 partition,
                 node: replica,
@@ -507,6 +251,7 @@ impl ViewLeader {
         // all of them beats hundreds of views pushed to every node.
     }
 
+    #[allow(clippy::too_many_arguments)] // The heartbeat's fields.
     fn on_heartbeat(
         &mut self,
         node: NodeId,
@@ -515,8 +260,22 @@ impl ViewLeader {
         incarnation: Incarnation,
         (endpoint, peer_endpoint): (String, String),
         stats: NodeStats,
+        reported: ReportedLease,
     ) {
-        if self.departed.get(&node) == Some(&incarnation) {
+        if self.departed.get(&node).is_some_and(|d| incarnation <= *d) {
+            return;
+        }
+        // Incarnations only grow. A heartbeat from one older than the view's
+        // was sent by a previous life of the node and held up in the
+        // network (a slow link to the leader can hold it for seconds).
+        // Taken for a restart, it would declare the live incarnation dead
+        // and promote another primary while the live one holds a lease.
+        if self
+            .view
+            .nodes
+            .get(&node)
+            .is_some_and(|n| incarnation < n.incarnation)
+        {
             return;
         }
         let now = self.now;
@@ -528,6 +287,24 @@ impl ViewLeader {
             }
         }
         let was_suspect = self.members.get(&node).is_some_and(|m| m.suspect);
+        // Lease tracking carries over within an incarnation; a new one
+        // starts counting now.
+        let mut lease = match self.members.get(&node) {
+            Some(m) if m.incarnation == incarnation => m.lease.clone(),
+            _ => LeaseState {
+                held_until: now,
+                ..LeaseState::default()
+            },
+        };
+        lease.held_until = lease.held_until.max(reported.until);
+        lease.last_ack = reported.last_ack;
+        lease.heartbeat_delay = now.saturating_sub(sent_at);
+        // Held a lease when it sent this: it can again.
+        let regained = lease.lost && reported.until > sent_at;
+        if regained {
+            lease.lost = false;
+            lease.fenced = false;
+        }
         let member = MemberStatus {
             incarnation,
             endpoint: endpoint.clone(),
@@ -536,8 +313,12 @@ impl ViewLeader {
             reported_epoch: epoch,
             stats,
             suspect: false,
+            lease,
         };
         let previous = self.members.insert(node, member);
+        if regained {
+            self.event(EventKind::LeaseRegained { node });
+        }
         if self.view.epoch == 0 && !self.staged {
             if self
                 .cfg
@@ -572,13 +353,14 @@ impl ViewLeader {
                         );
                     }
                     let epoch = self.stage();
+                    let state = self.returning_state(node);
                     self.view.nodes.insert(
                         node,
                         NodeInfo {
                             endpoint,
                             peer_endpoint,
                             incarnation,
-                            state: NodeState::Up,
+                            state,
                         },
                     );
                     self.event(EventKind::Restarted { node });
@@ -602,8 +384,17 @@ impl ViewLeader {
                 }
                 Some(info) if info.state == NodeState::Dead => {
                     let epoch = self.stage();
+                    let state = self.returning_state(node);
                     if let Some(n) = self.view.nodes.get_mut(&node) {
-                        n.state = NodeState::Up;
+                        n.state = state;
+                    }
+                    // It held no lease while dead; count its lease from now.
+                    if let Some(m) = self.members.get_mut(&node) {
+                        m.lease = LeaseState {
+                            held_until: now,
+                            last_ack: m.lease.last_ack,
+                            ..LeaseState::default()
+                        };
                     }
                     self.event(EventKind::Recovered { node });
                     // It gave up the primary roles it kept while dead (a dead
@@ -625,13 +416,40 @@ impl ViewLeader {
                 }
             }
         }
-        let view = (epoch < self.view.epoch).then(|| Box::new(self.view.clone()));
+        // A staged change is not a view yet: it goes out, to every node, when
+        // it is published at the end of the tick. Sending it now would give
+        // this node a view under the old epoch's number that the others do
+        // not have.
+        let view = (epoch < self.view.epoch && !self.staged).then(|| Box::new(self.view.clone()));
+        let member = self.members.get_mut(&node).expect("inserted above");
+        let message = if member.lease.fenced {
+            // No acknowledgement, so no lease: the node's partitions fail
+            // over once every lease it could hold has run out. It still
+            // gets the view.
+            match view {
+                Some(view) => Message::ViewUpdate { view },
+                None => return,
+            }
+        } else {
+            member.lease.granted_from = member.lease.granted_from.max(sent_at);
+            Message::HeartbeatAck { sent_at, view }
+        };
         self.out.push(Envelope {
             from: Address::Leader,
             to: Address::Node(node),
             epoch: self.view.epoch,
-            message: Message::HeartbeatAck { sent_at, view },
+            message,
         });
+    }
+
+    /// The state a node that was dead comes back in: leaving, if the
+    /// operator decommissioned it, else up.
+    fn returning_state(&self, node: NodeId) -> NodeState {
+        if self.decommissioned.contains(&node) {
+            NodeState::Leaving
+        } else {
+            NodeState::Up
+        }
     }
 
     fn on_caught_up(
@@ -720,6 +538,11 @@ impl ViewLeader {
         let epoch = self.stage();
         let mut nodes: Vec<NodeId> = self.cfg.bootstrap.clone();
         nodes.sort_unstable();
+        // No lease before the first view: count from now.
+        let now = self.now;
+        for m in self.members.values_mut() {
+            m.lease.held_until = m.lease.held_until.max(now);
+        }
         for n in &nodes {
             let m = &self.members[n];
             self.view.nodes.insert(
@@ -759,7 +582,7 @@ impl ViewLeader {
     /// Advances time: suspects and declares dead silent nodes, and takes the
     /// next rebalancing steps.
     pub fn tick(&mut self, now: Time) {
-        self.now = now;
+        self.observe(now);
         if self.view.epoch == 0 && !self.staged {
             return;
         }
@@ -788,8 +611,197 @@ impl ViewLeader {
         for (node, silent) in dead {
             self.mark_dead(node, silent);
         }
+        self.check_leases();
         self.plan_step();
         self.publish();
+    }
+
+    /// Takes the time, and notices a stall of the leader's own process: a
+    /// gap since the time it was last given far beyond the tick interval
+    /// (it ticks every few milliseconds). Every node was silent for the gap
+    /// only because nobody listened (in a stall of the whole process, the
+    /// nodes were stopped too), so the gap does not count as silence: every
+    /// failure-detection timer, all of which were set before the stall,
+    /// moves on by the gap, as if no time had passed. Whatever arrives after
+    /// the stall, whether a message or a tick comes first, is news.
+    ///
+    /// This cannot weaken the lease argument (docs/architecture.md,
+    /// "Leases"): moving a timer later only delays a verdict, and a node's
+    /// lease runs on the same clock, which did not stop. A node that really
+    /// died during the stall is declared dead one failure timeout after it.
+    fn observe(&mut self, now: Time) {
+        self.now = now;
+        let last = self.last_seen.unwrap_or(now);
+        self.last_seen = Some(last.max(now));
+        let gap = now.saturating_sub(last);
+        if gap <= STALL_MS {
+            return;
+        }
+        for m in self.members.values_mut() {
+            m.last_heard += gap;
+            // The lease it reported ran out in the stall only because the
+            // leader could not acknowledge: it has as long left as then.
+            m.lease.held_until += gap;
+        }
+        if self.view.epoch > 0 {
+            self.event(EventKind::Stalled { gap_ms: gap });
+        }
+    }
+
+    /// Finds the nodes that keep heartbeating but hold no lease, and fails
+    /// over the partitions they lead.
+    ///
+    /// A node whose acknowledgements arrive after the lease they grant has
+    /// run out (a slow link to the leader), or not at all (a one-way cut),
+    /// is never silent, so the failure detector would never replace it,
+    /// and every partition it leads would fail each request. Once it has
+    /// held no lease for the failure timeout, it counts as failed for
+    /// primaryship:
+    ///
+    /// 1. The leader stops acknowledging its heartbeats (it is *fenced*),
+    ///    so it can get no new lease. It still gets views.
+    /// 2. Once every acknowledgement the leader sent it is a failure timeout
+    ///    old, every lease it could hold has run out (a lease lasts less
+    ///    than the failure timeout from the heartbeat it acknowledges), as
+    ///    after a silence. Then each partition it leads that has an in-sync
+    ///    secondary which holds a lease (and is not suspected) gets that
+    ///    secondary as primary, in a new term. The node stays in the
+    ///    replica set as a filling secondary: it has the data, and is in
+    ///    sync again after a resync once it has the new view, but commits
+    ///    and the new primary do not wait for it, since a node that hears
+    ///    nothing from the leader may never get that view. The fence lifts:
+    ///    from the new view on, a lease gives it no primary role it lost.
+    ///
+    /// The node is not healthy until it reports a lease again; then the
+    /// rebalancer may hand its partitions back.
+    fn check_leases(&mut self) {
+        let now = self.now;
+        let timeout = self.cfg.failure_timeout;
+        let mut lost = Vec::new();
+        for (id, info) in &self.view.nodes {
+            let Some(m) = self.members.get(id) else {
+                continue;
+            };
+            if info.state == NodeState::Dead || m.lease.lost || m.incarnation != info.incarnation {
+                continue;
+            }
+            if now.saturating_sub(m.lease.held_until) >= timeout {
+                // An acknowledgement that arrived after its last lease ended
+                // granted nothing: acknowledgements arrive, too late. If none
+                // did, the newest is the one that granted that lease.
+                let rtt_ms = m
+                    .lease
+                    .last_ack
+                    .filter(|a| a.received_at >= m.lease.held_until)
+                    .map(|a: AckTiming| a.received_at.saturating_sub(a.sent_at));
+                lost.push((*id, rtt_ms, m.lease.heartbeat_delay));
+            }
+        }
+        for (node, rtt_ms, heartbeat_ms) in lost {
+            if let Some(m) = self.members.get_mut(&node) {
+                m.lease.lost = true;
+            }
+            self.event(EventKind::LeaseLost {
+                node,
+                rtt_ms,
+                heartbeat_ms,
+            });
+        }
+        let leaseless: Vec<NodeId> = self
+            .members
+            .iter()
+            .filter(|(id, m)| m.lease.lost && is_live(&self.view, **id))
+            .map(|(id, _)| *id)
+            .collect();
+        for node in leaseless {
+            let movable: Vec<(usize, NodeId)> = self
+                .view
+                .partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, info)| info.primary() == Some(node))
+                .filter_map(|(p, _)| self.successor(p, node, true).map(|to| (p, to)))
+                .collect();
+            let m = self.members.get_mut(&node).expect("listed above");
+            if movable.is_empty() {
+                m.lease.fenced = false;
+                continue;
+            }
+            if !m.lease.fenced {
+                m.lease.fenced = true;
+                continue;
+            }
+            if now < m.lease.granted_from + timeout {
+                continue;
+            }
+            m.lease.fenced = false;
+            let epoch = self.stage();
+            for (p, to) in movable {
+                let term = self.promote(p, node, to, epoch, true);
+                self.event(EventKind::LeaseFailover {
+                    partition: p as PartitionId,
+                    from: node,
+                    to,
+                    term,
+                });
+            }
+        }
+    }
+
+    /// The secondary of partition `p` to promote in place of `from`: the
+    /// first that is in sync, live, heard from lately (not suspected) and
+    /// holds a lease. Unless `sound_only`, any in-sync live one will do
+    /// when there is no such: it has the data, and serves once it is heard
+    /// from with a lease; or it is declared dead too.
+    fn successor(&self, p: usize, from: NodeId, sound_only: bool) -> Option<NodeId> {
+        let info = &self.view.partitions[p];
+        let sound = |n: NodeId| {
+            self.members
+                .get(&n)
+                .is_some_and(|m| !m.lease.lost && !m.suspect)
+        };
+        let candidates: Vec<NodeId> = info
+            .secondaries()
+            .filter(|r| r.node != from && r.in_sync && is_live(&self.view, r.node))
+            .map(|r| r.node)
+            .collect();
+        match candidates.iter().find(|n| sound(**n)) {
+            Some(n) => Some(*n),
+            None if !sound_only => candidates.first().copied(),
+            None => None,
+        }
+    }
+
+    /// Makes `to` the primary of partition `p` in a new term that starts at
+    /// `epoch`. `from` leaves the replica set, or with `keep` stays in it as
+    /// a filling secondary. Returns the term.
+    fn promote(&mut self, p: usize, from: NodeId, to: NodeId, epoch: Epoch, keep: bool) -> u64 {
+        let info = &mut self.view.partitions[p];
+        if keep {
+            if let Some(r) = info.replicas.iter_mut().find(|r| r.node == from) {
+                r.in_sync = false;
+                r.since = epoch;
+            }
+        } else {
+            info.replicas.retain(|r| r.node != from);
+        }
+        let i = info
+            .replicas
+            .iter()
+            .position(|r| r.node == to)
+            .expect("the successor is a replica");
+        let r = info.replicas.remove(i);
+        info.replicas.insert(0, r);
+        info.term += 1;
+        info.term_epoch = epoch;
+        let term = info.term;
+        if keep {
+            self.filling_since
+                .insert((p as PartitionId, from), self.now);
+        } else {
+            self.filling_since.remove(&(p as PartitionId, from));
+        }
+        term
     }
 
     /// Declares a node dead: promotes in-sync secondaries of the partitions
@@ -801,37 +813,19 @@ impl ViewLeader {
         }
         if let Some(m) = self.members.get_mut(&node) {
             m.suspect = false;
+            m.lease.lost = false;
+            m.lease.fenced = false;
         }
         self.event(EventKind::Dead { node, silent_ms });
         for p in 0..self.view.partitions.len() {
-            let live = |n: NodeId, view: &View| {
-                view.nodes
-                    .get(&n)
-                    .is_some_and(|i| i.state != NodeState::Dead)
-            };
             let info = &self.view.partitions[p];
             if !info.holds(node) {
                 continue;
             }
             if info.primary() == Some(node) {
-                let candidate = info
-                    .secondaries()
-                    .find(|r| r.in_sync && live(r.node, &self.view))
-                    .map(|r| r.node);
-                match candidate {
+                match self.successor(p, node, false) {
                     Some(to) => {
-                        let info = &mut self.view.partitions[p];
-                        info.replicas.retain(|r| r.node != node);
-                        let i = info
-                            .replicas
-                            .iter()
-                            .position(|r| r.node == to)
-                            .expect("candidate is a replica");
-                        let r = info.replicas.remove(i);
-                        info.replicas.insert(0, r);
-                        info.term += 1;
-                        info.term_epoch = epoch;
-                        let term = info.term;
+                        let term = self.promote(p, node, to, epoch, false);
                         self.event(EventKind::Promoted {
                             partition: p as PartitionId,
                             from: node,
@@ -882,13 +876,17 @@ impl ViewLeader {
     }
 
     fn rebalancing(&self) -> bool {
-        self.cfg.auto_rebalance
-            || self.rebalance_requested
-            || self
-                .view
-                .nodes
-                .values()
-                .any(|n| n.state == NodeState::Leaving)
+        self.cfg.auto_rebalance || self.rebalance_requested || !self.decommissioned.is_empty()
+    }
+
+    /// Takes a node out of the view for good; its late heartbeats are
+    /// ignored from now on.
+    fn depart(&mut self, node: NodeId) {
+        if let Some(info) = self.view.nodes.remove(&node) {
+            self.departed.insert(node, info.incarnation);
+        }
+        self.members.remove(&node);
+        self.decommissioned.remove(&node);
     }
 
     // Indexing by partition keeps the view, the target and the key counts
@@ -981,11 +979,14 @@ impl ViewLeader {
             let target_in_sync = t
                 .iter()
                 .all(|n| info.replica(*n).is_some_and(|r| r.in_sync));
-            // 2. Hand the primary role to the target primary once it is in sync.
+            // 2. Hand the primary role to the target primary once it is in
+            //    sync, and if it holds a lease: one that cannot would only
+            //    make the partition unavailable.
             if let Some(&want) = t.first() {
                 if want != primary
                     && info.replica(want).is_some_and(|r| r.in_sync)
                     && target_in_sync
+                    && !self.members.get(&want).is_some_and(|m| m.lease.lost)
                 {
                     let epoch = self.stage();
                     let info = &mut self.view.partitions[p];
@@ -1034,22 +1035,18 @@ impl ViewLeader {
                 }
             }
         }
-        // Decommissioned nodes that hold nothing leave.
+        // Decommissioned nodes that hold nothing leave, dead or alive: a
+        // node that died while leaving has no copy left to move once its
+        // partitions failed over.
         let leaving: Vec<NodeId> = self
-            .view
-            .nodes
+            .decommissioned
             .iter()
-            .filter(|(id, n)| {
-                n.state == NodeState::Leaving && !self.view.partitions.iter().any(|p| p.holds(**id))
-            })
-            .map(|(id, _)| *id)
+            .copied()
+            .filter(|id| !self.view.partitions.iter().any(|p| p.holds(*id)))
             .collect();
         for node in leaving {
             self.stage();
-            if let Some(info) = self.view.nodes.remove(&node) {
-                self.departed.insert(node, info.incarnation);
-            }
-            self.members.remove(&node);
+            self.depart(node);
             self.event(EventKind::Left { node });
         }
         let balanced = self.moving(&target) == 0;
@@ -1085,29 +1082,40 @@ impl ViewLeader {
 
     // ---- Operator commands ----------------------------------------------
 
-    /// Starts decommissioning a node.
-    pub fn decommission(&mut self, node: NodeId) -> Result<()> {
+    /// Removes a node. A live node is decommissioned: it is marked leaving,
+    /// its partitions move away, and it leaves the view once it holds
+    /// nothing. A dead node is removed at once (nodetool's `removenode`):
+    /// it leaves every replica set and the view, and re-replication copies
+    /// what it held from the other replicas.
+    ///
+    /// Without `force`, it refuses what would leave partitions with fewer
+    /// copies than asked for: decommissioning when fewer than R live nodes
+    /// would remain, and removing a dead node that holds the only in-sync
+    /// copy of a partition (that partition starts again empty).
+    pub fn decommission(&mut self, node: NodeId, force: bool) -> Result<()> {
         let Some(info) = self.view.nodes.get(&node) else {
             return Err(Error::UnknownNode(format!(
                 "{} is not in the view",
                 node_name(node)
             )));
         };
+        let name = node_name(node);
         match info.state {
             NodeState::Leaving => return Ok(()),
-            NodeState::Dead => {
-                return Err(Error::BadInput(format!(
-                    "{} is dead; restart it first, or it leaves the view when it holds nothing",
-                    node_name(node)
-                )))
-            }
+            NodeState::Dead => return self.remove_dead(node, force),
             NodeState::Up => {}
         }
         let others = self.live_nodes().len() - 1;
         if others == 0 {
             return Err(Error::BadInput(format!(
-                "cannot remove {}: it is the last live node",
-                node_name(node)
+                "cannot remove {name}: it is the last live node"
+            )));
+        }
+        if others < self.cfg.replicas && !force {
+            return Err(Error::BadInput(format!(
+                "removing {name} would leave {others} live nodes for {} replicas per partition, \
+                 so every partition would be degraded; `remove {name} --force` removes it anyway",
+                self.cfg.replicas
             )));
         }
         // With fewer nodes than replicas, each partition keeps one replica
@@ -1116,6 +1124,7 @@ impl ViewLeader {
         if let Some(n) = self.view.nodes.get_mut(&node) {
             n.state = NodeState::Leaving;
         }
+        self.decommissioned.insert(node);
         // While a node is leaving, every partition moves towards the target,
         // and the node can leave while steps it started elsewhere are half
         // done (a replica added, the surplus not yet removed). Counting the
@@ -1130,30 +1139,49 @@ impl ViewLeader {
         Ok(())
     }
 
-    /// Drops a dead node that holds nothing from the view.
-    pub fn forget(&mut self, node: NodeId) -> Result<()> {
-        let held = self.view.partitions.iter().any(|p| p.holds(node));
-        match self.view.nodes.get(&node) {
-            None => Err(Error::UnknownNode(format!(
-                "{} is not in the view",
-                node_name(node)
-            ))),
-            Some(n) if n.state != NodeState::Dead => {
-                Err(Error::BadInput(format!("{} is not dead", node_name(node))))
+    /// Removes a dead node from the view. A partition it still leads had no
+    /// in-sync replica to take over when it died; unless `force`, that
+    /// refuses the removal, since the node, if it was only paused, has the
+    /// only copy. With `force`, such a partition starts again empty.
+    fn remove_dead(&mut self, node: NodeId, force: bool) -> Result<()> {
+        let only: Vec<String> = self
+            .view
+            .partitions
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.primary() == Some(node))
+            .map(|(p, _)| p.to_string())
+            .collect();
+        let name = node_name(node);
+        if !only.is_empty() && !force {
+            let mut list = only.iter().take(8).cloned().collect::<Vec<_>>().join(", ");
+            if only.len() > 8 {
+                list.push_str(", ...");
             }
-            Some(_) if held => Err(Error::BadInput(format!(
-                "{} still holds the last copy of a partition",
-                node_name(node)
-            ))),
-            Some(_) => {
-                self.stage();
-                self.view.nodes.remove(&node);
-                self.members.remove(&node);
-                self.event(EventKind::Left { node });
-                self.publish();
-                Ok(())
+            return Err(Error::BadInput(format!(
+                "{name} is dead and holds the only in-sync copy of {} partitions ({list}); \
+                 restart it, or wake it, to keep them, or `remove {name} --force` to remove it \
+                 anyway and start them again empty",
+                only.len()
+            )));
+        }
+        self.stage();
+        for p in self.view.partitions.iter_mut() {
+            if p.primary() == Some(node) {
+                // Every copy goes: `plan_step` starts it again, empty, in a
+                // new term (`DataLost`). A filling replica holds only part
+                // of the data, so it cannot carry on as primary.
+                p.replicas.clear();
+            } else {
+                p.replicas.retain(|r| r.node != node);
             }
         }
+        self.filling_since.retain(|(_, n), _| *n != node);
+        self.depart(node);
+        self.event(EventKind::Removed { node });
+        self.plan_step();
+        self.publish();
+        Ok(())
     }
 
     /// Switches placement strategy and rebalances to it.
@@ -1264,57 +1292,52 @@ impl ViewLeader {
         } else {
             Vec::new()
         };
-        let live = |n: NodeId| {
-            self.view
-                .nodes
-                .get(&n)
-                .is_some_and(|i| i.state != NodeState::Dead)
-        };
-        let goal = self.cfg.replicas.min(self.live_nodes().len().max(1));
+        let no_lease: Vec<NodeId> = self
+            .members
+            .iter()
+            .filter(|(id, m)| m.lease.lost && is_live(&self.view, **id))
+            .map(|(id, _)| *id)
+            .collect();
+        // Degraded is measured against R, whatever the reason; repairable
+        // against what the live nodes can hold, which is what the leader
+        // can still do something about.
+        let goal = self.cfg.replicas;
+        let reachable = goal.min(self.live_nodes().len().max(1));
         let mut degraded = 0;
+        let mut repairable = 0;
         let mut unavailable = 0;
         for info in &self.view.partitions {
-            if info.primary().is_none_or(|p| !live(p)) {
+            let serving = info
+                .primary()
+                .is_some_and(|p| is_live(&self.view, p) && !no_lease.contains(&p));
+            if !serving {
                 unavailable += 1;
-            } else if info
-                .replicas
-                .iter()
-                .filter(|r| r.in_sync && live(r.node))
-                .count()
-                < goal
-            {
-                degraded += 1;
+                continue;
             }
+            let in_sync = in_sync_live(&self.view, info);
+            degraded += usize::from(in_sync < goal);
+            repairable += usize::from(in_sync < reachable);
         }
         let moving = if target.is_empty() {
             0
         } else {
             self.moving(&target)
         };
-        let leaving = self
-            .view
-            .nodes
-            .values()
-            .any(|n| n.state == NodeState::Leaving);
+        let leaving = !self.decommissioned.is_empty();
+        let settled =
+            self.view.epoch > 0 && repairable == 0 && moving == 0 && unavailable == 0 && !leaving;
         Status {
             view: self.view.clone(),
             members: self.members.clone(),
             partition_keys: self.partition_keys.clone(),
             target,
             degraded,
+            repairable,
             moving,
             unavailable,
-            healthy: self.view.epoch > 0
-                && degraded == 0
-                && moving == 0
-                && unavailable == 0
-                && !leaving
-                && !self.members.iter().any(|(n, m)| {
-                    !m.stats.unreachable.is_empty()
-                        && self.view.nodes.get(n).is_some_and(|i| {
-                            i.incarnation == m.incarnation && i.state != NodeState::Dead
-                        })
-                }),
+            healthy: settled && degraded == 0 && no_lease.is_empty() && !self.unreachable_peers(),
+            settled,
+            no_lease,
             auto_rebalance: self.cfg.auto_rebalance,
             strategy: Some(self.cfg.placement.strategy),
             now: self.now,
@@ -1351,3 +1374,6 @@ pub fn holders(view: &View) -> BTreeSet<NodeId> {
         .flat_map(|p| p.replicas.iter().map(|r| r.node))
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

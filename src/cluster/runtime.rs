@@ -8,7 +8,7 @@
 
 use crate::cluster::leader::{Event, LeaderConfig, Plan, Status, ViewLeader};
 use crate::cluster::placement::Placement;
-use crate::cluster::view::NodeId;
+use crate::cluster::view::{Epoch, NodeId};
 use crate::cluster::watch::Watch;
 use crate::error::{Error, Result};
 use crate::node::faults::Faults;
@@ -24,10 +24,10 @@ const PUBLISH_EVERY_MS: u64 = 50;
 /// Operator commands to the leader.
 #[derive(Debug)]
 pub enum LeaderControl {
-    /// Start decommissioning a node.
-    Decommission(NodeId, Sender<Result<()>>),
-    /// Drop a dead node that holds nothing.
-    Forget(NodeId, Sender<Result<()>>),
+    /// Decommission a node, or remove a dead one; `true` forces it below
+    /// R replicas (see [`ViewLeader::decommission`]). Answers with the
+    /// epoch of the view that has the change.
+    Decommission(NodeId, bool, Sender<Result<Epoch>>),
     /// Switch placement and rebalance.
     SetPlacement(Placement),
     /// Turn automatic rebalancing on or off.
@@ -160,11 +160,9 @@ fn run(
         send(&mut leader, &mut outbox);
         while let Ok(c) = control.try_recv() {
             match c {
-                LeaderControl::Decommission(n, tx) => {
-                    let _ = tx.send(leader.decommission(n));
-                }
-                LeaderControl::Forget(n, tx) => {
-                    let _ = tx.send(leader.forget(n));
+                LeaderControl::Decommission(n, force, tx) => {
+                    let result = leader.decommission(n, force);
+                    let _ = tx.send(result.map(|()| leader.view().epoch));
                 }
                 LeaderControl::SetPlacement(p) => leader.set_placement(p),
                 LeaderControl::SetAutoRebalance(on) => leader.set_auto_rebalance(on),

@@ -16,7 +16,8 @@
 use crate::cluster::view::{node_name, Incarnation, NodeId, NodeState, PartitionId, Time, View};
 use crate::error::Error;
 use crate::node::message::{
-    Address, Envelope, KeyOp, KeyOpResult, Message, NodeStats, RequestId, StreamEntry, StreamId,
+    AckTiming, Address, Envelope, KeyOp, KeyOpResult, Message, NodeStats, RequestId, StreamEntry,
+    StreamId,
 };
 use crate::node::protocol::{Request, Response};
 use crate::node::replication::{Completion, Follower, Leader, StreamConfig, Waiter};
@@ -132,6 +133,8 @@ pub struct Node {
     rejected: u64,
     /// Peers the transport could not open a socket to.
     unreachable: Vec<NodeId>,
+    /// The newest heartbeat acknowledgement, reported to the leader.
+    last_ack: Option<AckTiming>,
     store: Store,
     // Ordered maps, not hash maps: the node walks these when it ticks and
     // adopts views, and the order of its outputs must depend only on its
@@ -175,6 +178,7 @@ impl Node {
             heartbeats_sent: VecDeque::new(),
             rejected: 0,
             unreachable: Vec::new(),
+            last_ack: None,
             store: Store::new(),
             leaders: BTreeMap::new(),
             followers: BTreeMap::new(),
@@ -220,6 +224,12 @@ impl Node {
                 .leaders
                 .get(&p)
                 .is_some_and(|l| Some(l.term) == term && l.activated())
+    }
+
+    /// Until when this node holds a lease, on its clock. For inspection:
+    /// the simulator checks it against the acknowledgements it delivered.
+    pub fn lease_until(&self) -> Time {
+        self.lease_until
     }
 
     /// The largest value accepted.
@@ -594,10 +604,19 @@ impl Node {
                 if let Some(v) = view {
                     self.adopt(*v);
                 }
+                if self.last_ack.is_none_or(|a| a.sent_at < sent_at) {
+                    self.last_ack = Some(AckTiming {
+                        sent_at,
+                        received_at: now,
+                    });
+                }
                 // The lease runs from the send time of a heartbeat this
                 // node really sent (checked above), and holds only for the
-                // view it was granted in.
-                if env.epoch == self.view.epoch && env.epoch > 0 {
+                // view it was granted in. An acknowledgement that arrives
+                // after the lease it would grant has run out grants
+                // nothing, and the heartbeats do not report it as a lease:
+                // the leader must see that this node cannot hold one.
+                if env.epoch == self.view.epoch && env.epoch > 0 && sent_at + self.cfg.lease > now {
                     self.heartbeats_sent.retain(|t| *t > sent_at);
                     self.lease_until = self.lease_until.max(sent_at + self.cfg.lease);
                 }
@@ -924,6 +943,8 @@ impl Node {
                 endpoint: self.endpoint.clone(),
                 peer_endpoint: self.peer_endpoint.clone(),
                 stats,
+                lease_until: self.lease_until,
+                last_ack: self.last_ack,
             };
             self.send(Address::Leader, message);
         }

@@ -149,6 +149,15 @@ pub struct NodeStats {
     pub unreachable: Vec<NodeId>,
 }
 
+/// When a node last heard a heartbeat acknowledgement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckTiming {
+    /// The `sent_at` the acknowledgement echoed.
+    pub sent_at: Time,
+    /// When it arrived, on the node's clock.
+    pub received_at: Time,
+}
+
 /// Internal messages.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Message {
@@ -164,6 +173,12 @@ pub enum Message {
         peer_endpoint: String,
         /// Statistics for `nodes`.
         stats: NodeStats,
+        /// Until when the node holds a lease (its clock; 0 if it never held
+        /// one). The leader fails over a node that cannot hold one.
+        lease_until: Time,
+        /// The newest acknowledgement the node has received, for the
+        /// leader's report of why a node cannot hold a lease.
+        last_ack: Option<AckTiming>,
     },
     /// Leader → node, the answer to a heartbeat.
     HeartbeatAck {
@@ -312,6 +327,11 @@ mod tests {
                 endpoint: "tcp://x:1".into(),
                 peer_endpoint: "inproc://x".into(),
                 stats: NodeStats::default(),
+                lease_until: 405,
+                last_ack: Some(AckTiming {
+                    sent_at: 5,
+                    received_at: 7,
+                }),
             },
             Message::Replicate {
                 partition: 4,

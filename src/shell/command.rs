@@ -120,12 +120,15 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "remove",
         aliases: &["decommission"],
-        args: "NODE",
+        args: "NODE [--force]",
         summary: "decommission a node: move its partitions away, then stop it",
         detail:
             "No partition has fewer in-sync replicas at any point; the node leaves only when it \
                  holds nothing. It returns once the moves the removal started have finished, \
-                 so the next command sees where the partitions settled.",
+                 so the next command sees where the partitions settled. A dead node is removed \
+                 at once and its copies re-created from the others. --force allows leaving \
+                 fewer live nodes than replicas, or removing a dead node that held the only \
+                 copy of a partition (which starts again empty).",
         example: "remove n3",
     },
     CommandSpec {
@@ -249,7 +252,9 @@ pub const COMMANDS: &[CommandSpec] = &[
         aliases: &[],
         args: "[--duration 10s] [--clients 4] [--keys 20] [--faults kill,pause,partition,link|none] [--seed S]",
         summary: "run clients under a seeded fault schedule and check the history is linearizable",
-        detail: "Clients read, write and delete hot keys while faults strike one at a time; then \
+        detail: "Clients read, write and delete hot keys of the run's own (check:<run>:hot<i>, \
+                 deleted afterwards; your keys are left alone) while faults strike one at a time, \
+                 links to the view leader included; then \
                  everything heals, the cluster becomes healthy, every key is read once more, and \
                  each key's history is checked against a register (linearizability), which also \
                  catches lost acknowledged writes. The same seed gives the same fault schedule. \

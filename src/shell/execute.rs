@@ -443,17 +443,21 @@ impl Shell {
     }
 
     fn remove(&mut self, args: &[String]) -> Result<Reply> {
-        let id = self.node_arg(args, "remove")?;
+        let (pos, opts) = options(args, &[], &["force"])?;
+        let id = self.node_arg(&pos, "remove")?;
+        let force = !opts.is_empty();
         let since = self.cluster.events().len();
         let started = Instant::now();
-        self.cluster.decommission(id)?;
+        let epoch = self.cluster.decommission(id, force)?;
         let bar = Progress::start(
             self.progress_on(),
             &format!("moving data off {}", node_name(id)),
         );
         // Returns once the moves the removal started have settled, not just
         // once the node has left, so the next command sees the end state.
-        let result = self.cluster.wait_removed(id, MOVE_TIMEOUT, &interrupted);
+        let result = self
+            .cluster
+            .wait_removed(id, epoch, MOVE_TIMEOUT, &interrupted);
         bar.finish();
         if interrupted() {
             return Err(Error::Cancelled);
@@ -596,10 +600,11 @@ impl Shell {
         bar.set_length(total);
         let deadline = Instant::now() + MOVE_TIMEOUT;
         loop {
-            // Healthy, and every node has reported the final view, so the
-            // key counts printed next are final too.
+            // Settled (healthy, but for under-replication that too few live
+            // nodes cannot fix), and every node has reported the final view,
+            // so the key counts printed next are final too.
             let r = watch.wait_until(Duration::from_millis(100), &interrupted, |s| {
-                s.healthy && s.caught_up()
+                s.settled && s.caught_up()
             });
             let s = match &r {
                 Ok(s) | Err(s) => s.clone(),
@@ -961,9 +966,10 @@ impl Shell {
             .map(|k| format!("{k:?}").to_lowercase())
             .collect();
         let mut text = format!(
-            "check: {} clients, {} keys, {:.1} s, seed {}, faults {}\n",
+            "check: {} clients, {} keys ({}hot*), {:.1} s, seed {}, faults {}\n",
             cfg.clients,
             cfg.keys,
+            report.key_prefix,
             report.duration_ms as f64 / 1000.0,
             report.seed,
             if kinds.is_empty() {

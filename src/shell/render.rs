@@ -64,6 +64,9 @@ pub fn node_state(status: &Status, id: NodeId) -> &'static str {
             if status.members.get(&id).is_some_and(|m| m.suspect) {
                 return "suspect";
             }
+            if status.no_lease.contains(&id) {
+                return "no lease";
+            }
             let held: Vec<bool> = status
                 .view
                 .partitions
@@ -162,46 +165,6 @@ pub fn nodes(
     (t.to_string(), Value::Array(rows))
 }
 
-/// A partition's state.
-pub fn partition_state(status: &Status, p: usize) -> &'static str {
-    let info = &status.view.partitions[p];
-    let live = |n: NodeId| {
-        status
-            .view
-            .nodes
-            .get(&n)
-            .is_some_and(|i| i.state != NodeState::Dead)
-    };
-    let goal = status.view.replication.min(
-        status
-            .view
-            .nodes
-            .values()
-            .filter(|n| n.state == NodeState::Up)
-            .count()
-            .max(1),
-    );
-    if info.primary().is_none_or(|n| !live(n)) {
-        return "unavailable";
-    }
-    if info
-        .replicas
-        .iter()
-        .filter(|r| r.in_sync && live(r.node))
-        .count()
-        < goal
-    {
-        return "degraded";
-    }
-    let at_target = status.target.get(p).is_some_and(|t| {
-        t.len() == info.replicas.len() && t.iter().zip(&info.replicas).all(|(a, b)| *a == b.node)
-    });
-    if info.replicas.iter().any(|r| !r.in_sync) || (status.auto_rebalance && !at_target) {
-        return "moving";
-    }
-    "ok"
-}
-
 fn replica_name(status: &Status, info: &PartitionInfo, i: usize) -> String {
     let r = &info.replicas[i];
     let mut s = node_name(r.node);
@@ -252,7 +215,7 @@ pub fn partition_row(status: &Status, counts: &KeyCounts, p: usize) -> Partition
             .map(|i| replica_name(status, info, i))
             .collect(),
         keys: partition_keys(status, counts, p),
-        state: partition_state(status, p),
+        state: status.partition_state(p),
     }
 }
 
@@ -330,7 +293,7 @@ pub fn partitions(
 pub fn summary(status: &Status) -> String {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for p in 0..status.view.partitions.len() {
-        *counts.entry(partition_state(status, p)).or_default() += 1;
+        *counts.entry(status.partition_state(p)).or_default() += 1;
     }
     let parts: Vec<String> = counts.iter().map(|(s, c)| format!("{c} {s}")).collect();
     format!(

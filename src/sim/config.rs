@@ -41,6 +41,11 @@ pub enum Sabotage {
     /// Primaries acknowledge writes without replicating them (the node's
     /// test-only `skip_replication` switch), so a failover loses them.
     SkipReplication,
+    /// Heartbeats claim a fresh lease whatever the node holds, as they did
+    /// before nodes reported their leases: the leader cannot see a node
+    /// whose acknowledgements come too late, and calls the cluster healthy
+    /// while that node's partitions fail every request.
+    HideLeaseLoss,
 }
 
 /// Everything that shapes one simulated run. Times are milliseconds of

@@ -4,15 +4,17 @@
 //! Faults: crash a node (its memory is lost; it restarts later, empty, as a
 //! new incarnation), pause a node or the leader (a frozen thread: inputs
 //! wait and are handled when it resumes), isolate a node, split the cluster
-//! in two, cut one link one way, lose many messages for a while, delay
-//! them a lot (which reorders them), or replace a node: decommission it,
-//! start a new one, and stop the old one once it has left.
+//! in two, cut one link one way, slow a node's link to the leader (up to
+//! four leases) or cut its acknowledgements, lose many messages for a
+//! while, delay them a lot (which reorders them), or replace a node:
+//! decommission it, start a new one, and stop the old one once it has left.
 //!
 //! In [`FaultMode::Tolerated`] the budget keeps the cluster inside what it
 //! promises to survive. At most `replicas - 1` nodes are down at once, where
-//! down means crashed, paused, cut off from the leader, or not heard from by
-//! it for two heartbeat intervals: the nodes the leader may be about to
-//! declare dead. A decommission counts as taking its node down, since the
+//! down means crashed, paused, cut off from the leader either way, on a slow
+//! link to it, without a lease, or not heard from by it for two heartbeat
+//! intervals: the nodes the leader may be about to declare dead or fail
+//! over. A decommission counts as taking its node down, since the
 //! node's copies go away once the others hold them. And a node is crashed
 //! only if every partition it holds has another in-sync replica on a node
 //! that is up and has its memory: a crash is the only fault that destroys
@@ -26,7 +28,7 @@
 
 use super::config::{FaultMode, Sabotage};
 use super::events::Event;
-use super::network::{Burst, Cut, Micros};
+use super::network::{Burst, Cut, Micros, SlowLink};
 use super::world::World;
 use crate::cluster::view::{node_name, NodeId, NodeState, PartitionId};
 use crate::node::message::Address;
@@ -45,12 +47,13 @@ enum Kind {
     Isolate,
     Split,
     OneWay,
+    LeaderLink,
     LossBurst,
     DelayBurst,
     Replace,
 }
 
-const KINDS: [(Kind, u32, u32); 9] = [
+const KINDS: [(Kind, u32, u32); 10] = [
     // (kind, tolerated weight, aggressive weight)
     (Kind::Crash, 20, 25),
     (Kind::Pause, 20, 20),
@@ -58,6 +61,7 @@ const KINDS: [(Kind, u32, u32); 9] = [
     (Kind::Isolate, 15, 15),
     (Kind::Split, 10, 10),
     (Kind::OneWay, 10, 10),
+    (Kind::LeaderLink, 10, 10),
     (Kind::LossBurst, 12, 8),
     (Kind::DelayBurst, 8, 4),
     (Kind::Replace, 6, 6),
@@ -202,7 +206,12 @@ impl World<'_> {
                 if from == to {
                     return false;
                 }
-                if let (Address::Node(n), Address::Leader) = (from, to) {
+                // Either way, a cut between a node and the leader takes the
+                // node down: without heartbeats it is declared dead, without
+                // acknowledgements it holds no lease and fails over.
+                if let (Address::Node(n), Address::Leader) | (Address::Leader, Address::Node(n)) =
+                    (from, to)
+                {
                     if !self.may_take_down(&[n].into(), aggressive) {
                         return false;
                     }
@@ -210,6 +219,43 @@ impl World<'_> {
                 self.report.faults.one_way_cuts += 1;
                 self.trace(|| format!("FAULT cut {from:?} -> {to:?}"));
                 self.cut_for([from].into(), [to].into(), false, long);
+                true
+            }
+            Kind::LeaderLink => {
+                // A node whose link to the leader is slow, up to several
+                // times the lease (in either direction or both: the round
+                // trip is what counts), or whose acknowledgements are all
+                // lost. It keeps heartbeating, so it is never declared dead,
+                // but it cannot hold a lease: the leader must fail it over.
+                let ids: Vec<NodeId> = self.slots.keys().copied().collect();
+                let id = ids[self.rng.gen_range(0..ids.len())];
+                if !self.may_take_down(&[id].into(), aggressive) {
+                    return false;
+                }
+                let (node, leader) = (Address::Node(id), Address::Leader);
+                let heal = self.now + self.rng.gen_range(300 * MS..=3000 * MS * long);
+                self.report.faults.leader_links += 1;
+                if self.rng.gen_bool(0.3) {
+                    self.trace(|| format!("FAULT cut leader -> {}", node_name(id)));
+                    let cut = self.net.cut(Cut {
+                        from: [leader].into(),
+                        to: [node].into(),
+                    });
+                    self.queue.push(heal, Event::Heal(cut));
+                    return true;
+                }
+                let lease = self.cfg.node.lease * MS;
+                let extra_us = self.rng.gen_range(lease / 4..=lease * 4);
+                let links = match self.rng.gen_range(0..3) {
+                    0 => vec![(node, leader)],
+                    1 => vec![(leader, node)],
+                    _ => vec![(node, leader), (leader, node)],
+                };
+                for (from, to) in links {
+                    self.trace(|| format!("FAULT slow {from:?} -> {to:?} by {} ms", extra_us / MS));
+                    let slow = self.net.slow(SlowLink { from, to, extra_us });
+                    self.queue.push(heal, Event::Heal(slow));
+                }
                 true
             }
             Kind::Replace => {
@@ -233,7 +279,7 @@ impl World<'_> {
                 // Its copies go away once others hold them: that is as safe
                 // as the others are, so it counts against the budget.
                 if !self.may_take_down(&[id].into(), aggressive)
-                    || self.leader.decommission(id).is_err()
+                    || self.leader.decommission(id, false).is_err()
                 {
                     return false;
                 }

@@ -18,7 +18,8 @@
 //!    random nodes, one request at a time each, and record a history
 //!    ([`workload`]). Meanwhile the fault schedule ([`faults`]) crashes,
 //!    restarts, pauses and replaces nodes, pauses the leader, partitions the
-//!    network and degrades it ([`network`]).
+//!    network and degrades it ([`network`]), and slows or cuts one way the
+//!    links between nodes and the leader, up to several times the lease.
 //! 2. **Healing.** Every fault ends; crashed nodes restart. The cluster must
 //!    become healthy (every partition fully replicated and in place, every
 //!    node on the newest view) within [`SimConfig::recovery_limit`].
@@ -31,8 +32,11 @@
 //!
 //! Throughout the run, after every event, the world also checks invariants
 //! that only a simulator can see ([`invariants`]): no two nodes could serve
-//! reads of one partition at the same instant, and no replication stream
-//! carries two different entries under one sequence number.
+//! reads of one partition at the same instant, none could serve them past
+//! its lease by the simulator's clock, the leader does not call the cluster
+//! healthy for long while a primary it lists holds no lease, and no
+//! replication stream carries two different entries under one sequence
+//! number.
 //!
 //! # Time, order and determinism
 //!
@@ -51,8 +55,8 @@
 //!
 //! In the default [`FaultMode::Tolerated`] the schedule keeps to what the
 //! cluster promises to survive: at most `replicas - 1` nodes down at once
-//! (crashed, paused, cut off from the leader, or not heard from by it
-//! lately), and never a crash or decommission that would leave a partition
+//! (crashed, paused, cut off from the leader or on a slow link to it, or
+//! not heard from by it lately), and never a crash or decommission that would leave a partition
 //! without an in-sync copy on a node that is up. Every check applies,
 //! recovery after healing included. [`FaultMode::Aggressive`] drops the
 //! budget. The world tracks, from ground truth, when a partition loses
@@ -62,8 +66,9 @@
 //! # Proving the checks can fail
 //!
 //! [`Sabotage`] injects a deliberate bug: a secondary that silently loses a
-//! partition, a node whose clock runs slow, or primaries that acknowledge
-//! writes they never replicated. The tests show that the checks catch each.
+//! partition, a node whose clock runs slow, primaries that acknowledge
+//! writes they never replicated, or heartbeats that hide a lost lease from
+//! the leader. The tests show that the checks catch each.
 //!
 //! # Running it
 //!

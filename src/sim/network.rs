@@ -9,6 +9,8 @@
 //! Cuts are one-way: a cut from A to B drops what A sends to B and nothing
 //! else. A symmetric partition is two cuts, and an asymmetric one (a node
 //! that can send heartbeats but never hears the acknowledgements) is one.
+//! A slow link is one-way too: it adds a fixed delay to what A sends to B,
+//! as `link A B delay` does in the shell.
 //! Clients are not on this network: they sit next to the node they talk to,
 //! and a cut never separates them (see [`super::workload`]).
 
@@ -32,6 +34,18 @@ pub struct Cut {
     pub from: BTreeSet<Address>,
     /// Receivers they cannot reach.
     pub to: BTreeSet<Address>,
+}
+
+/// A one-way slow link: everything sent from `from` to `to` takes this
+/// much longer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlowLink {
+    /// The sender.
+    pub from: Address,
+    /// The receiver.
+    pub to: Address,
+    /// Delay added to each message, in microseconds.
+    pub extra_us: Micros,
 }
 
 /// A temporary worsening of the whole network.
@@ -61,6 +75,8 @@ pub struct Network {
     loss_pct: f64,
     max_delay_us: Micros,
     cuts: BTreeMap<CutId, Cut>,
+    /// Slow links, numbered with the cuts.
+    slow: BTreeMap<CutId, SlowLink>,
     next_cut: CutId,
     burst: Option<Burst>,
 }
@@ -72,6 +88,7 @@ impl Network {
             loss_pct,
             max_delay_us,
             cuts: BTreeMap::new(),
+            slow: BTreeMap::new(),
             next_cut: 1,
             burst: None,
         }
@@ -89,7 +106,26 @@ impl Network {
         if loss > 0.0 && rng.gen_bool(loss / 100.0) {
             return Fate::Lost;
         }
-        Fate::Deliver(rng.gen_range(0..=max_delay))
+        let extra: Micros = self
+            .slow
+            .values()
+            .filter(|l| l.from == from && l.to == to)
+            .map(|l| l.extra_us)
+            .sum();
+        Fate::Deliver(rng.gen_range(0..=max_delay) + extra)
+    }
+
+    /// True if a slow link delays what `from` sends to `to`.
+    pub fn slowed(&self, from: Address, to: Address) -> bool {
+        self.slow.values().any(|l| l.from == from && l.to == to)
+    }
+
+    /// Adds a slow link; returns its id, which [`Network::heal`] takes.
+    pub fn slow(&mut self, link: SlowLink) -> CutId {
+        let id = self.next_cut;
+        self.next_cut += 1;
+        self.slow.insert(id, link);
+        id
     }
 
     /// True if a cut drops what `from` sends to `to`.
@@ -107,20 +143,22 @@ impl Network {
         id
     }
 
-    /// Removes a cut. Healing a cut that is gone is a no-op.
+    /// Removes a cut or a slow link. Healing one that is gone is a no-op.
     pub fn heal(&mut self, id: CutId) {
         self.cuts.remove(&id);
+        self.slow.remove(&id);
     }
 
-    /// Removes every cut and ends the burst.
+    /// Removes every cut and slow link, and ends the burst.
     pub fn heal_all(&mut self) {
         self.cuts.clear();
+        self.slow.clear();
         self.burst = None;
     }
 
-    /// Active cuts.
+    /// Active cuts and slow links.
     pub fn cuts(&self) -> usize {
-        self.cuts.len()
+        self.cuts.len() + self.slow.len()
     }
 
     /// Starts a burst, replacing any.
@@ -157,6 +195,24 @@ mod tests {
         assert!(matches!(net.send(&mut rng, b, a), Fate::Deliver(d) if d <= 10));
         net.heal(id);
         assert!(matches!(net.send(&mut rng, a, b), Fate::Deliver(_)));
+    }
+
+    #[test]
+    fn slow_links_are_one_way_and_heal() {
+        let mut net = Network::new(0.0, 10);
+        let mut rng = SmallRng::seed_from_u64(1);
+        let (a, b) = (Address::Node(1), Address::Leader);
+        let id = net.slow(SlowLink {
+            from: a,
+            to: b,
+            extra_us: 300_000,
+        });
+        assert!(
+            matches!(net.send(&mut rng, a, b), Fate::Deliver(d) if (300_000..=300_010).contains(&d))
+        );
+        assert!(matches!(net.send(&mut rng, b, a), Fate::Deliver(d) if d <= 10));
+        net.heal(id);
+        assert!(matches!(net.send(&mut rng, a, b), Fate::Deliver(d) if d <= 10));
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub struct FaultCounts {
     pub splits: usize,
     /// One-way cuts of one link.
     pub one_way_cuts: usize,
+    /// Links between a node and the leader made slow (up to several times
+    /// the lease) or cut one way (acknowledgements lost, heartbeats not).
+    pub leader_links: usize,
     /// Periods of heavy message loss.
     pub loss_bursts: usize,
     /// Periods of long delays (and so heavy reordering).
@@ -85,6 +88,7 @@ impl FaultCounts {
             + self.isolations
             + self.splits
             + self.one_way_cuts
+            + self.leader_links
             + self.loss_bursts
             + self.delay_bursts
             + self.replacements
@@ -130,6 +134,28 @@ pub enum SimViolation {
         replica: NodeId,
         /// Key counts on both.
         detail: String,
+    },
+    /// A node could serve reads of a partition after its lease ran out, by
+    /// the simulator's clock: the lease runs from the real send time of a
+    /// heartbeat the leader acknowledged.
+    ExpiredLease {
+        /// The partition.
+        partition: PartitionId,
+        /// The node.
+        node: NodeId,
+        /// When (virtual ms).
+        at: Time,
+    },
+    /// The leader called the cluster healthy while a node it lists as the
+    /// primary of some partition held no lease, for longer than failure
+    /// detection can explain: those partitions failed every request.
+    HealthyWithoutLease {
+        /// The node.
+        node: NodeId,
+        /// Since when (virtual ms).
+        since: Time,
+        /// When it was found (virtual ms).
+        at: Time,
     },
     /// Two nodes could serve reads of a partition at the same instant.
     TwoReadServers {
@@ -202,6 +228,21 @@ impl fmt::Display for SimViolation {
                     names.join(" and ")
                 )
             }
+            SimViolation::ExpiredLease {
+                partition,
+                node,
+                at,
+            } => write!(
+                f,
+                "partition {partition}: {} could serve reads at {at} ms with its lease run out",
+                node_name(*node)
+            ),
+            SimViolation::HealthyWithoutLease { node, since, at } => write!(
+                f,
+                "{} led partitions without a lease from {since} ms to {at} ms while the leader \
+                 called the cluster healthy",
+                node_name(*node)
+            ),
             SimViolation::NotRecovered { detail } => {
                 write!(f, "did not recover after healing: {detail}")
             }
@@ -237,6 +278,8 @@ pub struct SimReport {
     pub leader_events: usize,
     /// Failovers among them.
     pub promotions: usize,
+    /// Failovers of a primary that could not hold a lease.
+    pub lease_failovers: usize,
     /// The view's epoch at the end.
     pub epoch: Epoch,
     /// Virtual time at the end, ms.
@@ -287,8 +330,8 @@ impl fmt::Display for SimReport {
         writeln!(
             f,
             "  faults: {} crashes, {} restarts, {} pauses, {} leader pauses, {} isolations, {} splits, \
-             {} one-way cuts, {} loss bursts, {} delay bursts, {} replacements \
-             ({} skipped by the budget, {} sabotage)",
+             {} one-way cuts, {} slow or one-way leader links, {} loss bursts, {} delay bursts, \
+             {} replacements ({} skipped by the budget, {} sabotage)",
             x.crashes,
             x.restarts,
             x.pauses,
@@ -296,6 +339,7 @@ impl fmt::Display for SimReport {
             x.isolations,
             x.splits,
             x.one_way_cuts,
+            x.leader_links,
             x.loss_bursts,
             x.delay_bursts,
             x.replacements,
@@ -313,8 +357,13 @@ impl fmt::Display for SimReport {
         };
         write!(
             f,
-            "  cluster: epoch {}, {} leader events, {} promotions, {recovered}, ended at {} ms",
-            self.epoch, self.leader_events, self.promotions, self.end
+            "  cluster: epoch {}, {} leader events, {} promotions ({} for want of a lease), \
+             {recovered}, ended at {} ms",
+            self.epoch,
+            self.leader_events,
+            self.promotions + self.lease_failovers,
+            self.lease_failovers,
+            self.end
         )?;
         if !self.lost_partitions.is_empty() {
             write!(

@@ -112,6 +112,19 @@ pub(super) struct World<'t> {
     pub stream_entries: BTreeMap<(PartitionId, [u64; 4]), u64>,
     /// Partitions already reported with a reused stream.
     pub reused: BTreeSet<PartitionId>,
+    /// When each heartbeat really left, by (node, incarnation, its
+    /// `sent_at`): a lease runs from there, whatever the node's clock says.
+    pub heartbeats_sent: BTreeMap<(NodeId, Incarnation, Time), Time>,
+    /// The end of the latest lease each incarnation's acknowledgements can
+    /// have granted, on the simulator's clock.
+    pub granted: BTreeMap<(NodeId, Incarnation), Time>,
+    /// Nodes already reported serving with an expired lease.
+    pub expired: BTreeSet<NodeId>,
+    /// Since when each node the leader lists as a primary has held no
+    /// lease, while the leader called the cluster healthy.
+    pub leaseless_since: BTreeMap<NodeId, Micros>,
+    /// Nodes already reported leading without a lease while healthy.
+    pub leaseless_reported: BTreeSet<NodeId>,
     pub leader_epoch: u64,
     pub trace: Option<&'t mut dyn FnMut(&str)>,
 }
@@ -161,6 +174,11 @@ impl<'t> World<'t> {
             two_servers: BTreeSet::new(),
             stream_entries: BTreeMap::new(),
             reused: BTreeSet::new(),
+            heartbeats_sent: BTreeMap::new(),
+            granted: BTreeMap::new(),
+            expired: BTreeSet::new(),
+            leaseless_since: BTreeMap::new(),
+            leaseless_reported: BTreeSet::new(),
             leader_epoch: 0,
             trace,
             cfg,
@@ -286,6 +304,7 @@ impl<'t> World<'t> {
                 if self.leader_inbox.is_none() {
                     self.leader.tick(self.now_ms());
                     self.flush_leader();
+                    self.check_leased_primaries();
                 }
             }
             Event::ClientWake(c) => self.client_wake(c),
@@ -322,8 +341,18 @@ impl<'t> World<'t> {
     /// Hands a message to the network. Returns it if the sender should hear
     /// that it certainly did not leave (its receiver is crashed, so there is
     /// no connection to send on).
-    fn transmit(&mut self, env: Envelope) -> Option<Envelope> {
+    fn transmit(&mut self, mut env: Envelope) -> Option<Envelope> {
         self.report.messages.sent += 1;
+        if self.cfg.sabotage == Some(Sabotage::HideLeaseLoss) {
+            if let Message::Heartbeat {
+                sent_at,
+                lease_until,
+                ..
+            } = &mut env.message
+            {
+                *lease_until = *sent_at + self.cfg.node.lease;
+            }
+        }
         if let Message::Replicate {
             partition,
             stream,
@@ -332,6 +361,17 @@ impl<'t> World<'t> {
         } = &env.message
         {
             self.check_stream_entry(*partition, *stream, *seq, entry);
+        }
+        if let (
+            Address::Node(n),
+            Message::Heartbeat {
+                sent_at,
+                incarnation,
+                ..
+            },
+        ) = (env.from, &env.message)
+        {
+            self.note_heartbeat(n, *incarnation, *sent_at);
         }
         let incarnation = match env.to {
             Address::Leader => 0,
@@ -388,6 +428,14 @@ impl<'t> World<'t> {
                             .trace
                             .is_some()
                             .then(|| format!("deliver {}", describe(&env)));
+                        Self::note_ack(
+                            &self.heartbeats_sent,
+                            &mut self.granted,
+                            self.cfg.node.lease,
+                            id,
+                            incarnation,
+                            &env,
+                        );
                         node.on_message(now, env);
                         self.report.messages.delivered += 1;
                         if let Some(line) = line {
@@ -442,6 +490,7 @@ impl<'t> World<'t> {
             self.report.leader_events += 1;
             match e.kind {
                 EventKind::Promoted { .. } => self.report.promotions += 1,
+                EventKind::LeaseFailover { .. } => self.report.lease_failovers += 1,
                 EventKind::DataLost { partition } => {
                     self.mark_lost(partition, "the leader declared it lost")
                 }
@@ -648,10 +697,19 @@ impl<'t> World<'t> {
             }
         };
         let held = inbox.len();
+        let incarnation = self.slots[&id].incarnation;
         for h in inbox {
             match h {
                 Held::Message(env) => {
                     self.report.messages.delivered += 1;
+                    Self::note_ack(
+                        &self.heartbeats_sent,
+                        &mut self.granted,
+                        self.cfg.node.lease,
+                        id,
+                        incarnation,
+                        &env,
+                    );
                     node.on_message(now, env);
                 }
                 Held::Request(client, request) => node.on_client(now, client, request),
@@ -667,6 +725,7 @@ impl<'t> World<'t> {
     pub fn pause_leader(&mut self) {
         if self.leader_inbox.is_none() {
             self.leader_inbox = Some(Vec::new());
+            self.leaseless_since.clear();
             self.report.faults.leader_pauses += 1;
             self.trace(|| "FAULT pause the leader".into());
         }
@@ -677,6 +736,7 @@ impl<'t> World<'t> {
         let Some(inbox) = self.leader_inbox.take() else {
             return;
         };
+        self.leaseless_since.clear();
         self.trace(|| format!("resume the leader ({} messages waited)", inbox.len()));
         for env in inbox {
             self.report.messages.delivered += 1;
