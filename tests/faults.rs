@@ -249,39 +249,35 @@ fn check_finds_no_violations_under_each_fault_kind() {
     }
 }
 
-/// The checker can fail: with replication switched off by a test-only hook,
-/// killing nodes loses acknowledged writes, and `check` must say so.
+/// The checker can fail: at R = 1 a kill loses every acknowledged write its
+/// node held (the node restarts empty and its partitions start again), and
+/// `check` must say so. (With replication switched off by the test-only
+/// hook at R = 2, writes almost never commit, so almost none can be lost:
+/// too few to count on.)
 #[test]
-fn check_catches_broken_replication() {
-    let mut cfg = ClusterConfig {
+fn check_catches_lost_writes() {
+    let cfg = ClusterConfig {
         nodes: 3,
-        replicas: 2,
+        replicas: 1,
         partitions: 8,
         ..ClusterConfig::default()
     };
-    cfg.node.stream.skip_replication = true;
     let mut c = Cluster::start(cfg, None).unwrap();
-    // A write is lost only if a kill strikes a primary between the write
-    // and the next copy of its partition, and which node leads a key
-    // depends on the run's key names (its run id): a few seeds, one of
-    // which must be caught.
-    let mut runs = Vec::new();
-    for seed in 11..15 {
-        let check = CheckConfig {
-            duration: Duration::from_secs(4),
-            keys: 8,
-            faults: vec![FaultKind::Kill],
-            seed,
-            ..CheckConfig::default()
-        };
-        let report = run::run(&mut c, &check, &mut |_, _| {}, &|| false).unwrap();
-        assert!(!report.faults.is_empty());
-        runs.push((seed, report.ok, report.violations.len()));
-        if !report.violations.is_empty() {
-            return;
-        }
-    }
-    panic!("acknowledged writes were lost, and the checker must see it: (seed, ok, violations) {runs:?}");
+    let check = CheckConfig {
+        duration: Duration::from_secs(4),
+        keys: 8,
+        faults: vec![FaultKind::Kill],
+        seed: 11,
+        ..CheckConfig::default()
+    };
+    let report = run::run(&mut c, &check, &mut |_, _| {}, &|| false).unwrap();
+    assert!(!report.faults.is_empty());
+    assert!(
+        !report.violations.is_empty(),
+        "acknowledged writes were lost, and the checker must see it ({} ok ops, faults {:?})",
+        report.ok,
+        report.faults
+    );
 }
 
 /// `check`'s nemesis cuts and slows links to the view leader too (issue

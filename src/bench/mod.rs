@@ -5,7 +5,7 @@
 //!
 //! 1. **Load** (`get` and `mixed` only, not timed): write `bench:<run>:0`
 //!    .. `bench:<run>:{K-1}` once each, so reads find values. Each run has
-//!    a key namespace of its own, with a run id unique in the process
+//!    a key namespace of its own, with a run id unique in the cluster
 //!    ([`crate::cluster::Cluster::run_id`]): a user's `bench:1` is never
 //!    overwritten or deleted, and two runs never share keys.
 //! 2. **Timed run**: C clients (`worker.rs`), each a thread with its own

@@ -4,7 +4,7 @@
 //! shared [`Recorder`].
 //!
 //! Each run has keys of its own, `check:<run>:hot<i>`, with a run id unique
-//! in the process ([`Cluster::run_id`]). Two runs with the same seed write
+//! in the cluster ([`Cluster::run_id`]). Two runs with the same seed write
 //! the same values; on shared keys, the second would read the first's
 //! writes, which its history cannot explain ("read from the future"). And a
 //! user's `hot0` is the user's. The run deletes its keys when it is done.

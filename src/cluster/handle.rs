@@ -109,6 +109,8 @@ pub struct Cluster {
     next_id: NodeId,
     next_incarnation: Incarnation,
     faults: Arc<Faults>,
+    /// The next [`Cluster::run_id`]. Atomic, as `bench` takes `&Cluster`.
+    next_run: AtomicU64,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -180,6 +182,7 @@ impl Cluster {
             next_id: 1,
             next_incarnation: 1,
             faults,
+            next_run: AtomicU64::new(1),
         };
         for _ in 0..cluster.cfg.nodes {
             cluster.spawn_node(None)?;
@@ -259,13 +262,15 @@ impl Cluster {
         &self.ctx
     }
 
-    /// A number no other call in this process returns, for the key
+    /// A number no other call on this cluster returns, for the key
     /// namespace of a `check` or `bench` run (`check:<id>:hot3`,
     /// `bench:<id>:17`): two runs never share a key, even with the same
-    /// seed, and neither touches a user's keys.
+    /// seed, and neither touches a user's keys. Unique per cluster rather
+    /// than per process: the keys live in one cluster, and a per-process
+    /// number would make a test's key names, and so which node leads each
+    /// key, depend on the order the tests in its process ran in.
     pub fn run_id(&self) -> u64 {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        NEXT.fetch_add(1, Ordering::Relaxed)
+        self.next_run.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Milliseconds since the cluster started.

@@ -425,9 +425,9 @@ fn summarise(run: &[Event]) -> String {
     let mut reason = String::new();
     for e in run {
         match &e.kind {
-            EventKind::Promoted { to, .. } | EventKind::Handoff { to, .. } => {
-                *per_node.entry(*to).or_default() += 1
-            }
+            EventKind::Promoted { to, .. }
+            | EventKind::Handoff { to, .. }
+            | EventKind::LeaseFailover { to, .. } => *per_node.entry(*to).or_default() += 1,
             EventKind::ReplicaAdded {
                 node, reason: r, ..
             } => {
@@ -461,6 +461,10 @@ fn summarise(run: &[Event]) -> String {
                 node_name(*from)
             )
         }
+        EventKind::LeaseFailover { from, .. } => format!(
+            "{n} partitions promoted new primaries: {} cannot hold a lease ({nodes})",
+            node_name(*from)
+        ),
         EventKind::Handoff { .. } => format!("{n} primaries handed over ({nodes})"),
         EventKind::ReplicaAdded { .. } => format!("{reason} of {n} replicas started ({nodes})"),
         EventKind::CaughtUp { .. } => {
