@@ -1,8 +1,9 @@
 //! The view leader thread: runs a [`ViewLeader`] over ZeroMQ.
 //!
-//! Like a node thread, it owns a ROUTER inbox and DEALERs to every node, and
-//! loops over poll, step, tick and send. Its inbox is a peer port only
-//! (`inproc://`, see [`crate::node::transport`]): no client can reach it. It publishes a [`Status`] snapshot to
+//! Like a node thread, it owns a peer port (one ROUTER, which every node
+//! connects to, see [`crate::node::transport::Outbox`]) and loops over
+//! poll, step, tick and send. It has no client port: it listens on
+//! `inproc://` only, so nothing outside the process can reach it. It publishes a [`Status`] snapshot to
 //! a [`Watch`] after every change (and every 50 ms, for statistics) and appends
 //! events to the shared log. Operator commands arrive on a control channel.
 
