@@ -8,7 +8,8 @@ use kvsh::cluster::view::{NodeId, PartitionId, View};
 use kvsh::cluster::{Cluster, ClusterConfig};
 use kvsh::node::message::{encode, Address, Envelope, Message, StreamEntry, StreamId};
 use kvsh::node::transport::INTERNAL_MARKER;
-use kvsh::node::{Node, NodeConfig, Output};
+use kvsh::node::{Node, NodeConfig};
+use kvsh::sim::fuzz::{sample_node, sample_view};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -236,81 +237,13 @@ fn peer_endpoints_are_unreachable_from_another_context() {
 
 // ---- The node core refuses forgeries even from inside ----------------
 
-const PARTITIONS: u32 = 8;
-
-/// A node that has adopted a real view from the leader, holds a lease, and
-/// leads partition 0; and that view.
+/// A node that has adopted a real view (epoch 2) from the leader, holds a
+/// lease from time 0, and alone leads partition 0: the fuzz harness's.
 fn node_with_view() -> (Node, View) {
-    use kvsh::cluster::view::{NodeInfo, NodeState, PartitionInfo, Replica};
-    let mut node = Node::new(
-        1,
-        1,
-        ("tcp://127.0.0.1:1".into(), "inproc://n1".into()),
-        PARTITIONS,
-        NodeConfig::default(),
-        1 << 20,
-    );
-    node.tick(0);
-    let sent_at = node
-        .take_outputs()
-        .into_iter()
-        .find_map(|o| match o {
-            Output::Send(Envelope {
-                message: Message::Heartbeat { sent_at, .. },
-                ..
-            }) => Some(sent_at),
-            _ => None,
-        })
-        .expect("a heartbeat on the first tick");
-    let info = |n| NodeInfo {
-        endpoint: format!("tcp://127.0.0.1:{n}"),
-        peer_endpoint: format!("inproc://n{n}"),
-        incarnation: 1,
-        state: NodeState::Up,
-    };
-    let replica = |node| Replica {
-        node,
-        in_sync: true,
-        since: 1,
-    };
-    let view = View {
-        epoch: 1,
-        replication: 2,
-        nodes: [(1, info(1)), (2, info(2))].into_iter().collect(),
-        partitions: (0..PARTITIONS)
-            .map(|p| PartitionInfo {
-                term: 1,
-                term_epoch: 1,
-                // Even partitions: led by node 1 alone, so it serves them
-                // at once (no secondary to resync first).
-                replicas: if p % 2 == 0 {
-                    vec![replica(1)]
-                } else {
-                    vec![replica(2), replica(1)]
-                },
-            })
-            .collect(),
-    };
-    node.on_message(
-        sent_at,
-        Envelope {
-            from: Address::Leader,
-            to: Address::Node(1),
-            epoch: 1,
-            message: Message::HeartbeatAck {
-                sent_at,
-                view: Some(Box::new(view.clone())),
-            },
-        },
-    );
-    node.take_outputs();
-    assert_eq!(node.view().epoch, 1);
+    let node = sample_node();
     assert_eq!(node.rejected(), 0);
-    assert!(
-        node.serves_reads(0, sent_at + 1),
-        "the real ack granted a lease"
-    );
-    (node, view)
+    assert!(node.serves_reads(0, 1), "the real ack granted a lease");
+    (node, sample_view())
 }
 
 fn from_leader(epoch: u64, message: Message) -> Envelope {
@@ -329,7 +262,7 @@ fn an_ack_of_a_heartbeat_never_sent_grants_no_lease() {
     node.on_message(
         10,
         from_leader(
-            1,
+            2,
             Message::HeartbeatAck {
                 sent_at: u64::MAX / 4,
                 view: None,
@@ -357,7 +290,7 @@ fn a_view_without_partitions_is_refused_and_nothing_panics() {
         ),
     );
     assert_eq!(node.rejected(), 1);
-    assert_eq!(node.view().epoch, 1);
+    assert_eq!(node.view().epoch, 2);
     node.tick(6);
     assert!(node.serves_reads(0, 6), "the node still leads partition 0");
 }
@@ -367,20 +300,20 @@ fn a_view_newer_than_its_sender_is_refused() {
     let (mut node, view) = node_with_view();
     let mut future = view.clone();
     future.epoch = 1_000_000_000;
-    // Passed on by a peer that claims to be at epoch 1.
+    // Passed on by a peer that claims to be at epoch 2.
     node.on_message(
         5,
         Envelope {
             from: Address::Node(2),
             to: Address::Node(1),
-            epoch: 1,
+            epoch: 2,
             message: Message::ViewUpdate {
                 view: Box::new(future),
             },
         },
     );
     assert_eq!(node.rejected(), 1);
-    assert_eq!(node.view().epoch, 1);
+    assert_eq!(node.view().epoch, 2);
 }
 
 #[test]
@@ -391,7 +324,7 @@ fn messages_only_the_leader_receives_or_sends_are_refused() {
         Envelope {
             from: Address::Node(2),
             to: Address::Node(1),
-            epoch: 1,
+            epoch: 2,
             message: Message::HeartbeatAck {
                 sent_at: 0,
                 view: None,
@@ -401,7 +334,7 @@ fn messages_only_the_leader_receives_or_sends_are_refused() {
     node.on_message(
         5,
         from_leader(
-            1,
+            2,
             Message::Forward {
                 request: 1,
                 op: kvsh::node::message::KeyOp::Get { key: "k".into() },

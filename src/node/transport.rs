@@ -280,16 +280,6 @@ impl Outbox {
         self.links.contains_key(&to)
     }
 
-    /// The number of peers linked.
-    pub fn len(&self) -> usize {
-        self.links.len()
-    }
-
-    /// True if no peer is linked.
-    pub fn is_empty(&self) -> bool {
-        self.links.is_empty()
-    }
-
     /// Peers this side connected to whose last send found no pipe.
     pub fn unreachable(&self) -> &BTreeSet<Address> {
         &self.unreachable
