@@ -9,8 +9,8 @@
 //! -- --test` runs each benchmark once, as CI does, so it cannot rot.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use kvsh::cluster::placement::{Placement, Strategy, DEFAULT_PARTITIONS, DEFAULT_VNODES};
-use kvsh::cluster::view::{partition_of, NodeId};
+use kvsh::view::placement::{Placement, Strategy, DEFAULT_PARTITIONS, DEFAULT_VNODES};
+use kvsh::view::{partition_of, NodeId};
 
 fn assign(c: &mut Criterion) {
     let nodes: Vec<NodeId> = (1..=16).collect();

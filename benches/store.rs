@@ -10,9 +10,9 @@
 //! --test` runs each benchmark once, as CI does, so it cannot rot.
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
-use kvsh::cluster::placement::DEFAULT_PARTITIONS;
-use kvsh::cluster::view::partition_of;
 use kvsh::node::store::Store;
+use kvsh::view::partition_of;
+use kvsh::view::placement::DEFAULT_PARTITIONS;
 
 const KEYS: usize = 100_000;
 

@@ -11,3 +11,4 @@ pub mod error;
 pub mod node;
 pub mod shell;
 pub mod sim;
+pub mod view;

@@ -12,8 +12,8 @@ use kvsh::check::linearizability;
 use kvsh::check::nemesis::FaultKind;
 use kvsh::check::run::{self, CheckConfig};
 use kvsh::check::workload::Workload;
-use kvsh::cluster::view::NodeId;
 use kvsh::cluster::{Cluster, ClusterConfig};
+use kvsh::view::NodeId;
 use std::time::Duration;
 
 const KEYS: usize = 6;

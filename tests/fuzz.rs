@@ -5,11 +5,11 @@
 //! (default 3,000; the figure in the closing note used 1,000,000 in
 //! release).
 
-use kvsh::cluster::view::View;
 use kvsh::node::message::{
     encode, Address, Envelope, KeyOp, KeyOpResult, Message, NodeStats, StreamEntry, StreamId,
 };
 use kvsh::sim::fuzz::{encode_records, node_input, sample_view};
+use kvsh::view::View;
 use proptest::prelude::*;
 
 /// Real envelopes of every kind, as their senders would address them.

@@ -9,10 +9,10 @@
 //! events, with a generous timeout, never a sleep.
 
 use kvsh::cluster::leader::{EventKind, Status};
-use kvsh::cluster::view::NodeId;
 use kvsh::cluster::{Cluster, ClusterConfig};
 use kvsh::node::faults::LinkFault;
 use kvsh::node::message::Address;
+use kvsh::view::NodeId;
 use std::time::Duration;
 
 const PATIENCE: Duration = Duration::from_secs(30);

@@ -19,9 +19,9 @@
 //! `UPDATE_GOLDENFILES=1 cargo test --test scripts` rewrites the expected
 //! output, to review as a diff.
 
-use kvsh::cluster::placement::{Placement, Strategy, DEFAULT_VNODES};
 use kvsh::cluster::{Cluster, ClusterConfig};
 use kvsh::shell::Shell;
+use kvsh::view::placement::{Placement, Strategy, DEFAULT_VNODES};
 use std::error::Error;
 
 #[derive(Default)]

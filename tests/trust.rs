@@ -4,12 +4,12 @@
 //! refuses forged messages even from inside; and clusters too large for one
 //! socket per peer work.
 
-use kvsh::cluster::view::{NodeId, PartitionId, View};
 use kvsh::cluster::{Cluster, ClusterConfig};
 use kvsh::node::message::{encode, Address, Envelope, Message, StreamEntry, StreamId};
 use kvsh::node::transport::INTERNAL_MARKER;
 use kvsh::node::{Node, NodeConfig};
 use kvsh::sim::fuzz::{sample_node, sample_view};
+use kvsh::view::{NodeId, PartitionId, View};
 use std::collections::BTreeSet;
 use std::time::Duration;
 

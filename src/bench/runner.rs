@@ -291,8 +291,8 @@ fn update(bar: &ProgressBar, plan: &Plan, shared: &Shared, start: Instant) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::view::{NodeId, View};
     use crate::cluster::ClusterConfig;
+    use crate::view::{NodeId, View};
 
     fn cluster() -> Cluster {
         let c = Cluster::start(

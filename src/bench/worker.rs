@@ -14,9 +14,9 @@
 
 use crate::bench::report::latency_histogram;
 use crate::cluster::leader::Status;
-use crate::cluster::view::{partition_of, NodeState, View};
 use crate::cluster::watch::Watch;
 use crate::node::transport::dealer;
+use crate::view::{partition_of, NodeState, View};
 use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};

@@ -1,11 +1,11 @@
 //! `kvsh`: start a cluster and drive it from a shell or a script.
 
 use clap::Parser;
-use kvsh::cluster::placement::{Placement, Strategy, DEFAULT_PARTITIONS, DEFAULT_VNODES};
 use kvsh::cluster::{Cluster, ClusterConfig};
 use kvsh::node::protocol::{DEFAULT_MAX_FRAME, MAX_KEY_BYTES};
 use kvsh::shell::command::{parse_duration, split_commands};
 use kvsh::shell::{install_interrupt_handler, repl, script, Shell};
+use kvsh::view::placement::{Placement, Strategy, DEFAULT_PARTITIONS, DEFAULT_VNODES};
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 

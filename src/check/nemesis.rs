@@ -13,11 +13,11 @@
 //! cannot hold a lease; it is held for one to four failure timeouts, so
 //! the leader must fail the node over.
 
-use crate::cluster::view::{node_name, NodeId};
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::node::faults::LinkFault;
 use crate::node::message::Address;
+use crate::view::{node_name, NodeId};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;

@@ -29,11 +29,11 @@
 //! keeping only the pairs it will return.
 
 use crate::cluster::leader::Status;
-use crate::cluster::view::{node_name, NodeState, View};
 use crate::cluster::watch::Watch;
 use crate::error::{Error, Result};
 use crate::node::protocol::{decode_response, Entry, Request, Response, MAX_PAGE_LIMIT};
 use crate::node::transport::dealer;
+use crate::view::{node_name, NodeState, View};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! notices and the simulator's trace. The leader appends them as it decides;
 //! nothing reads them back to decide anything.
 
-use crate::cluster::view::{node_name, Epoch, NodeId, PartitionId, Time};
+use crate::view::{node_name, Epoch, NodeId, PartitionId, Time};
 use serde::{Deserialize, Serialize};
 
 /// A heartbeat that takes this long to reach the leader, ms, is news in a

@@ -9,11 +9,7 @@
 
 use crate::cluster::client::{Client, ViewSource};
 use crate::cluster::leader::{Event, LeaderConfig, Plan, Status};
-use crate::cluster::placement::{Placement, Strategy, DEFAULT_PARTITIONS, DEFAULT_VNODES};
 use crate::cluster::runtime::{self, EventLog, LeaderControl, LeaderThread};
-use crate::cluster::view::{
-    node_name, parse_node_name, Epoch, Incarnation, NodeId, NodeState, PartitionId, Time,
-};
 use crate::cluster::watch::Watch;
 use crate::error::{Error, Result};
 use crate::node::core::NodeConfig;
@@ -21,6 +17,10 @@ use crate::node::faults::Faults;
 use crate::node::protocol::DEFAULT_MAX_FRAME;
 use crate::node::runtime::{spawn, Control, NodeSpec, NodeThread, PartitionDigest};
 use crate::node::transport::Clock;
+use crate::view::placement::{Placement, Strategy, DEFAULT_PARTITIONS, DEFAULT_VNODES};
+use crate::view::{
+    node_name, parse_node_name, Epoch, Incarnation, NodeId, NodeState, PartitionId, Time,
+};
 use crossbeam_channel::Sender;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -25,14 +25,14 @@
 pub use crate::cluster::event::{Event, EventKind};
 pub use crate::cluster::status::{MemberStatus, Plan, Status};
 
-use crate::cluster::placement::Placement;
 use crate::cluster::status::{in_sync_live, is_live, LeaseState};
-use crate::cluster::view::{
+use crate::error::{Error, Result};
+use crate::node::message::{AckTiming, Address, Envelope, Message, NodeStats, StreamId};
+use crate::view::placement::Placement;
+use crate::view::{
     node_name, Epoch, Incarnation, NodeId, NodeInfo, NodeState, PartitionId, PartitionInfo,
     Replica, Time, View,
 };
-use crate::error::{Error, Result};
-use crate::node::message::{AckTiming, Address, Envelope, Message, NodeStats, StreamId};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// View leader tunables. Times are milliseconds.

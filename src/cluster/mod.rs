@@ -1,13 +1,13 @@
-//! The cluster: placement, the view, the view leader and the client.
+//! The cluster: the view leader, the in-process runtime that runs nodes and
+//! leader together, and the client. The view and placement live below it, in
+//! [`crate::view`].
 
 pub mod client;
 pub mod event;
 pub mod handle;
 pub mod leader;
-pub mod placement;
 pub mod runtime;
 pub mod status;
-pub mod view;
 pub mod watch;
 
 pub use client::Client;

@@ -8,13 +8,13 @@
 //! events to the shared log. Operator commands arrive on a control channel.
 
 use crate::cluster::leader::{Event, LeaderConfig, Plan, Status, ViewLeader};
-use crate::cluster::placement::Placement;
-use crate::cluster::view::{Epoch, NodeId};
 use crate::cluster::watch::Watch;
 use crate::error::{Error, Result};
 use crate::node::faults::Faults;
 use crate::node::message::{decode, Address, Message};
 use crate::node::transport::{classify_peer, peer_endpoint, Clock, Outbox};
+use crate::view::placement::Placement;
+use crate::view::{Epoch, NodeId};
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -37,7 +37,7 @@ pub enum LeaderControl {
     Rebalance,
     /// Start a fresh stream, with a full resync, to every secondary of one
     /// partition or of all.
-    Resync(Option<crate::cluster::view::PartitionId>),
+    Resync(Option<crate::view::PartitionId>),
     /// Compute the rebalancing plan.
     Plan(Sender<Plan>),
     /// Stop the thread.

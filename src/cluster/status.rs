@@ -2,9 +2,9 @@
 //! waits on (through a [`crate::cluster::watch::Watch`]), and the [`Plan`] a
 //! rebalance would carry out.
 
-use crate::cluster::placement::Strategy;
-use crate::cluster::view::{Epoch, Incarnation, NodeId, NodeState, PartitionInfo, Time, View};
 use crate::node::message::{AckTiming, NodeStats};
+use crate::view::placement::Strategy;
+use crate::view::{Epoch, Incarnation, NodeId, NodeState, PartitionInfo, Time, View};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

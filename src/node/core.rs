@@ -13,7 +13,6 @@
 //! It never waits on another node: everything in flight sits in a table and
 //! moves on when a message or a tick arrives.
 
-use crate::cluster::view::{node_name, Incarnation, NodeId, NodeState, PartitionId, Time, View};
 use crate::error::Error;
 use crate::node::message::{
     AckTiming, Address, Envelope, KeyOp, KeyOpResult, Message, NodeStats, RequestId, StreamEntry,
@@ -22,6 +21,7 @@ use crate::node::message::{
 use crate::node::protocol::{Request, Response};
 use crate::node::replication::{Completion, Follower, Leader, StreamConfig, Waiter};
 use crate::node::store::Store;
+use crate::view::{node_name, Incarnation, NodeId, NodeState, PartitionId, Time, View};
 use std::collections::{BTreeMap, VecDeque};
 
 /// Most heartbeats remembered as awaiting an ack. At one per heartbeat

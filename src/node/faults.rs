@@ -13,8 +13,8 @@
 //! internal network. The rules are shared by every thread, behind a lock
 //! that is only read on the send path.
 
-use crate::cluster::view::{node_name, NodeId};
 use crate::node::message::Address;
+use crate::view::{node_name, NodeId};
 use rand::Rng;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};

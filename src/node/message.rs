@@ -7,8 +7,8 @@
 //! primary or the replica's membership changes: an epoch bump that does not
 //! touch a partition must not disturb its replication stream.
 
-use crate::cluster::view::{Epoch, Incarnation, NodeId, PartitionId, Term, Time, View};
 use crate::error::Error;
+use crate::view::{Epoch, Incarnation, NodeId, PartitionId, Term, Time, View};
 use serde::{Deserialize, Serialize};
 
 /// Who a message is for or from.

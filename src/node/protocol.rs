@@ -30,8 +30,8 @@
 //! own. A batch saves a client and the node a ZeroMQ message per request,
 //! as pipelining does for Redis; plain seed-001 clients never see one.
 
-use crate::cluster::view::PartitionId;
 use crate::error::{Error, Result};
+use crate::view::PartitionId;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
@@ -244,7 +244,7 @@ pub enum Response {
     /// A `VIEW` reply.
     View {
         /// The node's view.
-        view: Box<crate::cluster::view::View>,
+        view: Box<crate::view::View>,
         /// The request's id.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<serde_json::Value>,

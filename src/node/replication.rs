@@ -18,10 +18,10 @@
 //! overlay with the last committed value of every key that has writes in
 //! flight, and reads go through it.
 
-use crate::cluster::view::{NodeId, PartitionId, Term, Time, View};
 use crate::error::Error;
 use crate::node::message::{KeyOpResult, Message, RequestId, StreamEntry, StreamId};
 use crate::node::store::Store;
+use crate::view::{NodeId, PartitionId, Term, Time, View};
 use std::collections::{BTreeMap, VecDeque};
 
 /// Who waits for a write to commit: the coordinator that routed it (this
@@ -662,7 +662,7 @@ pub fn apply(p: PartitionId, entry: StreamEntry, store: &mut Store) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::view::{NodeInfo, NodeState, PartitionInfo, Replica};
+    use crate::view::{NodeInfo, NodeState, PartitionInfo, Replica};
 
     /// A scan must not show a delete that has not committed, just as a read
     /// must not. (Found by the simulator: a GET_ALL missed a key whose

@@ -11,7 +11,6 @@
 //! because they come from the shell thread, which holds no ZeroMQ state for
 //! this node; the poll timeout bounds how long one waits (a few ms).
 
-use crate::cluster::view::{node_name, Incarnation, NodeId, PartitionId};
 use crate::error::{Error, Result};
 use crate::node::core::{Node, NodeConfig, Output};
 use crate::node::faults::Faults;
@@ -24,6 +23,7 @@ use crate::node::transport::{
     classify_client, classify_peer, client_router, peer_endpoint, reply, ClientInbound, Clock,
     Outbox,
 };
+use crate::view::{node_name, Incarnation, NodeId, PartitionId};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -329,7 +329,7 @@ fn report_unreachable(node: &mut Node, outbox: &Outbox) {
         .iter()
         .filter(|(id, info)| {
             **id != node.id()
-                && info.state != crate::cluster::view::NodeState::Dead
+                && info.state != crate::view::NodeState::Dead
                 && (!outbox.has(Address::Node(**id))
                     || outbox.unreachable().contains(&Address::Node(**id)))
         })

@@ -12,7 +12,7 @@
 //! cost of a read (docs/performance.md). Short keys also save their own heap
 //! block.
 
-use crate::cluster::view::PartitionId;
+use crate::view::PartitionId;
 use compact_str::CompactString;
 use std::collections::BTreeMap;
 use std::ops::Bound;

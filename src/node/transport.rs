@@ -27,10 +27,10 @@
 //! once (`EHOSTUNREACH`) instead of queueing for a peer that may be dead. The node's protocol tolerates lost messages,
 //! and the failure is reported so a forwarded request can be retried.
 
-use crate::cluster::view::{Incarnation, NodeId, Time};
 use crate::error::{Error, Result};
 use crate::node::faults::{Faults, Verdict};
 use crate::node::message::{encode, Address, Envelope};
+use crate::view::{Incarnation, NodeId, Time};
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;

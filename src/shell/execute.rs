@@ -7,8 +7,6 @@ use crate::check::nemesis::FaultKind;
 use crate::check::run::CheckConfig;
 use crate::cluster::handle::Cluster;
 use crate::cluster::leader::{EventKind, Status};
-use crate::cluster::placement::{Placement, Strategy};
-use crate::cluster::view::{node_name, NodeId, PartitionId};
 use crate::error::{Error, Result};
 use crate::node::faults::LinkFault;
 use crate::node::message::Address;
@@ -18,6 +16,8 @@ use crate::shell::command::{
 };
 use crate::shell::render::{self, Style};
 use crate::shell::{interrupted, reset_interrupt};
+use crate::view::placement::{Placement, Strategy};
+use crate::view::{node_name, NodeId, PartitionId};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -5,7 +5,7 @@
 
 use crate::cluster::handle::{Cluster, Process};
 use crate::cluster::leader::{Event, EventKind, Status};
-use crate::cluster::view::{node_name, partition_range, NodeId, NodeState, PartitionInfo};
+use crate::view::{node_name, partition_range, NodeId, NodeState, PartitionInfo};
 use comfy_table::{presets, Attribute, Cell, Color, ContentArrangement, Table};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

@@ -19,10 +19,10 @@
 //! [`complete`]: crate::shell::complete
 
 use crate::cluster::leader::Event;
-use crate::cluster::view::node_name;
 use crate::shell::complete::{self, Known, UsageHint};
 use crate::shell::render::process_state;
 use crate::shell::{interrupted, Shell};
+use crate::view::node_name;
 use crossbeam_channel::Receiver;
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;

@@ -2,9 +2,9 @@
 //! which faults the schedule may draw, and deliberate bugs for proving that
 //! the checks can fail.
 
-use crate::cluster::view::{NodeId, Time};
 use crate::node::core::NodeConfig;
 use crate::node::replication::StreamConfig;
+use crate::view::{NodeId, Time};
 
 /// How hard the fault schedule hits the cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

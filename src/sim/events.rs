@@ -6,10 +6,10 @@
 //! seed: nothing depends on hash order or on the host's clock.
 
 use super::network::{CutId, Micros};
-use crate::cluster::view::{Incarnation, NodeId};
 use crate::node::core::ClientId;
 use crate::node::message::Envelope;
 use crate::node::protocol::{Request, Response};
+use crate::view::{Incarnation, NodeId};
 use std::collections::BTreeMap;
 
 /// Something that happens at an instant of virtual time.

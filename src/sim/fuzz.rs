@@ -13,9 +13,9 @@
 //! primary, secondary and coordinator paths rather than stopping at "no
 //! view yet".
 
-use crate::cluster::view::{NodeInfo, NodeState, PartitionInfo, Replica, Time, View};
 use crate::node::message::{decode, Address, Envelope, Message};
 use crate::node::{Node, NodeConfig, Output};
+use crate::view::{NodeInfo, NodeState, PartitionInfo, Replica, Time, View};
 
 /// Partitions in the fuzzed node's cluster.
 pub const PARTITIONS: u32 = 8;

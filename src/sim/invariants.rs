@@ -27,8 +27,8 @@
 use super::network::Micros;
 use super::report::SimViolation;
 use super::world::World;
-use crate::cluster::view::{Incarnation, NodeId, NodeState, PartitionId, Time};
 use crate::node::message::{Address, Envelope, Message, StreamEntry, StreamId};
+use crate::view::{Incarnation, NodeId, NodeState, PartitionId, Time};
 use std::collections::{BTreeMap, BTreeSet};
 
 const MS: Micros = 1000;

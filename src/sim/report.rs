@@ -4,7 +4,7 @@
 
 use crate::check::history::{History, OpKind, Outcome};
 use crate::check::linearizability;
-use crate::cluster::view::{node_name, Epoch, NodeId, PartitionId, Time};
+use crate::view::{node_name, Epoch, NodeId, PartitionId, Time};
 use std::fmt;
 
 /// Client operations by outcome.

@@ -1,7 +1,7 @@
 //! One-line descriptions of messages, for the trace of a run.
 
-use crate::cluster::view::node_name;
 use crate::node::message::{Address, Envelope, KeyOp, Message, StreamEntry};
+use crate::view::node_name;
 
 /// One line for an envelope, for the trace.
 pub fn describe(env: &Envelope) -> String {

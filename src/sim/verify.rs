@@ -19,7 +19,7 @@ use super::report::SimViolation;
 use super::world::World;
 use crate::check::history::{OpKind, Operation, Outcome};
 use crate::check::linearizability;
-use crate::cluster::view::{node_name, partition_of, PartitionId};
+use crate::view::{node_name, partition_of, PartitionId};
 use std::collections::BTreeMap;
 
 /// Checks the history; returns the violations and the keys the checker gave

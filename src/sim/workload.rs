@@ -16,9 +16,9 @@
 
 use super::network::Micros;
 use crate::check::history::{OpKind, Operation, Outcome};
-use crate::cluster::view::NodeId;
 use crate::node::core::ClientId;
 use crate::node::protocol::{error_from_wire, Request, Response};
+use crate::view::NodeId;
 use rand::rngs::SmallRng;
 use rand::Rng;
 use std::collections::BTreeMap;

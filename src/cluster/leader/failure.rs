@@ -7,8 +7,8 @@
 use super::{ViewLeader, STALL_MS};
 use crate::cluster::event::EventKind;
 use crate::cluster::status::is_live;
-use crate::cluster::view::{Epoch, NodeId, NodeState, PartitionId, Time};
 use crate::node::message::AckTiming;
+use crate::view::{Epoch, NodeId, NodeState, PartitionId, Time};
 
 impl ViewLeader {
     /// Advances time: suspects and declares dead silent nodes, and takes the

@@ -6,7 +6,7 @@
 
 use super::{Plan, ViewLeader};
 use crate::cluster::event::EventKind;
-use crate::cluster::view::{NodeId, NodeState, PartitionId, Replica, View};
+use crate::view::{NodeId, NodeState, PartitionId, Replica, View};
 use std::collections::BTreeMap;
 
 impl ViewLeader {

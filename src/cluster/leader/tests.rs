@@ -5,8 +5,8 @@
 //! a lease until `s + LEASE` if that is after `a`, as `Node` does).
 
 use super::*;
-use crate::cluster::placement::Strategy;
-use crate::cluster::view::NodeState;
+use crate::view::placement::Strategy;
+use crate::view::NodeState;
 
 const LEASE: Time = 400;
 const HEARTBEAT: Time = 100;

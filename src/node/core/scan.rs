@@ -18,12 +18,12 @@
 //! how many clients ask.
 
 use super::{ClientId, Node};
-use crate::cluster::view::{node_name, Epoch, NodeId, PartitionId, Time};
 use crate::error::Error;
 use crate::node::message::{Address, Message, RequestId, ScanPage};
 use crate::node::protocol::{
     Cursor, Entry, Response, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, PAGE_BYTES,
 };
+use crate::view::{node_name, Epoch, NodeId, PartitionId, Time};
 use std::collections::BTreeMap;
 
 /// Most `GET_ALL` pages a node coordinates at once.

@@ -3,8 +3,8 @@
 
 use super::scan::MAX_SCANS;
 use super::*;
-use crate::cluster::view::{NodeInfo, PartitionInfo, Replica};
 use crate::node::protocol::{Cursor, Entry};
+use crate::view::{NodeInfo, PartitionInfo, Replica};
 
 const PARTITIONS: u32 = 8;
 

@@ -7,6 +7,8 @@
 //! epoch for every change and pushes it to every node; a node adopts a view
 //! only if its epoch is higher than the one it has.
 
+pub mod placement;
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

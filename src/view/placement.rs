@@ -1,7 +1,7 @@
 //! Placement: which nodes hold each partition.
 //!
 //! Keys hash into `partitions` equal ranges of the 64-bit hash space (see
-//! [`partition_of`](crate::cluster::view::partition_of)). Placement gives
+//! [`partition_of`](crate::view::partition_of)). Placement gives
 //! each partition an ordered replica set of `min(R, N)` distinct nodes,
 //! primary first. [`Placement::assign`] is a pure function of the node
 //! *set*, the partition count and R, so the view leader can recompute the
@@ -83,7 +83,7 @@
 //! max/mean was 1.18 for HRW and 1.17 for the ring, replicas and primaries
 //! alike.
 
-use crate::cluster::view::{partition_range, NodeId, PartitionId};
+use crate::view::{partition_range, NodeId, PartitionId};
 use std::collections::BTreeMap;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -847,7 +847,7 @@ mod tests {
     }
 
     /// Prints replica moves against the optimum and the load skew for the
-    /// module docs. `cargo test --release --lib cluster::placement -- --ignored --nocapture`
+    /// module docs. `cargo test --release --lib view::placement -- --ignored --nocapture`
     #[test]
     #[ignore]
     fn print_moves_and_load() {
