@@ -63,6 +63,20 @@ pub struct LeaderConfig {
 /// heartbeats every 100 ms keep far below the failure timeout.
 pub const STALL_MS: Time = 100;
 
+/// The longest a leader goes without a rebalancing pass when none of its
+/// inputs changed (for the steps that wait on time alone).
+pub const REPLAN_MS: Time = 1000;
+
+/// What a rebalancing pass depends on, but the time; see `plan_inputs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PlanInputs {
+    epoch: Epoch,
+    staged: bool,
+    placement: Placement,
+    rebalancing: bool,
+    members: u64,
+}
+
 /// What a heartbeat says of the node's lease.
 #[derive(Clone, Copy, Debug)]
 struct ReportedLease {
@@ -85,6 +99,10 @@ pub struct ViewLeader {
     /// When each replica that is filling was added, for its event.
     filling_since: BTreeMap<(PartitionId, NodeId), Time>,
     target_cache: Option<(Vec<NodeId>, Placement, Vec<Vec<NodeId>>)>,
+    /// What the last rebalancing pass saw, and when it ran: a tick plans
+    /// again only when one of its inputs changed, or after
+    /// [`REPLAN_MS`] (see `failure.rs`, `tick`).
+    planned: Option<(PlanInputs, Time)>,
     /// The incarnation each decommissioned node left as. Its heartbeats
     /// still in flight, or sent before the operator stopped it, must not
     /// bring it back as a new member.
@@ -120,6 +138,7 @@ impl ViewLeader {
             was_balanced: true,
             filling_since: BTreeMap::new(),
             target_cache: None,
+            planned: None,
             departed: BTreeMap::new(),
             decommissioned: BTreeSet::new(),
             last_seen: None,
@@ -155,6 +174,22 @@ impl ViewLeader {
     /// Takes the messages to send.
     pub fn take_outputs(&mut self) -> Vec<Envelope> {
         std::mem::take(&mut self.out)
+    }
+
+    /// True if nothing is in motion: no change staged, no member suspect,
+    /// and every live member has reported the current view. The runtime
+    /// then ticks less often.
+    pub fn quiet(&self) -> bool {
+        !self.staged
+            && self.members.iter().all(|(id, m)| {
+                !m.suspect
+                    && (m.reported_epoch >= self.view.epoch
+                        || self
+                            .view
+                            .nodes
+                            .get(id)
+                            .is_none_or(|i| i.state == NodeState::Dead))
+            })
     }
 
     /// Takes the events that happened.

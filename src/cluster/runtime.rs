@@ -20,7 +20,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 const TICK_MS: u64 = 5;
-const PUBLISH_EVERY_MS: u64 = 50;
+/// The tick when nothing but heartbeats arrived since the last one: failure
+/// detection is then late by at most this, against a timeout of hundreds
+/// of milliseconds.
+const IDLE_TICK_MS: u64 = 20;
+/// Statistics are republished this often; any change at once.
+const PUBLISH_EVERY_MS: u64 = 200;
 
 /// Operator commands to the leader.
 #[derive(Debug)]
@@ -123,8 +128,10 @@ fn run(
     let mut next_tick: u64 = 0;
     let mut last_publish: u64 = 0;
     let mut published_epoch = u64::MAX;
+    // Anything but a heartbeat since the last tick.
+    let mut news = true;
     loop {
-        let wait = next_tick.saturating_sub(clock.now()).min(TICK_MS) as i64;
+        let wait = next_tick.saturating_sub(clock.now()).min(IDLE_TICK_MS) as i64;
         let mut items = [outbox.socket().as_poll_item(zmq::POLLIN)];
         if zmq::poll(&mut items, wait).is_err() {
             return;
@@ -154,9 +161,14 @@ fn run(
                     }
                     // The node connected to the leader; this names its pipe.
                     let _ = outbox.link(Address::Node(n), *incarnation, peer_endpoint);
+                } else {
+                    news = true;
                 }
                 leader.on_message(clock.now(), env);
             }
+        }
+        if news {
+            next_tick = next_tick.min(clock.now() + TICK_MS);
         }
         send(&mut leader, &mut outbox);
         while let Ok(c) = control.try_recv() {
@@ -175,11 +187,13 @@ fn run(
                 LeaderControl::Stop => return,
             }
             last_publish = 0; // Show the effect at once.
+            news = true;
         }
         let now = clock.now();
         if now >= next_tick {
             leader.tick(now);
-            next_tick = now + TICK_MS;
+            let idle = !std::mem::take(&mut news) && leader.quiet() && outbox.nothing_delayed();
+            next_tick = now + if idle { IDLE_TICK_MS } else { TICK_MS };
         }
         send(&mut leader, &mut outbox);
         outbox.flush_due();

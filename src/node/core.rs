@@ -147,6 +147,11 @@ pub struct Node {
     scan_pages: BTreeMap<RequestId, (RequestId, PartitionId)>,
     /// `VIEW`s answered since the last tick.
     views_this_tick: usize,
+    /// Set by every input; a tick walks the partitions this node leads
+    /// only if it is set, or some partition was busy at the last walk, or
+    /// a heartbeat is due. An idle node otherwise spent most of its CPU
+    /// finding that its hundreds of partitions had nothing to do.
+    sweep: bool,
     next_request: RequestId,
     next_heartbeat: Time,
     now: Time,
@@ -186,6 +191,7 @@ impl Node {
             scans: BTreeMap::new(),
             scan_pages: BTreeMap::new(),
             views_this_tick: 0,
+            sweep: true,
             next_request: 1,
             next_heartbeat: 0,
             now: 0,
@@ -296,6 +302,7 @@ impl Node {
 
     /// Handles a client request.
     pub fn on_client(&mut self, now: Time, client: ClientId, request: Request) {
+        self.sweep = true;
         self.now = now;
         match request {
             Request::Put { key, value, id } => {
@@ -593,6 +600,8 @@ impl Node {
 
     /// Handles a message from a peer or the leader.
     pub fn on_message(&mut self, now: Time, env: Envelope) {
+        // A heartbeat's acknowledgement gives no partition work.
+        self.sweep |= !matches!(env.message, Message::HeartbeatAck { .. });
         self.now = now;
         if let Err(why) = self.check(&env) {
             self.count_rejected(&why);
@@ -801,6 +810,7 @@ impl Node {
     /// Adopts a newer view: takes up and gives up primary and secondary
     /// roles, and drops the data of partitions it no longer holds.
     pub fn adopt(&mut self, view: View) {
+        self.sweep = true;
         if view.epoch <= self.view.epoch {
             return;
         }
@@ -916,6 +926,14 @@ impl Node {
 
     // ---- Time -----------------------------------------------------------
 
+    /// True if a tick has nothing to do but send the next heartbeat: no
+    /// input since the last tick, no partition busy, no request or scan
+    /// waiting. The runtime then ticks less often, so an idle cluster
+    /// costs almost nothing.
+    pub fn idle(&self) -> bool {
+        !self.sweep && self.pending.is_empty() && self.scans.is_empty()
+    }
+
     /// Advances time: heartbeats, retries, retransmits, deadlines.
     pub fn tick(&mut self, now: Time) {
         self.now = now;
@@ -987,7 +1005,8 @@ impl Node {
         let mut reports = Vec::new();
         // Lagging replicas are reported on heartbeat ticks, not every tick.
         let heartbeat_tick = self.next_heartbeat == now + self.cfg.heartbeat_interval;
-        for leader in self.leaders.values_mut() {
+        let walk = std::mem::take(&mut self.sweep) || heartbeat_tick;
+        for leader in self.leaders.values_mut().filter(|_| walk) {
             done.extend(leader.tick(&self.store, now, &mut msgs));
             if heartbeat_tick {
                 for (node, stream) in leader.lagging(now) {
@@ -1008,6 +1027,9 @@ impl Node {
                     keys,
                 });
             }
+        }
+        if walk {
+            self.sweep = self.leaders.values().any(|l| !l.quiet(&self.view));
         }
         self.flush(msgs);
         self.complete(done);

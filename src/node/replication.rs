@@ -440,6 +440,21 @@ impl Leader {
         done
     }
 
+    /// True if [`Leader::tick`] and [`Leader::caught_up_reports`] have
+    /// nothing to do until new input arrives: no write awaits
+    /// acknowledgement, no stream has anything in flight or left to send,
+    /// and no finished resync still needs reporting.
+    pub fn quiet(&self, view: &View) -> bool {
+        let info = view.partitions.get(self.partition as usize);
+        self.log.is_empty()
+            && self.streams.iter().all(|(node, s)| {
+                s.inflight.is_empty()
+                    && s.resync.as_ref().is_none_or(|r| r.sent_last)
+                    && (s.caught_up.is_none()
+                        || info.is_some_and(|i| i.replica(*node).is_some_and(|r| r.in_sync)))
+            })
+    }
+
     /// Streams whose resync finished but whose replica the view does not
     /// show in sync yet: report them to the leader, at most every `every` ms.
     pub fn caught_up_reports(

@@ -32,6 +32,9 @@ use std::time::{Duration, Instant};
 
 /// How often the node ticks, ms.
 const TICK_MS: u64 = 5;
+/// The tick of an idle node (see [`Node::idle`]): it still wakes for every
+/// message at once, and operator commands reach it within this.
+const IDLE_TICK_MS: u64 = 50;
 /// Most frames handled between two ticks, so a flood cannot starve ticks.
 const BATCH: usize = 2048;
 
@@ -179,7 +182,7 @@ fn run(
         // last pass read something: then read on at once, so a loaded node
         // makes no poll(2) at all.
         if !busy {
-            let wait = next_tick.saturating_sub(spec.clock.now()).min(TICK_MS) as i64;
+            let wait = next_tick.saturating_sub(spec.clock.now()).min(IDLE_TICK_MS) as i64;
             let mut items = [
                 outbox.socket().as_poll_item(zmq::POLLIN),
                 clients.as_poll_item(zmq::POLLIN),
@@ -256,6 +259,10 @@ fn run(
             }
         }
         busy = read > 0;
+        if busy && !node.idle() {
+            // Work arrived: tick at the busy pace from now on.
+            next_tick = next_tick.min(spec.clock.now() + TICK_MS);
+        }
         // Everything read is handled before anything is sent, so that the
         // envelopes for one peer leave as one message.
         flush(&mut node, &clients, &mut outbox, &mut replies);
@@ -290,7 +297,8 @@ fn run(
         if now >= next_tick {
             report_unreachable(&mut node, &outbox);
             node.tick(now);
-            next_tick = now + TICK_MS;
+            let idle = node.idle() && outbox.nothing_delayed();
+            next_tick = now + if idle { IDLE_TICK_MS } else { TICK_MS };
         }
         // Connect to peers as soon as a view names them, so that the first
         // message to a peer does not find it unconnected; close the sockets
@@ -317,6 +325,10 @@ fn run(
         }
         outbox.flush_due();
         flush(&mut node, &clients, &mut outbox, &mut replies);
+        if !outbox.nothing_delayed() {
+            // A delayed message (a `link` fault) is due within a tick.
+            next_tick = next_tick.min(spec.clock.now() + TICK_MS);
+        }
     }
 }
 

@@ -380,6 +380,11 @@ impl Outbox {
         failed
     }
 
+    /// True if no delayed message waits to be sent.
+    pub fn nothing_delayed(&self) -> bool {
+        self.delayed.is_empty()
+    }
+
     /// Sends the delayed messages that are due.
     pub fn flush_due(&mut self) {
         let now = self.clock.now();

@@ -4,7 +4,7 @@
 //! process is not taken for silence of the nodes. The safety argument for
 //! each failover is in docs/architecture.md, section 6.
 
-use super::{ViewLeader, STALL_MS};
+use super::{PlanInputs, ViewLeader, REPLAN_MS, STALL_MS};
 use crate::cluster::event::EventKind;
 use crate::cluster::status::is_live;
 use crate::node::message::AckTiming;
@@ -44,8 +44,40 @@ impl ViewLeader {
             self.mark_dead(node, silent);
         }
         self.check_leases();
-        self.plan_step();
+        // Planning walks every partition; an idle leader that planned on
+        // every tick spent most of an idle cluster's CPU doing it. So a
+        // tick plans only when something planning reads has changed, and
+        // at least every REPLAN_MS for what depends on the time alone.
+        let inputs = self.plan_inputs();
+        let due = match &self.planned {
+            Some((last, at)) => *last != inputs || now >= at + REPLAN_MS,
+            None => true,
+        };
+        if due {
+            self.plan_step();
+            self.planned = Some((self.plan_inputs(), now));
+        }
         self.publish();
+    }
+
+    /// A fingerprint of everything [`ViewLeader::plan_step`] reads, but the
+    /// time: the view (its epoch, and whether a change is staged), the
+    /// placement, whether rebalancing is on, and each member's reported
+    /// epoch and lease.
+    fn plan_inputs(&self) -> PlanInputs {
+        let mut members = 0u64;
+        for (id, m) in &self.members {
+            for x in [u64::from(*id), m.reported_epoch, u64::from(m.lease.lost)] {
+                members = (members ^ x).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            }
+        }
+        PlanInputs {
+            epoch: self.view.epoch,
+            staged: self.staged,
+            placement: self.cfg.placement,
+            rebalancing: self.rebalancing(),
+            members,
+        }
     }
 
     /// Takes the time, and notices a stall of the leader's own process: a

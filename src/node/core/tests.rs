@@ -224,3 +224,34 @@ fn views_past_the_bound_per_tick_are_busy() {
     n.on_client(6, 50, Request::View { id: None });
     assert!(matches!(replies(&mut n)[..], [(50, Response::View { .. })]));
 }
+
+/// An idle node says so, so that its runtime can tick less often; a
+/// request waiting on a peer makes it busy until it is answered, and a
+/// write makes it busy until a tick finds every partition quiet.
+#[test]
+fn a_node_is_idle_only_when_nothing_waits() {
+    let mut n = node(|p| p % 2 == 0);
+    n.tick(1);
+    n.take_outputs();
+    assert!(n.idle(), "a node with nothing to do is idle");
+    // A write to a partition it leads: busy until the next tick has
+    // walked its partitions and found them quiet.
+    let mine = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| crate::view::partition_of(k, PARTITIONS) % 2 == 0)
+        .expect("some key is local");
+    n.on_client(2, 1, put(&mine, "v"));
+    assert!(!n.idle(), "input makes the node walk its partitions");
+    assert!(matches!(replies(&mut n)[..], [(1, Response::Done { .. })]));
+    n.tick(3);
+    assert!(n.idle(), "the write is committed (R=1): nothing waits");
+    // A write forwarded to the other node waits for its answer.
+    let theirs = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| crate::view::partition_of(k, PARTITIONS) % 2 == 1)
+        .expect("some key is remote");
+    n.on_client(4, 2, put(&theirs, "v"));
+    n.tick(5);
+    n.take_outputs();
+    assert!(!n.idle(), "a forwarded request is pending");
+}
