@@ -230,7 +230,7 @@ fn views_past_the_bound_per_tick_are_busy() {
 /// write makes it busy until a tick finds every partition quiet.
 #[test]
 fn a_node_is_idle_only_when_nothing_waits() {
-    let mut n = node(|p| p % 2 == 0);
+    let mut n = node(|p| p.is_multiple_of(2));
     n.tick(1);
     n.take_outputs();
     assert!(n.idle(), "a node with nothing to do is idle");
@@ -238,7 +238,7 @@ fn a_node_is_idle_only_when_nothing_waits() {
     // walked its partitions and found them quiet.
     let mine = (0..)
         .map(|i| format!("k{i}"))
-        .find(|k| crate::view::partition_of(k, PARTITIONS) % 2 == 0)
+        .find(|k| crate::view::partition_of(k, PARTITIONS).is_multiple_of(2))
         .expect("some key is local");
     n.on_client(2, 1, put(&mine, "v"));
     assert!(!n.idle(), "input makes the node walk its partitions");
