@@ -8,10 +8,12 @@ use std::time::Duration;
 
 /// The usage line, printed (as one line) for any argument mistake.
 pub const USAGE: &str = "usage: bench put|get|mixed [--ops N | --duration D] [--clients C] \
-[--pipeline P] [--batch N] [--pinned] [--value-size B] [--keys K] [--keep]";
+[--pipeline P] [--batch N] [--pinned] [--value-size B] [--keys K] [--threads T] [--keep]";
 
 /// Most client threads a run may start.
 pub const MAX_CLIENTS: usize = 1024;
+/// Most event-loop threads a run may start.
+pub const MAX_THREADS: usize = 64;
 /// Most requests one client may keep in flight.
 pub const MAX_PIPELINE: usize = 4096;
 
@@ -76,8 +78,13 @@ pub struct BenchConfig {
     pub ops: Option<u64>,
     /// How long to run when `ops` is `None`.
     pub duration: Duration,
-    /// Client threads, each with its own DEALER per node.
+    /// Clients, each with its own DEALER per node (a connection to every
+    /// node, as each redis-benchmark client has its own connection).
     pub clients: usize,
+    /// Threads that drive the clients, each an event loop over its share
+    /// of them (redis-benchmark's shape); 0 gives each client a thread of
+    /// its own instead. Default: the number of cores.
+    pub threads: usize,
     /// Requests each client keeps in flight.
     pub pipeline: usize,
     /// Most requests a client packs into one frame (a JSON array) for one
@@ -102,6 +109,7 @@ impl Default for BenchConfig {
             ops: None,
             duration: Duration::from_secs(5),
             clients: 50,
+            threads: default_threads(),
             pipeline: 1,
             batch: 1,
             pinned: false,
@@ -110,6 +118,11 @@ impl Default for BenchConfig {
             keep: false,
         }
     }
+}
+
+/// One event-loop thread per core.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
 }
 
 impl BenchConfig {
@@ -124,6 +137,11 @@ impl BenchConfig {
         }
         if !(1..=MAX_CLIENTS).contains(&self.clients) {
             return bad(format!("--clients must be 1 to {MAX_CLIENTS}"));
+        }
+        if self.threads > MAX_THREADS {
+            return bad(format!(
+                "--threads must be 0 (a thread per client) to {MAX_THREADS}"
+            ));
         }
         if !(1..=MAX_PIPELINE).contains(&self.pipeline) {
             return bad(format!("--pipeline must be 1 to {MAX_PIPELINE}"));
@@ -181,6 +199,7 @@ pub fn bench_parse(args: &[String]) -> Result<BenchConfig> {
                 | "--batch"
                 | "--value-size"
                 | "--keys"
+                | "--threads"
         ) {
             return Err(Error::BadInput(format!("unknown option {arg:?}; {USAGE}")));
         }
@@ -209,6 +228,7 @@ pub fn bench_parse(args: &[String]) -> Result<BenchConfig> {
             "--batch" => cfg.batch = number(value)? as usize,
             "--value-size" => cfg.value_size = number(value)? as usize,
             "--keys" => cfg.keys = number(value)? as usize,
+            "--threads" => cfg.threads = number(value)? as usize,
             _ => unreachable!("option names are checked above"),
         }
     }
@@ -242,12 +262,14 @@ mod tests {
         assert_eq!(cfg.duration, Duration::from_secs(5));
         assert_eq!(cfg.ops, None);
         assert!(!cfg.keep && !cfg.pinned);
+        assert_eq!(cfg.threads, default_threads());
+        assert!(cfg.threads >= 1, "event loops by default");
     }
 
     #[test]
     fn every_option_parses() {
         let cfg = parse(
-            "bench mixed --ops 1_000 --clients 8 --pipeline=16 --batch 4 --pinned --value-size 10 --keys 500 --keep",
+            "bench mixed --ops 1_000 --clients 8 --pipeline=16 --batch 4 --pinned --value-size 10 --keys 500 --threads 0 --keep",
         )
         .unwrap();
         assert_eq!(
@@ -257,6 +279,7 @@ mod tests {
                 ops: Some(1000),
                 duration: Duration::from_secs(5),
                 clients: 8,
+                threads: 0,
                 pipeline: 16,
                 batch: 4,
                 pinned: true,
@@ -289,6 +312,7 @@ mod tests {
     #[test_case("put --pipeline 0", "--pipeline must be 1 to 4096"; "no pipeline")]
     #[test_case("put --batch 0", "--batch must be 1 to 1024"; "no batch")]
     #[test_case("put --keys 0", "--keys must be 1"; "no keys")]
+    #[test_case("put --threads 65", "--threads must be 0 (a thread per client) to 64"; "too many threads")]
     #[test_case("put --keep=yes", "--keep takes no value"; "keep with a value")]
     #[test_case("put --pinned=1", "--pinned takes no value"; "pinned with a value")]
     #[test_case("put --fast", "unknown option \"--fast\""; "unknown option")]

@@ -88,8 +88,10 @@ pub struct BenchReport {
     pub first_error: Option<String>,
     /// Reads that found no value (there should be none: the keys are loaded).
     pub misses: u64,
-    /// Client threads.
+    /// Clients (each a connection to every node).
     pub clients: usize,
+    /// Event-loop threads that drove them; 0: a thread per client.
+    pub threads: usize,
     /// Requests in flight per client.
     pub pipeline: usize,
     /// Most requests per frame.
@@ -132,7 +134,12 @@ impl BenchReport {
                 format!(", up to {} per frame", self.batch)
             } else {
                 String::new()
-            } + if self.pinned { ", pinned" } else { "" },
+            } + if self.pinned { ", pinned" } else { "" }
+                + &match self.threads {
+                    0 => ", a thread per client".to_string(),
+                    1 => ", 1 thread".to_string(),
+                    t => format!(", {t} threads"),
+                },
             self.value_size,
             group(self.keys as u64),
             self.key_prefix,
@@ -237,6 +244,7 @@ mod tests {
             first_error: Some("unavailable: partition 7 has no live replica".into()),
             misses: 0,
             clients: 4,
+            threads: 1,
             pipeline: 2,
             batch: 1,
             pinned: false,
@@ -280,6 +288,7 @@ mod tests {
             "max_us",
             "errors",
             "clients",
+            "threads",
             "pipeline",
             "batch",
             "pinned",
@@ -298,7 +307,7 @@ mod tests {
     fn text_reads_as_a_summary() {
         let text = report().text();
         assert!(
-            text.starts_with("get: 1,000 ops in 0.50 s = 2,000 ops/s (4 clients x 2 in flight, 100-byte values, 100,000 keys bench:1:*)"),
+            text.starts_with("get: 1,000 ops in 0.50 s = 2,000 ops/s (4 clients x 2 in flight, 1 thread, 100-byte values, 100,000 keys bench:1:*)"),
             "{text}"
         );
         assert!(text.contains("latency: p50 500  p90 "), "{text}");

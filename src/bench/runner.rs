@@ -5,7 +5,7 @@
 
 use crate::bench::config::{BenchConfig, BenchKind};
 use crate::bench::report::{group, BenchReport, LatencySummary};
-use crate::bench::worker::{run_client, Gate, Op, Plan, Shared, Tally, Workload};
+use crate::bench::worker::{run_client, run_event_loop, Gate, Op, Plan, Shared, Tally, Workload};
 use crate::cluster::handle::Cluster;
 use crate::error::{Error, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -150,6 +150,7 @@ pub fn run(
         first_error: tally.first_error,
         misses: tally.misses,
         clients: cfg.clients,
+        threads: cfg.threads.min(cfg.clients),
         pipeline: cfg.pipeline,
         batch: cfg.batch,
         pinned: cfg.pinned,
@@ -181,7 +182,8 @@ struct Phases<'a> {
 }
 
 impl Phases<'_> {
-    /// Runs one phase on `cfg.clients` threads and merges their tallies.
+    /// Runs one phase's `cfg.clients` clients on `cfg.threads` event-loop
+    /// threads (or a thread each) and merges their tallies.
     /// Returns the time from the moment every client was connected to the
     /// last reply.
     fn run(&self, label: &str, plan: Plan, cancellable: bool) -> Result<(Tally, Duration)> {
@@ -193,23 +195,35 @@ impl Phases<'_> {
         let gate = Gate::default();
         let watch = self.cluster.status_watch();
         let bar = self.bar(label, &plan);
+        // Event loops: thread t drives clients t, t+T, t+2T, ...; or a
+        // thread per client.
+        let threads = match self.cfg.threads {
+            0 => clients,
+            t => t.min(clients),
+        };
+        let seed = 0x6b76_7368_0000 + ((label.len() as u64) << 16);
         let (tallies, elapsed, spawn_error) = std::thread::scope(|scope| {
-            let mut handles = Vec::with_capacity(clients);
+            let mut handles = Vec::with_capacity(threads);
             let mut spawn_error = None;
-            for i in 0..clients {
+            for t in 0..threads {
                 let (plan, shared, gate, watch) = (&plan, &shared, &gate, &watch);
                 let ctx = self.ctx;
-                let seed = 0x6b76_7368_0000 + ((label.len() as u64) << 16) + i as u64;
+                let event_loop = self.cfg.threads > 0;
+                let mine: Vec<usize> = (t..clients).step_by(threads).collect();
                 match std::thread::Builder::new()
-                    .name(format!("kvsh-bench-{i}"))
+                    .name(format!("kvsh-bench-{t}"))
                     .spawn_scoped(scope, move || {
                         // Batch-scheduled like the nodes (src/node/sched.rs):
-                        // 50 client threads that preempt whatever wakes them
+                        // client threads that preempt whatever wakes them
                         // measure the scheduler more than the cluster. The
                         // first client's socket starts the bench context's
                         // I/O thread, which inherits the policy.
                         crate::node::sched::batch_scheduling();
-                        run_client(ctx, watch, plan, shared, i, seed, gate)
+                        if event_loop {
+                            run_event_loop(ctx, watch, plan, shared, &mine, seed, gate)
+                        } else {
+                            run_client(ctx, watch, plan, shared, t, seed + t as u64, gate)
+                        }
                     }) {
                     Ok(h) => handles.push(h),
                     Err(e) => {
@@ -339,16 +353,19 @@ mod tests {
         assert!(put.ops_per_sec > 0.0 && put.latency.p50_us > 0.0);
         assert_eq!(bench_keys(&c), 0, "put deletes what it wrote");
 
-        for (kind, batch) in [
-            (BenchKind::Get, 1),
-            (BenchKind::Mixed, 1),
-            (BenchKind::Get, 4),
+        // Event loops on 1 and 3 threads, and a thread per client (0).
+        for (kind, batch, threads) in [
+            (BenchKind::Get, 1, 1),
+            (BenchKind::Mixed, 1, 3),
+            (BenchKind::Get, 4, 0),
+            (BenchKind::Put, 2, 0),
         ] {
             let r = run(
                 &c,
                 &BenchConfig {
                     kind,
                     batch,
+                    threads,
                     ..cfg.clone()
                 },
                 false,
@@ -356,7 +373,10 @@ mod tests {
             )
             .unwrap();
             assert_eq!((r.ops, r.errors, r.misses), (400, 0, 0), "{r:?}");
-            assert_eq!((r.loaded, r.cleaned), (100, 100), "{r:?}");
+            assert_eq!(r.threads, threads, "{r:?}");
+            if kind != BenchKind::Put {
+                assert_eq!((r.loaded, r.cleaned), (100, 100), "{r:?}");
+            }
             assert_eq!(r.json()["kind"], kind.name());
             assert_eq!(bench_keys(&c), 0, "{kind} deletes what it loaded");
         }

@@ -1,5 +1,6 @@
-//! One bench client: a thread with a DEALER per node, keeping up to P
-//! requests in flight and matching replies to requests by their `id`.
+//! Bench clients: each a DEALER per node, keeping up to P requests in
+//! flight and matching replies to requests by their `id`; run one per
+//! thread, or many per thread in an event loop.
 //!
 //! It speaks the wire protocol exactly as an outside client would, over its
 //! own ZeroMQ context, and routes each request to the key's primary from the
@@ -398,73 +399,109 @@ impl<'a> Client<'a> {
 /// request goes to its own key's primary, unpinned.
 const PIN_TRIES: usize = 64;
 
-/// Runs one client for a phase: connects, waits at the `gate` for the other
-/// clients (so connecting is not timed), then issues requests until the
-/// plan is done or `shared.stop` is set, and waits for the replies owed.
-pub(crate) fn run_client(
-    ctx: &zmq::Context,
-    watch: &Watch<Status>,
-    plan: &Plan,
-    shared: &Shared,
-    index: usize,
-    seed: u64,
-    gate: &Gate,
-) -> Tally {
-    let pinned = plan.pinned && matches!(plan.workload, Workload::Random { .. });
-    let keys = match plan.workload {
-        Workload::Random { keys, .. } => Some(keys),
-        Workload::Each { .. } => None,
-    };
-    let mut client = Client::new(ctx, watch, pinned.then_some(index));
-    client.connect(CONNECT_TIMEOUT);
-    let mut tally = Tally::new(plan.bitmap_keys);
-    let mut rng = SmallRng::seed_from_u64(seed);
-    // Values are printable ASCII that JSON does not escape.
-    let value: String = (0..plan.value_size)
-        .map(|_| rng.sample(rand::distributions::Alphanumeric) as char)
-        .collect();
-    let mut inflight = InFlightMap::with_capacity_and_hasher(plan.pipeline * 2, Default::default());
-    let mut next_id: u64 = 1;
-    // Per socket, the frame being filled and the requests in it.
-    let mut outgoing: Vec<Outgoing> = Vec::new();
-    let mut key = String::with_capacity(32);
-    let mut msg = zmq::Message::new();
-    let mut exhausted = false;
-    let batch = plan.batch.max(1);
+/// One client connection: its sockets (a DEALER per node), the requests
+/// it has in flight, and what it measured. A thread-per-client run gives
+/// each its own thread ([`run_client`]); an event-loop run drives many from
+/// one thread ([`run_event_loop`]).
+pub(crate) struct Conn<'a> {
+    client: Client<'a>,
+    tally: Tally,
+    rng: SmallRng,
+    /// The value every write sends.
+    value: String,
+    inflight: InFlightMap,
+    next_id: u64,
+    /// Per socket, the frame being filled and the requests in it.
+    outgoing: Vec<Outgoing>,
+    key: String,
+    msg: zmq::Message,
+    /// No more operations to issue.
+    exhausted: bool,
+    /// Keys to draw from (random workloads).
+    keys: Option<u64>,
+    last_expire: Instant,
+}
 
-    gate.arrive();
-    let deadline = plan.duration.map(|d| Instant::now() + d);
-    let mut last_expire = Instant::now();
-    loop {
-        // Fill the pipeline. When batching, wait until a whole batch fits,
-        // as redis-benchmark -P waits for all its replies before it sends
-        // the next commands: refilling one slot at a time would send
-        // batches of one.
-        let room = plan.pipeline.saturating_sub(inflight.len());
+impl<'a> Conn<'a> {
+    /// Client number `index` of a phase; its sockets connect in the
+    /// background.
+    pub fn new(
+        ctx: &'a zmq::Context,
+        watch: &'a Watch<Status>,
+        plan: &Plan,
+        index: usize,
+        seed: u64,
+    ) -> Self {
+        let pinned = plan.pinned && matches!(plan.workload, Workload::Random { .. });
+        let keys = match plan.workload {
+            Workload::Random { keys, .. } => Some(keys),
+            Workload::Each { .. } => None,
+        };
+        let mut rng = SmallRng::seed_from_u64(seed);
+        // Values are printable ASCII that JSON does not escape.
+        let value: String = (0..plan.value_size)
+            .map(|_| rng.sample(rand::distributions::Alphanumeric) as char)
+            .collect();
+        Conn {
+            client: Client::new(ctx, watch, pinned.then_some(index)),
+            tally: Tally::new(plan.bitmap_keys),
+            rng,
+            value,
+            inflight: InFlightMap::with_capacity_and_hasher(plan.pipeline * 2, Default::default()),
+            next_id: 1,
+            outgoing: Vec::new(),
+            key: String::with_capacity(32),
+            msg: zmq::Message::new(),
+            exhausted: false,
+            keys,
+            last_expire: Instant::now(),
+        }
+    }
+
+    /// True once it has nothing in flight and nothing more to send.
+    pub fn finished(&self) -> bool {
+        self.inflight.is_empty()
+    }
+
+    /// Fills the pipeline and sends what it queued. When batching, waits
+    /// until a whole batch fits, as redis-benchmark -P waits for all its
+    /// replies before it sends the next commands: refilling one slot at a
+    /// time would send batches of one.
+    pub fn fill(&mut self, plan: &Plan, shared: &Shared, deadline: Option<Instant>) {
+        let batch = plan.batch.max(1);
+        let room = plan.pipeline.saturating_sub(self.inflight.len());
         let mut queued = 0;
-        while room >= batch.min(plan.pipeline) && queued < room && !exhausted {
-            let Some((op, mut k)) = next_op(plan, shared, deadline, &mut rng) else {
-                exhausted = true;
+        while room >= batch.min(plan.pipeline) && queued < room && !self.exhausted {
+            let Some((op, mut k)) = next_op(plan, shared, deadline, &mut self.rng) else {
+                self.exhausted = true;
                 break;
             };
-            let s = client.choose(&plan.prefix, &mut k, keys, &mut rng, &mut key);
-            let id = next_id;
-            next_id += 1;
+            let s = self.client.choose(
+                &plan.prefix,
+                &mut k,
+                self.keys,
+                &mut self.rng,
+                &mut self.key,
+            );
+            let id = self.next_id;
+            self.next_id += 1;
             if op == Op::Put {
-                if let Some(word) = tally.written.get_mut(k as usize / 64) {
+                if let Some(word) = self.tally.written.get_mut(k as usize / 64) {
                     *word |= 1 << (k % 64);
                 }
             }
-            if s >= client.sockets.len() {
-                unsent(&mut client, &mut tally, shared, 1, || {
+            if s >= self.client.sockets.len() {
+                unsent(&mut self.client, &mut self.tally, shared, 1, || {
                     "no node to send to".into()
                 });
                 continue;
             }
-            if outgoing.len() < client.sockets.len() {
-                outgoing.resize_with(client.sockets.len(), Outgoing::default);
+            if self.outgoing.len() < self.client.sockets.len() {
+                self.outgoing
+                    .resize_with(self.client.sockets.len(), Outgoing::default);
             }
-            let out = &mut outgoing[s];
+            let (key, value) = (&self.key, &self.value);
+            let out = &mut self.outgoing[s];
             out.frame.push(if out.ids.is_empty() { b'[' } else { b',' });
             let _ = match op {
                 Op::Put => write!(
@@ -477,32 +514,190 @@ pub(crate) fn run_client(
             out.ids.push((id, op));
             queued += 1;
             if out.ids.len() >= batch {
-                send_out(&mut client, s, out, &mut inflight, &mut tally, shared);
+                send_out(
+                    &mut self.client,
+                    s,
+                    out,
+                    &mut self.inflight,
+                    &mut self.tally,
+                    shared,
+                );
             }
         }
-        for (s, out) in outgoing.iter_mut().enumerate() {
+        for (s, out) in self.outgoing.iter_mut().enumerate() {
             if !out.ids.is_empty() {
-                send_out(&mut client, s, out, &mut inflight, &mut tally, shared);
+                send_out(
+                    &mut self.client,
+                    s,
+                    out,
+                    &mut self.inflight,
+                    &mut self.tally,
+                    shared,
+                );
             }
         }
-        if inflight.is_empty() {
-            break;
-        }
-        let got = wait_for_replies(&mut client, &mut msg, &mut inflight, &mut tally, shared);
-        if got.stale {
-            client.refresh();
+    }
+
+    /// After a round of replies: re-reads the view if a reply said it is
+    /// stale, expires requests that will never be answered, and stops
+    /// issuing once told to.
+    pub fn after_replies(&mut self, stale: bool, shared: &Shared) {
+        if stale {
+            self.client.refresh();
         }
         // Expire on a clock, not only when nothing came: with many requests
         // in flight, replies to others keep arriving while one is lost.
-        if last_expire.elapsed() >= Duration::from_millis(WAIT_MS as u64) {
-            expire(&mut inflight, &mut client.owed, &mut tally, shared);
-            last_expire = Instant::now();
+        if self.last_expire.elapsed() >= Duration::from_millis(WAIT_MS as u64) {
+            expire(
+                &mut self.inflight,
+                &mut self.client.owed,
+                &mut self.tally,
+                shared,
+            );
+            self.last_expire = Instant::now();
         }
         if shared.stop.load(Ordering::Relaxed) {
-            exhausted = true;
+            self.exhausted = true;
         }
     }
-    tally
+
+    /// The sockets that owe replies, with their poll items.
+    pub fn owing(&self) -> impl Iterator<Item = (usize, zmq::PollItem<'_>)> {
+        self.client
+            .owed
+            .iter()
+            .enumerate()
+            .filter(|(_, owed)| **owed > 0)
+            .map(|(i, _)| (i, self.client.sockets[i].1.as_poll_item(zmq::POLLIN)))
+    }
+
+    /// Takes every reply waiting on socket `s`; true if one said the view
+    /// is stale.
+    pub fn drain(&mut self, s: usize, shared: &Shared) -> bool {
+        let mut got = Received {
+            answered: 0,
+            stale: false,
+        };
+        while self.client.owed[s] > 0
+            && self.client.sockets[s]
+                .1
+                .recv(&mut self.msg, zmq::DONTWAIT)
+                .is_ok()
+        {
+            take(
+                &mut self.client,
+                &self.msg,
+                &mut self.inflight,
+                &mut self.tally,
+                shared,
+                &mut got,
+            );
+        }
+        got.stale
+    }
+
+    /// What it measured.
+    pub fn into_tally(self) -> Tally {
+        self.tally
+    }
+}
+
+/// Runs one client for a phase on this thread: connects, waits at the
+/// `gate` for the other clients (so connecting is not timed), then issues
+/// requests until the plan is done or `shared.stop` is set, and waits for
+/// the replies owed.
+pub(crate) fn run_client(
+    ctx: &zmq::Context,
+    watch: &Watch<Status>,
+    plan: &Plan,
+    shared: &Shared,
+    index: usize,
+    seed: u64,
+    gate: &Gate,
+) -> Tally {
+    let mut c = Conn::new(ctx, watch, plan, index, seed);
+    c.client.connect(CONNECT_TIMEOUT);
+    gate.arrive();
+    let deadline = plan.duration.map(|d| Instant::now() + d);
+    loop {
+        c.fill(plan, shared, deadline);
+        if c.finished() {
+            break;
+        }
+        let got = wait_for_replies(
+            &mut c.client,
+            &mut c.msg,
+            &mut c.inflight,
+            &mut c.tally,
+            shared,
+        );
+        c.after_replies(got.stale, shared);
+    }
+    c.into_tally()
+}
+
+/// Runs clients `indices` of a phase on this one thread, as
+/// redis-benchmark does: each client is a set of connections with its own
+/// requests in flight, and one `zmq_poll` over every socket that owes a
+/// reply waits for all of them. Client `i` is seeded with `seed + i`.
+pub(crate) fn run_event_loop(
+    ctx: &zmq::Context,
+    watch: &Watch<Status>,
+    plan: &Plan,
+    shared: &Shared,
+    indices: &[usize],
+    seed: u64,
+    gate: &Gate,
+) -> Tally {
+    let mut conns: Vec<Conn> = indices
+        .iter()
+        .map(|i| Conn::new(ctx, watch, plan, *i, seed + *i as u64))
+        .collect();
+    // They connect in the background at once; this waits for the slowest.
+    for c in &conns {
+        c.client.connect(CONNECT_TIMEOUT);
+    }
+    gate.arrive();
+    let deadline = plan.duration.map(|d| Instant::now() + d);
+    let mut total = Tally::new(plan.bitmap_keys);
+    let mut stale = vec![false; conns.len()];
+    let mut who: Vec<(usize, usize)> = Vec::new();
+    loop {
+        let mut i = 0;
+        while i < conns.len() {
+            conns[i].fill(plan, shared, deadline);
+            if conns[i].finished() {
+                total.merge(conns.swap_remove(i).into_tally());
+            } else {
+                i += 1;
+            }
+        }
+        if conns.is_empty() {
+            break;
+        }
+        who.clear();
+        let mut items = Vec::new();
+        for (ci, c) in conns.iter().enumerate() {
+            for (si, item) in c.owing() {
+                who.push((ci, si));
+                items.push(item);
+            }
+        }
+        let _ = zmq::poll(&mut items, WAIT_MS);
+        let ready: Vec<bool> = items.iter().map(|item| item.is_readable()).collect();
+        drop(items);
+        stale.clear();
+        stale.resize(conns.len(), false);
+        for ((ci, si), r) in who.iter().zip(ready) {
+            if r {
+                stale[*ci] |= conns[*ci].drain(*si, shared);
+            }
+        }
+        for (c, st) in conns.iter_mut().zip(&stale) {
+            c.after_replies(*st, shared);
+        }
+    }
+    total
 }
 
 /// The frame a client is filling for one socket, and the requests in it.

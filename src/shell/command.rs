@@ -264,15 +264,17 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "bench",
         aliases: &[],
-        args: "put|get|mixed [--ops N | --duration D] [--clients C] [--pipeline P] [--batch N] [--pinned] [--value-size B] [--keys K] [--keep]",
+        args: "put|get|mixed [--ops N | --duration D] [--clients C] [--pipeline P] [--batch N] [--pinned] [--value-size B] [--keys K] [--threads T] [--keep]",
         summary: "measure throughput and latency through the external protocol",
-        detail: "Each client is a thread with its own DEALER sockets, routing to primaries, with up \
-                 to P requests in flight, packed up to N to a frame (a JSON array) with --batch N, \
+        detail: "Each client has its own DEALER sockets (a connection to every node), routing to \
+                 primaries, and T threads (default: one per core) drive the clients in event \
+                 loops, as redis-benchmark does; --threads 0 gives each client a thread. Up \
+                 to P requests in flight per client, packed up to N to a frame (a JSON array) with --batch N, \
                  as Redis pipelines commands in one write. --pinned ties each client to one node, \
                  with random keys that node is primary for, as redis-benchmark --cluster does. Prints ops/s and latency p50, p90, p99, p99.9 and max \
                  (hdrhistogram). get and mixed (half gets, half puts) load the keys first, untimed. \
                  The keys written are deleted afterwards unless --keep. Defaults: 5s, 50 clients, \
-                 pipeline 1, batch 1, 100-byte values, 100000 keys.",
+                 one thread per core, pipeline 1, batch 1, 100-byte values, 100000 keys.",
         example: "bench put --duration 5s --clients 50",
     },
     CommandSpec {

@@ -432,7 +432,7 @@ mod tests {
     #[test_case("check --faults kill,p", &["pause", "partition"])]
     #[test_case("check --faults kill,pause,", &["partition", "link"])]
     #[test_case("bench ", &["get", "mixed", "put"])]
-    #[test_case("bench get --ops 5 --", &["--batch", "--clients", "--keep", "--keys", "--pinned", "--pipeline", "--value-size"];
+    #[test_case("bench get --ops 5 --", &["--batch", "--clients", "--keep", "--keys", "--pinned", "--pipeline", "--threads", "--value-size"];
         "the alternative to a given flag is not offered either")]
     #[test_case("bench put --duration ", &[]; "no guesses for a free value")]
     #[test_case("restart ", &["n2"]; "only killed nodes restart")]
@@ -526,7 +526,7 @@ mod tests {
     )]
     #[test_case(
         "bench put --ops 100 --clients 3 --pipeline 2 --batch 4 --pinned --value-size 8 --keys 9 ",
-        "[--keep]",
+        "[--threads T] [--keep]",
         None
     )]
     #[test_case("get us", " ", None; "two keys fit: no completion")]
