@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, VecDeque};
 /// interval this covers far more than a lease.
 const HEARTBEATS_REMEMBERED: usize = 64;
 
+mod atomic;
 mod scan;
 #[cfg(test)]
 mod tests;
@@ -330,6 +331,10 @@ impl Node {
                 cursor,
                 id,
             } => self.start_scan(client, id, prefix, limit, cursor),
+            Request::Cas { .. }
+            | Request::Lock { .. }
+            | Request::Unlock { .. }
+            | Request::Locks { .. } => self.on_atomic_request(client, request),
         }
     }
 
@@ -487,6 +492,7 @@ impl Node {
                 value,
                 id: p.id,
             },
+            Ok(r) => atomic::response(key, r, p.id),
             Err(e) => Response::error(&e, p.id),
         };
         self.reply(p.client, response);
@@ -504,6 +510,7 @@ impl Node {
             KeyOp::Get { key } => return Some(self.read_local(p, &key).map(KeyOpResult::Value)),
             KeyOp::Put { key, value } => (key, Some(value)),
             KeyOp::Delete { key } => (key, None),
+            KeyOp::Conditional { key, op } => return self.serve_conditional(p, key, op, waiter),
         };
         if let Err(e) = self.check_primary(p) {
             return Some(Err(e));
