@@ -49,12 +49,18 @@ fn assert_no_lost_write(history: &History, key: &str, what: &str) {
     let OpKind::Read { value: final_value } = &last.kind else {
         panic!("final op is a read")
     };
+    // A compare-and-set that answered it did not swap wrote nothing.
     let writes: Vec<&&Operation> = ops
         .iter()
-        .filter(|o| !matches!(o.kind, OpKind::Read { .. }) && o.outcome != Outcome::Failed)
+        .filter(|o| match o.kind {
+            OpKind::Read { .. } => false,
+            OpKind::Cas { swapped, .. } => swapped || o.outcome == Outcome::Unknown,
+            _ => o.outcome != Outcome::Failed,
+        })
+        .filter(|o| o.outcome != Outcome::Failed)
         .collect();
     let value_of = |o: &Operation| match &o.kind {
-        OpKind::Write { value } => Some(value.clone()),
+        OpKind::Write { value } | OpKind::Cas { value, .. } => Some(value.clone()),
         _ => None,
     };
     let superseded = |w: &Operation| {

@@ -163,7 +163,7 @@ fn a_seed_replays_exactly() {
     ] {
         for seed in seeds {
             let a = sim::run(seed, &cfg);
-            assert!(a.history.len() > 100, "seed {seed} ran a workload");
+            assert!(a.history.len() > 50, "seed {seed} ran a workload");
             assert_eq!(a, sim::run(seed, &cfg), "seed {seed} replays exactly");
         }
     }
@@ -220,8 +220,11 @@ fn catches_unreplicated_writes() {
     let reports: Vec<SimReport> = (0..40).map(|seed| sim::run(seed, &cfg)).collect();
     let lost = seeds_with(&reports, |v| matches!(v, SimViolation::LostWrite { .. }));
     let history = seeds_with(&reports, |v| matches!(v, SimViolation::NotLinearizable(_)));
+    // With compare-and-sets in the workload fewer seeds end on a plain
+    // write the final read can miss (6 of these 40), and the history
+    // checker catches the rest.
     assert!(
-        lost >= 10 && history >= 10,
+        lost >= 5 && history >= 10,
         "lost writes in {lost} seeds, non-linearizable in {history}, of 40"
     );
 }
@@ -265,12 +268,14 @@ fn catches_a_healthy_cluster_whose_primary_has_no_lease() {
         sabotage: Some(Sabotage::HideLeaseLoss),
         ..SimConfig::default()
     };
-    let reports: Vec<SimReport> = (0..40).map(|seed| sim::run(seed, &cfg)).collect();
+    // About one seed in fourteen draws a leader link slow enough (14 of
+    // 200 measured), so this looks at 80.
+    let reports: Vec<SimReport> = (0..80).map(|seed| sim::run(seed, &cfg)).collect();
     let caught = seeds_with(&reports, |v| {
         matches!(v, SimViolation::HealthyWithoutLease { .. })
     });
     assert!(
         caught >= 2,
-        "the health invariant caught a primary without a lease in only {caught} of 40 seeds"
+        "the health invariant caught a primary without a lease in only {caught} of 80 seeds"
     );
 }

@@ -49,6 +49,21 @@ pub enum OpKind {
     },
     /// Remove the key, so that later reads return `None`.
     Delete,
+    /// Set the key to `value` if its value is `expected` (`None`: absent).
+    Cas {
+        /// The value expected.
+        expected: Option<String>,
+        /// The value to set.
+        value: String,
+        /// Whether it set the value. Only meaningful when the outcome is
+        /// [`Outcome::Ok`].
+        #[serde(default)]
+        swapped: bool,
+        /// The value it found when it did not swap, `None` if missing.
+        /// Only meaningful when the outcome is [`Outcome::Ok`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        current: Option<String>,
+    },
 }
 
 impl OpKind {
@@ -61,6 +76,16 @@ impl OpKind {
     pub fn write(value: impl Into<String>) -> Self {
         OpKind::Write {
             value: value.into(),
+        }
+    }
+
+    /// A compare-and-set whose result is not known yet.
+    pub fn cas(expected: Option<String>, value: impl Into<String>) -> Self {
+        OpKind::Cas {
+            expected,
+            value: value.into(),
+            swapped: false,
+            current: None,
         }
     }
 }
@@ -268,7 +293,9 @@ impl Recorder {
         History { ops }
     }
 
-    fn settle(&self, id: u64, outcome: Outcome, read_value: Option<String>) {
+    /// Settles operation `id`. `read_value` is a read's value; for a CAS,
+    /// `None` if it swapped, or `Some(value found)` if it did not.
+    fn settle(&self, id: u64, outcome: Outcome, read_value: Option<Option<String>>) {
         let now = (self.inner.clock)();
         let mut book = self.book();
         let Some(mut op) = book.pending.remove(&id) else {
@@ -278,13 +305,18 @@ impl Recorder {
         };
         op.complete = now.max(op.invoke);
         op.outcome = outcome;
-        if let OpKind::Read { value } = &mut op.kind {
+        match &mut op.kind {
             // A read that did not succeed returned nothing worth keeping.
-            *value = if outcome == Outcome::Ok {
-                read_value
-            } else {
-                None
-            };
+            OpKind::Read { value } if outcome == Outcome::Ok => *value = read_value.flatten(),
+            OpKind::Read { value } => *value = None,
+            OpKind::Cas {
+                swapped, current, ..
+            } => {
+                // The value found, when it did not swap (see `ok_cas`).
+                *swapped = outcome == Outcome::Ok && read_value.is_none();
+                *current = read_value.filter(|_| outcome == Outcome::Ok).flatten();
+            }
+            _ => {}
         }
         book.done.push(op);
     }
@@ -335,7 +367,15 @@ impl Invocation {
     /// [`Outcome::Ok`] and ignored otherwise.
     pub fn complete(mut self, outcome: Outcome, read_value: Option<String>) {
         self.settled = true;
-        self.recorder.settle(self.id, outcome, read_value);
+        self.recorder.settle(self.id, outcome, read_value.map(Some));
+    }
+
+    /// The compare-and-set was answered: it swapped, or it found `current`
+    /// instead of the value it expected.
+    pub fn ok_cas(mut self, swapped: bool, current: Option<String>) {
+        self.settled = true;
+        let found = (!swapped).then_some(current);
+        self.recorder.settle(self.id, Outcome::Ok, found);
     }
 
     /// The write or delete was acknowledged.

@@ -1,6 +1,7 @@
 //! A concurrent workload for checking: client threads, each with its own
-//! kvsh client (ZeroMQ DEALERs, the external protocol), reading, writing
-//! and deleting a few hot keys at random and recording every operation in a
+//! kvsh client (ZeroMQ DEALERs, the external protocol), reading, writing,
+//! deleting and compare-and-setting a few hot keys at random (a CAS
+//! expects the value the client last saw, so many succeed) and recording every operation in a
 //! shared [`Recorder`].
 //!
 //! Each run has keys of its own, `check:<run>:hot<i>`, with a run id unique
@@ -17,6 +18,7 @@
 use crate::check::history::{History, OpKind, Recorder};
 use crate::cluster::Cluster;
 use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -57,10 +59,27 @@ impl Workload {
                     seed.wrapping_mul(1000).wrapping_add(process),
                 );
                 let mut n = 0;
+                // The value this client last saw of each key: what its
+                // compare-and-sets expect, so that some of them succeed.
+                let mut seen: HashMap<String, Option<String>> = HashMap::new();
                 while !stop.load(Ordering::Relaxed) {
                     let k = key_in(&prefix, rng.gen_range(0..keys.max(1)));
                     let roll = rng.gen_range(0..100);
-                    if roll < 45 {
+                    if roll < 15 {
+                        n += 1;
+                        let value = format!("c{process}-{n}");
+                        let expected = seen.get(&k).cloned().flatten();
+                        let kind = OpKind::cas(expected.clone(), value.clone());
+                        let inv = recorder.invoke(process, &k, kind);
+                        match client.cas(&k, expected.as_deref(), &value) {
+                            Ok((swapped, current)) => {
+                                seen.insert(k.clone(), current.clone());
+                                inv.ok_cas(swapped, current)
+                            }
+                            Err(e) if e.is_indefinite() => inv.unknown(),
+                            Err(_) => inv.failed(),
+                        }
+                    } else if roll < 50 {
                         n += 1;
                         let value = format!("c{process}-{n}");
                         let inv = recorder.invoke(process, &k, OpKind::write(value.clone()));
@@ -79,7 +98,10 @@ impl Workload {
                     } else {
                         let inv = recorder.invoke(process, &k, OpKind::read());
                         match client.get(&k) {
-                            Ok(v) => inv.ok_read(v),
+                            Ok(v) => {
+                                seen.insert(k.clone(), v.clone());
+                                inv.ok_read(v)
+                            }
                             Err(_) => inv.unknown(),
                         }
                     }

@@ -31,12 +31,26 @@
 use crate::cluster::leader::Status;
 use crate::cluster::watch::Watch;
 use crate::error::{Error, Result};
-use crate::node::protocol::{decode_response, Entry, Request, Response, MAX_PAGE_LIMIT};
+use crate::node::conditional::lock_key;
+use crate::node::protocol::{decode_response, Entry, LockEntry, Request, Response, MAX_PAGE_LIMIT};
 use crate::node::transport::dealer;
 use crate::view::{node_name, NodeState, View};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The answer to a `LOCK`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockReply {
+    /// True if the asker holds the lock now.
+    pub locked: bool,
+    /// The holder: the asker if `locked`.
+    pub owner: String,
+    /// The holder's fencing token.
+    pub token: u64,
+    /// What is left of the holder's lease.
+    pub ttl: Duration,
+}
 
 /// Where the client gets fresh views.
 #[derive(Clone, Debug)]
@@ -136,6 +150,102 @@ impl Client {
             Response::Done { existed, .. } => Ok(existed.unwrap_or(false)),
             other => Err(Error::Io(format!("unexpected reply {other:?}"))),
         }
+    }
+
+    /// Sets `key` to `value` if its value is `expected` (`None`: absent).
+    /// Returns whether it did, and the value now.
+    pub fn cas(
+        &mut self,
+        key: &str,
+        expected: Option<&str>,
+        value: &str,
+    ) -> Result<(bool, Option<String>)> {
+        let req = Request::Cas {
+            key: key.into(),
+            expected: expected.map(String::from),
+            value: value.into(),
+            id: None,
+        };
+        match self.call(Some(key), req, true)? {
+            Response::Swapped {
+                swapped, current, ..
+            } => Ok((swapped, current)),
+            other => Err(Error::Io(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Takes (or renews) lock `name` for `owner` for `ttl`. Returns the
+    /// grant, or who holds it.
+    pub fn lock(&mut self, name: &str, owner: &str, ttl: Duration) -> Result<LockReply> {
+        let req = Request::Lock {
+            name: name.into(),
+            owner: owner.into(),
+            ttl_ms: ttl.as_millis().clamp(1, u64::MAX as u128) as u64,
+            id: None,
+        };
+        match self.call(Some(&lock_key(name)), req, true)? {
+            Response::Lock {
+                locked,
+                owner,
+                token,
+                ttl_ms,
+                ..
+            } => Ok(LockReply {
+                locked,
+                owner,
+                token,
+                ttl: Duration::from_millis(ttl_ms),
+            }),
+            other => Err(Error::Io(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Releases lock `name` held by `owner` with `token`. Returns whether it
+    /// did, and the holder now.
+    pub fn unlock(
+        &mut self,
+        name: &str,
+        owner: &str,
+        token: u64,
+    ) -> Result<(bool, Option<String>)> {
+        let req = Request::Unlock {
+            name: name.into(),
+            owner: owner.into(),
+            token,
+            id: None,
+        };
+        match self.call(Some(&lock_key(name)), req, true)? {
+            Response::Unlocked {
+                unlocked, owner, ..
+            } => Ok((unlocked, owner)),
+            other => Err(Error::Io(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Every lock in the cluster, held or free, by name.
+    pub fn locks(&mut self) -> Result<Vec<LockEntry>> {
+        let mut all = Vec::new();
+        let mut cursor = None;
+        loop {
+            let req = Request::Locks {
+                cursor: cursor.take(),
+                id: None,
+            };
+            match self.call(None, req, false)? {
+                Response::Locks {
+                    locks, cursor: c, ..
+                } => {
+                    all.extend(locks);
+                    match c {
+                        Some(c) => cursor = Some(c),
+                        None => break,
+                    }
+                }
+                other => return Err(Error::Io(format!("unexpected reply {other:?}"))),
+            }
+        }
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(all)
     }
 
     /// Lists pairs across the cluster in key order, with `prefix` if given,
@@ -461,6 +571,10 @@ fn set_id(request: &mut Request, new: u64) {
         | Request::GetOne { id, .. }
         | Request::GetAll { id, .. }
         | Request::Delete { id, .. }
+        | Request::Cas { id, .. }
+        | Request::Lock { id, .. }
+        | Request::Unlock { id, .. }
+        | Request::Locks { id, .. }
         | Request::View { id } => *id = v,
     }
 }
@@ -471,6 +585,10 @@ fn response_id(r: &Response) -> Option<u64> {
         | Response::Collection { id, .. }
         | Response::View { id, .. }
         | Response::Done { id, .. }
+        | Response::Swapped { id, .. }
+        | Response::Lock { id, .. }
+        | Response::Unlocked { id, .. }
+        | Response::Locks { id, .. }
         | Response::Value { id, .. } => id.as_ref().and_then(|v| v.as_u64()),
     }
 }

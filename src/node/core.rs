@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, VecDeque};
 /// interval this covers far more than a lease.
 const HEARTBEATS_REMEMBERED: usize = 64;
 
+mod atomic;
 mod scan;
 #[cfg(test)]
 mod tests;
@@ -337,6 +338,10 @@ impl Node {
                 cursor,
                 id,
             } => self.start_scan(client, id, prefix, limit, cursor),
+            Request::Cas { .. }
+            | Request::Lock { .. }
+            | Request::Unlock { .. }
+            | Request::Locks { .. } => self.on_atomic_request(client, request),
         }
     }
 
@@ -494,6 +499,7 @@ impl Node {
                 value,
                 id: p.id,
             },
+            Ok(r) => atomic::response(key, r, p.id),
             Err(e) => Response::error(&e, p.id),
         };
         self.reply(p.client, response);
@@ -511,6 +517,7 @@ impl Node {
             KeyOp::Get { key } => return Some(self.read_local(p, &key).map(KeyOpResult::Value)),
             KeyOp::Put { key, value } => (key, Some(value)),
             KeyOp::Delete { key } => (key, None),
+            KeyOp::Conditional { key, op } => return self.serve_conditional(p, key, op, waiter),
         };
         if let Err(e) = self.check_primary(p) {
             return Some(Err(e));

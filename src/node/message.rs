@@ -8,6 +8,7 @@
 //! touch a partition must not disturb its replication stream.
 
 use crate::error::Error;
+use crate::node::conditional::{Conditional, LockState};
 use crate::view::{Epoch, Incarnation, NodeId, PartitionId, Term, Time, View};
 use serde::{Deserialize, Serialize};
 
@@ -74,13 +75,24 @@ pub enum KeyOp {
         /// The key.
         key: String,
     },
+    /// A read-modify-write decided at the primary: compare-and-set, or a
+    /// lock operation on the lock record at `key`.
+    Conditional {
+        /// The key (a lock's record key for lock operations).
+        key: String,
+        /// The operation.
+        op: Conditional,
+    },
 }
 
 impl KeyOp {
     /// The key the operation is about.
     pub fn key(&self) -> &str {
         match self {
-            KeyOp::Put { key, .. } | KeyOp::Get { key } | KeyOp::Delete { key } => key,
+            KeyOp::Put { key, .. }
+            | KeyOp::Get { key }
+            | KeyOp::Delete { key }
+            | KeyOp::Conditional { key, .. } => key,
         }
     }
 
@@ -99,6 +111,27 @@ pub enum KeyOpResult {
     Deleted(bool),
     /// A read's value.
     Value(Option<String>),
+    /// A compare-and-set: whether it set the value, and the value now.
+    Swapped {
+        /// True if the value was the expected one and is now the new one.
+        swapped: bool,
+        /// The value after the operation (`None`: absent).
+        current: Option<String>,
+    },
+    /// A `LOCK`: whether it was granted (or renewed), and the lock's state.
+    Lock {
+        /// True if the asker holds the lock now.
+        granted: bool,
+        /// The lock after the operation.
+        state: LockState,
+    },
+    /// An `UNLOCK`: whether it released the lock, and the lock's state.
+    Unlocked {
+        /// True if the asker held the lock and it is free now.
+        released: bool,
+        /// The lock after the operation.
+        state: LockState,
+    },
 }
 
 /// One entry of a replication stream.

@@ -9,6 +9,10 @@
 //! | `{"op":"GET_ONE","key":K}` | `{"key":K,"value":V}` (`null` if missing) |
 //! | `{"op":"GET_ALL"}` (optional `"prefix"`, `"limit"`, `"cursor"`) | `{"collection":[{"key":..,"value":..},...]}`, plus `"cursor"` if more remain |
 //! | `{"op":"DELETE","key":K}` | `{"ok":true,"key":K,"existed":B}` |
+//! | `{"op":"CAS","key":K,"expected":E,"value":V}` (`E` null: absent) | `{"key":K,"swapped":B,"current":V}` |
+//! | `{"op":"LOCK","name":N,"owner":O,"ttl_ms":T}` | `{"name":N,"locked":B,"owner":HOLDER,"token":F,"ttl_ms":LEFT}` |
+//! | `{"op":"UNLOCK","name":N,"owner":O,"token":F}` | `{"name":N,"unlocked":B,"owner":HOLDER}` |
+//! | `{"op":"LOCKS"}` (optional `"cursor"`) | `{"locks":[{"name","owner","token","ttl_ms"},...]}`, plus `"cursor"` |
 //! | `{"op":"VIEW"}` | `{"view":{...}}`, the node's current view |
 //!
 //! Every request may carry an `"id"` (any JSON value), echoed in the reply so
@@ -31,6 +35,7 @@
 //! as pipelining does for Redis; plain seed-001 clients never see one.
 
 use crate::error::{Error, Result};
+use crate::node::conditional::{check_lock, SYSTEM_PREFIX};
 use crate::view::PartitionId;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -110,6 +115,60 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<serde_json::Value>,
     },
+    /// Set a key to `value` if its value is `expected` (`null`: absent),
+    /// atomically at the key's primary.
+    #[serde(rename = "CAS")]
+    Cas {
+        /// The key.
+        key: String,
+        /// The value the key must have, `null` for "absent". Required: a
+        /// missing field is not taken for `null`.
+        #[serde(deserialize_with = "nullable")]
+        expected: Option<String>,
+        /// The new value.
+        value: String,
+        /// Echoed in the reply.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    /// Take lock `name` for `owner` for `ttl_ms`, or renew it if `owner`
+    /// holds it.
+    #[serde(rename = "LOCK")]
+    Lock {
+        /// The lock.
+        name: String,
+        /// Who takes it.
+        owner: String,
+        /// How long the grant lasts unless renewed, in milliseconds.
+        ttl_ms: u64,
+        /// Echoed in the reply.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    /// Release lock `name`, held by `owner` with fencing token `token`.
+    #[serde(rename = "UNLOCK")]
+    Unlock {
+        /// The lock.
+        name: String,
+        /// Who holds it.
+        owner: String,
+        /// The token its grant carried.
+        token: u64,
+        /// Echoed in the reply.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    /// One page of the cluster's locks, held or free, from `cursor` on.
+    #[serde(rename = "LOCKS")]
+    Locks {
+        /// Where the page starts: the cursor of the previous page, or the
+        /// beginning if absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cursor: Option<Cursor>,
+        /// Echoed in the reply.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
     /// The node's current view of the cluster, for clients that route
     /// requests to primaries themselves.
     #[serde(rename = "VIEW")]
@@ -128,6 +187,10 @@ impl Request {
             | Request::GetOne { id, .. }
             | Request::GetAll { id, .. }
             | Request::Delete { id, .. }
+            | Request::Cas { id, .. }
+            | Request::Lock { id, .. }
+            | Request::Unlock { id, .. }
+            | Request::Locks { id, .. }
             | Request::View { id } => id.as_ref(),
         }
     }
@@ -137,10 +200,43 @@ impl Request {
         match self {
             Request::Put { key, .. }
             | Request::GetOne { key, .. }
-            | Request::Delete { key, .. } => Some(key),
-            Request::GetAll { .. } | Request::View { .. } => None,
+            | Request::Delete { key, .. }
+            | Request::Cas { key, .. } => Some(key),
+            Request::GetAll { .. }
+            | Request::View { .. }
+            | Request::Lock { .. }
+            | Request::Unlock { .. }
+            | Request::Locks { .. } => None,
         }
     }
+}
+
+/// Reads a field that must be present but may be `null`.
+fn nullable<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(d)
+}
+
+/// Reads an optional field that may be `null`: absent is `None`, `null` is
+/// `Some(None)`.
+fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// One lock in a `LOCKS` reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockEntry {
+    /// The lock.
+    pub name: String,
+    /// The holder, `null` if free.
+    pub owner: Option<String>,
+    /// The holder's fencing token, or the last granted if free.
+    pub token: u64,
+    /// Milliseconds left of the holder's lease (0 if free).
+    pub ttl_ms: u64,
 }
 
 /// One key/value pair in a `GET_ALL` reply.
@@ -245,6 +341,57 @@ pub enum Response {
     View {
         /// The node's view.
         view: Box<crate::view::View>,
+        /// The request's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    /// A `CAS` reply: whether it set the value, and the value now.
+    Swapped {
+        /// The key.
+        key: String,
+        /// True if the value was the expected one and is now the new one.
+        swapped: bool,
+        /// The key's value after the operation, `null` if absent.
+        current: Option<String>,
+        /// The request's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    /// A `LOCK` reply.
+    Lock {
+        /// The lock.
+        name: String,
+        /// True if the asker holds the lock now (granted or renewed).
+        locked: bool,
+        /// The holder: the asker if `locked`, else whoever holds it.
+        owner: String,
+        /// The holder's fencing token.
+        token: u64,
+        /// Milliseconds left of the holder's lease.
+        ttl_ms: u64,
+        /// The request's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    /// An `UNLOCK` reply.
+    Unlocked {
+        /// The lock.
+        name: String,
+        /// True if the asker held it and it is free now.
+        unlocked: bool,
+        /// The holder now, `null` if free.
+        owner: Option<String>,
+        /// The request's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    /// A `LOCKS` page.
+    Locks {
+        /// The locks, in key order within each partition.
+        locks: Vec<LockEntry>,
+        /// Where the next page starts, if more may remain.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cursor: Option<Cursor>,
         /// The request's id.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<serde_json::Value>,
@@ -361,6 +508,9 @@ fn check_request(request: &Request, max_value: usize) -> Result<()> {
         if key.is_empty() {
             return Err(Error::BadInput("bad request: the key is empty".into()));
         }
+        if key.starts_with(SYSTEM_PREFIX) {
+            return Err(reserved());
+        }
         if key.len() > MAX_KEY_BYTES {
             return Err(Error::TooLarge(format!(
                 "key of {} bytes exceeds the limit of {MAX_KEY_BYTES} bytes",
@@ -373,11 +523,46 @@ fn check_request(request: &Request, max_value: usize) -> Result<()> {
             "value of {} bytes exceeds the limit of {max_value} bytes",
             value.len()
         ))),
+        Request::Cas { value, .. } if value.len() > max_value => Err(Error::TooLarge(format!(
+            "value of {} bytes exceeds the limit of {max_value} bytes",
+            value.len()
+        ))),
         Request::GetAll { limit: Some(0), .. } => Err(Error::BadInput(
             "bad request: `limit` must be at least 1".into(),
         )),
+        Request::GetAll {
+            prefix: Some(p), ..
+        } if p.starts_with(SYSTEM_PREFIX) => Err(reserved()),
+        Request::Lock {
+            name,
+            owner,
+            ttl_ms,
+            ..
+        } => {
+            check_lock(name, Some(*ttl_ms))?;
+            check_owner(owner)
+        }
+        Request::Unlock { name, owner, .. } => {
+            check_lock(name, None)?;
+            check_owner(owner)
+        }
         _ => Ok(()),
     }
+}
+
+fn reserved() -> Error {
+    Error::BadInput(format!(
+        "bad request: keys starting with {SYSTEM_PREFIX:?} are reserved for kvsh's own records"
+    ))
+}
+
+fn check_owner(owner: &str) -> Result<()> {
+    if owner.is_empty() || owner.len() > MAX_KEY_BYTES {
+        return Err(Error::BadInput(format!(
+            "bad request: `owner` must be 1 to {MAX_KEY_BYTES} bytes"
+        )));
+    }
+    Ok(())
 }
 
 /// The `id` of a frame that is a JSON object with one, however wrong the
@@ -414,6 +599,16 @@ struct AnyRequest<'a> {
     limit: Option<usize>,
     #[serde(default)]
     cursor: Option<Cursor>,
+    #[serde(default, deserialize_with = "present")]
+    expected: Option<Option<String>>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    owner: Option<String>,
+    #[serde(default)]
+    ttl_ms: Option<u64>,
+    #[serde(default)]
+    token: Option<u64>,
     #[serde(default)]
     id: Option<serde_json::Value>,
 }
@@ -452,6 +647,28 @@ fn fast_decode(text: &str) -> Option<Request> {
             id,
         },
         "VIEW" => Request::View { id },
+        "CAS" => Request::Cas {
+            key: r.key?,
+            expected: r.expected?,
+            value: r.value?,
+            id,
+        },
+        "LOCK" => Request::Lock {
+            name: r.name?,
+            owner: r.owner?,
+            ttl_ms: r.ttl_ms?,
+            id,
+        },
+        "UNLOCK" => Request::Unlock {
+            name: r.name?,
+            owner: r.owner?,
+            token: r.token?,
+            id,
+        },
+        "LOCKS" => Request::Locks {
+            cursor: r.cursor,
+            id,
+        },
         _ => return None,
     })
 }
@@ -467,7 +684,10 @@ pub const MAX_EXPENSIVE_PER_BATCH: usize = 4;
 impl Request {
     /// True for requests whose reply can be big: a page, or the view.
     pub fn is_expensive(&self) -> bool {
-        matches!(self, Request::GetAll { .. } | Request::View { .. })
+        matches!(
+            self,
+            Request::GetAll { .. } | Request::View { .. } | Request::Locks { .. }
+        )
     }
 }
 
@@ -574,7 +794,9 @@ fn decode_slowly(text: &str) -> std::result::Result<Request, Rejected> {
     match obj.get("op") {
         None => return bad("missing field `op`".into(), id),
         Some(serde_json::Value::String(op)) => {
-            const OPS: [&str; 5] = ["PUT", "GET_ONE", "GET_ALL", "DELETE", "VIEW"];
+            const OPS: [&str; 9] = [
+                "PUT", "GET_ONE", "GET_ALL", "DELETE", "CAS", "LOCK", "UNLOCK", "LOCKS", "VIEW",
+            ];
             if !OPS.contains(&op.as_str()) {
                 return bad(
                     format!("unknown op {op:?}, expected one of {}", OPS.join(", ")),
@@ -690,6 +912,36 @@ mod tests {
         if let Some(q) = quick {
             assert_eq!(Some(q), slow, "{text}");
         }
+    }
+
+    /// Keys of kvsh's own records (locks) cannot be named by clients, and
+    /// `CAS` needs `expected`, which may be null.
+    #[test_case(r#"{"op":"GET_ONE","key":"\u0000kvsh:lock:x"}"#, "reserved"; "reserved key")]
+    #[test_case(r#"{"op":"GET_ALL","prefix":"\u0000kvsh:"}"#, "reserved"; "reserved prefix")]
+    #[test_case(r#"{"op":"CAS","key":"k","value":"v"}"#, "missing field `expected`"; "cas without expected")]
+    #[test_case(r#"{"op":"LOCK","name":"l","owner":"o","ttl_ms":0}"#, "ttl_ms"; "zero ttl")]
+    #[test_case(r#"{"op":"LOCK","name":"","owner":"o","ttl_ms":5}"#, "empty"; "empty lock name")]
+    fn atomic_requests_are_checked(text: &str, why: &str) {
+        let err = decode(text).unwrap_err().to_string();
+        assert!(err.contains(why), "{text}: {err}");
+    }
+
+    #[test]
+    fn cas_takes_null_as_absent() {
+        let r = decode(r#"{"op":"CAS","key":"k","expected":null,"value":"v"}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::Cas {
+                key: "k".into(),
+                expected: None,
+                value: "v".into(),
+                id: None
+            }
+        );
+        assert_eq!(
+            decode_slowly(r#"{"op":"CAS","key":"k","expected":"a","value":"v"}"#).unwrap(),
+            fast_decode(r#"{"op":"CAS","key":"k","expected":"a","value":"v"}"#).unwrap()
+        );
     }
 
     /// serde's tagged-enum decoder takes an array as a request and a number

@@ -19,6 +19,7 @@
 //! flight, and reads go through it.
 
 use crate::error::Error;
+use crate::node::conditional::SYSTEM_PREFIX;
 use crate::node::message::{KeyOpResult, Message, RequestId, StreamEntry, StreamId};
 use crate::node::store::Store;
 use crate::view::{NodeId, PartitionId, Term, Time, View};
@@ -66,6 +67,11 @@ struct LogEntry {
     existed: bool,
     waiters: Vec<Waiter>,
     deadline: Time,
+    /// The answer to give on commit, if not the plain one of a put or a
+    /// delete (a conditional operation's).
+    result: Option<KeyOpResult>,
+    /// Writes nothing: an answer that waits for the writes before it.
+    noop: bool,
 }
 
 #[derive(Debug)]
@@ -229,6 +235,80 @@ impl Leader {
         now: Time,
         out: &mut Vec<(NodeId, Message)>,
     ) -> Vec<Completion> {
+        self.write_with(key, value, (waiter, None), deadline, store, now, out)
+    }
+
+    /// The latest value of a key, writes in flight included: what a
+    /// conditional operation decides on, since it commits after them.
+    pub fn latest<'s>(&self, key: &str, store: &'s Store) -> Option<&'s String> {
+        store.get(self.partition, key)
+    }
+
+    /// Appends a conditional operation's write, answered with `result` when
+    /// it commits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_conditional(
+        &mut self,
+        key: String,
+        value: String,
+        (waiter, result): (Waiter, KeyOpResult),
+        deadline: Time,
+        store: &mut Store,
+        now: Time,
+        out: &mut Vec<(NodeId, Message)>,
+    ) -> Vec<Completion> {
+        self.write_with(
+            key,
+            Some(value),
+            (waiter, Some(result)),
+            deadline,
+            store,
+            now,
+            out,
+        )
+    }
+
+    /// Answers a conditional operation that writes nothing, once every
+    /// write before it has committed: its answer was decided on the latest
+    /// value, which may be a write in flight, and if that write never
+    /// committed nobody may have seen it. With nothing in flight for the
+    /// key, the answer is the committed state and goes at once.
+    pub fn answer_after_pending(
+        &mut self,
+        key: &str,
+        (waiter, result): (Waiter, KeyOpResult),
+        deadline: Time,
+        store: &Store,
+    ) -> Vec<Completion> {
+        if !self.overlay.contains_key(key) {
+            return vec![(vec![waiter], Ok(result))];
+        }
+        let idx = self.next_idx;
+        self.next_idx += 1;
+        self.log.push_back(LogEntry {
+            idx,
+            key: key.to_string(),
+            value: None,
+            existed: false,
+            waiters: vec![waiter],
+            deadline,
+            result: Some(result),
+            noop: true,
+        });
+        self.commit(store)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_with(
+        &mut self,
+        key: String,
+        value: Option<String>,
+        (waiter, result): (Waiter, Option<KeyOpResult>),
+        deadline: Time,
+        store: &mut Store,
+        now: Time,
+        out: &mut Vec<(NodeId, Message)>,
+    ) -> Vec<Completion> {
         let p = self.partition;
         let idx = self.next_idx;
         self.next_idx += 1;
@@ -275,6 +355,8 @@ impl Leader {
             existed,
             waiters: vec![waiter],
             deadline,
+            result,
+            noop: false,
         });
         self.commit(store)
     }
@@ -309,9 +391,13 @@ impl Leader {
         } else {
             None
         };
+        // kvsh's own records are listed only when asked for by their prefix
+        // (`LOCKS`); clients cannot ask for it.
+        let system = prefix.is_some_and(|pre| pre.starts_with(SYSTEM_PREFIX));
+        let hidden = |k: &str| !system && k.starts_with(SYSTEM_PREFIX);
         let mut entries = Vec::with_capacity(page.len());
         for (k, v) in page {
-            if prefix.is_some_and(|pre| !k.starts_with(pre)) {
+            if prefix.is_some_and(|pre| !k.starts_with(pre)) || hidden(&k) {
                 continue;
             }
             match self.overlay.get(&k) {
@@ -332,6 +418,7 @@ impl Leader {
         for (k, o) in &self.overlay {
             if let Some(c) = &o.committed {
                 if in_page(k)
+                    && !hidden(k)
                     && prefix.is_none_or(|pre| k.starts_with(pre))
                     && store.get(self.partition, k).is_none()
                 {
@@ -577,8 +664,17 @@ impl Leader {
             .min()
             .unwrap_or(u64::MAX);
         let mut done = Vec::new();
-        while self.log.front().is_some_and(|e| e.idx <= acked) {
+        // A no-op at the front has nothing of its own to wait for: every
+        // write before it has committed.
+        while self.log.front().is_some_and(|e| e.idx <= acked || e.noop) {
             let e = self.log.pop_front().expect("front exists");
+            if e.noop {
+                if !e.waiters.is_empty() {
+                    let result = e.result.expect("invariant: a no-op carries its answer");
+                    done.push((e.waiters, Ok(result)));
+                }
+                continue;
+            }
             if let Some(o) = self.overlay.get_mut(&e.key) {
                 o.committed.clone_from(&e.value);
                 o.pending -= 1;
@@ -587,9 +683,10 @@ impl Leader {
                 }
             }
             if !e.waiters.is_empty() {
-                let result = match e.value {
-                    Some(_) => KeyOpResult::Written,
-                    None => KeyOpResult::Deleted(e.existed),
+                let result = match (e.result, e.value) {
+                    (Some(r), _) => r,
+                    (None, Some(_)) => KeyOpResult::Written,
+                    (None, None) => KeyOpResult::Deleted(e.existed),
                 };
                 done.push((e.waiters, Ok(result)));
             }

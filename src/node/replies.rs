@@ -117,7 +117,14 @@ impl Replies {
             Waiting::InBatch { batch, index } => {
                 let b = self.batches.get_mut(&batch)?;
                 let mut encoded = encode_response(&response);
-                let write = matches!(response, Response::Done { .. });
+                // Acknowledgements of writes, conditional ones included.
+                let write = matches!(
+                    response,
+                    Response::Done { .. }
+                        | Response::Swapped { .. }
+                        | Response::Lock { .. }
+                        | Response::Unlocked { .. }
+                );
                 if !write && b.bytes + encoded.len() > self.batch_limit {
                     let err = Error::TooLarge(format!(
                         "the batch's replies would exceed {} bytes; send this request on its own",
@@ -160,6 +167,10 @@ fn response_id(r: Response) -> Option<serde_json::Value> {
         | Response::Collection { id, .. }
         | Response::View { id, .. }
         | Response::Done { id, .. }
+        | Response::Swapped { id, .. }
+        | Response::Lock { id, .. }
+        | Response::Unlocked { id, .. }
+        | Response::Locks { id, .. }
         | Response::Value { id, .. } => id,
     }
 }

@@ -20,9 +20,10 @@
 //! request runs on the worker. Dropping the shell client closes the queue
 //! and joins the worker.
 
+use crate::cluster::client::LockReply;
 use crate::cluster::Client;
 use crate::error::{Error, Result};
-use crate::node::protocol::Entry;
+use crate::node::protocol::{Entry, LockEntry};
 use crate::shell::interrupted;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
@@ -102,6 +103,43 @@ impl ShellClient {
     pub fn delete(&mut self, key: &str) -> Result<bool> {
         let key = key.to_string();
         self.run(move |c| c.delete(&key))
+    }
+
+    /// Compare-and-set; returns whether it set the value, and the value now.
+    pub fn cas(
+        &mut self,
+        key: &str,
+        expected: Option<&str>,
+        value: &str,
+    ) -> Result<(bool, Option<String>)> {
+        let (key, expected, value) = (
+            key.to_string(),
+            expected.map(String::from),
+            value.to_string(),
+        );
+        self.run(move |c| c.cas(&key, expected.as_deref(), &value))
+    }
+
+    /// Takes or renews a lock.
+    pub fn lock(&mut self, name: &str, owner: &str, ttl: Duration) -> Result<LockReply> {
+        let (name, owner) = (name.to_string(), owner.to_string());
+        self.run(move |c| c.lock(&name, &owner, ttl))
+    }
+
+    /// Releases a lock.
+    pub fn unlock(
+        &mut self,
+        name: &str,
+        owner: &str,
+        token: u64,
+    ) -> Result<(bool, Option<String>)> {
+        let (name, owner) = (name.to_string(), owner.to_string());
+        self.run(move |c| c.unlock(&name, &owner, token))
+    }
+
+    /// Every lock in the cluster.
+    pub fn locks(&mut self) -> Result<Vec<LockEntry>> {
+        self.run(|c| c.locks())
     }
 
     /// Lists pairs across the cluster.

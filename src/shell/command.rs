@@ -68,6 +68,44 @@ pub const COMMANDS: &[CommandSpec] = &[
         example: "del user:1",
     },
     CommandSpec {
+        name: "cas",
+        aliases: &[],
+        args: "KEY [EXPECTED] NEW [--absent]",
+        summary: "compare-and-set: write NEW only if KEY's value is EXPECTED (or, with --absent, missing)",
+        detail: "Decided atomically at the key's primary and replicated before it is acknowledged. \
+                 Give EXPECTED, or --absent instead of it for a key that must not exist. Prints OK, \
+                 or the current value if it was not the expected one (which fails in scripts).",
+        example: "cas counter 41 42",
+    },
+    CommandSpec {
+        name: "lock",
+        aliases: &[],
+        args: "NAME [--owner O] [--ttl 10s] [--wait 5s]",
+        summary: "take (or renew) a lock with a lease; prints its fencing token",
+        detail: "The lock is held until `unlock`, or until the lease (--ttl, default 10s) runs out \
+                 unless the owner renews it by locking again. --owner defaults to `shell`. The \
+                 fencing token grows with every grant, across failovers: hand it to whatever the \
+                 lock protects so it can refuse a stale holder. --wait retries until the lock is \
+                 free or the wait is over (default: fail at once if held).",
+        example: "lock deploy --ttl 30s --wait 5s",
+    },
+    CommandSpec {
+        name: "unlock",
+        aliases: &[],
+        args: "NAME [--owner O] [--token T]",
+        summary: "release a lock this shell took (or name its owner and token)",
+        detail: "Only the holder, with the token of its grant, can release a lock.",
+        example: "unlock deploy",
+    },
+    CommandSpec {
+        name: "locks",
+        aliases: &[],
+        args: "",
+        summary: "list every lock: holder, fencing token, lease left",
+        detail: "A free lock is listed with the last token granted.",
+        example: "locks",
+    },
+    CommandSpec {
         name: "keys",
         aliases: &["scan"],
         args: "[PREFIX] [--limit N]",

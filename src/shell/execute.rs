@@ -16,6 +16,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod atomic;
 mod checking;
 mod data;
 mod faults;
@@ -63,6 +64,8 @@ pub struct Shell {
     pub live_events: Arc<AtomicBool>,
     quit: bool,
     last_history: Option<History>,
+    /// Locks this shell took: name → (owner, token), for `unlock NAME`.
+    held: std::collections::BTreeMap<String, (String, u64)>,
 }
 
 impl std::fmt::Debug for Shell {
@@ -87,6 +90,7 @@ impl Shell {
             live_events: Arc::new(AtomicBool::new(true)),
             quit: false,
             last_history: None,
+            held: std::collections::BTreeMap::new(),
         }
     }
 
@@ -149,6 +153,10 @@ impl Shell {
             "del" => self.del(args),
             "keys" => self.keys(args),
             "where" => self.where_(args),
+            "cas" => self.cas(args),
+            "lock" => self.lock(args),
+            "unlock" => self.unlock(args),
+            "locks" => self.locks(args),
             "nodes" => self.nodes(args),
             "table" => self.table(args),
             "add" => self.add(args),

@@ -85,5 +85,6 @@ fn describe_key_op(op: &KeyOp) -> String {
         KeyOp::Put { key, value } => format!("put {key}={value}"),
         KeyOp::Get { key } => format!("get {key}"),
         KeyOp::Delete { key } => format!("delete {key}"),
+        KeyOp::Conditional { key, op } => format!("{op:?} on {key:?}"),
     }
 }

@@ -95,7 +95,12 @@ pub fn lost_writes(ops: &[Operation]) -> Vec<SimViolation> {
         let OpKind::Read { value } = &read.kind else {
             continue;
         };
-        let is_mutation = |op: &&&Operation| !matches!(op.kind, OpKind::Read { .. });
+        // A CAS that answered it did not swap read, and wrote nothing.
+        let is_mutation = |op: &&&Operation| match op.kind {
+            OpKind::Read { .. } => false,
+            OpKind::Cas { swapped, .. } => swapped || op.outcome != Outcome::Ok,
+            _ => true,
+        };
         // The latest acknowledged mutation that completed before the read.
         let acked_before: Vec<&&Operation> = ops
             .iter()
@@ -106,7 +111,7 @@ pub fn lost_writes(ops: &[Operation]) -> Vec<SimViolation> {
             continue;
         };
         let writes_value = |op: &&&Operation| match (&op.kind, value) {
-            (OpKind::Write { value: w }, Some(v)) => w == v,
+            (OpKind::Write { value: w } | OpKind::Cas { value: w, .. }, Some(v)) => w == v,
             (OpKind::Delete, None) => true,
             _ => false,
         };

@@ -1,7 +1,7 @@
 //! Simulated clients and the history they write.
 //!
-//! Each client sends one request at a time (`GET_ONE`, `PUT` or `DELETE`
-//! on a few hot keys) to a node it picks at random, and records the
+//! Each client sends one request at a time (`GET_ONE`, `PUT`, `DELETE` or
+//! `CAS`, expecting the value it last saw, on a few hot keys) to a node it picks at random, and records the
 //! operation in the history: invoked when the request leaves, completed
 //! when the reply arrives, with the outcome the reply implies. Every value
 //! written is unique (`c<client>-<n>`), so a read names the write it saw.
@@ -44,6 +44,9 @@ struct Client {
     process: u64,
     plan: Plan,
     written: u64,
+    /// The value the client last saw of each key: what its compare-and-sets
+    /// expect.
+    seen: BTreeMap<String, Option<String>>,
 }
 
 /// A request waiting for its reply.
@@ -85,6 +88,7 @@ impl Workload {
                     process: i as u64 + 1,
                     plan: Plan::Random,
                     written: 0,
+                    seen: BTreeMap::new(),
                 })
                 .collect(),
             ops: Vec::new(),
@@ -141,6 +145,7 @@ impl Workload {
                     done: false,
                 },
                 written: 0,
+                seen: BTreeMap::new(),
             });
         }
         (first..self.clients.len()).collect()
@@ -194,7 +199,22 @@ impl Workload {
                     return None;
                 }
                 let key = self.keys[rng.gen_range(0..self.keys.len())].clone();
-                match rng.gen_range(0..20) {
+                match rng.gen_range(0..23) {
+                    20..=22 => {
+                        client.written += 1;
+                        let value = format!("c{}-{}", client.process, client.written);
+                        let expected = client.seen.get(&key).cloned().flatten();
+                        let op = (key.clone(), OpKind::cas(expected.clone(), value.clone()));
+                        (
+                            vec![op],
+                            Request::Cas {
+                                key,
+                                expected,
+                                value,
+                                id: None,
+                            },
+                        )
+                    }
                     0..=8 => (
                         vec![(key.clone(), OpKind::read())],
                         Request::GetOne { key, id: None },
@@ -224,10 +244,11 @@ impl Workload {
                             },
                         )
                     }
-                    _ => (
+                    18 | 19 => (
                         vec![(key.clone(), OpKind::Delete)],
                         Request::Delete { key, id: None },
                     ),
+                    _ => unreachable!("rolled in 0..23"),
                 }
             }
             Plan::FinalRead {
@@ -286,6 +307,7 @@ impl Workload {
             return Ok(Next::Idle);
         };
         let ops = &mut self.ops[open.ops.clone()];
+        let seen = &mut self.clients[open.client].seen;
         let first = ops[0].id;
         let mut bad = None;
         let settle = |ops: &mut [Operation], outcome| {
@@ -304,7 +326,34 @@ impl Workload {
                         ops[0].key
                     ));
                 }
+                seen.insert(key, value.clone());
                 ops[0].kind = OpKind::Read { value };
+                settle(ops, Outcome::Ok);
+            }
+            (
+                false,
+                1,
+                Response::Swapped {
+                    key,
+                    swapped: did,
+                    current: now_value,
+                    ..
+                },
+            ) if matches!(ops[0].kind, OpKind::Cas { .. }) => {
+                if key != ops[0].key {
+                    bad = Some(format!(
+                        "op {first}: cas of {:?} answered for key {key:?}",
+                        ops[0].key
+                    ));
+                }
+                if let OpKind::Cas {
+                    swapped, current, ..
+                } = &mut ops[0].kind
+                {
+                    *swapped = did;
+                    *current = (!did).then(|| now_value.clone()).flatten();
+                }
+                seen.insert(key, now_value);
                 settle(ops, Outcome::Ok);
             }
             (false, 1, Response::Done { key, .. }) => {
@@ -415,6 +464,23 @@ pub fn describe_op(op: &Operation) -> String {
         OpKind::Read { .. } => format!("get {}", op.key),
         OpKind::Write { value } => format!("put {}={value}", op.key),
         OpKind::Delete => format!("delete {}", op.key),
+        OpKind::Cas {
+            expected,
+            value,
+            swapped,
+            current,
+        } => {
+            let result = match (op.outcome, swapped) {
+                (Outcome::Ok, true) => " swapped".to_string(),
+                (Outcome::Ok, false) => format!(" found {}", show(current.as_deref())),
+                _ => String::new(),
+            };
+            format!(
+                "cas {} {}->{value}{result}",
+                op.key,
+                show(expected.as_deref())
+            )
+        }
     };
     let outcome = match op.outcome {
         Outcome::Ok => "ok",

@@ -23,7 +23,7 @@ impl Register {
         let mut written = vec![false; self.values.len()];
         written[MISSING as usize] = true;
         for op in &self.ops {
-            if let Action::Set(v) = op.action {
+            if let Some(v) = op.action.sets() {
                 written[v as usize] = true;
             }
         }
@@ -90,6 +90,9 @@ impl Register {
                 Action::Read(v) => format!("read of {}", self.show(v)),
                 Action::Set(MISSING) => "delete".to_string(),
                 Action::Set(v) => format!("write of {}", self.show(v)),
+                Action::Cas(e, v) => {
+                    format!("compare-and-set of {} to {}", self.show(e), self.show(v))
+                }
             };
             format!(
                 "no order of these {} operations is legal: op {} ({what}) cannot take effect \
@@ -168,7 +171,7 @@ impl<'a> Patterns<'a> {
             .iter()
             .filter_map(|&i| match ops[i].action {
                 Action::Read(v) => Some((i, v)),
-                Action::Set(_) => None,
+                Action::Set(_) | Action::Cas(..) => None,
             })
             .collect();
         let done = |i: usize| ops[i].complete.map_or(NEVER, Time::from);
@@ -188,7 +191,7 @@ impl<'a> Patterns<'a> {
                 .copied()
                 .filter(|&w| match ops[w].action {
                     Action::Set(x) => x != v,
-                    Action::Read(_) => false,
+                    Action::Read(_) | Action::Cas(..) => false,
                 })
                 .filter(|&w| done(w) < start(r) && self.last_set[v as usize] < start(w))
                 .max_by_key(|&w| done(w));
@@ -235,7 +238,7 @@ impl Pattern {
         let id = |i: usize| history[register.ops[i].source].id;
         let read_value = |i: usize| match register.ops[i].action {
             Action::Read(v) => v,
-            Action::Set(_) => unreachable!("patterns name reads as reads"),
+            Action::Set(_) | Action::Cas(..) => unreachable!("patterns name reads as reads"),
         };
         let show = |v: ValueId| register.show(v);
         // "op 3", "ops 3 and 5", "ops 3, 5 and 7"; empty if none.

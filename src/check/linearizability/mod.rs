@@ -125,6 +125,7 @@
 //! [`Outcome::Failed`]: super::history::Outcome::Failed
 //! [`Outcome::Unknown`]: super::history::Outcome::Unknown
 
+mod cas;
 mod explain;
 mod register;
 mod search;
@@ -274,6 +275,22 @@ pub fn check_key_with(ops: &[Operation], budget: Budget) -> KeyResult {
         Verdict::GaveUp => return KeyResult::GaveUp,
         Verdict::Violation { witness, stuck } => (witness, stuck),
     };
+    if register.has_cas() {
+        // The shrinker's and explainer's arguments are for reads and
+        // writes only (see `cas.rs`): the witness is the key's history up
+        // to where the search got stuck, which is faithful (every branch
+        // had died by then, so later operations played no part).
+        let cut: Vec<usize> = witness
+            .into_iter()
+            .filter(|&i| register.ops[i].invoke <= stuck.frontier)
+            .collect();
+        let id = ops[register.ops[stuck.op].source].id;
+        let reason = format!(
+            "no order of its reads, writes and compare-and-sets explains the results: op {id} \
+             could not take effect in time"
+        );
+        return KeyResult::Violation(register.violation(key, reason, &cut, ops));
+    }
     let mut shrinker = Shrinker {
         register: &register,
         budget,

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use super::cas::search_cas;
 use super::search::{search, Search, Stuck};
 use crate::check::history::{OpKind, Operation, Outcome};
 
@@ -25,14 +26,25 @@ pub(super) enum Action {
     Read(ValueId),
     /// Sets the value: a write, or a delete setting [`MISSING`].
     Set(ValueId),
+    /// Sets the second value, legal only if the first is the current one:
+    /// a compare-and-set that swapped (or may have).
+    Cas(ValueId, ValueId),
 }
 
 impl Action {
-    /// The value a write or delete sets.
+    /// The value a write, delete or CAS sets.
     pub(super) fn set_value(self) -> ValueId {
         match self {
-            Action::Set(v) => v,
+            Action::Set(v) | Action::Cas(_, v) => v,
             Action::Read(_) => unreachable!("only mutations set values"),
+        }
+    }
+
+    /// The value a mutation sets, if this is one.
+    pub(super) fn sets(self) -> Option<ValueId> {
+        match self {
+            Action::Set(v) | Action::Cas(_, v) => Some(v),
+            Action::Read(_) => None,
         }
     }
 }
@@ -75,6 +87,24 @@ impl Register {
                 }
                 (OpKind::Write { value }, _) => Action::Set(intern(value)),
                 (OpKind::Delete, _) => Action::Set(MISSING),
+                // A CAS that did not swap read the value it returned.
+                (
+                    OpKind::Cas {
+                        swapped: false,
+                        current,
+                        ..
+                    },
+                    Outcome::Ok,
+                ) => Action::Read(current.as_deref().map_or(MISSING, &mut intern)),
+                (
+                    OpKind::Cas {
+                        expected, value, ..
+                    },
+                    _,
+                ) => Action::Cas(
+                    expected.as_deref().map_or(MISSING, &mut intern),
+                    intern(value),
+                ),
             };
             let complete = match op.outcome {
                 // A response before its own request is bad input; reading
@@ -91,14 +121,15 @@ impl Register {
         }
         // An unknown write or delete whose value nobody read can always be
         // linearized last, so it constrains nothing; dropping it is exact.
+        // A CAS observes the value it expects as a read does.
         let mut observed = vec![false; values.len()];
         for op in &ops {
-            if let Action::Read(v) = op.action {
+            if let Action::Read(v) | Action::Cas(v, _) = op.action {
                 observed[v as usize] = true;
             }
         }
         ops.retain(|op| match op.action {
-            Action::Set(v) => op.complete.is_some() || observed[v as usize],
+            Action::Set(v) | Action::Cas(_, v) => op.complete.is_some() || observed[v as usize],
             Action::Read(_) => true,
         });
         ops.sort_by_key(|op| (op.invoke, op.source));
@@ -119,6 +150,16 @@ impl Register {
     /// get the full budget.
     pub(super) fn decide(&self, budget: u64) -> Verdict {
         let all = || (0..self.ops.len()).collect();
+        if self.has_cas() {
+            return match search_cas(&self.ops, budget).0 {
+                Search::Linearizable => Verdict::Linearizable,
+                Search::Stuck(stuck) => Verdict::Violation {
+                    witness: all(),
+                    stuck,
+                },
+                Search::GaveUp => Verdict::GaveUp,
+            };
+        }
         match search(&self.ops, budget / 10).0 {
             Search::Linearizable => return Verdict::Linearizable,
             Search::Stuck(stuck) => {
@@ -140,6 +181,14 @@ impl Register {
             },
             Search::GaveUp => Verdict::GaveUp,
         }
+    }
+
+    /// True if a compare-and-set is among the operations: the key needs
+    /// the plain search (`cas.rs`).
+    pub(super) fn has_cas(&self) -> bool {
+        self.ops
+            .iter()
+            .any(|op| matches!(op.action, Action::Cas(..)))
     }
 
     /// Searches windows of 64, 512 and 4096 operations, each overlapping

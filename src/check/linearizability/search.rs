@@ -279,6 +279,7 @@ impl<'a> Searcher<'a> {
     fn new(ops: &'a [Op], pending: usize) -> Self {
         let values = ops.iter().map(|op| match op.action {
             Action::Read(v) | Action::Set(v) => v as usize + 1,
+            Action::Cas(e, v) => e.max(v) as usize + 1,
         });
         let mut read = vec![false; values.max().unwrap_or(0)];
         for op in ops {

@@ -95,6 +95,24 @@ fn brute_force(ops: &[Operation]) -> bool {
                 OpKind::Read { .. } => continue,
                 OpKind::Write { value } => Some(value.as_str()),
                 OpKind::Delete => None,
+                OpKind::Cas {
+                    swapped: false,
+                    current,
+                    ..
+                } if ops[i].outcome == Outcome::Ok => {
+                    if current.as_deref() != state {
+                        continue;
+                    }
+                    state
+                }
+                OpKind::Cas {
+                    expected, value, ..
+                } => {
+                    if expected.as_deref() != state {
+                        continue;
+                    }
+                    Some(value.as_str())
+                }
             };
             placed[i] = true;
             let ok = go(ops, placed, next);
@@ -587,8 +605,59 @@ fn arbitrary_history() -> impl Strategy<Value = Vec<Operation>> {
     })
 }
 
+/// Small single-key histories with reads, writes and compare-and-sets.
+fn arbitrary_cas_history() -> impl Strategy<Value = Vec<Operation>> {
+    let value = || prop::option::of(prop::sample::select(vec!["a", "b", "c"]));
+    let kind = prop_oneof![
+        value().prop_map(|v| OpKind::Read {
+            value: v.map(str::to_string)
+        }),
+        prop::sample::select(vec!["a", "b", "c"]).prop_map(OpKind::write),
+        (
+            value(),
+            prop::sample::select(vec!["a", "b", "c"]),
+            any::<bool>(),
+            value()
+        )
+            .prop_map(|(e, v, swapped, current)| OpKind::Cas {
+                expected: e.map(str::to_string),
+                value: v.to_string(),
+                swapped,
+                current: current.filter(|_| !swapped).map(str::to_string),
+            }),
+    ];
+    let outcome = prop_oneof![
+        6 => Just(Outcome::Ok),
+        1 => Just(Outcome::Failed),
+        2 => Just(Outcome::Unknown),
+    ];
+    let spec = (kind, 0..20u64, 0..8u64, outcome);
+    prop::collection::vec(spec, 1..8).prop_map(|specs| {
+        specs
+            .into_iter()
+            .enumerate()
+            .map(|(i, (kind, invoke, len, outcome))| {
+                op(i as u64, kind, invoke, invoke + len, outcome)
+            })
+            .collect()
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+    #[test]
+    fn cas_histories_agree_with_brute_force(ops in arbitrary_cas_history()) {
+        let expected = brute_force(&ops);
+        match check_key(&ops) {
+            KeyResult::Ok => prop_assert!(expected, "checker says linearizable"),
+            KeyResult::GaveUp => prop_assert!(false, "gave up on {} ops", ops.len()),
+            KeyResult::Violation(v) => {
+                prop_assert!(!expected, "checker found {}", v);
+                prop_assert!(!brute_force(&v.ops), "witness is linearizable: {}", v);
+            }
+        }
+    }
 
     #[test]
     fn widened_true_histories_are_linearizable(ops in widened_history()) {

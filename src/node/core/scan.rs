@@ -19,9 +19,10 @@
 
 use super::{ClientId, Node};
 use crate::error::Error;
+use crate::node::conditional::{lock_name, LockRecord, LockState, LOCK_PREFIX};
 use crate::node::message::{Address, Message, RequestId, ScanPage};
 use crate::node::protocol::{
-    Cursor, Entry, Response, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, PAGE_BYTES,
+    Cursor, Entry, LockEntry, Response, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, PAGE_BYTES,
 };
 use crate::view::{node_name, Epoch, NodeId, PartitionId, Time};
 use std::collections::BTreeMap;
@@ -321,6 +322,24 @@ impl Node {
         };
         self.forget_fetches(&scan);
         scan.page.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        if scan.prefix.as_deref() == Some(LOCK_PREFIX) {
+            let now = self.now;
+            let locks = scan
+                .page
+                .iter()
+                .map(|(key, value)| {
+                    let state = LockState::of(&LockRecord::parse(Some(value)), now);
+                    LockEntry {
+                        name: lock_name(key).to_string(),
+                        owner: state.owner,
+                        token: state.token,
+                        ttl_ms: state.ttl_ms,
+                    }
+                })
+                .collect();
+            let id = scan.id;
+            return self.reply(scan.client, Response::Locks { locks, cursor, id });
+        }
         let collection = scan
             .page
             .into_iter()
