@@ -144,3 +144,69 @@ fn scripts() {
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
 }
+
+/// Runs one line through the shell; returns its output.
+fn run(shell: &mut Shell, line: &str) -> String {
+    let mut out = Vec::new();
+    shell
+        .execute(line, &mut out)
+        .unwrap_or_else(|e| panic!("{line}: {e}"));
+    String::from_utf8(out).unwrap()
+}
+
+/// A pause at 1024 partitions is hundreds of events; `events` tells it in
+/// a few lines, `--detail` and `--partition` give every event, and the
+/// JSON names nodes as every other shape does.
+#[test]
+fn a_fault_reads_as_a_few_lines() {
+    let cluster = Cluster::start(
+        ClusterConfig {
+            partitions: 1024,
+            ..ClusterConfig::default()
+        },
+        None,
+    )
+    .unwrap();
+    let mut shell = Shell::new(cluster, false, true, false);
+    run(&mut shell, "pause n3 2s");
+    run(&mut shell, "wait healthy 60s");
+    let rows = |text: &str| text.lines().filter(|l| l.starts_with("| ")).count() - 1;
+    let summary = run(&mut shell, "events");
+    let detail = run(&mut shell, "events --detail");
+    assert!(summary.contains("n3 declared dead"), "{summary}");
+    assert!(
+        summary.contains("partitions promoted new primaries after n3 died"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("all done: every partition is at its target"),
+        "{summary}"
+    );
+    assert!(rows(&summary) <= 16, "{} lines:\n{summary}", rows(&summary));
+    assert!(rows(&detail) >= 10 * rows(&summary), "{detail}");
+
+    shell.json = true;
+    let events: serde_json::Value = serde_json::from_str(&run(&mut shell, "events")).unwrap();
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), rows(&detail));
+    let mut partition = None;
+    for e in events {
+        for field in ["node", "from", "to"] {
+            if let Some(v) = e.get(field) {
+                assert!(v.as_str().is_some_and(|s| s.starts_with('n')), "{e}");
+            }
+        }
+        if e["kind"] == "promoted" {
+            partition = e["partition"].as_u64();
+        }
+    }
+    let p = partition.expect("the pause promoted partitions");
+    let one: serde_json::Value =
+        serde_json::from_str(&run(&mut shell, &format!("events --partition {p}"))).unwrap();
+    let one = one.as_array().unwrap();
+    assert!(!one.is_empty());
+    assert!(
+        one.iter().all(|e| e["partition"].as_u64() == Some(p)),
+        "{one:?}"
+    );
+}
