@@ -210,3 +210,25 @@ fn a_fault_reads_as_a_few_lines() {
         "{one:?}"
     );
 }
+
+/// Pausing a paused node moves the end of its pause for real: a 300 ms
+/// pause, extended to 3 s, outlasts the failure timeout, so the node is
+/// declared dead (a 300 ms pause alone is at most suspected).
+#[test]
+fn pausing_a_paused_node_extends_the_pause() {
+    let cluster = Cluster::start(default_config(), None).unwrap();
+    let mut shell = Shell::new(cluster, true, true, false);
+    run(&mut shell, "pause n2 300ms");
+    let again: serde_json::Value = serde_json::from_str(&run(&mut shell, "pause n2 3s")).unwrap();
+    assert_eq!(again["was_paused"], true, "{again}");
+    run(&mut shell, "wait healthy 60s");
+    let events: serde_json::Value = serde_json::from_str(&run(&mut shell, "events")).unwrap();
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "dead" && e["node"] == "n2"),
+        "{events}"
+    );
+}
