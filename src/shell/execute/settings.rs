@@ -46,33 +46,27 @@ impl Shell {
     /// can change while the cluster runs.
     fn settings(&self) -> Reply {
         let cfg = self.cluster.config();
-        let switch = |on: bool| if on { "on" } else { "off" };
-        let mut rows: Vec<(&str, String, &str)> = vec![
-            (
-                "auto-rebalance",
-                switch(self.cluster.status().auto_rebalance).to_string(),
-                "on|off",
-            ),
-            (
-                "events",
-                switch(self.live_events.load(Ordering::Relaxed)).to_string(),
-                "on|off",
-            ),
+        let switches = [
+            ("auto-rebalance", self.cluster.status().auto_rebalance),
+            ("events", self.live_events.load(Ordering::Relaxed)),
         ];
-        let values = [
+        let timings = [
             cfg.node.heartbeat_interval,
             cfg.suspect_timeout,
             cfg.failure_timeout,
             cfg.node.lease,
         ];
-        for ((name, _, _), ms) in TIMINGS.iter().zip(values) {
-            rows.push((*name, format!("{ms} ms"), "fixed (set at start)"));
-        }
         let mut t = self.style.table(&["setting", "value", "change"]);
+        // JSON as `set NAME VALUE` answers: switches are booleans, and
+        // timings numbers of milliseconds under `NAME_ms`.
         let mut json = serde_json::Map::new();
-        for (name, value, change) in &rows {
-            t.add_row(vec![*name, value.as_str(), *change]);
-            json.insert(name.to_string(), json!(value));
+        for (name, on) in switches {
+            t.add_row(vec![name, if on { "on" } else { "off" }, "on|off"]);
+            json.insert(name.to_string(), json!(on));
+        }
+        for ((name, _, _), ms) in TIMINGS.iter().zip(timings) {
+            t.add_row(vec![*name, &format!("{ms} ms"), "fixed (set at start)"]);
+            json.insert(format!("{name}_ms"), json!(ms));
         }
         Reply::new(t.to_string(), serde_json::Value::Object(json))
     }
