@@ -213,8 +213,9 @@ pub const COMMANDS: &[CommandSpec] = &[
         name: "stats",
         aliases: &["stat"],
         args: "[--watch [INTERVAL]]",
-        summary: "per node and in total: keys, bytes, streams, heartbeats, leases, rejects",
-        detail: "From the nodes' heartbeats: keys and bytes held (every replica counted), \
+        summary: "per node and in total: requests/s, errors/s, keys, bytes, leases",
+        detail: "From the nodes' heartbeats: client requests answered per second (over one \
+                 second, or each INTERVAL), errors per second, keys and bytes held (every replica counted), \
                  resyncs a primary is sending, invalid internal messages rejected; and from the \
                  view leader: how long since each node was heard, how many epochs it is behind \
                  the view, whether it holds a lease. --watch redraws every INTERVAL (default \

@@ -3,7 +3,7 @@
 use super::{Reply, Shell};
 use crate::error::{Error, Result};
 use crate::shell::command::{lookup, parse_switch, unknown_command, COMMANDS};
-use crate::shell::layout::hang;
+use crate::shell::layout::{hang, wrap};
 use serde_json::json;
 use std::sync::atomic::Ordering;
 
@@ -108,7 +108,7 @@ pub(super) fn help(args: &[String], width: usize) -> Result<Reply> {
         [] => {
             // Usages longer than the column get a line of their own, so one
             // long usage does not push every summary off the screen.
-            const COLUMN: usize = 40;
+            const COLUMN: usize = 28;
             let col = COMMANDS
                 .iter()
                 .map(|c| c.usage().len())
@@ -119,7 +119,15 @@ pub(super) fn help(args: &[String], width: usize) -> Result<Reply> {
             for c in COMMANDS {
                 let usage = c.usage();
                 if usage.len() > col {
-                    text.push_str(&hang("  ", &usage, width));
+                    // A long usage on lines of its own, continued further in.
+                    let body = wrap(&usage, width.saturating_sub(4), 0);
+                    for (i, l) in body.lines().enumerate() {
+                        if i > 0 {
+                            text.push('\n');
+                        }
+                        text.push_str(if i == 0 { "  " } else { "    " });
+                        text.push_str(l);
+                    }
                     text.push('\n');
                     text.push_str(&hang(&" ".repeat(col + 4), c.summary, width));
                 } else {
