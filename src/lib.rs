@@ -9,6 +9,8 @@ pub mod check;
 pub mod cluster;
 pub mod error;
 pub mod node;
+pub mod progress;
 pub mod shell;
 pub mod sim;
+pub mod units;
 pub mod view;

@@ -144,3 +144,114 @@ fn scripts() {
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
 }
+
+/// Runs one line through the shell; returns its output.
+fn run(shell: &mut Shell, line: &str) -> String {
+    let mut out = Vec::new();
+    shell
+        .execute(line, &mut out)
+        .unwrap_or_else(|e| panic!("{line}: {e}"));
+    String::from_utf8(out).unwrap()
+}
+
+/// A pause at 1024 partitions is hundreds of events; `events` tells it in
+/// a few lines, `--detail` and `--partition` give every event, and the
+/// JSON names nodes as every other shape does.
+#[test]
+fn a_fault_reads_as_a_few_lines() {
+    let cluster = Cluster::start(
+        ClusterConfig {
+            partitions: 1024,
+            ..ClusterConfig::default()
+        },
+        None,
+    )
+    .unwrap();
+    let mut shell = Shell::new(cluster, false, true, false);
+    run(&mut shell, "pause n3 2s");
+    run(&mut shell, "wait healthy 60s");
+    let rows = |text: &str| text.lines().filter(|l| l.starts_with("| ")).count() - 1;
+    let summary = run(&mut shell, "events");
+    let detail = run(&mut shell, "events --detail");
+    assert!(summary.contains("n3 declared dead"), "{summary}");
+    assert!(
+        // After n3 died, or before, when it could not hold a lease.
+        summary.contains("partitions promoted new primaries"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("all done: every partition is at its target"),
+        "{summary}"
+    );
+    assert!(rows(&summary) <= 16, "{} lines:\n{summary}", rows(&summary));
+    assert!(rows(&detail) >= 10 * rows(&summary), "{detail}");
+
+    shell.json = true;
+    let events: serde_json::Value = serde_json::from_str(&run(&mut shell, "events")).unwrap();
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), rows(&detail));
+    let mut partition = None;
+    for e in events {
+        for field in ["node", "from", "to"] {
+            if let Some(v) = e.get(field) {
+                assert!(v.as_str().is_some_and(|s| s.starts_with('n')), "{e}");
+            }
+        }
+        if e["kind"] == "promoted" {
+            partition = e["partition"].as_u64();
+        }
+    }
+    let p = partition.expect("the pause promoted partitions");
+    let one: serde_json::Value =
+        serde_json::from_str(&run(&mut shell, &format!("events --partition {p}"))).unwrap();
+    let one = one.as_array().unwrap();
+    assert!(!one.is_empty());
+    assert!(
+        one.iter().all(|e| e["partition"].as_u64() == Some(p)),
+        "{one:?}"
+    );
+}
+
+/// Pausing a paused node moves the end of its pause for real: a 300 ms
+/// pause, extended to 3 s, outlasts the failure timeout, so the node is
+/// declared dead (a 300 ms pause alone is at most suspected).
+#[test]
+fn pausing_a_paused_node_extends_the_pause() {
+    let cluster = Cluster::start(default_config(), None).unwrap();
+    let mut shell = Shell::new(cluster, true, true, false);
+    run(&mut shell, "pause n2 300ms");
+    let again: serde_json::Value = serde_json::from_str(&run(&mut shell, "pause n2 3s")).unwrap();
+    assert_eq!(again["was_paused"], true, "{again}");
+    run(&mut shell, "wait healthy 60s");
+    let events: serde_json::Value = serde_json::from_str(&run(&mut shell, "events")).unwrap();
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "dead" && e["node"] == "n2"),
+        "{events}"
+    );
+}
+
+/// `stats` counts the requests each node answered, from its heartbeats.
+#[test]
+fn stats_count_what_the_nodes_served() {
+    let cluster = Cluster::start(default_config(), None).unwrap();
+    let mut shell = Shell::new(cluster, true, true, false);
+    for i in 0..5 {
+        run(&mut shell, &format!("put k{i} v"));
+    }
+    run(&mut shell, "get k1");
+    run(&mut shell, "del k2");
+    let stats: serde_json::Value = serde_json::from_str(&run(&mut shell, "stats")).unwrap();
+    let served = &stats["total"]["served"];
+    assert!(served["writes"].as_u64().unwrap() >= 5, "{stats}");
+    assert!(served["reads"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(served["deletes"].as_u64().unwrap() >= 1, "{stats}");
+    assert_eq!(
+        stats["total"]["keys"], 8,
+        "4 keys, 2 replicas each: {stats}"
+    );
+    assert_eq!(stats["nodes"].as_array().unwrap().len(), 4, "{stats}");
+}

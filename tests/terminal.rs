@@ -25,6 +25,11 @@ impl Term {
     /// Starts `kvsh ARGS` in a 200x50 pane; the pane prints `[exit N]` when
     /// kvsh ends. None (after saying why) if tmux is not installed.
     fn start(name: &str, args: &str) -> Option<Term> {
+        Term::start_sized(name, args, 200, 50)
+    }
+
+    /// Starts `kvsh ARGS` in a pane of `width` x `height`.
+    fn start_sized(name: &str, args: &str, width: u16, height: u16) -> Option<Term> {
         if Command::new("tmux").arg("-V").output().is_err() {
             eprintln!("skipping {name}: tmux is not installed (apt-get install tmux)");
             return None;
@@ -45,9 +50,9 @@ impl Term {
             "new-session",
             "-d",
             "-x",
-            "200",
+            &width.to_string(),
             "-y",
-            "50",
+            &height.to_string(),
             &cmd,
         ]);
         assert!(out.status.success(), "tmux new-session: {out:?}");
@@ -115,7 +120,12 @@ impl Term {
 
     /// Waits for the first prompt.
     fn ready(&self) {
-        self.wait_for("nodes)> ");
+        self.wait_for(" up)> ");
+    }
+
+    /// The screen as the terminal shows it: lines it wrapped stay apart.
+    fn rows(&self) -> String {
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-S", "-"]).stdout).into_owned()
     }
 
     /// Waits until the screen ends with a prompt.
@@ -324,4 +334,105 @@ fn completion_and_hints_in_the_terminal() {
     t.wait_for("> check --duration 1s --clients 4 [--keys 20]");
     t.send(&["C-u", "put k"]);
     t.wait_for("> put k VALUE");
+}
+
+/// Notices that arrive while a command runs are one line each, and the
+/// command's result starts a line of its own (they used to run together:
+/// `...at its targethealthy (waited 0.78 s)`).
+#[test]
+fn notices_during_a_command_are_one_line_each() {
+    let Some(t) = Term::start("notices", "-p 256") else {
+        return;
+    };
+    t.ready();
+    t.send(&["pause n3 2s", "Enter", "wait healthy 60s", "Enter"]);
+    t.wait_for("healthy (waited");
+    t.prompt();
+    let screen = t.screen();
+    let result = screen
+        .lines()
+        .find(|l| l.contains("healthy (waited"))
+        .unwrap();
+    assert!(result.starts_with("healthy (waited"), "{screen}");
+    let notices: Vec<&str> = screen.lines().filter(|l| l.contains(" epoch ")).collect();
+    assert!(notices.len() >= 3, "{screen}");
+    for n in &notices {
+        assert!(
+            n.starts_with('['),
+            "a notice starts its line: {n:?}\n{screen}"
+        );
+        assert_eq!(n.matches(" epoch ").count(), 1, "one notice a line: {n:?}");
+    }
+    // A pause at 256 partitions is a few lines, not hundreds.
+    assert!(notices.len() < 20, "{screen}");
+    assert!(screen.contains("all done"), "{screen}");
+}
+
+/// The prompt shows how many nodes are up and is redrawn when that
+/// changes, with no key pressed: by the notice, or with events off, by
+/// itself.
+#[test]
+fn the_prompt_follows_the_cluster() {
+    let Some(t) = Term::start("prompt", "-p 64") else {
+        return;
+    };
+    t.ready();
+    t.wait_for("kvsh (4/4 up)> ");
+    t.send(&["kill n2", "Enter"]);
+    t.wait_for("killed n2");
+    // Nothing more is typed: the prompt changes on its own.
+    t.wait_for("kvsh (3/4 up)> ");
+    t.send(&["set events off", "Enter"]);
+    t.wait_for("events off");
+    t.prompt();
+    t.send(&["kill n3", "Enter"]);
+    t.wait_for("killed n3");
+    t.wait_for("kvsh (2/4 up)> ");
+    t.send(&["restart n2", "Enter"]);
+    t.wait_for("kvsh (3/4 up)> ");
+}
+
+/// At 80 columns nothing is cut by the terminal: every line fits, and
+/// endpoints and hash ranges stay whole.
+#[test]
+fn everything_fits_80_columns() {
+    let Some(t) = Term::start_sized("narrow", "-p 1024", 80, 50) else {
+        return;
+    };
+    t.ready();
+    t.send(&["put order:1 pending", "Enter"]);
+    t.wait_for("OK");
+    t.send(&["nodes", "Enter"]);
+    t.wait_for("process");
+    t.send(&["where order:1", "Enter"]);
+    t.wait_for("hash range");
+    t.send(&["table --all --limit 5", "Enter"]);
+    t.wait_for("table --all");
+    t.send(&["help", "Enter"]);
+    t.wait_for("Type `help COMMAND`");
+    t.send(&["help check", "Enter"]);
+    t.wait_for("example: check");
+    t.prompt();
+    let rows = t.rows();
+    let joined = t.screen();
+    // capture-pane -J joins the lines the terminal wrapped: if none was,
+    // every line fit in 80 columns.
+    let wrapped: Vec<&str> = joined.lines().filter(|l| l.chars().count() > 80).collect();
+    assert!(
+        wrapped.is_empty(),
+        "lines wider than 80 columns: {wrapped:#?}"
+    );
+    let endpoint = regex::Regex::new(r"tcp://127\.0\.0\.1:\d+").unwrap();
+    let range = regex::Regex::new(r"[0-9a-f]{16}-[0-9a-f]{16}").unwrap();
+    let found = |re: &regex::Regex, text: &str| -> Vec<String> {
+        let mut v: Vec<String> = re.find_iter(text).map(|m| m.as_str().to_string()).collect();
+        v.sort();
+        v
+    };
+    // n1 to n4 in the banner and in `nodes`; `where` and five rows of
+    // `table --all`: all whole.
+    assert!(found(&endpoint, &rows).len() >= 8, "{rows}");
+    assert!(found(&range, &rows).len() >= 6, "{rows}");
+    assert_eq!(found(&endpoint, &rows), found(&endpoint, &joined), "{rows}");
+    assert_eq!(found(&range, &rows), found(&range, &joined), "{rows}");
 }

@@ -123,12 +123,12 @@ impl BenchReport {
     /// The report for people: a few lines.
     pub fn text(&self) -> String {
         let mut out = format!(
-            "{}: {} ops in {:.2} s = {} ops/s ({} clients x {} in flight{}, {}-byte values, {} keys {}*){}\n",
+            "{}: {} in {:.2} s = {} ops/s ({} x {} in flight{}, {}-byte values, {} {}*){}\n",
             self.kind,
-            group(self.ops),
+            count(self.ops, "op"),
             self.duration_ms as f64 / 1000.0,
             group(self.ops_per_sec.round() as u64),
-            self.clients,
+            count(self.clients, "client"),
             self.pipeline,
             if self.batch > 1 {
                 format!(", up to {} per frame", self.batch)
@@ -141,7 +141,7 @@ impl BenchReport {
                     t => format!(", {t} threads"),
                 },
             self.value_size,
-            group(self.keys as u64),
+            count(self.keys as u64, "key"),
             self.key_prefix,
             if self.cancelled { ", cancelled" } else { "" },
         );
@@ -174,14 +174,14 @@ impl BenchReport {
             ));
         }
         if self.loaded > 0 || self.load_errors > 0 {
-            out.push_str(&format!("loaded {} keys first", group(self.loaded)));
+            out.push_str(&format!("loaded {} first", count(self.loaded, "key")));
             if self.load_errors > 0 {
                 out.push_str(&format!(" ({} failed)", group(self.load_errors)));
             }
             out.push('\n');
         }
         if self.cleaned > 0 || self.cleanup_errors > 0 {
-            out.push_str(&format!("deleted {} keys", group(self.cleaned)));
+            out.push_str(&format!("deleted {}", count(self.cleaned, "key")));
             if self.cleanup_errors > 0 {
                 out.push_str(&format!(" ({} failed)", group(self.cleanup_errors)));
             }
@@ -211,18 +211,8 @@ fn micros(us: f64) -> String {
     }
 }
 
-/// `1234567` as `1,234,567`.
-pub fn group(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+use crate::units::count;
+pub use crate::units::group;
 
 #[cfg(test)]
 mod tests {

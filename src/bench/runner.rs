@@ -8,7 +8,7 @@ use crate::bench::report::{group, BenchReport, LatencySummary};
 use crate::bench::worker::{run_client, run_event_loop, Gate, Op, Plan, Shared, Tally, Workload};
 use crate::cluster::handle::Cluster;
 use crate::error::{Error, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -252,7 +252,7 @@ impl Phases<'_> {
             (tallies, elapsed, spawn_error)
         });
         if let Some(bar) = bar {
-            bar.finish_and_clear();
+            crate::progress::done(bar);
         }
         if let Some(e) = spawn_error {
             return Err(e);
@@ -274,7 +274,7 @@ impl Phases<'_> {
             (_, None, Some(d)) => d.as_millis() as u64,
             (_, None, None) => 0,
         };
-        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        let bar = crate::progress::bar(len);
         let style = ProgressStyle::with_template("{prefix:>11} [{bar:30}] {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");

@@ -2,6 +2,7 @@
 //! notices and the simulator's trace. The leader appends them as it decides;
 //! nothing reads them back to decide anything.
 
+use crate::units::count;
 use crate::view::{node_name, Epoch, NodeId, PartitionId, Time};
 use serde::{Deserialize, Serialize};
 
@@ -169,7 +170,7 @@ impl std::fmt::Display for EventKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use EventKind::*;
         match self {
-            Bootstrapped { nodes } => write!(f, "cluster bootstrapped with {nodes} nodes"),
+            Bootstrapped { nodes } => write!(f, "cluster bootstrapped with {}", count(*nodes, "node")),
             Joined { node } => write!(f, "{} joined", node_name(*node)),
             Suspected { node, silent_ms } => write!(
                 f,
@@ -286,8 +287,9 @@ impl std::fmt::Display for EventKind {
                 took_ms,
             } => write!(
                 f,
-                "partition {partition}: {} in sync, {keys} keys copied in {took_ms} ms",
-                node_name(*node)
+                "partition {partition}: {} in sync, {} copied in {took_ms} ms",
+                node_name(*node),
+                count(*keys, "key")
             ),
             ReplicaRemoved { partition, node } => {
                 write!(
@@ -302,6 +304,25 @@ impl std::fmt::Display for EventKind {
                 node_name(*node)
             ),
             Balanced => write!(f, "rebalancing complete: every partition is at its target"),
+        }
+    }
+}
+
+impl EventKind {
+    /// The partition the event is about, if it is about one.
+    pub fn partition(&self) -> Option<PartitionId> {
+        use EventKind::*;
+        match self {
+            LeaseFailover { partition, .. }
+            | Promoted { partition, .. }
+            | Handoff { partition, .. }
+            | Unavailable { partition }
+            | DataLost { partition }
+            | ReplicaAdded { partition, .. }
+            | CaughtUp { partition, .. }
+            | ReplicaRemoved { partition, .. }
+            | ReplicaDropped { partition, .. } => Some(*partition),
+            _ => None,
         }
     }
 }

@@ -391,7 +391,8 @@ impl Cluster {
         Ok(())
     }
 
-    /// Freezes a node for a while.
+    /// Freezes a node for a while; pausing a paused node sets when its
+    /// pause ends to `d` from now, longer or shorter.
     pub fn pause(&mut self, id: NodeId, d: Duration) -> Result<()> {
         self.running(id)?
             .control
@@ -399,6 +400,18 @@ impl Cluster {
             .map_err(|_| Error::Internal("node thread gone".into()))?;
         if let Some(h) = self.nodes.get_mut(&id) {
             h.paused_until = Some(Instant::now() + d);
+        }
+        Ok(())
+    }
+
+    /// Ends a node's pause now. Fails if it is not paused.
+    pub fn resume(&mut self, id: NodeId) -> Result<()> {
+        if !matches!(self.process(id), Some(Process::Paused(_))) {
+            return Err(Error::BadInput(format!("{} is not paused", node_name(id))));
+        }
+        self.pause(id, Duration::ZERO)?;
+        if let Some(h) = self.nodes.get_mut(&id) {
+            h.paused_until = None;
         }
         Ok(())
     }
@@ -638,8 +651,9 @@ impl Cluster {
             let mut why = Vec::new();
             if live < s.view.replication {
                 why.push(format!(
-                    "{live} live nodes cannot hold {} replicas",
-                    s.view.replication
+                    "{} cannot hold {}",
+                    crate::units::count(live, "live node"),
+                    crate::units::count(s.view.replication, "replica")
                 ));
             }
             for n in &s.no_lease {

@@ -650,9 +650,10 @@ impl ViewLeader {
         }
         if others < self.cfg.replicas && !force {
             return Err(Error::BadInput(format!(
-                "removing {name} would leave {others} live nodes for {} replicas per partition, \
+                "removing {name} would leave {} for {} per partition, \
                  so every partition would be degraded; `remove {name} --force` removes it anyway",
-                self.cfg.replicas
+                crate::units::count(others, "live node"),
+                crate::units::count(self.cfg.replicas, "replica")
             )));
         }
         // With fewer nodes than replicas, each partition keeps one replica
@@ -696,10 +697,10 @@ impl ViewLeader {
                 list.push_str(", ...");
             }
             return Err(Error::BadInput(format!(
-                "{name} is dead and holds the only in-sync copy of {} partitions ({list}); \
+                "{name} is dead and holds the only in-sync copy of {} ({list}); \
                  restart it, or wake it, to keep them, or `remove {name} --force` to remove it \
                  anyway and start them again empty",
-                only.len()
+                crate::units::count(only.len(), "partition")
             )));
         }
         self.stage();

@@ -15,8 +15,8 @@
 
 use crate::error::Error;
 use crate::node::message::{
-    AckTiming, Address, Envelope, KeyOp, KeyOpResult, Message, NodeStats, RequestId, StreamEntry,
-    StreamId,
+    AckTiming, Address, Envelope, KeyOp, KeyOpResult, Message, NodeStats, RequestId, Served,
+    StreamEntry, StreamId,
 };
 use crate::node::protocol::{Request, Response};
 use crate::node::replication::{Completion, Follower, Leader, StreamConfig, Waiter};
@@ -132,6 +132,8 @@ pub struct Node {
     heartbeats_sent: VecDeque<Time>,
     /// Internal messages dropped as invalid.
     rejected: u64,
+    /// Client requests answered, for `stats`.
+    served: Served,
     /// Peers the transport could not open a socket to.
     unreachable: Vec<NodeId>,
     /// The newest heartbeat acknowledgement, reported to the leader.
@@ -183,6 +185,7 @@ impl Node {
             lease_until: 0,
             heartbeats_sent: VecDeque::new(),
             rejected: 0,
+            served: Served::default(),
             unreachable: Vec::new(),
             last_ack: None,
             store: Store::new(),
@@ -290,6 +293,20 @@ impl Node {
     }
 
     fn reply(&mut self, client: ClientId, response: Response) {
+        let counter = match &response {
+            Response::Error { .. } => &mut self.served.errors,
+            Response::Value { .. } => &mut self.served.reads,
+            Response::Done {
+                existed: Some(_), ..
+            } => &mut self.served.deletes,
+            Response::Done { .. } => &mut self.served.writes,
+            Response::Collection { .. } => &mut self.served.scans,
+            Response::View { .. } | Response::Locks { .. } => &mut self.served.reads,
+            Response::Swapped { .. } | Response::Lock { .. } | Response::Unlocked { .. } => {
+                &mut self.served.writes
+            }
+        };
+        *counter += 1;
         self.out.push(Output::Reply { client, response });
     }
 
@@ -957,6 +974,7 @@ impl Node {
                     .collect(),
                 rejected: self.rejected,
                 unreachable: self.unreachable.clone(),
+                served: self.served,
             };
             if self.heartbeats_sent.len() == HEARTBEATS_REMEMBERED {
                 self.heartbeats_sent.pop_front();

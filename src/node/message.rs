@@ -180,6 +180,33 @@ pub struct NodeStats {
     pub rejected: u64,
     /// Peers in the node's view it has no socket to: it cannot reach them.
     pub unreachable: Vec<NodeId>,
+    /// Client requests this node answered since it started, for `stats`.
+    #[serde(default)]
+    pub served: Served,
+}
+
+/// Client requests a node answered, by outcome, since it started. Counted
+/// where replies leave the node, so a request forwarded to its primary
+/// counts once, at the node the client asked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Served {
+    /// `GET_ONE` answered.
+    pub reads: u64,
+    /// `PUT`, `CAS`, `LOCK` and `UNLOCK` answered.
+    pub writes: u64,
+    /// `DELETE` acknowledged.
+    pub deletes: u64,
+    /// `GET_ALL` pages sent.
+    pub scans: u64,
+    /// Error replies of any kind.
+    pub errors: u64,
+}
+
+impl Served {
+    /// Every request answered.
+    pub fn total(&self) -> u64 {
+        self.reads + self.writes + self.deletes + self.scans + self.errors
+    }
 }
 
 /// When a node last heard a heartbeat acknowledgement.

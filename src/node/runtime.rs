@@ -52,7 +52,8 @@ pub struct PartitionDigest {
 pub enum Control {
     /// Crash: stop at once, telling no one.
     Kill,
-    /// Freeze for this long: no heartbeats, no replies.
+    /// Freeze for this long: no heartbeats, no replies. Sent to a paused
+    /// node, it replaces the pause's end: zero ends it now.
     Pause(Duration),
     /// Report the keys held, per partition.
     Stats(Sender<BTreeMap<PartitionId, usize>>),
@@ -271,8 +272,10 @@ fn run(
             match c {
                 Control::Kill => return,
                 Control::Pause(d) => {
-                    // Frozen: only a kill gets through.
-                    let until = Instant::now() + d;
+                    // Frozen: only a kill, or a new pause (which ends or
+                    // extends this one: `resume` is a pause of zero), gets
+                    // through.
+                    let mut until = Instant::now() + d;
                     let mut held = Vec::new();
                     loop {
                         let left = until.saturating_duration_since(Instant::now());
@@ -281,6 +284,7 @@ fn run(
                         }
                         match control.recv_timeout(left) {
                             Ok(Control::Kill) => return,
+                            Ok(Control::Pause(d)) => until = Instant::now() + d,
                             Ok(other) => held.push(other),
                             Err(crossbeam_channel::RecvTimeoutError::Timeout) => break,
                             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,

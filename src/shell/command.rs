@@ -137,13 +137,16 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "table",
         aliases: &["partitions"],
-        args: "[--by-node] [--watch [INTERVAL]] [--limit N]",
-        summary: "show every partition's hash range, primary, secondaries, keys and state",
+        args: "[--by-node] [--all] [--watch [INTERVAL]] [--limit N]",
+        summary: "show partitions: replica sets, states and keys, summary first",
         detail: "States: ok, degraded (fewer in-sync replicas than wanted), moving (a replica is \
                  filling, or the set differs from the placement target), unavailable (no live \
-                 primary). A * marks a replica that is still filling. Text shows the first 64 \
-                 partitions; --limit N shows N, --limit 0 all. --by-node summarises per \
-                 node. --watch redraws every INTERVAL (default 1s) until Ctrl-C, marking changes.",
+                 primary). A * marks a replica that is still filling. Partitions with the same \
+                 replica set and state share a row, their ids written as ranges (0-3 17), \
+                 problems first. --all lists every partition with its hash range; --limit N \
+                 only the first N. --by-node gives each node's share against the ideal. --watch \
+                 redraws every INTERVAL (default 1s), fitted to the terminal, until Ctrl-C; a \
+                 change stays highlighted for 3 seconds.",
         example: "table --by-node",
     },
     CommandSpec {
@@ -184,8 +187,17 @@ pub const COMMANDS: &[CommandSpec] = &[
         args: "NODE DURATION",
         summary: "freeze a node (no heartbeats, no replies) for DURATION, e.g. 3s or 500ms",
         detail: "A paused primary's lease runs out before the leader replaces it, so it never \
-                 serves from a stale view when it wakes.",
+                 serves from a stale view when it wakes. Pausing a paused node makes its pause \
+                 end DURATION from now, sooner or later; `resume` ends it at once.",
         example: "pause n2 3s",
+    },
+    CommandSpec {
+        name: "resume",
+        aliases: &[],
+        args: "NODE",
+        summary: "end a node's pause now",
+        detail: "The node wakes as if its pause had run out: it heartbeats and serves again.",
+        example: "resume n2",
     },
     CommandSpec {
         name: "restart",
@@ -226,11 +238,27 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "events",
         aliases: &[],
-        args: "[--limit N]",
-        summary: "the timeline of view changes: suspicions, deaths, promotions, copies",
-        detail: "Times are seconds since the cluster started. `set events off` stops the live \
-                 notices printed above the prompt.",
-        example: "events --limit 20",
+        args: "[--limit N] [--detail] [--partition P]",
+        summary: "the timeline: each fault and its consequences in a few lines",
+        detail: "A fault reads as a few lines: what happened to which node, how many partitions \
+                 were promoted, copied, handed back, and when everything was at its target \
+                 again. --detail gives every event, one a line; --partition P every event of \
+                 one partition. Times are seconds since the cluster started. The live notices \
+                 above the prompt tell the same story; `set events off` stops them.",
+        example: "events --partition 7",
+    },
+    CommandSpec {
+        name: "stats",
+        aliases: &["stat"],
+        args: "[--watch [INTERVAL]]",
+        summary: "per node and in total: requests/s, errors/s, keys, bytes, leases",
+        detail: "From the nodes' heartbeats: client requests answered per second (over one \
+                 second, or each INTERVAL), errors per second, keys and bytes held (every replica counted), \
+                 resyncs a primary is sending, invalid internal messages rejected; and from the \
+                 view leader: how long since each node was heard, how many epochs it is behind \
+                 the view, whether it holds a lease. --watch redraws every INTERVAL (default \
+                 1s) until Ctrl-C, highlighting changes.",
+        example: "stats --watch",
     },
     CommandSpec {
         name: "verify",
@@ -326,10 +354,14 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "set",
         aliases: &[],
-        args: "auto-rebalance|events on|off",
-        summary: "change a setting",
+        args: "[auto-rebalance|events on|off]",
+        summary: "list every setting and its value, or change one",
         detail: "auto-rebalance (default on): membership changes rebalance by themselves. \
-                 events (default on): print view changes above the prompt as they happen.",
+                 events (default on): print view changes above the prompt as they happen. \
+                 The timings (heartbeat, suspect-timeout, failure-timeout, lease) are shown \
+                 but fixed while the cluster runs: every lease must end before the failure \
+                 timeout on every node at every instant, which a change made one thread at a \
+                 time cannot promise; --heartbeat and --failure-timeout set them at start.",
         example: "set auto-rebalance off",
     },
     CommandSpec {
@@ -570,7 +602,7 @@ mod tests {
     #[test_case::test_case("exits", Some("quit"))]
     #[test_case::test_case("exists", Some("get"); "exists is a redis habit, not a typo of exit")]
     #[test_case::test_case("mset", Some("put"); "mset is not a typo of set")]
-    #[test_case::test_case("unpause", None; "unpause is the opposite of pause")]
+    #[test_case::test_case("unpause", Some("resume"); "unpause is resume, not a typo of pause")]
     #[test_case::test_case("x", None; "one letter is too short for a typo")]
     #[test_case::test_case("g", None; "one letter does not suggest help")]
     #[test_case::test_case("zzzzzzzz", None)]

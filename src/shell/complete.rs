@@ -5,7 +5,8 @@
 //! change here. What the usage cannot know comes from [`Known`]: the
 //! nodes, which of them are killed, and the keys this session has typed.
 //! The metavariable names a value: `KEY` completes keys, `NODE` nodes (only
-//! killed ones after `restart`, only live ones after `kill` and `pause`),
+//! killed ones after `restart`, paused ones after `resume`, only live ones
+//! after `kill` and `pause`),
 //! `A`, `B` and `NODES` nodes or `leader`, `FILE` file names, `COMMAND`
 //! commands.
 //!
@@ -30,6 +31,8 @@ pub struct Known {
     pub nodes: Vec<String>,
     /// The names of killed nodes.
     pub killed: Vec<String>,
+    /// The names of paused nodes.
+    pub paused: Vec<String>,
     /// Keys typed in this session (`put`, `get`, `del`, `where`).
     pub keys: BTreeSet<String>,
 }
@@ -207,6 +210,7 @@ fn values(u: &Usage, current: &str, command: &str, known: &Known) -> Vec<Pair> {
                 let live = || known.nodes.iter().filter(|n| !known.killed.contains(n));
                 let nodes: Vec<&String> = match command {
                     "restart" => known.killed.iter().collect(),
+                    "resume" => known.paused.iter().collect(),
                     "kill" | "pause" => live().collect(),
                     _ => known.nodes.iter().collect(),
                 };
@@ -408,6 +412,7 @@ mod tests {
         Known {
             nodes: ["n1", "n2", "n3", "n10"].map(String::from).to_vec(),
             killed: vec!["n2".into()],
+            paused: vec!["n3".into()],
             keys: ["user:1", "user:2", "cart"].map(String::from).into(),
         }
     }
@@ -423,7 +428,7 @@ mod tests {
 
     #[test_case("pu", &["put"])]
     #[test_case("PU", &["put"]; "in any case")]
-    #[test_case("re", &["rebalance", "remove", "repair", "restart"])]
+    #[test_case("re", &["rebalance", "remove", "repair", "restart", "resume"])]
     #[test_case("check ", &["--clients", "--duration", "--faults", "--keys", "--seed"])]
     #[test_case("check --duration 3s --s", &["--seed"])]
     #[test_case("check --seed 1 ", &["--clients", "--duration", "--faults", "--keys"];
@@ -452,8 +457,11 @@ mod tests {
     #[test_case("placement ", &["hrw", "modulo", "ring"])]
     #[test_case("set ", &["auto-rebalance", "events"])]
     #[test_case("set events ", &["off", "on"])]
-    #[test_case("table --watch ", &["--by-node", "--limit"])]
-    #[test_case("table --by-node ", &["--limit", "--watch"])]
+    #[test_case("table --watch ", &["--all", "--by-node", "--limit"])]
+    #[test_case("table --by-node ", &["--all", "--limit", "--watch"])]
+    #[test_case("resume ", &["n3"]; "only paused nodes resume")]
+    #[test_case("events ", &["--detail", "--limit", "--partition"])]
+    #[test_case("stats ", &["--watch"])]
     #[test_case("keys ", &["--limit"])]
     #[test_case("help q", &["quit"])]
     #[test_case("history ", &["save"])]

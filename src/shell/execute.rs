@@ -22,6 +22,7 @@ mod data;
 mod faults;
 mod membership;
 mod settings;
+mod stats;
 mod views;
 
 use settings::help;
@@ -104,21 +105,10 @@ impl Shell {
         self.quit
     }
 
-    /// The prompt: shows the cluster's size, and how much of it is up.
+    /// The prompt: how many of the cluster's nodes are up (`kvsh (3/4 up)> `).
     pub fn prompt(&self) -> String {
-        let status = self.cluster.status();
-        let total = self.cluster.node_ids().len();
-        let up = self
-            .cluster
-            .node_ids()
-            .into_iter()
-            .filter(|id| render::node_state(&status, *id) == "up")
-            .count();
-        if up == total {
-            format!("kvsh ({total} nodes)> ")
-        } else {
-            format!("kvsh ({up}/{total} up)> ")
-        }
+        let up = crate::shell::notice::up_count(&self.cluster.status());
+        crate::shell::notice::prompt_text(up, self.cluster.node_ids().len())
     }
 
     /// Runs one line and writes its output. Blank lines and `#` comments do
@@ -133,7 +123,18 @@ impl Shell {
         if self.json {
             writeln!(out, "{}", reply.json)?;
         } else if !reply.text.is_empty() {
-            writeln!(out, "{}", reply.text.trim_end_matches('\n'))?;
+            let text = reply.text.trim_end_matches('\n');
+            if self.style.tty && !self.script {
+                // On a terminal, a line too long for it wraps at a space,
+                // so no endpoint, hash range or number is cut in two.
+                writeln!(
+                    out,
+                    "{}",
+                    crate::shell::layout::fit(text, self.text_width())
+                )?;
+            } else {
+                writeln!(out, "{text}")?;
+            }
         }
         match reply.failure {
             Some(e) => Err(e),
@@ -163,6 +164,8 @@ impl Shell {
             "remove" => self.remove(args),
             "kill" => self.kill(args),
             "pause" => self.pause(args),
+            "resume" => self.resume(args),
+            "stats" => self.stats(args),
             "restart" => self.restart(args),
             "rebalance" => self.rebalance(args),
             "placement" => self.placement(args),
@@ -178,13 +181,23 @@ impl Shell {
             "check" => self.check(args),
             "history" => self.history(args),
             "bench" => self.bench(args),
-            "help" => help(args),
+            "help" => help(args, self.text_width()),
             "quit" if !args.is_empty() => Err(self.usage("quit")),
             "quit" => {
                 self.quit = true;
                 Ok(Reply::new("", json!({"ok": true})))
             }
             other => Err(Error::Internal(format!("command {other} has no handler"))),
+        }
+    }
+
+    /// The width text is fitted to: the terminal's, or 80 columns in a
+    /// script, so scripts' output does not depend on where they ran.
+    pub(super) fn text_width(&self) -> usize {
+        if self.style.tty && !self.script {
+            crate::shell::layout::width()
+        } else {
+            80
         }
     }
 

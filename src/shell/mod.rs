@@ -12,6 +12,11 @@
 //! - [`client`] runs the shell's cluster client on a thread of its own, so
 //!   Ctrl-C can stop waiting for it;
 //! - [`render`] draws tables (comfy-table) and their JSON twins;
+//! - [`timeline`] tells the events as a story: a fault and its
+//!   consequences in a few lines (`events`, live notices);
+//! - [`layout`] fits text to the terminal (word wrap, width, height);
+//! - [`notice`] prints live notices (one line each, above any progress
+//!   bar) and keeps the prompt's `3/4 up` current;
 //! - [`repl`] is the interactive loop (rustyline): prompt, history,
 //!   completion, hints, pasted lines, and live event notices above the
 //!   prompt;
@@ -25,9 +30,12 @@ pub mod client;
 pub mod command;
 pub mod complete;
 pub mod execute;
+pub mod layout;
+pub mod notice;
 pub mod render;
 pub mod repl;
 pub mod script;
+pub mod timeline;
 pub mod usage;
 
 pub use execute::{Reply, Shell};

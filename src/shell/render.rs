@@ -4,7 +4,8 @@
 //! `--json` contract cannot drift apart.
 
 use crate::cluster::handle::{Cluster, Process};
-use crate::cluster::leader::{Event, EventKind, Status};
+use crate::cluster::leader::{Event, Status};
+use crate::units::{count, group};
 use crate::view::{node_name, partition_range, NodeId, NodeState, PartitionInfo};
 use comfy_table::{presets, Attribute, Cell, Color, ContentArrangement, Table};
 use serde_json::{json, Value};
@@ -153,15 +154,16 @@ pub fn nodes(
             Cell::new(&endpoint),
             style.state_cell(state),
             style.state_cell(&process),
-            Cell::new(led),
-            Cell::new(held),
-            Cell::new(keys),
+            Cell::new(group(led as u64)),
+            Cell::new(group(held as u64)),
+            Cell::new(group(keys)),
         ]);
         rows.push(json!({
             "id": node_name(id), "endpoint": endpoint, "state": state, "process": process,
             "primaries": led, "secondaries": held, "keys": keys,
         }));
     }
+    keep_whole(&mut t, &[1]);
     (t.to_string(), Value::Array(rows))
 }
 
@@ -219,14 +221,59 @@ pub fn partition_row(status: &Status, counts: &KeyCounts, p: usize) -> Partition
     }
 }
 
-/// `table`: every partition (or the first `limit`). `previous` marks what
-/// changed since an earlier frame, for `--watch`.
+/// What changed recently, for `table --watch`: a changed cell stays
+/// highlighted for [`Recent::HOLD`], so a change is seen even if it
+/// happens just before a redraw.
+#[derive(Debug, Default)]
+pub struct Recent {
+    seen: BTreeMap<String, (String, Option<Instant>)>,
+}
+
+impl Recent {
+    /// How long a change stays highlighted.
+    pub const HOLD: std::time::Duration = std::time::Duration::from_secs(3);
+
+    /// Records the value of cell `key`; true if it changed within
+    /// [`Recent::HOLD`]. A cell seen for the first time has not changed.
+    pub fn changed(&mut self, key: String, value: &str) -> bool {
+        let now = Instant::now();
+        match self.seen.get_mut(&key) {
+            Some((old, at)) => {
+                if old != value {
+                    *old = value.to_string();
+                    *at = Some(now);
+                }
+                at.is_some_and(|t| now.duration_since(t) < Self::HOLD)
+            }
+            None => {
+                self.seen.insert(key, (value.to_string(), None));
+                false
+            }
+        }
+    }
+}
+
+/// Highlights a cell (reverse video) on a terminal.
+fn mark(style: Style, c: Cell, on: bool) -> Cell {
+    if on && style.tty {
+        c.add_attribute(Attribute::Reverse)
+    } else {
+        c
+    }
+}
+
+/// Asks `recent`, if any, whether a cell changed.
+fn changed(recent: &mut Option<&mut Recent>, key: String, value: &str) -> bool {
+    recent.as_mut().is_some_and(|r| r.changed(key, value))
+}
+
+/// `table --all`: every partition (or the first `limit`), summary first.
 pub fn partitions(
     style: Style,
     status: &Status,
     counts: &KeyCounts,
     limit: Option<usize>,
-    previous: Option<&Status>,
+    mut recent: Option<&mut Recent>,
 ) -> (String, Value) {
     let mut t = style.table(&[
         "partition",
@@ -236,39 +283,22 @@ pub fn partitions(
         "keys",
         "state",
     ]);
+    keep_whole(&mut t, &[1]);
     let mut rows = Vec::new();
-    let count = status.view.partitions.len();
-    let shown = limit.unwrap_or(count).min(count);
-    for p in 0..count {
+    let total = status.view.partitions.len();
+    let shown = limit.unwrap_or(total).min(total);
+    for p in 0..total {
         let row = partition_row(status, counts, p);
         if p < shown {
-            let changed = previous
-                .and_then(|prev| prev.view.partitions.get(p))
-                .is_some_and(|old| {
-                    old.replicas
-                        .iter()
-                        .map(|r| (r.node, r.in_sync))
-                        .ne(status.view.partitions[p]
-                            .replicas
-                            .iter()
-                            .map(|r| (r.node, r.in_sync)))
-                });
-            let primary_changed = previous
-                .and_then(|prev| prev.view.partitions.get(p))
-                .is_some_and(|old| old.primary() != status.view.partitions[p].primary());
-            let mark = |c: Cell, on: bool| {
-                if on && style.tty {
-                    c.add_attribute(Attribute::Reverse)
-                } else {
-                    c
-                }
-            };
+            let secondaries = row.secondaries.join(" ");
+            let primary_changed = changed(&mut recent, format!("{p}.p"), &row.primary);
+            let secondaries_changed = changed(&mut recent, format!("{p}.s"), &secondaries);
             t.add_row(vec![
                 Cell::new(p),
                 Cell::new(&row.range),
-                mark(Cell::new(&row.primary), primary_changed),
-                mark(Cell::new(row.secondaries.join(" ")), changed),
-                Cell::new(row.keys),
+                mark(style, Cell::new(&row.primary), primary_changed),
+                mark(style, Cell::new(secondaries), secondaries_changed),
+                Cell::new(group(row.keys)),
                 style.state_cell(row.state),
             ]);
         }
@@ -277,16 +307,145 @@ pub fn partitions(
             "secondaries": row.secondaries, "keys": row.keys, "state": row.state,
         }));
     }
-    let mut text = t.to_string();
-    if shown < count {
+    let mut text = format!("{}\n{t}", summary(status));
+    if shown < total {
         text.push_str(&format!(
-            "\n({} more partitions; `table --limit 0` shows all)",
-            count - shown
+            "\n(and {} more {})",
+            group((total - shown) as u64),
+            crate::units::plural((total - shown) as u64, "partition")
         ));
     }
-    let states = summary(status);
-    text.push_str(&format!("\n{states}"));
     (text, Value::Array(rows))
+}
+
+/// `table`: the summary, then one row per replica set and state, with the
+/// partitions in it written as ranges (`0-3 17 40-41`), as Redis writes
+/// slot ranges. Problems come first: unavailable, degraded and moving
+/// partitions, then the healthy ones by primary. `width` bounds the
+/// ranges column; what does not fit ends in `+N more`, and
+/// `table --all` lists every partition.
+pub fn grouped(
+    style: Style,
+    status: &Status,
+    counts: &KeyCounts,
+    width: usize,
+    limit: Option<usize>,
+    mut recent: Option<&mut Recent>,
+) -> (String, Value) {
+    let mut groups: BTreeMap<GroupKey, (Vec<u32>, u64)> = BTreeMap::new();
+    let mut rows = Vec::new();
+    for p in 0..status.view.partitions.len() {
+        let row = partition_row(status, counts, p);
+        let rank = match row.state {
+            "unavailable" => 0,
+            "degraded" => 1,
+            "moving" => 2,
+            "ok" => 4,
+            _ => 3,
+        };
+        let g = groups
+            .entry((
+                rank,
+                row.primary.clone(),
+                row.secondaries.join(" "),
+                row.state,
+            ))
+            .or_default();
+        g.0.push(p as u32);
+        g.1 += row.keys;
+        rows.push(json!({
+            "partition": row.partition, "range": row.range, "primary": row.primary,
+            "secondaries": row.secondaries, "keys": row.keys, "state": row.state,
+        }));
+    }
+    let mut t = style.table(&[
+        "primary",
+        "secondaries",
+        "state",
+        "count",
+        "keys",
+        "partitions",
+    ]);
+    // The other columns take about 51 columns with their borders, more
+    // when key counts are long.
+    let room = width.saturating_sub(56).max(12);
+    let shown = limit.unwrap_or(usize::MAX);
+    for ((_, primary, secondaries, state), (ps, keys)) in groups.iter().take(shown) {
+        let ranges = ranges(ps, room);
+        let key = format!("g.{primary}.{secondaries}.{state}");
+        let hot = changed(&mut recent, key, &ranges);
+        t.add_row(vec![
+            mark(style, Cell::new(primary), hot),
+            mark(style, Cell::new(secondaries), hot),
+            style.state_cell(state),
+            Cell::new(group(ps.len() as u64)),
+            Cell::new(group(*keys)),
+            mark(style, Cell::new(ranges), hot),
+        ]);
+    }
+    let mut text = format!("{}\n{t}", summary(status));
+    if groups.len() > shown {
+        text.push_str(&format!(
+            "\n({} more)",
+            count(groups.len() - shown, "replica set")
+        ));
+    }
+    text.push_str("\n`table --all` lists every partition with its hash range");
+    (text, Value::Array(rows))
+}
+
+/// A row of the grouped table: the state's rank (problems first), the
+/// primary, the secondaries and the state.
+type GroupKey = (u8, String, String, &'static str);
+
+/// Partition ids as ranges, `0-3 17 40-41`, cut to `room` columns with
+/// `+N more` at the end if they do not fit.
+pub fn ranges(ps: &[u32], room: usize) -> String {
+    let mut runs: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < ps.len() {
+        let mut j = i;
+        while j + 1 < ps.len() && ps[j + 1] == ps[j] + 1 {
+            j += 1;
+        }
+        runs.push(if i == j {
+            ps[i].to_string()
+        } else {
+            format!("{}-{}", ps[i], ps[j])
+        });
+        i = j + 1;
+    }
+    let all = runs.join(" ");
+    if all.len() <= room {
+        return all;
+    }
+    let mut out = String::new();
+    for (k, r) in runs.iter().enumerate() {
+        let more = format!(" +{} more", runs.len() - k);
+        if out.len() + 1 + r.len() + more.len() > room {
+            out.push_str(if out.is_empty() {
+                more.trim_start()
+            } else {
+                &more
+            });
+            return out;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(r);
+    }
+    out
+}
+
+/// Columns whose cells must never be cut (endpoints, hash ranges): they
+/// get the width of their content, and the other columns wrap instead.
+pub fn keep_whole(t: &mut Table, columns: &[usize]) {
+    for &c in columns {
+        if let Some(col) = t.column_mut(c) {
+            col.set_constraint(comfy_table::ColumnConstraint::ContentWidth);
+        }
+    }
 }
 
 /// One line: partitions by state.
@@ -295,10 +454,13 @@ pub fn summary(status: &Status) -> String {
     for p in 0..status.view.partitions.len() {
         *counts.entry(status.partition_state(p)).or_default() += 1;
     }
-    let parts: Vec<String> = counts.iter().map(|(s, c)| format!("{c} {s}")).collect();
+    let parts: Vec<String> = counts
+        .iter()
+        .map(|(s, c)| format!("{} {s}", group(*c as u64)))
+        .collect();
     format!(
-        "{} partitions: {}; epoch {}, placement {}",
-        status.view.partitions.len(),
+        "{}: {}; epoch {}, placement {}",
+        count(status.view.partitions.len(), "partition"),
         parts.join(", "),
         status.view.epoch,
         status.strategy.map_or("?".to_string(), |s| s.to_string())
@@ -306,7 +468,12 @@ pub fn summary(status: &Status) -> String {
 }
 
 /// `table --by-node`.
-pub fn by_node(style: Style, status: &Status, counts: &KeyCounts) -> (String, Value) {
+pub fn by_node(
+    style: Style,
+    status: &Status,
+    counts: &KeyCounts,
+    mut recent: Option<&mut Recent>,
+) -> (String, Value) {
     let mut t = style.table(&[
         "node",
         "state",
@@ -349,15 +516,21 @@ pub fn by_node(style: Style, status: &Status, counts: &KeyCounts) -> (String, Va
         } else {
             0.0
         };
-        t.add_row(vec![
-            Cell::new(node_name(*id)),
-            style.state_cell(state),
-            Cell::new(led),
-            Cell::new(held),
-            Cell::new(keys),
-            Cell::new(format!("{share:.1}%")),
-            Cell::new(format!("{ideal_here:.1}%")),
-        ]);
+        let name = node_name(*id);
+        let mut cell = |column: &str, text: String| {
+            let hot = changed(&mut recent, format!("{name}.{column}"), &text);
+            mark(style, Cell::new(text), hot)
+        };
+        let row = vec![
+            Cell::new(&name),
+            cell("state", state.to_string()),
+            cell("primaries", group(led as u64)),
+            cell("secondaries", group(held as u64)),
+            cell("keys", group(keys)),
+            cell("share", format!("{share:.1}%")),
+            cell("ideal", format!("{ideal_here:.1}%")),
+        ];
+        t.add_row(row);
         rows.push(json!({
             "node": node_name(*id), "state": state, "primaries": led, "secondaries": held,
             "keys": keys, "share": (share * 10.0).round() / 10.0, "ideal": (ideal_here * 10.0).round() / 10.0,
@@ -366,122 +539,14 @@ pub fn by_node(style: Style, status: &Status, counts: &KeyCounts) -> (String, Va
     (t.to_string(), Value::Array(rows))
 }
 
-/// One line of the timeline: a single event, or a run of events of the
-/// same kind in the same epoch, summarised.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TimelineLine {
-    /// When the first event of the run happened, ms.
-    pub at: u64,
-    /// Its epoch.
-    pub epoch: u64,
-    /// What happened.
-    pub text: String,
-}
-
-/// Groups the timeline: a failure at 1024 partitions is hundreds of
-/// promotions and copies, which read better as one line each.
-pub fn timeline(events: &[Event]) -> Vec<TimelineLine> {
-    let mut lines = Vec::new();
-    let mut i = 0;
-    while i < events.len() {
-        let first = &events[i];
-        let kind = std::mem::discriminant(&first.kind);
-        let mut j = i + 1;
-        while j < events.len()
-            && events[j].epoch == first.epoch
-            && std::mem::discriminant(&events[j].kind) == kind
-        {
-            j += 1;
-        }
-        let run = &events[i..j];
-        let text = if run.len() <= 3 {
-            for e in run {
-                lines.push(TimelineLine {
-                    at: e.at,
-                    epoch: e.epoch,
-                    text: e.kind.to_string(),
-                });
-            }
-            i = j;
-            continue;
-        } else {
-            summarise(run)
-        };
-        lines.push(TimelineLine {
-            at: first.at,
-            epoch: first.epoch,
-            text,
-        });
-        i = j;
-    }
-    lines
-}
-
-fn summarise(run: &[Event]) -> String {
-    let n = run.len();
-    let mut per_node: BTreeMap<NodeId, usize> = BTreeMap::new();
-    let mut keys = 0;
-    let mut slowest = 0;
-    let mut reason = String::new();
-    for e in run {
-        match &e.kind {
-            EventKind::Promoted { to, .. }
-            | EventKind::Handoff { to, .. }
-            | EventKind::LeaseFailover { to, .. } => *per_node.entry(*to).or_default() += 1,
-            EventKind::ReplicaAdded {
-                node, reason: r, ..
-            } => {
-                *per_node.entry(*node).or_default() += 1;
-                reason.clone_from(r);
-            }
-            EventKind::CaughtUp {
-                node,
-                keys: k,
-                took_ms,
-                ..
-            } => {
-                *per_node.entry(*node).or_default() += 1;
-                keys += k;
-                slowest = slowest.max(*took_ms);
-            }
-            EventKind::ReplicaRemoved { node, .. } => *per_node.entry(*node).or_default() += 1,
-            _ => {}
-        }
-    }
-    let nodes = per_node
-        .iter()
-        .map(|(n, c)| format!("{} {c}", node_name(*n)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let example = run[0].kind.to_string();
-    match &run[0].kind {
-        EventKind::Promoted { from, .. } => {
-            format!(
-                "{n} partitions promoted new primaries after {} died ({nodes})",
-                node_name(*from)
-            )
-        }
-        EventKind::LeaseFailover { from, .. } => format!(
-            "{n} partitions promoted new primaries: {} cannot hold a lease ({nodes})",
-            node_name(*from)
-        ),
-        EventKind::Handoff { .. } => format!("{n} primaries handed over ({nodes})"),
-        EventKind::ReplicaAdded { .. } => format!("{reason} of {n} replicas started ({nodes})"),
-        EventKind::CaughtUp { .. } => {
-            format!("{n} replicas in sync, {keys} keys copied, slowest in {slowest} ms ({nodes})")
-        }
-        EventKind::ReplicaRemoved { .. } => format!("{n} surplus replicas removed ({nodes})"),
-        EventKind::Unavailable { .. } => {
-            format!("{n} partitions unavailable: their primary died with no in-sync replica")
-        }
-        EventKind::DataLost { .. } => format!("{n} partitions lost every copy and restart empty"),
-        _ => format!("{n} events like: {example}"),
-    }
-}
-
-/// `events`: the grouped timeline (text), and every event (JSON).
-pub fn events(style: Style, events: &[Event], limit: usize) -> (String, Value) {
-    let lines = timeline(events);
+/// `events`: the timeline as lines (a summary, or every event), and the
+/// events themselves (JSON), with node ids named as everywhere else.
+pub fn events(
+    style: Style,
+    lines: &[crate::shell::timeline::TimelineLine],
+    events: &[Event],
+    limit: usize,
+) -> (String, Value) {
     let mut t = style.table(&["time", "epoch", "event"]);
     for l in &lines[lines.len().saturating_sub(limit)..] {
         t.add_row(vec![
@@ -490,15 +555,49 @@ pub fn events(style: Style, events: &[Event], limit: usize) -> (String, Value) {
             Cell::new(&l.text),
         ]);
     }
-    let json = events
+    let json = events[events.len().saturating_sub(limit)..]
         .iter()
         .map(|e| {
             let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
             if let Some(o) = v.as_object_mut() {
+                // Node ids are "n3" in every --json shape.
+                for field in ["node", "from", "to"] {
+                    if let Some(id) = o.get(field).and_then(Value::as_u64) {
+                        o.insert(field.into(), Value::String(node_name(id as NodeId)));
+                    }
+                }
                 o.insert("text".into(), Value::String(e.kind.to_string()));
             }
             v
         })
         .collect();
     (t.to_string(), Value::Array(json))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_read_as_ranges() {
+        assert_eq!(ranges(&[0, 1, 2, 3, 17, 40, 41], 80), "0-3 17 40-41");
+        assert_eq!(ranges(&[5], 80), "5");
+        let many: Vec<u32> = (0..100).map(|p| p * 2).collect();
+        let cut = ranges(&many, 30);
+        assert!(cut.len() <= 30, "{cut}");
+        assert!(cut.starts_with("0 2 4"), "{cut}");
+        assert!(cut.ends_with(" more"), "{cut}");
+    }
+
+    #[test]
+    fn a_change_stays_highlighted() {
+        let mut r = Recent::default();
+        assert!(
+            !r.changed("n1.keys".into(), "1"),
+            "first sight is no change"
+        );
+        assert!(!r.changed("n1.keys".into(), "1"));
+        assert!(r.changed("n1.keys".into(), "2"));
+        assert!(r.changed("n1.keys".into(), "2"), "still within the hold");
+    }
 }

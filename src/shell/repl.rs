@@ -1,7 +1,9 @@
 //! The interactive shell: rustyline with history, completion and hints
 //! (from [`complete`]), pasted lines run one by one, and view-change notices
-//! printed above the prompt as they happen (through rustyline's external
-//! printer, so the line being typed is not garbled).
+//! printed above the prompt as they happen ([`notice`]: one line each,
+//! summarised, and the prompt's `3/4 up` redrawn when it changes).
+//!
+//! [`notice`]: crate::shell::notice
 //!
 //! rustyline 19 or later is needed: before it, input that arrived together
 //! (typed ahead, or pasted without bracketed paste) stalled after its first
@@ -21,7 +23,8 @@
 use crate::cluster::leader::Event;
 use crate::shell::complete::{self, Known, UsageHint};
 use crate::shell::render::process_state;
-use crate::shell::{interrupted, Shell};
+use crate::shell::{interrupted, notice, Shell};
+use crate::units::count;
 use crate::view::node_name;
 use crossbeam_channel::Receiver;
 use rustyline::completion::{Completer, Pair};
@@ -30,7 +33,7 @@ use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
-use rustyline::{CompletionType, Config, Context, Editor, ExternalPrinter, Helper};
+use rustyline::{CompletionType, Config, Context, Editor, Helper};
 use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -83,10 +86,10 @@ pub fn banner(shell: &Shell) -> String {
     let c = shell.cluster();
     let cfg = c.config();
     let mut s = format!(
-        "kvsh: {} nodes, {} replicas per partition, {} partitions, placement {}\n",
-        c.node_ids().len(),
-        cfg.replicas,
-        cfg.partitions,
+        "kvsh: {}, {} per partition, {}, placement {}\n",
+        count(c.node_ids().len(), "node"),
+        count(cfg.replicas, "replica"),
+        count(cfg.partitions, "partition"),
         cfg.placement.strategy
     );
     for id in c.node_ids() {
@@ -117,31 +120,18 @@ pub fn run(shell: &mut Shell, history: Option<PathBuf>, events: Receiver<Event>)
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
-    // Live notices: a thread prints view changes above the prompt. It ends
-    // when the cluster shuts down and drops the sending end.
-    let live = shell.live_events.clone();
-    let printer = editor.create_external_printer().ok().map(|mut p| {
-        std::thread::spawn(move || {
-            // Take what arrives together (a failure is a burst), group it,
-            // and print one line per group.
-            while let Ok(first) = events.recv() {
-                let mut batch = vec![first];
-                while let Ok(e) = events.recv_timeout(std::time::Duration::from_millis(30)) {
-                    batch.push(e);
-                }
-                if live.load(Ordering::Relaxed) {
-                    for l in crate::shell::render::timeline(&batch) {
-                        let line = format!(
-                            "\x1b[2m[{:>8.3}s epoch {}] {}\x1b[0m",
-                            l.at as f64 / 1000.0,
-                            l.epoch,
-                            l.text
-                        );
-                        let _ = p.print(line);
-                    }
-                }
-            }
-        })
+    // Live notices: a thread prints view changes above the prompt (or above
+    // a running command's progress bar), and keeps the prompt's count of
+    // nodes up current. It ends when the cluster shuts down.
+    let shared = notice::Shared::default();
+    let printer = editor.create_external_printer().ok().map(|p| {
+        notice::spawn(
+            p,
+            events,
+            shell.cluster().status_watch(),
+            shell.live_events.clone(),
+            shared.clone(),
+        )
     });
     println!("{}", banner(shell));
     let mut status = 0;
@@ -149,7 +139,16 @@ pub fn run(shell: &mut Shell, history: Option<PathBuf>, events: Receiver<Event>)
         if let Some(h) = editor.helper_mut() {
             refresh(&mut h.known, shell);
         }
-        match editor.readline(&shell.prompt()) {
+        let total = shell.cluster().node_ids().len();
+        shared.up.store(
+            notice::up_count(&shell.cluster().status()),
+            Ordering::Relaxed,
+        );
+        let prompt = notice::LivePrompt::new(total, &shared);
+        shared.at_prompt.store(true, Ordering::Relaxed);
+        let read = editor.readline(&prompt);
+        shared.at_prompt.store(false, Ordering::Relaxed);
+        match read {
             Ok(text) => {
                 let lines: Vec<&str> = text
                     .lines()
@@ -206,8 +205,14 @@ fn refresh(known: &mut Known, shell: &Shell) {
     let ids = cluster.node_ids();
     known.nodes = ids.iter().map(|id| node_name(*id)).collect();
     known.killed = ids
-        .into_iter()
+        .iter()
+        .copied()
         .filter(|id| process_state(cluster, *id) == "killed")
+        .map(node_name)
+        .collect();
+    known.paused = ids
+        .into_iter()
+        .filter(|id| process_state(cluster, *id).starts_with("paused"))
         .map(node_name)
         .collect();
 }

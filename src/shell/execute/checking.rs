@@ -7,6 +7,7 @@ use crate::check::run::CheckConfig;
 use crate::error::{Error, Result};
 use crate::shell::command::{options, parse_count, parse_duration};
 use crate::shell::interrupted;
+use crate::units::{count, group, plural};
 use crate::view::{node_name, PartitionId};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -22,7 +23,10 @@ impl Shell {
         let checked = status.view.partitions.len();
         if bad.is_empty() {
             return Ok(Reply::new(
-                format!("verified {checked} partitions: every replica matches its primary"),
+                format!(
+                    "verified {}: every replica matches its primary",
+                    count(checked, "partition")
+                ),
                 json!({"partitions": checked, "divergent": []}),
             ));
         }
@@ -71,8 +75,10 @@ impl Shell {
             }
         }
         let summary = format!(
-            "{} of {checked} partitions have divergent replicas; `repair` fixes them",
-            bad.len()
+            "{} of {} {} divergent replicas; `repair` fixes them",
+            group(bad.len() as u64),
+            count(checked, "partition"),
+            plural(bad.len() as u64, "has")
         );
         let text = format!("{t}\n{summary}");
         // The report prints, and the command still counts as failed.
@@ -137,7 +143,7 @@ impl Shell {
             }
         }
         let bar = self.progress_on().then(|| {
-            let b = indicatif::ProgressBar::new(cfg.duration.as_millis() as u64);
+            let b = crate::progress::bar(cfg.duration.as_millis() as u64);
             b.set_style(
                 indicatif::ProgressStyle::with_template("check [{bar:30}] {msg}")
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
@@ -150,14 +156,16 @@ impl Shell {
                 b.set_position(elapsed.as_millis() as u64);
                 let rate = ops as f64 / elapsed.as_secs_f64().max(0.001);
                 b.set_message(format!(
-                    "{:.1}s, {ops} ops, {rate:.0} ops/s",
-                    elapsed.as_secs_f64()
+                    "{:.1}s, {}, {} ops/s",
+                    elapsed.as_secs_f64(),
+                    count(ops, "op"),
+                    group(rate.round() as u64)
                 ));
             }
         };
         let report = crate::check::run::run(&mut self.cluster, &cfg, &mut tick, &interrupted);
         if let Some(b) = bar {
-            b.finish_and_clear();
+            crate::progress::done(b);
         }
         let report = report?;
         let kinds: Vec<String> = cfg
@@ -166,9 +174,9 @@ impl Shell {
             .map(|k| format!("{k:?}").to_lowercase())
             .collect();
         let mut text = format!(
-            "check: {} clients, {} keys ({}hot*), {:.1} s, seed {}, faults {}\n",
-            cfg.clients,
-            cfg.keys,
+            "check: {}, {} ({}hot*), {:.1} s, seed {}, faults {}\n",
+            count(cfg.clients, "client"),
+            count(cfg.keys, "key"),
             report.key_prefix,
             report.duration_ms as f64 / 1000.0,
             report.seed,
@@ -179,8 +187,12 @@ impl Shell {
             }
         );
         text.push_str(&format!(
-            "ops {}: ok {} ({:.1}% available), failed {}, unknown {}\n",
-            report.ops, report.ok, report.availability, report.failed, report.unknown
+            "{}: ok {} ({:.1}% available), failed {}, unknown {}\n",
+            count(report.ops, "op"),
+            group(report.ok as u64),
+            report.availability,
+            group(report.failed as u64),
+            group(report.unknown as u64)
         ));
         if !report.faults.is_empty() {
             text.push_str("faults:\n");
@@ -212,15 +224,20 @@ impl Shell {
             "violations: 0 (every key's history is linearizable; no acknowledged write was lost)"
                 .to_string()
         } else {
-            format!("violations: {}", report.violations.len())
+            format!("violations: {}", group(report.violations.len() as u64))
         };
         text.push_str(&verdict);
         let mut json = serde_json::to_value(&report).unwrap_or(Value::Null);
         json["violations_count"] = json!(report.violations.len());
+        // The options it ran with, so a run can be repeated from its JSON.
+        json["options"] = json!({
+            "duration_ms": cfg.duration.as_millis() as u64, "clients": cfg.clients,
+            "keys": cfg.keys, "faults": kinds, "seed": cfg.seed,
+        });
         let failure = (!report.violations.is_empty()).then(|| {
             Error::CheckFailed(format!(
-                "check found {} violations",
-                report.violations.len()
+                "check found {}",
+                count(report.violations.len(), "violation")
             ))
         });
         self.last_history = Some(report.history);
@@ -250,7 +267,7 @@ impl Shell {
             .ok_or_else(|| Error::BadInput("no history yet: run `check` first".into()))?;
         std::fs::write(path, h.to_jsonl())?;
         Ok(Reply::new(
-            format!("saved {} operations to {path}", h.len()),
+            format!("saved {} to {path}", count(h.len(), "operation")),
             json!({"saved": h.len(), "path": path}),
         ))
     }

@@ -103,7 +103,8 @@ impl Shell {
             },
             row.state
         );
-        let json = json!({"key": key, "partition": p, "primary": row.primary, "secondaries": row.secondaries});
+        let json = json!({"key": key, "partition": p, "range": row.range, "primary": row.primary,
+            "secondaries": row.secondaries, "state": row.state});
         Ok(Reply::new(text, json))
     }
 }

@@ -1,14 +1,17 @@
-//! Commands that inject faults: `kill`, `pause`, `restart`, `partition`,
+//! Commands that inject faults: `kill`, `pause`, `resume`, `restart`, `partition`,
 //! `link`, `heal`, `faults`.
 
 use super::{Reply, Shell};
+use crate::cluster::handle::Process;
 use crate::error::{Error, Result};
 use crate::node::faults::LinkFault;
 use crate::node::message::Address;
 use crate::shell::command::parse_duration;
 use crate::shell::render;
+use crate::units::count;
 use crate::view::node_name;
 use serde_json::json;
+use std::time::Instant;
 
 impl Shell {
     pub(super) fn kill(&mut self, args: &[String]) -> Result<Reply> {
@@ -19,8 +22,9 @@ impl Shell {
             self.client.disconnect(e);
         }
         let text = format!(
-            "killed {} (primary of {led} partitions); the view leader will notice within {} ms",
+            "killed {} (primary of {}); the view leader will notice within {} ms",
             node_name(id),
+            count(led, "partition"),
             self.cluster.config().failure_timeout
         );
         Ok(Reply::new(
@@ -35,11 +39,33 @@ impl Shell {
         };
         let id = self.cluster.resolve(n)?;
         let d = parse_duration(d)?;
+        let was = match self.cluster.process(id) {
+            Some(Process::Paused(until)) => Some(until.saturating_duration_since(Instant::now())),
+            _ => None,
+        };
         self.cluster.pause(id, d)?;
-        let text = format!("paused {} for {:.1} s", node_name(id), d.as_secs_f64());
+        // Pausing a paused node moves the end of its pause, either way.
+        let text = match was {
+            Some(left) => format!(
+                "{} stays paused for {:.1} s from now ({:.1} s were left)",
+                node_name(id),
+                d.as_secs_f64(),
+                left.as_secs_f64()
+            ),
+            None => format!("paused {} for {:.1} s", node_name(id), d.as_secs_f64()),
+        };
         Ok(Reply::new(
             text,
-            json!({"paused": node_name(id), "ms": d.as_millis() as u64}),
+            json!({"paused": node_name(id), "ms": d.as_millis() as u64, "was_paused": was.is_some()}),
+        ))
+    }
+
+    pub(super) fn resume(&mut self, args: &[String]) -> Result<Reply> {
+        let id = self.node_arg(args, "resume")?;
+        self.cluster.resume(id)?;
+        Ok(Reply::new(
+            format!("resumed {}", node_name(id)),
+            json!({"resumed": node_name(id)}),
         ))
     }
 

@@ -6,6 +6,7 @@ use crate::cluster::leader::EventKind;
 use crate::error::{Error, Result};
 use crate::shell::command::{options, parse_count, parse_duration};
 use crate::shell::interrupted;
+use crate::units::{count, group};
 use crate::view::node_name;
 use crate::view::placement::{Placement, Strategy};
 use serde_json::{json, Value};
@@ -68,8 +69,10 @@ impl Shell {
         let (copied, keys) = self.moved_since(since);
         let took = started.elapsed();
         let text = format!(
-            "removed {}: {copied} replicas ({keys} keys) moved off it in {:.2} s",
+            "removed {}: {} ({}) moved off it in {:.2} s",
             node_name(id),
+            count(copied, "replica"),
+            count(keys, "key"),
             took.as_secs_f64()
         );
         Ok(Reply::new(
@@ -84,11 +87,26 @@ impl Shell {
             return Err(self.usage("rebalance"));
         }
         let plan = self.cluster.plan()?;
-        let text = format!(
-            "plan: {} partitions change, {} replicas to copy ({} keys), {} primaries to hand over; \
-             a perfectly even spread would need at least {} replica moves; skew {:.2}x -> {:.2}x",
-            plan.partitions, plan.replica_moves, plan.keys, plan.handoffs, plan.minimum_moves, plan.skew_before, plan.skew_after
-        );
+        // A plan with nothing to do says so: "at least 0 moves" next to a
+        // skew above 1 read as a contradiction.
+        let text = if plan.partitions == 0 && plan.replica_moves == 0 && plan.handoffs == 0 {
+            format!(
+                "the placement target is already met: nothing to move (skew {:.2}x, as even as this placement gets)",
+                plan.skew_before
+            )
+        } else {
+            format!(
+                "plan: {} change, {} to copy ({}), {} to hand over; \
+                 a perfectly even spread would need at least {}; skew {:.2}x -> {:.2}x",
+                count(plan.partitions, "partition"),
+                count(plan.replica_moves, "replica"),
+                count(plan.keys, "key"),
+                count(plan.handoffs, "primary"),
+                count(plan.minimum_moves, "replica move"),
+                plan.skew_before,
+                plan.skew_after
+            )
+        };
         let plan_json = serde_json::to_value(&plan).unwrap_or(Value::Null);
         if !opts.is_empty() {
             return Ok(Reply::new(text, json!({"plan": plan_json})));
@@ -190,9 +208,12 @@ impl Shell {
             0.0
         };
         let text = format!(
-            "{what} complete: {copied} replicas copied ({keys} keys), {handoffs} primaries handed over, in {:.2} s ({:.0} keys/s)",
+            "{what} complete: {} copied ({}), {} handed over, in {:.2} s ({} keys/s)",
+            count(copied, "replica"),
+            count(keys, "key"),
+            count(handoffs, "primary"),
             took.as_secs_f64(),
-            rate
+            group(rate.round() as u64)
         );
         let json = json!({"replicas_copied": copied, "keys_copied": keys, "handoffs": handoffs, "took_ms": took.as_millis() as u64});
         Ok((text, json))
@@ -240,16 +261,13 @@ impl Shell {
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
     started: Instant,
-    label: String,
+    shown: std::cell::Cell<bool>,
 }
 
 impl Progress {
     pub(super) fn start(on: bool, label: &str) -> Self {
         let bar = on.then(|| {
-            let b = indicatif::ProgressBar::with_draw_target(
-                Some(1),
-                indicatif::ProgressDrawTarget::hidden(),
-            );
+            let b = crate::progress::hidden_bar(1);
             b.set_style(
                 indicatif::ProgressStyle::with_template(
                     "{msg} [{bar:30}] {pos}/{len} partitions, {prefix} ({elapsed})",
@@ -263,7 +281,7 @@ impl Progress {
         Progress {
             bar,
             started: Instant::now(),
-            label: label.to_string(),
+            shown: std::cell::Cell::new(false),
         }
     }
 
@@ -275,21 +293,24 @@ impl Progress {
 
     pub(super) fn update(&self, done: u64, replicas: usize, keys: u64) {
         if let Some(b) = &self.bar {
-            if b.is_hidden() && self.started.elapsed() > Duration::from_millis(500) {
-                b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            if !self.shown.get() && self.started.elapsed() > Duration::from_millis(500) {
+                self.shown.set(true);
+                crate::progress::show(b);
             }
             b.set_position(done);
             let rate = keys as f64 / self.started.elapsed().as_secs_f64().max(0.001);
             b.set_prefix(format!(
-                "{replicas} replicas, {keys} keys, {rate:.0} keys/s"
+                "{}, {}, {} keys/s",
+                count(replicas, "replica"),
+                count(keys, "key"),
+                group(rate.round() as u64)
             ));
         }
-        let _ = &self.label;
     }
 
     pub(super) fn finish(self) {
         if let Some(b) = self.bar {
-            b.finish_and_clear();
+            crate::progress::done(b);
         }
     }
 }
