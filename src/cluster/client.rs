@@ -38,6 +38,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod batch;
+
 /// Where the client gets fresh views.
 #[derive(Clone, Debug)]
 pub enum ViewSource {
@@ -69,6 +71,8 @@ pub struct Client {
     pub timeout: Duration,
     /// How long to wait for one reply.
     pub attempt_timeout: Duration,
+    /// Attempts the last call made (1 unless it retried).
+    attempts: u32,
 }
 
 impl std::fmt::Debug for Client {
@@ -90,12 +94,19 @@ impl Client {
             next_id: 1,
             timeout: Duration::from_secs(5),
             attempt_timeout: Duration::from_secs(4),
+            attempts: 0,
         }
     }
 
     /// The view the client routes by.
     pub fn view(&self) -> &View {
         &self.view
+    }
+
+    /// How many attempts the last request took: more than one when it
+    /// waited for a failover or a newer view (the shell says so).
+    pub fn last_attempts(&self) -> u32 {
+        self.attempts
     }
 
     /// Writes a value.
@@ -185,7 +196,9 @@ impl Client {
     ) -> Result<Response> {
         let deadline = Instant::now() + self.timeout;
         let mut last_error: Option<Error>;
+        self.attempts = 0;
         loop {
+            self.attempts += 1;
             if self.view.epoch == 0 {
                 self.refresh(Duration::from_millis(100));
             }

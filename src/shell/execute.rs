@@ -19,7 +19,9 @@ use std::time::Duration;
 mod checking;
 mod data;
 mod faults;
+mod load;
 mod membership;
+mod narration;
 mod settings;
 mod views;
 
@@ -63,7 +65,18 @@ pub struct Shell {
     pub live_events: Arc<AtomicBool>,
     quit: bool,
     last_history: Option<History>,
+    /// What `history html` draws besides the history: the last check's
+    /// faults, view changes and violations.
+    last_check: Option<crate::check::html::Timeline>,
+    /// The background workload of `load start`, while it runs.
+    load: Option<crate::check::load::Load>,
+    /// Where notices from background work (`load`) go: above the prompt in
+    /// the REPL, stdout in an echoing script, nowhere otherwise.
+    notices: Option<Notices>,
 }
+
+/// A sink for one-line notices, shared with background threads.
+pub type Notices = Arc<std::sync::Mutex<Box<dyn FnMut(String) + Send>>>;
 
 impl std::fmt::Debug for Shell {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,12 +100,21 @@ impl Shell {
             live_events: Arc::new(AtomicBool::new(true)),
             quit: false,
             last_history: None,
+            last_check: None,
+            load: None,
+            notices: None,
         }
     }
 
     /// The cluster.
     pub fn cluster(&self) -> &Cluster {
         &self.cluster
+    }
+
+    /// Sends notices from background work (`load`'s status lines) to
+    /// `print`, one line per call.
+    pub fn set_notices(&mut self, print: Box<dyn FnMut(String) + Send>) {
+        self.notices = Some(Arc::new(std::sync::Mutex::new(print)));
     }
 
     /// True once `quit` ran.
@@ -170,6 +192,10 @@ impl Shell {
             "check" => self.check(args),
             "history" => self.history(args),
             "bench" => self.bench(args),
+            "load" => self.load(args),
+            "mget" => self.mget(args),
+            "echo" => self.echo(args),
+            "sleep" => self.sleep(args),
             "help" => help(args),
             "quit" if !args.is_empty() => Err(self.usage("quit")),
             "quit" => {

@@ -143,6 +143,12 @@ pub fn run(shell: &mut Shell, history: Option<PathBuf>, events: Receiver<Event>)
             }
         })
     });
+    // Notices from background work (`load`) print above the prompt too.
+    if let Ok(mut p) = editor.create_external_printer() {
+        shell.set_notices(Box::new(move |l| {
+            let _ = p.print(format!("\x1b[2m{l}\x1b[0m"));
+        }));
+    }
     println!("{}", banner(shell));
     let mut status = 0;
     'session: loop {
