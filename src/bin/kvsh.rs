@@ -194,7 +194,11 @@ fn run(args: Args) -> i32 {
         let echo = |asked: bool, shell: &mut Shell| {
             let on = (args.echo || asked) && !args.no_echo && !args.json;
             on.then(|| {
-                let dim = if tty { ("\x1b[2m", "\x1b[0m") } else { ("", "") };
+                let dim = if tty {
+                    ("\x1b[2m", "\x1b[0m")
+                } else {
+                    ("", "")
+                };
                 shell.set_notices(Box::new(move |l| println!("{}{l}{}", dim.0, dim.1)));
                 script::Echo { tty }
             })
@@ -205,7 +209,14 @@ fn run(args: Args) -> i32 {
                 .enumerate()
                 .map(|(i, l)| (i + 1, l));
             let echo = echo(false, &mut shell);
-            script::run_echoing(&mut shell, lines, &mut out, &mut err, args.stop_on_error, echo)
+            script::run_echoing(
+                &mut shell,
+                lines,
+                &mut out,
+                &mut err,
+                args.stop_on_error,
+                echo,
+            )
         } else if let Some(path) = &args.file {
             match std::fs::read_to_string(path) {
                 Ok(text) => {
@@ -239,7 +250,14 @@ fn run(args: Args) -> i32 {
                 .enumerate()
                 .map(|(i, l)| (i + 1, l));
             let echo = echo(false, &mut shell);
-            script::run_echoing(&mut shell, lines, &mut out, &mut err, args.stop_on_error, echo)
+            script::run_echoing(
+                &mut shell,
+                lines,
+                &mut out,
+                &mut err,
+                args.stop_on_error,
+                echo,
+            )
         }
     };
     drop(shell); // Stops and joins every thread.

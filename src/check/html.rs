@@ -304,7 +304,11 @@ fn epochs(t: &Timeline) -> Vec<(u64, u64, Vec<String>)> {
 /// A time axis at `y`: a tick and a label every second (or tenth of one on
 /// short runs).
 fn axis(h: &mut String, end_us: u64, width: f64, y: u32) {
-    let step_us: u64 = if end_us > 5_000_000 { 1_000_000 } else { 100_000 };
+    let step_us: u64 = if end_us > 5_000_000 {
+        1_000_000
+    } else {
+        100_000
+    };
     let mut t = 0;
     while t <= end_us {
         let x = LABEL as f64 + t as f64 / end_us as f64 * width;
@@ -358,7 +362,14 @@ mod tests {
     use crate::check::nemesis::FaultKind;
     use crate::cluster::event::EventKind;
 
-    fn op(id: u64, process: u64, key: &str, kind: OpKind, span: (u64, u64), o: Outcome) -> Operation {
+    fn op(
+        id: u64,
+        process: u64,
+        key: &str,
+        kind: OpKind,
+        span: (u64, u64),
+        o: Outcome,
+    ) -> Operation {
         Operation {
             id,
             process,
@@ -372,10 +383,40 @@ mod tests {
 
     fn timeline() -> Timeline {
         let ops = vec![
-            op(0, 1, "k<1>", OpKind::write("a"), (1_000, 5_000), Outcome::Ok),
-            op(1, 2, "k<1>", OpKind::Read { value: Some("b".into()) }, (6_000, 9_000), Outcome::Ok),
-            op(2, 1, "other", OpKind::Delete, (2_000, 900_000), Outcome::Unknown),
-            op(3, 2, "other", OpKind::read(), (3_000, 4_000), Outcome::Failed),
+            op(
+                0,
+                1,
+                "k<1>",
+                OpKind::write("a"),
+                (1_000, 5_000),
+                Outcome::Ok,
+            ),
+            op(
+                1,
+                2,
+                "k<1>",
+                OpKind::Read {
+                    value: Some("b".into()),
+                },
+                (6_000, 9_000),
+                Outcome::Ok,
+            ),
+            op(
+                2,
+                1,
+                "other",
+                OpKind::Delete,
+                (2_000, 900_000),
+                Outcome::Unknown,
+            ),
+            op(
+                3,
+                2,
+                "other",
+                OpKind::read(),
+                (3_000, 4_000),
+                Outcome::Failed,
+            ),
         ];
         Timeline {
             title: "check --seed 7".into(),
@@ -392,8 +433,19 @@ mod tests {
                 what: "kill n2".into(),
             }],
             events: vec![
-                Event { at: 40, epoch: 2, kind: EventKind::Balanced },
-                Event { at: 1_800, epoch: 3, kind: EventKind::Dead { node: 2, silent_ms: 600 } },
+                Event {
+                    at: 40,
+                    epoch: 2,
+                    kind: EventKind::Balanced,
+                },
+                Event {
+                    at: 1_800,
+                    epoch: 3,
+                    kind: EventKind::Dead {
+                        node: 2,
+                        silent_ms: 600,
+                    },
+                },
             ],
             origin_ms: 1_000,
         }
@@ -407,25 +459,63 @@ mod tests {
         let html = render(&t);
         assert!(!html.contains("<script"), "no scripts");
         assert!(!html.contains("<link"), "no stylesheets from elsewhere");
-        for bad in ["src=", "url(", "@import", "https:", "http://www.w3.org/1999"] {
+        for bad in [
+            "src=",
+            "url(",
+            "@import",
+            "https:",
+            "http://www.w3.org/1999",
+        ] {
             assert!(!html.contains(bad), "nothing fetched: {bad}");
         }
         // The only URL is the SVG namespace, which is a name, not a fetch.
         let urls = html.matches("http").count();
-        assert_eq!(urls, html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count());
+        assert_eq!(
+            urls,
+            html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count()
+        );
         for op in t.history.iter() {
-            assert!(html.contains(&format!("id=\"op-{}\"", op.id)), "op {} drawn", op.id);
+            assert!(
+                html.contains(&format!("id=\"op-{}\"", op.id)),
+                "op {} drawn",
+                op.id
+            );
         }
-        assert_eq!(html.matches("class=\"op viol\"").count(), 2, "both witness ops marked");
-        assert!(html.contains("<a href=\"#op-0\">0</a>") && html.contains("<a href=\"#op-1\">1</a>"));
+        assert_eq!(
+            html.matches("class=\"op viol\"").count(),
+            2,
+            "both witness ops marked"
+        );
+        assert!(
+            html.contains("<a href=\"#op-0\">0</a>") && html.contains("<a href=\"#op-1\">1</a>")
+        );
         // The violation links to its key's block, which exists.
-        let kid = html.split("<a href=\"#key-").nth(1).unwrap().split('"').next().unwrap();
+        let kid = html
+            .split("<a href=\"#key-")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
         assert!(html.contains(&format!("id=\"key-{kid}\"")));
-        assert!(html.contains("k&lt;1&gt;") && !html.contains("k<1>"), "keys are escaped");
+        assert!(
+            html.contains("k&lt;1&gt;") && !html.contains("k<1>"),
+            "keys are escaped"
+        );
         assert!(html.contains("kill n2"), "the fault is drawn");
-        assert!(html.contains("n2 declared dead"), "the view change is drawn");
-        assert!(!html.contains("Balanced"), "an event before the run is left out");
-        assert!(html.contains("class=\"ok\"") && html.contains("class=\"unknown\"") && html.contains("class=\"failed\""));
+        assert!(
+            html.contains("n2 declared dead"),
+            "the view change is drawn"
+        );
+        assert!(
+            !html.contains("Balanced"),
+            "an event before the run is left out"
+        );
+        assert!(
+            html.contains("class=\"ok\"")
+                && html.contains("class=\"unknown\"")
+                && html.contains("class=\"failed\"")
+        );
     }
 
     #[test]

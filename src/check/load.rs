@@ -164,7 +164,12 @@ impl Shared {
     }
 
     fn sent(&self, p: PartitionId, at: Time) {
-        self.book().partitions.entry(p).or_default().since.get_or_insert(at);
+        self.book()
+            .partitions
+            .entry(p)
+            .or_default()
+            .since
+            .get_or_insert(at);
     }
 
     fn acknowledged(&self, p: PartitionId, sent: Time, at: Time) {
@@ -226,8 +231,8 @@ impl Load {
             Arc::new(move |k: &str| crate::view::partition_of(k, partitions));
         let clients_n = cfg.clients.max(1);
         // Each client's share of the rate, as a gap between its writes.
-        let gap = (cfg.rate > 0)
-            .then(|| Duration::from_secs_f64(clients_n as f64 / cfg.rate as f64));
+        let gap =
+            (cfg.rate > 0).then(|| Duration::from_secs_f64(clients_n as f64 / cfg.rate as f64));
         let clients = (0..clients_n)
             .map(|c| {
                 let mut client = cluster.client();
@@ -335,7 +340,9 @@ impl Load {
             };
             let number = found.as_deref().and_then(|v| v.parse::<u64>().ok());
             let ok = match (want.acked, number) {
-                (None, None) => found.is_none() || number.is_some_and(|n| want.unknown.contains(&n)),
+                (None, None) => {
+                    found.is_none() || number.is_some_and(|n| want.unknown.contains(&n))
+                }
                 (_, Some(n)) => want.acked == Some(n) || want.unknown.contains(&n),
                 (Some(_), None) => false,
             };

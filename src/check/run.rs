@@ -17,8 +17,8 @@ use crate::check::nemesis::{FaultKind, FaultRecord, Injected, Nemesis};
 use crate::check::workload::Workload;
 use crate::cluster::event::Event;
 use crate::cluster::Cluster;
-use crate::view::Time;
 use crate::error::Result;
+use crate::view::Time;
 use serde::Serialize;
 use std::time::{Duration, Instant};
 

@@ -33,7 +33,7 @@ use crate::cluster::watch::Watch;
 use crate::error::{Error, Result};
 use crate::node::protocol::{decode_response, Entry, Request, Response, MAX_PAGE_LIMIT};
 use crate::node::transport::dealer;
-use crate::view::{node_name, NodeState, View};
+use crate::view::{node_name, Incarnation, NodeState, View};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,6 +73,10 @@ pub struct Client {
     pub attempt_timeout: Duration,
     /// Attempts the last call made (1 unless it retried).
     attempts: u32,
+    /// Endpoints of nodes known to be gone (the shell killed them), with
+    /// the incarnation the view gave them: nothing is sent there while the
+    /// view still names that incarnation at that endpoint.
+    gone: HashMap<String, Incarnation>,
 }
 
 impl std::fmt::Debug for Client {
@@ -95,6 +99,7 @@ impl Client {
             timeout: Duration::from_secs(5),
             attempt_timeout: Duration::from_secs(4),
             attempts: 0,
+            gone: HashMap::new(),
         }
     }
 
@@ -317,8 +322,39 @@ impl Client {
     /// Drops the socket to an endpoint, so the next request to it finds it
     /// unconnected (and fails fast) instead of racing a connection that is
     /// going down. The shell calls this when it kills a node.
+    ///
+    /// It also stops sending there at all while the view still names the
+    /// node's incarnation at that endpoint: a killed node's port can accept
+    /// a connection for a moment after its thread is gone (libzmq closes
+    /// the listener on its own thread), and a write sent into that moment
+    /// would be reported as of unknown outcome, when it certainly was not
+    /// applied. Refused instead, it is retried once the view names the
+    /// next primary, as for any node not reachable.
     pub fn disconnect(&mut self, endpoint: &str) {
         self.sockets.remove(endpoint);
+        if self.view.epoch == 0 {
+            self.refresh(Duration::ZERO);
+        }
+        if let Some(n) = self.view.nodes.values().find(|n| n.endpoint == endpoint) {
+            self.gone.insert(endpoint.to_string(), n.incarnation);
+        }
+    }
+
+    /// True if `endpoint` belongs to a node [`Client::disconnect`] was told
+    /// is gone, in the incarnation the view still names there.
+    fn is_gone(&mut self, endpoint: &str) -> bool {
+        let Some(incarnation) = self.gone.get(endpoint).copied() else {
+            return false;
+        };
+        let same = self
+            .view
+            .nodes
+            .values()
+            .any(|n| n.endpoint == endpoint && n.incarnation == incarnation);
+        if !same {
+            self.gone.remove(endpoint);
+        }
+        same
     }
 
     /// Gets a newer view, waiting up to `wait` for one.
@@ -423,6 +459,9 @@ impl Client {
         wait: Duration,
         moves: Option<&str>,
     ) -> std::result::Result<Response, Attempt> {
+        if self.is_gone(endpoint) {
+            return Err(Attempt::NotSent);
+        }
         if !self.sockets.contains_key(endpoint) {
             let s = dealer(&self.ctx, endpoint).map_err(|_| Attempt::NotSent)?;
             self.sockets.insert(endpoint.to_string(), s);

@@ -134,7 +134,15 @@ mod tests {
     #[test]
     fn echo_shows_narration_and_commands_like_a_session() {
         assert_eq!(
-            echoed(&["#!echo", "", "# 1. Load keys.", "put a 1", "", "", "  get a  "]),
+            echoed(&[
+                "#!echo",
+                "",
+                "# 1. Load keys.",
+                "put a 1",
+                "",
+                "",
+                "  get a  "
+            ]),
             "# 1. Load keys.\nkvsh> put a 1\n\nkvsh> get a\n"
         );
     }
@@ -142,6 +150,8 @@ mod tests {
     #[test]
     fn the_pragma_turns_echo_on() {
         assert!(wants_echo("# demo\n#!echo\nput a 1\n"));
-        assert!(!wants_echo("# demo\n# #!echo is not a pragma here\nput a 1\n"));
+        assert!(!wants_echo(
+            "# demo\n# #!echo is not a pragma here\nput a 1\n"
+        ));
     }
 }

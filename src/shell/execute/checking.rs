@@ -229,7 +229,11 @@ impl Shell {
                 cfg.duration.as_secs_f64(),
                 cfg.clients,
                 cfg.keys,
-                if kinds.is_empty() { "none".to_string() } else { kinds.join(",") },
+                if kinds.is_empty() {
+                    "none".to_string()
+                } else {
+                    kinds.join(",")
+                },
                 report.seed
             ),
             history: report.history.clone(),

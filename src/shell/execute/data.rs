@@ -57,12 +57,18 @@ impl Shell {
             return Err(self.usage("mget"));
         }
         let values = self.client.get_many(args)?;
-        let width = args.iter().map(|k| format!("{k:?}").len()).max().unwrap_or(0);
+        let width = args
+            .iter()
+            .map(|k| format!("{k:?}").len())
+            .max()
+            .unwrap_or(0);
         let text = args
             .iter()
             .zip(&values)
             .map(|(k, v)| {
-                let v = v.as_deref().map_or("(nil)".to_string(), |v| format!("{v:?}"));
+                let v = v
+                    .as_deref()
+                    .map_or("(nil)".to_string(), |v| format!("{v:?}"));
                 format!("{:<width$}  {v}", format!("{k:?}"))
             })
             .collect::<Vec<_>>()

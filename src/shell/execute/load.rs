@@ -158,10 +158,7 @@ pub(crate) fn summary_text(s: &LoadSummary) -> String {
             s.keys_checked
         ));
     } else {
-        t.push_str(&format!(
-            "checked {} keys: lost {}",
-            s.keys_checked, s.lost
-        ));
+        t.push_str(&format!("checked {} keys: lost {}", s.keys_checked, s.lost));
     }
     t
 }

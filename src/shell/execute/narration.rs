@@ -31,9 +31,6 @@ impl Shell {
             }
             std::thread::sleep(left.min(Duration::from_millis(20)));
         }
-        Ok(Reply::new(
-            "",
-            json!({"slept_ms": d.as_millis() as u64}),
-        ))
+        Ok(Reply::new("", json!({"slept_ms": d.as_millis() as u64})))
     }
 }
