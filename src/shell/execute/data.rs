@@ -69,7 +69,8 @@ impl Shell {
                 let v = v
                     .as_deref()
                     .map_or("(nil)".to_string(), |v| format!("{v:?}"));
-                format!("{:<width$}  {v}", format!("{k:?}"))
+                let k = format!("{k:?}");
+                format!("{k:<width$}  {v}")
             })
             .collect::<Vec<_>>()
             .join("\n");
