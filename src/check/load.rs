@@ -16,7 +16,8 @@
 //!
 //! **Unavailability** is measured per partition, from the clients' side: a
 //! partition is unavailable from the moment a write to it is sent until a
-//! write to it is acknowledged. A write that waits out a failover (the
+//! write to it ends (acknowledged, or failed, or of unknown outcome, which
+//! is no better). A write that waits out a failover (the
 //! client retries `unavailable` and unconnected primaries until the new
 //! primary is published) makes one stretch as long as its wait. The
 //! longest stretch, and how many partitions had one over
@@ -172,7 +173,12 @@ impl Shared {
             .get_or_insert(at);
     }
 
-    fn acknowledged(&self, p: PartitionId, sent: Time, at: Time) {
+    /// A write to `p` sent at `sent` ended at `at`, acknowledged or not:
+    /// the stretch since the oldest write waiting on `p` ends here. A write
+    /// that failed or whose outcome is unknown ends it too, at its end: the
+    /// partition was unavailable at least that long, and no later write
+    /// may come to `p` for seconds to say more.
+    fn completed(&self, p: PartitionId, sent: Time, at: Time) {
         let mut book = self.book();
         let part = book.partitions.entry(p).or_default();
         let from = part.since.take().unwrap_or(sent).min(sent);
@@ -193,7 +199,7 @@ pub struct Load {
     shared: Arc<Shared>,
     clients: Vec<JoinHandle<HashMap<String, Expect>>>,
     status_thread: Option<JoinHandle<()>>,
-    last_rate: Arc<Mutex<f64>>,
+    last_rate: Arc<Mutex<Option<f64>>>,
     client: Client,
     partition_of: Arc<dyn Fn(&str) -> PartitionId + Send + Sync>,
 }
@@ -247,7 +253,7 @@ impl Load {
                     .expect("spawn a load client")
             })
             .collect();
-        let last_rate = Arc::new(Mutex::new(0.0));
+        let last_rate = Arc::new(Mutex::new(None));
         let status_thread = {
             let shared = shared.clone();
             let last_rate = last_rate.clone();
@@ -302,7 +308,12 @@ impl Load {
             acknowledged: acked,
             failed,
             unknown,
-            ops_per_sec: *self.last_rate.lock().unwrap_or_else(|e| e.into_inner()),
+            // Before the first sample, the average so far.
+            ops_per_sec: self
+                .last_rate
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(|| acked as f64 / self.started.elapsed().as_secs_f64().max(0.001)),
             waiting_partitions: waits.len(),
             waiting_ms: waits.iter().copied().max().unwrap_or(0),
             longest_unavailable_ms: book.longest.0,
@@ -421,11 +432,11 @@ fn write_loop(
         shared.sent(p, sent);
         let result = client.put(key, &n.to_string());
         let at = shared.now();
+        shared.completed(p, sent, at);
         let want = expected.entry(key.clone()).or_default();
         match result {
             Ok(()) => {
                 shared.acked.fetch_add(1, Ordering::Relaxed);
-                shared.acknowledged(p, sent, at);
                 want.acked = Some(n);
             }
             Err(e) if e.is_indefinite() => {
@@ -442,7 +453,7 @@ fn write_loop(
 
 /// The status thread: samples every second, and says something when it is
 /// worth saying (see the module docs).
-fn report_loop(shared: &Shared, last_rate: &Mutex<f64>, notify: &mut dyn FnMut(String)) {
+fn report_loop(shared: &Shared, last_rate: &Mutex<Option<f64>>, notify: &mut dyn FnMut(String)) {
     let start = Instant::now();
     let mut last = (0u64, 0u64, Instant::now());
     let mut troubled = false;
@@ -461,7 +472,7 @@ fn report_loop(shared: &Shared, last_rate: &Mutex<f64>, notify: &mut dyn FnMut(S
         let acked = shared.acked.load(Ordering::Relaxed);
         let errors = shared.failed.load(Ordering::Relaxed) + shared.unknown.load(Ordering::Relaxed);
         let rate = (acked - last.0) as f64 / (now - last.2).as_secs_f64();
-        *last_rate.lock().unwrap_or_else(|e| e.into_inner()) = rate;
+        *last_rate.lock().unwrap_or_else(|e| e.into_inner()) = Some(rate);
         let new_errors = errors - last.1;
         let clock = shared.now();
         let waits: Vec<Time> = shared
@@ -522,13 +533,13 @@ mod tests {
         let s = shared();
         s.sent(7, 100);
         s.sent(7, 150); // A second client, same partition.
-        s.acknowledged(7, 150, 900); // The second is acknowledged first.
+        s.completed(7, 150, 900); // The second is acknowledged first.
         assert_eq!(s.book().longest, (800, Some(7), 100, 900));
         // The first one's own wait is shorter than the stretch already seen.
-        s.acknowledged(7, 100, 950);
+        s.completed(7, 100, 950);
         assert_eq!(s.book().longest.0, 850);
         s.sent(3, 1000);
-        s.acknowledged(3, 1000, 1010);
+        s.completed(3, 1000, 1010);
         let book = s.book();
         assert!(book.partitions[&7].stalled);
         assert!(!book.partitions[&3].stalled);
