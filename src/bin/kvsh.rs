@@ -50,6 +50,14 @@ struct Args {
     /// In script mode, stop at the first failed command.
     #[arg(long)]
     stop_on_error: bool,
+    /// In script mode, print each command (after `kvsh> `) and its `#`
+    /// narration before running it. A script with a line `#!echo` turns
+    /// this on for itself.
+    #[arg(long, conflicts_with = "no_echo")]
+    echo: bool,
+    /// Do not echo, even if the script asks to.
+    #[arg(long)]
+    no_echo: bool,
     /// The shell's history file [default: ~/.kvsh_history].
     #[arg(long, value_name = "FILE")]
     history: Option<PathBuf>,
@@ -179,14 +187,36 @@ fn run(args: Args) -> i32 {
         let history = args.history.or_else(repl::default_history);
         repl::run(&mut shell, history, events_rx)
     } else {
-        let mut out = std::io::stdout().lock();
+        // Not locked for the whole run: an echoing script's background
+        // notices (`load`) print from another thread, a line at a time.
+        let mut out = std::io::stdout();
         let mut err = std::io::stderr();
+        let echo = |asked: bool, shell: &mut Shell| {
+            let on = (args.echo || asked) && !args.no_echo && !args.json;
+            on.then(|| {
+                let dim = if tty {
+                    ("\x1b[2m", "\x1b[0m")
+                } else {
+                    ("", "")
+                };
+                shell.set_notices(Box::new(move |l| println!("{}{l}{}", dim.0, dim.1)));
+                script::Echo { tty }
+            })
+        };
         if let Some(cmds) = &args.command {
             let lines = split_commands(cmds)
                 .into_iter()
                 .enumerate()
                 .map(|(i, l)| (i + 1, l));
-            script::run(&mut shell, lines, &mut out, &mut err, args.stop_on_error)
+            let echo = echo(false, &mut shell);
+            script::run_echoing(
+                &mut shell,
+                lines,
+                &mut out,
+                &mut err,
+                args.stop_on_error,
+                echo,
+            )
         } else if let Some(path) = &args.file {
             match std::fs::read_to_string(path) {
                 Ok(text) => {
@@ -196,7 +226,15 @@ fn run(args: Args) -> i32 {
                         .enumerate()
                         .map(|(i, l)| (i + 1, l))
                         .collect::<Vec<_>>();
-                    script::run(&mut shell, lines, &mut out, &mut err, args.stop_on_error)
+                    let echo = echo(script::wants_echo(&text), &mut shell);
+                    script::run_echoing(
+                        &mut shell,
+                        lines,
+                        &mut out,
+                        &mut err,
+                        args.stop_on_error,
+                        echo,
+                    )
                 }
                 Err(e) => {
                     eprintln!("Error: cannot read {}: {e}", path.display());
@@ -211,7 +249,15 @@ fn run(args: Args) -> i32 {
                 .map_while(Result::ok)
                 .enumerate()
                 .map(|(i, l)| (i + 1, l));
-            script::run(&mut shell, lines, &mut out, &mut err, args.stop_on_error)
+            let echo = echo(false, &mut shell);
+            script::run_echoing(
+                &mut shell,
+                lines,
+                &mut out,
+                &mut err,
+                args.stop_on_error,
+                echo,
+            )
         }
     };
     drop(shell); // Stops and joins every thread.

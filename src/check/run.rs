@@ -15,8 +15,10 @@ use crate::check::history::{History, Outcome};
 use crate::check::linearizability::{self, Violation};
 use crate::check::nemesis::{FaultKind, FaultRecord, Injected, Nemesis};
 use crate::check::workload::Workload;
+use crate::cluster::event::Event;
 use crate::cluster::Cluster;
 use crate::error::Result;
+use crate::view::Time;
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -77,6 +79,13 @@ pub struct CheckReport {
     /// The history.
     #[serde(skip)]
     pub history: History,
+    /// The cluster clock when the workload started, ms: the history's and
+    /// the faults' time 0, for lining them up with `events`.
+    #[serde(skip)]
+    pub origin_ms: Time,
+    /// The view changes from the start to the end of the run.
+    #[serde(skip)]
+    pub events: Vec<Event>,
 }
 
 /// Runs a check. `tick` is called about every 100 ms with the elapsed time
@@ -89,6 +98,7 @@ pub fn run(
     cancelled: &dyn Fn() -> bool,
 ) -> Result<CheckReport> {
     let start = Instant::now();
+    let origin_ms = cluster.now();
     let workload = Workload::start(cluster, cfg.clients, cfg.keys, cfg.seed);
     let key_prefix = workload.prefix().to_string();
     let mut nemesis = Nemesis::new(cfg.seed, cfg.faults.clone());
@@ -168,5 +178,11 @@ pub fn run(
         violations: report.violations,
         gave_up: report.gave_up,
         history,
+        origin_ms,
+        events: cluster
+            .events()
+            .into_iter()
+            .filter(|e| e.at >= origin_ms)
+            .collect(),
     })
 }

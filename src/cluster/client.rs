@@ -34,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::node::conditional::lock_key;
 use crate::node::protocol::{decode_response, Entry, LockEntry, Request, Response, MAX_PAGE_LIMIT};
 use crate::node::transport::dealer;
-use crate::view::{node_name, NodeState, View};
+use crate::view::{node_name, Incarnation, NodeState, View};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,6 +51,7 @@ pub struct LockReply {
     /// What is left of the holder's lease.
     pub ttl: Duration,
 }
+mod batch;
 
 /// Where the client gets fresh views.
 #[derive(Clone, Debug)]
@@ -83,6 +84,12 @@ pub struct Client {
     pub timeout: Duration,
     /// How long to wait for one reply.
     pub attempt_timeout: Duration,
+    /// Attempts the last call made (1 unless it retried).
+    attempts: u32,
+    /// Endpoints of nodes known to be gone (the shell killed them), with
+    /// the incarnation the view gave them: nothing is sent there while the
+    /// view still names that incarnation at that endpoint.
+    gone: HashMap<String, Incarnation>,
 }
 
 impl std::fmt::Debug for Client {
@@ -104,12 +111,20 @@ impl Client {
             next_id: 1,
             timeout: Duration::from_secs(5),
             attempt_timeout: Duration::from_secs(4),
+            attempts: 0,
+            gone: HashMap::new(),
         }
     }
 
     /// The view the client routes by.
     pub fn view(&self) -> &View {
         &self.view
+    }
+
+    /// How many attempts the last request took: more than one when it
+    /// waited for a failover or a newer view (the shell says so).
+    pub fn last_attempts(&self) -> u32 {
+        self.attempts
     }
 
     /// Writes a value.
@@ -295,7 +310,9 @@ impl Client {
     ) -> Result<Response> {
         let deadline = Instant::now() + self.timeout;
         let mut last_error: Option<Error>;
+        self.attempts = 0;
         loop {
+            self.attempts += 1;
             if self.view.epoch == 0 {
                 self.refresh(Duration::from_millis(100));
             }
@@ -414,8 +431,39 @@ impl Client {
     /// Drops the socket to an endpoint, so the next request to it finds it
     /// unconnected (and fails fast) instead of racing a connection that is
     /// going down. The shell calls this when it kills a node.
+    ///
+    /// It also stops sending there at all while the view still names the
+    /// node's incarnation at that endpoint: a killed node's port can accept
+    /// a connection for a moment after its thread is gone (libzmq closes
+    /// the listener on its own thread), and a write sent into that moment
+    /// would be reported as of unknown outcome, when it certainly was not
+    /// applied. Refused instead, it is retried once the view names the
+    /// next primary, as for any node not reachable.
     pub fn disconnect(&mut self, endpoint: &str) {
         self.sockets.remove(endpoint);
+        if self.view.epoch == 0 {
+            self.refresh(Duration::ZERO);
+        }
+        if let Some(n) = self.view.nodes.values().find(|n| n.endpoint == endpoint) {
+            self.gone.insert(endpoint.to_string(), n.incarnation);
+        }
+    }
+
+    /// True if `endpoint` belongs to a node [`Client::disconnect`] was told
+    /// is gone, in the incarnation the view still names there.
+    fn is_gone(&mut self, endpoint: &str) -> bool {
+        let Some(incarnation) = self.gone.get(endpoint).copied() else {
+            return false;
+        };
+        let same = self
+            .view
+            .nodes
+            .values()
+            .any(|n| n.endpoint == endpoint && n.incarnation == incarnation);
+        if !same {
+            self.gone.remove(endpoint);
+        }
+        same
     }
 
     /// Gets a newer view, waiting up to `wait` for one.
@@ -520,6 +568,9 @@ impl Client {
         wait: Duration,
         moves: Option<&str>,
     ) -> std::result::Result<Response, Attempt> {
+        if self.is_gone(endpoint) {
+            return Err(Attempt::NotSent);
+        }
         if !self.sockets.contains_key(endpoint) {
             let s = dealer(&self.ctx, endpoint).map_err(|_| Attempt::NotSent)?;
             self.sockets.insert(endpoint.to_string(), s);

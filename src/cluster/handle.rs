@@ -720,7 +720,7 @@ impl Cluster {
             .send(Control::Digests(tx))
             .map_err(|_| Error::Internal("node thread gone".into()))?;
         rx.recv_timeout(timeout)
-            .map_err(|_| Error::Timeout(format!("{} did not answer (paused?)", node_name(id))))
+            .map_err(|e| no_answer(id, timeout, e))
     }
 
     /// Keys per partition on every running node that answers within
@@ -806,7 +806,7 @@ impl Cluster {
             .send(Control::Dump(p, tx))
             .map_err(|_| Error::Internal("node thread gone".into()))?;
         rx.recv_timeout(timeout)
-            .map_err(|_| Error::Timeout(format!("{} did not answer (paused?)", node_name(id))))
+            .map_err(|e| no_answer(id, timeout, e))
     }
 
     /// Sends a control command to a running node.
@@ -870,5 +870,22 @@ fn stuck(s: &Status) -> String {
         String::new()
     } else {
         format!(" ({})", out.join("; "))
+    }
+}
+
+/// Why a node's thread did not answer a control request: it stopped (the
+/// request was dropped with it), or it did not get to the request in time
+/// (paused, or starved of CPU).
+fn no_answer(id: NodeId, timeout: Duration, e: crossbeam_channel::RecvTimeoutError) -> Error {
+    match e {
+        crossbeam_channel::RecvTimeoutError::Disconnected => Error::Internal(format!(
+            "{}'s thread stopped before it answered",
+            node_name(id)
+        )),
+        crossbeam_channel::RecvTimeoutError::Timeout => Error::Timeout(format!(
+            "{} did not answer within {:.1} s (paused?)",
+            node_name(id),
+            timeout.as_secs_f64()
+        )),
     }
 }

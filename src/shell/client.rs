@@ -93,6 +93,19 @@ impl ShellClient {
         self.run(move |c| c.put(&key, &value))
     }
 
+    /// Writes a value; says how many attempts it took (more than one when
+    /// it waited for a failover).
+    pub fn put_counted(&mut self, key: &str, value: &str) -> Result<u32> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.run(move |c| c.put(&key, &value).map(|()| c.last_attempts()))
+    }
+
+    /// Reads many keys with batch frames, one per primary.
+    pub fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<String>>> {
+        let keys = keys.to_vec();
+        self.run(move |c| c.get_many(&keys))
+    }
+
     /// Reads a value.
     pub fn get(&mut self, key: &str) -> Result<Option<String>> {
         let key = key.to_string();

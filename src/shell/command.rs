@@ -60,6 +60,16 @@ pub const COMMANDS: &[CommandSpec] = &[
         example: "get user:1",
     },
     CommandSpec {
+        name: "mget",
+        aliases: &[],
+        args: "KEY ...",
+        summary: "read several keys, one batch frame per primary",
+        detail: "The keys each primary leads go to it as one frame (a JSON array of GET_ONEs), \
+                 so N keys cost one round trip per node. A key whose primary cannot answer \
+                 now is read again on its own, with the usual retries.",
+        example: "mget user:1 user:2 user:3",
+    },
+    CommandSpec {
         name: "del",
         aliases: &["delete", "rm"],
         args: "KEY",
@@ -344,12 +354,30 @@ pub const COMMANDS: &[CommandSpec] = &[
         example: "bench put --duration 5s --clients 50",
     },
     CommandSpec {
+        name: "load",
+        aliases: &[],
+        args: "[start|stop] [--rate N] [--clients C]",
+        summary: "run a background write workload while you type; `load stop` checks it",
+        detail: "`load start` starts C clients (default 4) writing keys of their own \
+                 (load:<run>:...) at N writes/s in all (default 200; 0 for as fast as they go), \
+                 through the same client path as `put`. A status line shows writes/s, errors \
+                 and partitions waiting, every second while something is wrong. `load` alone \
+                 shows the counters. `load stop` prints writes acknowledged, failed and \
+                 unknown, the longest stretch a partition was unavailable, then reads every \
+                 key back: lost counts acknowledged writes that are not there (it fails if \
+                 any are).",
+        example: "load start --rate 200 --clients 4",
+    },
+    CommandSpec {
         name: "history",
         aliases: &[],
-        args: "save FILE",
-        summary: "save the last checked history as JSON lines, one operation per line",
-        detail: "",
-        example: "history save /tmp/run.jsonl",
+        args: "(save | html) FILE",
+        summary: "save the last checked history as JSON lines, or draw it as one HTML file",
+        detail: "save: one operation per line. html: a self-contained page (no network, no \
+                 scripts from elsewhere) with, per key, each client's operations as bars from \
+                 invocation to completion, coloured by outcome, the faults and view changes \
+                 on the same time axis, and a link to each violation's operations.",
+        example: "history html /tmp/run.html",
     },
     CommandSpec {
         name: "set",
@@ -363,6 +391,22 @@ pub const COMMANDS: &[CommandSpec] = &[
                  timeout on every node at every instant, which a change made one thread at a \
                  time cannot promise; --heartbeat and --failure-timeout set them at start.",
         example: "set auto-rebalance off",
+    },
+    CommandSpec {
+        name: "echo",
+        aliases: &[],
+        args: "TEXT ...",
+        summary: "print TEXT (for scripts that tell a story)",
+        detail: "",
+        example: "echo \"now kill the primary\"",
+    },
+    CommandSpec {
+        name: "sleep",
+        aliases: &[],
+        args: "DURATION",
+        summary: "wait DURATION, e.g. 2s or 500ms; Ctrl-C ends it",
+        detail: "For demos: scripts that wait for something use `wait healthy` instead.",
+        example: "sleep 2s",
     },
     CommandSpec {
         name: "help",
@@ -398,7 +442,6 @@ pub fn lookup(name: &str) -> Option<&'static CommandSpec> {
 const HABITS: &[(&str, &[&str])] = &[
     ("exists", &["get"]),
     ("mset", &["mput", "put"]),
-    ("mget", &["get"]),
     ("unpause", &["resume"]),
     ("unfreeze", &["resume"]),
     ("info", &["nodes"]),

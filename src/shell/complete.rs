@@ -464,7 +464,7 @@ mod tests {
     #[test_case("stats ", &["--watch"])]
     #[test_case("keys ", &["--limit"])]
     #[test_case("help q", &["quit"])]
-    #[test_case("history ", &["save"])]
+    #[test_case("history ", &["save", "html"])]
     #[test_case("put k v ", &[]; "nothing after the last argument")]
     #[test_case("frob ", &[])]
     #[test_case("get a\nput u", &["user:1", "user:2"]; "the last line of a paste")]

@@ -20,7 +20,9 @@ mod atomic;
 mod checking;
 mod data;
 mod faults;
+mod load;
 mod membership;
+mod narration;
 mod settings;
 mod stats;
 mod views;
@@ -67,7 +69,18 @@ pub struct Shell {
     last_history: Option<History>,
     /// Locks this shell took: name → (owner, token), for `unlock NAME`.
     held: std::collections::BTreeMap<String, (String, u64)>,
+    /// What `history html` draws besides the history: the last check's
+    /// faults, view changes and violations.
+    last_check: Option<crate::check::html::Timeline>,
+    /// The background workload of `load start`, while it runs.
+    load: Option<crate::check::load::Load>,
+    /// Where notices from background work (`load`) go: above the prompt in
+    /// the REPL, stdout in an echoing script, nowhere otherwise.
+    notices: Option<Notices>,
 }
+
+/// A sink for one-line notices, shared with background threads.
+pub type Notices = Arc<std::sync::Mutex<Box<dyn FnMut(String) + Send>>>;
 
 impl std::fmt::Debug for Shell {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,12 +105,21 @@ impl Shell {
             quit: false,
             last_history: None,
             held: std::collections::BTreeMap::new(),
+            last_check: None,
+            load: None,
+            notices: None,
         }
     }
 
     /// The cluster.
     pub fn cluster(&self) -> &Cluster {
         &self.cluster
+    }
+
+    /// Sends notices from background work (`load`'s status lines) to
+    /// `print`, one line per call.
+    pub fn set_notices(&mut self, print: Box<dyn FnMut(String) + Send>) {
+        self.notices = Some(Arc::new(std::sync::Mutex::new(print)));
     }
 
     /// True once `quit` ran.
@@ -182,6 +204,11 @@ impl Shell {
             "history" => self.history(args),
             "bench" => self.bench(args),
             "help" => help(args, self.text_width()),
+            "load" => self.load(args),
+            "mget" => self.mget(args),
+            "echo" => self.echo(args),
+            "sleep" => self.sleep(args),
+
             "quit" if !args.is_empty() => Err(self.usage("quit")),
             "quit" => {
                 self.quit = true;

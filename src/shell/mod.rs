@@ -7,8 +7,8 @@
 //! - [`execute`] holds the [`Shell`], whose `execute(line, out)` runs one
 //!   line; the REPL, script mode and the script tests all call it. Its
 //!   commands live in files by what they are about (`execute/data.rs`,
-//!   `views.rs`, `membership.rs`, `faults.rs`, `checking.rs`,
-//!   `settings.rs`), with `execute.rs` as the dispatcher;
+//!   `views.rs`, `membership.rs`, `faults.rs`, `checking.rs`, `load.rs`,
+//!   `narration.rs`, `settings.rs`), with `execute.rs` as the dispatcher;
 //! - [`client`] runs the shell's cluster client on a thread of its own, so
 //!   Ctrl-C can stop waiting for it;
 //! - [`render`] draws tables (comfy-table) and their JSON twins;

@@ -33,7 +33,7 @@ use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
-use rustyline::{CompletionType, Config, Context, Editor, Helper};
+use rustyline::{CompletionType, Config, Context, Editor, ExternalPrinter as _, Helper};
 use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -133,6 +133,20 @@ pub fn run(shell: &mut Shell, history: Option<PathBuf>, events: Receiver<Event>)
             shared.clone(),
         )
     });
+    // Notices from background work (`load`) print as the live notices do:
+    // above the prompt at the prompt, above any progress bar while a
+    // command runs (one line each, never glued to the command's output).
+    if let Ok(mut p) = editor.create_external_printer() {
+        let at_prompt = shared.at_prompt.clone();
+        shell.set_notices(Box::new(move |l| {
+            let line = format!("\x1b[2m{l}\x1b[0m");
+            if at_prompt.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = p.print(format!("{line}\n"));
+            } else {
+                crate::progress::println(&line);
+            }
+        }));
+    }
     println!("{}", banner(shell));
     let mut status = 0;
     'session: loop {

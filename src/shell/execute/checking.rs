@@ -240,6 +240,25 @@ impl Shell {
                 count(report.violations.len(), "violation")
             ))
         });
+        self.last_check = Some(crate::check::html::Timeline {
+            title: format!(
+                "check --duration {:.1}s --clients {} --keys {} --faults {} --seed {}",
+                cfg.duration.as_secs_f64(),
+                cfg.clients,
+                cfg.keys,
+                if kinds.is_empty() {
+                    "none".to_string()
+                } else {
+                    kinds.join(",")
+                },
+                report.seed
+            ),
+            history: report.history.clone(),
+            faults: report.faults,
+            events: report.events,
+            origin_ms: report.origin_ms,
+            violations: report.violations,
+        });
         self.last_history = Some(report.history);
         Ok(Reply {
             text,
@@ -258,6 +277,22 @@ impl Shell {
         let [verb, path] = args else {
             return Err(self.usage("history"));
         };
+        if verb == "html" {
+            let t = self
+                .last_check
+                .as_ref()
+                .ok_or_else(|| Error::BadInput("no history yet: run `check` first".into()))?;
+            std::fs::write(path, crate::check::html::render(t))?;
+            return Ok(Reply::new(
+                format!(
+                    "drew {} operations, {} faults and {} violations in {path}",
+                    t.history.len(),
+                    t.faults.len(),
+                    t.violations.len()
+                ),
+                json!({"drawn": t.history.len(), "violations": t.violations.len(), "path": path}),
+            ));
+        }
         if verb != "save" {
             return Err(self.usage("history"));
         }

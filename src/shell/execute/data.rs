@@ -1,17 +1,38 @@
-//! Commands about keys: `put`, `get`, `del`, `keys`, `where`.
+//! Commands about keys: `put`, `get`, `mget`, `del`, `keys`, `where`.
+//!
+//! A `put` that had to retry (its primary was killed, paused or cut off, and
+//! the client waited for the view that names the next one) says how long it
+//! waited: `OK (waited 0.62 s for failover)`.
 
 use super::{Reply, Shell};
 use crate::error::{Error, Result};
 use crate::shell::command::{options, parse_count};
 use crate::shell::render;
 use serde_json::json;
+use std::time::Instant;
 
 impl Shell {
     pub(super) fn put(&mut self, args: &[String]) -> Result<Reply> {
         match args {
             [key, value] => {
-                self.client.put(key, value)?;
-                Ok(Reply::new("OK", json!({"ok": true, "key": key})))
+                let epoch = self.cluster.status().view.epoch;
+                let started = Instant::now();
+                let attempts = self.client.put_counted(key, value)?;
+                if attempts <= 1 {
+                    return Ok(Reply::new("OK", json!({"ok": true, "key": key})));
+                }
+                // It retried: the primary was unreachable or had no lease,
+                // and the client waited for a view naming another.
+                let waited = started.elapsed();
+                let why = if self.cluster.status().view.epoch > epoch {
+                    "for failover"
+                } else {
+                    "for the primary"
+                };
+                Ok(Reply::new(
+                    format!("OK (waited {:.2} s {why})", waited.as_secs_f64()),
+                    json!({"ok": true, "key": key, "waited_ms": waited.as_millis() as u64}),
+                ))
             }
             [_, _, ..] => Err(Error::BadInput(
                 "put takes one value; quote a value with spaces: put KEY \"two words\"".into(),
@@ -29,6 +50,36 @@ impl Shell {
             .as_deref()
             .map_or("(nil)".to_string(), |v| format!("{v:?}"));
         Ok(Reply::new(text, json!({"key": key, "value": value})))
+    }
+
+    pub(super) fn mget(&mut self, args: &[String]) -> Result<Reply> {
+        if args.is_empty() {
+            return Err(self.usage("mget"));
+        }
+        let values = self.client.get_many(args)?;
+        let width = args
+            .iter()
+            .map(|k| format!("{k:?}").len())
+            .max()
+            .unwrap_or(0);
+        let text = args
+            .iter()
+            .zip(&values)
+            .map(|(k, v)| {
+                let v = v
+                    .as_deref()
+                    .map_or("(nil)".to_string(), |v| format!("{v:?}"));
+                let k = format!("{k:?}");
+                format!("{k:<width$}  {v}")
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let json = json!(args
+            .iter()
+            .zip(&values)
+            .map(|(k, v)| json!({"key": k, "value": v}))
+            .collect::<Vec<_>>());
+        Ok(Reply::new(text, json))
     }
 
     pub(super) fn del(&mut self, args: &[String]) -> Result<Reply> {
