@@ -800,5 +800,6 @@ pub fn holders(view: &View) -> BTreeSet<NodeId> {
 
 mod failure;
 mod rebalance;
+mod resume;
 #[cfg(test)]
 mod tests;
