@@ -185,13 +185,14 @@ fn run(
     // context's I/O thread from here, and it inherits the policy.
     crate::node::sched::batch_scheduling();
     let session = remote.as_ref().map_or(0, |r| r.session);
-    let bound = Outbox::bind(&ctx, Address::Leader, session, &bind, faults, clock).and_then(|mut o| {
-        if let Some(r) = &remote {
-            o.authenticate(crate::node::auth::PeerAuth::new(r.key, r.session))?;
-        }
-        let endpoint = o.bound_endpoint()?;
-        Ok((o, endpoint))
-    });
+    let bound =
+        Outbox::bind(&ctx, Address::Leader, session, &bind, faults, clock).and_then(|mut o| {
+            if let Some(r) = &remote {
+                o.authenticate(crate::node::auth::PeerAuth::new(r.key, r.session))?;
+            }
+            let endpoint = o.bound_endpoint()?;
+            Ok((o, endpoint))
+        });
     let (mut outbox, endpoint) = match bound {
         Ok(x) => x,
         Err(e) => {

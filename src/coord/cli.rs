@@ -46,7 +46,11 @@ fn ms(s: &str) -> Result<u64, String> {
 }
 
 fn parse_id(s: &str) -> Option<crate::view::NodeId> {
-    s.strip_prefix('n').unwrap_or(s).parse().ok().filter(|n| *n > 0)
+    s.strip_prefix('n')
+        .unwrap_or(s)
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
 }
 
 /// `kvsh node ...`: `args` starts with "node". Returns the exit status.

@@ -375,7 +375,13 @@ mod tests {
         let u: CoordUrl = "zk://127.0.0.1:2181/kvsh/demo".parse().unwrap();
         assert_eq!(u.servers, "127.0.0.1:2181");
         assert_eq!(u.root, "/kvsh/demo");
-        for bad in ["zk://h:1", "http://h:1/x", "zk:///x", "zk://h:1/a//b", "zk://h:1/"] {
+        for bad in [
+            "zk://h:1",
+            "http://h:1/x",
+            "zk:///x",
+            "zk://h:1/a//b",
+            "zk://h:1/",
+        ] {
             assert!(bad.parse::<CoordUrl>().is_err(), "{bad}");
         }
     }
@@ -388,7 +394,10 @@ mod tests {
             expect: 2,
         };
         assert_eq!(a.shape(&shape).unwrap(), shape);
-        let other = Shape { partitions: 9, ..shape.clone() };
+        let other = Shape {
+            partitions: 9,
+            ..shape.clone()
+        };
         assert_eq!(b.shape(&other).unwrap(), shape, "the first shape stays");
         let i1 = a.next_incarnation(3).unwrap();
         let i2 = b.next_incarnation(3).unwrap();
@@ -405,7 +414,10 @@ mod tests {
         let v2 = b.store_view(&view, Some(v1)).unwrap();
         view.epoch = 3;
         let lost = a.store_view(&view, Some(v1));
-        assert!(lost.is_err_and(|e| is_conflict(&e)), "two leaders cannot both store");
+        assert!(
+            lost.is_err_and(|e| is_conflict(&e)),
+            "two leaders cannot both store"
+        );
         let (stored, version) = a.load_view().unwrap().unwrap();
         assert_eq!((stored.epoch, version), (2, v2));
         // Views are pushed.
@@ -424,7 +436,15 @@ mod tests {
         assert!(nb > na);
         let elected = a.notices().iter().find(|n| matches!(n, Notice::Elected));
         assert!(elected.is_some());
-        assert!(b.announce(&LeaderRecord { node: 2, session: nb, peer_endpoint: "x".into() }).is_err() || b.notices().try_iter().any(|n| matches!(n, Notice::Elected)));
+        assert!(
+            b.announce(&LeaderRecord {
+                node: 2,
+                session: nb,
+                peer_endpoint: "x".into()
+            })
+            .is_err()
+                || b.notices().try_iter().any(|n| matches!(n, Notice::Elected))
+        );
     }
 
     #[test]
@@ -443,6 +463,9 @@ mod tests {
         assert!(b.register(&member).is_err(), "one live process per id");
         drop(a);
         assert!(b.notices().iter().any(|n| matches!(n, Notice::Elected)));
-        assert!(b.members().unwrap().is_empty(), "registrations are ephemeral");
+        assert!(
+            b.members().unwrap().is_empty(),
+            "registrations are ephemeral"
+        );
     }
 }

@@ -234,7 +234,9 @@ fn lead(
         bootstrap,
     };
     let half = m.session_ms() / 2;
-    let stored = Arc::new(AtomicU64::new(stored_view.as_ref().map_or(0, |(v, _)| v.epoch)));
+    let stored = Arc::new(AtomicU64::new(
+        stored_view.as_ref().map_or(0, |(v, _)| v.epoch),
+    ));
     let alive_until = Arc::new(AtomicU64::new(confirmed_at + half));
     let (store_tx, store_rx) = crossbeam_channel::unbounded();
     let status = Watch::new(Status::default());

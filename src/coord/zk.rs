@@ -128,13 +128,15 @@ impl ZkMembership {
                         }
                         w.changed().await;
                     }
-                    Err(zookeeper_client::Error::NoNode) => match client.check_and_watch_stat("/view").await {
-                        Ok((None, w)) => {
-                            w.changed().await;
+                    Err(zookeeper_client::Error::NoNode) => {
+                        match client.check_and_watch_stat("/view").await {
+                            Ok((None, w)) => {
+                                w.changed().await;
+                            }
+                            Ok((Some(_), _)) => {}
+                            Err(_) => return,
                         }
-                        Ok((Some(_), _)) => {}
-                        Err(_) => return,
-                    },
+                    }
                     Err(_) => return,
                 }
             }
@@ -274,10 +276,17 @@ impl Membership for ZkMembership {
     }
 
     fn campaign(&self) -> Result<u64> {
-        let node = self.node.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or(0);
+        let node = self
+            .node
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or(0);
         let opts = CreateMode::EphemeralSequential.with_acls(Acls::anyone_all());
         let (_, seq) = self
-            .block(self.client.create("/election/c-", node.to_string().as_bytes(), &opts))
+            .block(
+                self.client
+                    .create("/election/c-", node.to_string().as_bytes(), &opts),
+            )
             .map_err(|e| zk_error("enter the election", e))?;
         let mine = format!("c-{seq}");
         let number = seq.into_i64() as u64 + 1;

@@ -143,7 +143,11 @@ impl PeerAuth {
         if matches!(from, Address::Node(_)) && session != rid_incarnation {
             return Err(Refusal::WrongSession);
         }
-        if self.seen.get(&from).is_some_and(|last| (session, seq) <= *last) {
+        if self
+            .seen
+            .get(&from)
+            .is_some_and(|last| (session, seq) <= *last)
+        {
             return Err(Refusal::Replayed);
         }
         self.seen.insert(from, (session, seq));
@@ -171,7 +175,10 @@ mod tests {
         let (mut a, mut b) = pair();
         let msg = message(&mut a, b"hello");
         let from = (Address::Node(1), &b"n1.7"[..], 7);
-        assert_eq!(b.open(b"n2.3", from, msg.clone()), Ok(vec![b"hello".to_vec()]));
+        assert_eq!(
+            b.open(b"n2.3", from, msg.clone()),
+            Ok(vec![b"hello".to_vec()])
+        );
         assert_eq!(b.open(b"n2.3", from, msg), Err(Refusal::Replayed));
         let next = message(&mut a, b"again");
         assert!(b.open(b"n2.3", from, next).is_ok());

@@ -20,8 +20,7 @@ use crate::node::protocol::{
 };
 use crate::node::replies::{batch_reply_limit, Replies};
 use crate::node::transport::{
-    classify_client, client_router, peer_endpoint, reply, ClientInbound, Clock,
-    Outbox,
+    classify_client, client_router, peer_endpoint, reply, ClientInbound, Clock, Outbox,
 };
 use crate::view::{node_name, Incarnation, NodeId, PartitionId};
 use crossbeam_channel::{Receiver, Sender};

@@ -28,12 +28,12 @@
 //! and the failure is reported so a forwarded request can be retried.
 
 use crate::error::{Error, Result};
+use crate::node::auth::PeerAuth;
 use crate::node::faults::{Faults, Verdict};
 use crate::node::message::{encode, Address, Envelope};
 use crate::view::{Incarnation, NodeId, Time};
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
-use crate::node::auth::PeerAuth;
 use std::sync::Arc;
 
 /// Messages queued per client connection, each way.
