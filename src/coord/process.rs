@@ -128,8 +128,15 @@ pub fn run_with(m: &dyn Membership, opts: &NodeOptions, stop: &AtomicBool) -> Re
             Err(e) => {
                 stop_node(node);
                 attempt += 1;
-                if opts.id.is_some() || attempt >= 8 {
+                // A restart with the id of a process just killed finds its
+                // znode until that session expires: wait that long. A live
+                // process holding the id holds it for good.
+                let patience = (2 * m.session_ms() / 200).clamp(8, 150);
+                if attempt >= patience {
                     return Err(e);
+                }
+                if opts.id.is_some() {
+                    std::thread::sleep(Duration::from_millis(200));
                 }
             }
         }

@@ -27,6 +27,18 @@ use crossbeam_channel::{Receiver, Sender};
 use std::time::Duration;
 use zookeeper_client::{Acls, Client, CreateMode, SessionState};
 
+/// True if the session is over: a watch loop ends. Any other error (a
+/// connection lost for a moment) is retried, or the process would stop
+/// hearing of views and leaders for good.
+fn gone(e: &zookeeper_client::Error) -> bool {
+    matches!(
+        e,
+        zookeeper_client::Error::SessionExpired
+            | zookeeper_client::Error::ClientClosed
+            | zookeeper_client::Error::AuthFailed
+    )
+}
+
 fn zk_error(what: &str, e: zookeeper_client::Error) -> Error {
     Error::Unavailable(format!("zookeeper: {what}: {e}"))
 }
@@ -134,10 +146,20 @@ impl ZkMembership {
                                 w.changed().await;
                             }
                             Ok((Some(_), _)) => {}
-                            Err(_) => return,
+                            Err(e) => {
+                                if gone(&e) {
+                                    return;
+                                }
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
                         }
                     }
-                    Err(_) => return,
+                    Err(e) => {
+                        if gone(&e) {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
             }
         });
@@ -158,10 +180,20 @@ impl ZkMembership {
                                 w.changed().await;
                             }
                             Ok((Some(_), _)) => {}
-                            Err(_) => return,
+                            Err(e) => {
+                                if gone(&e) {
+                                    return;
+                                }
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
                         }
                     }
-                    Err(_) => return,
+                    Err(e) => {
+                        if gone(&e) {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
             }
         });
@@ -296,8 +328,13 @@ impl Membership for ZkMembership {
         let tx = self.tx.clone();
         self.spawn(async move {
             loop {
-                let Ok(mut names) = client.list_children("/election").await else {
-                    return;
+                let mut names = match client.list_children("/election").await {
+                    Ok(names) => names,
+                    Err(e) if gone(&e) => return,
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
                 };
                 names.sort();
                 let Some(at) = names.iter().position(|n| *n == mine) else {
@@ -315,7 +352,12 @@ impl Membership for ZkMembership {
                         w.changed().await;
                     }
                     Ok((None, _)) => {}
-                    Err(_) => return,
+                    Err(e) => {
+                        if gone(&e) {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
             }
         });
