@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod check;
 pub mod cluster;
+pub mod coord;
 pub mod error;
 pub mod node;
 pub mod progress;

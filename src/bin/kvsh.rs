@@ -93,6 +93,10 @@ const MIN_MAX_FRAME: usize = 4096;
 const PUT_OVERHEAD: usize = 128;
 
 fn main() {
+    // `kvsh node ...` runs one node as its own process (src/coord/).
+    if std::env::args().nth(1).as_deref() == Some("node") {
+        std::process::exit(kvsh::coord::cli::node_main(std::env::args().skip(1)));
+    }
     let args = match Args::try_parse() {
         Ok(args) => args,
         // A flag with a value out of range is one line, like every kvsh error.

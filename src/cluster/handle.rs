@@ -232,6 +232,7 @@ impl Cluster {
             max_value: self.cfg.max_value,
             clock: self.clock,
             faults: self.faults.clone(),
+            remote_peers: None,
         };
         let thread = spawn(&self.ctx, spec)?;
         let endpoint = thread.endpoint.clone();

@@ -836,5 +836,6 @@ pub fn holders(view: &View) -> BTreeSet<NodeId> {
 
 mod failure;
 mod rebalance;
+mod resume;
 #[cfg(test)]
 mod tests;

@@ -12,10 +12,11 @@ use crate::cluster::watch::Watch;
 use crate::error::{Error, Result};
 use crate::node::faults::Faults;
 use crate::node::message::{decode, Address, Message};
-use crate::node::transport::{classify_peer, peer_endpoint, Clock, Outbox};
+use crate::node::transport::{peer_endpoint, Clock, Outbox};
 use crate::view::placement::Placement;
-use crate::view::{Epoch, NodeId};
+use crate::view::{Epoch, NodeId, View};
 use crossbeam_channel::{Receiver, Sender};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -49,6 +50,32 @@ pub enum LeaderControl {
     Stop,
 }
 
+/// What a view leader running in a node process adds (issue #12,
+/// `src/coord/`): its peer port is TCP and authenticated, it may take over
+/// a view stored by an earlier leader, and no view reaches a node before
+/// the coordination service has stored it.
+#[derive(Debug)]
+pub struct RemoteLeader {
+    /// Where to bind the peer port: `tcp://ADDR:*`.
+    pub bind: String,
+    /// The MAC key of the cluster's peer traffic.
+    pub key: [u8; 32],
+    /// This leader's election number: its session in authenticated
+    /// messages, so nodes refuse an earlier leader's.
+    pub session: u64,
+    /// The view an earlier leader stored, to carry on from.
+    pub resume: Option<View>,
+    /// Views to store. The leader sends nothing of a view (no update, no
+    /// acknowledgement carrying its epoch) until `stored` reaches it.
+    pub store: Sender<View>,
+    /// The newest epoch the coordination service has stored.
+    pub stored: Arc<AtomicU64>,
+    /// Until when (on the cluster clock) the coordination session is
+    /// certainly alive, so this process certainly still leads. Past it the
+    /// leader sends nothing, and so grants no lease.
+    pub alive_until: Arc<AtomicU64>,
+}
+
 /// The shared, append-only event log.
 pub type EventLog = Arc<Mutex<Vec<Event>>>;
 
@@ -76,15 +103,63 @@ pub fn spawn(
     events_tx: Option<Sender<Event>>,
     faults: Arc<Faults>,
 ) -> Result<LeaderThread> {
+    let bind = peer_endpoint(cluster, Address::Leader, 0);
+    start(
+        ctx,
+        (bind, None),
+        cfg,
+        clock,
+        (status, events, events_tx),
+        faults,
+    )
+}
+
+/// Starts the view leader of a cluster of node processes (`src/coord/`),
+/// on an authenticated TCP peer port; returns once its socket is bound,
+/// with the endpoint it got.
+pub fn spawn_remote(
+    ctx: &zmq::Context,
+    cfg: LeaderConfig,
+    clock: Clock,
+    (status, events): (Watch<Status>, EventLog),
+    remote: RemoteLeader,
+) -> Result<LeaderThread> {
+    let bind = remote.bind.clone();
+    start(
+        ctx,
+        (bind, Some(remote)),
+        cfg,
+        clock,
+        (status, events, None),
+        Arc::new(Faults::new()),
+    )
+}
+
+type Outlets = (Watch<Status>, EventLog, Option<Sender<Event>>);
+
+fn start(
+    ctx: &zmq::Context,
+    (bind, remote): (String, Option<RemoteLeader>),
+    cfg: LeaderConfig,
+    clock: Clock,
+    (status, events, events_tx): Outlets,
+    faults: Arc<Faults>,
+) -> Result<LeaderThread> {
     let (control_tx, control_rx) = crossbeam_channel::unbounded();
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
     let ctx = ctx.clone();
-    let bind = peer_endpoint(cluster, Address::Leader, 0);
     let thread = std::thread::Builder::new()
         .name("kvsh-leader".into())
         .spawn(move || {
             run(
-                ctx, bind, cfg, clock, status, events, events_tx, faults, control_rx, ready_tx,
+                ctx,
+                (bind, remote),
+                cfg,
+                clock,
+                (status, events, events_tx),
+                faults,
+                control_rx,
+                ready_tx,
             )
         })?;
     match ready_rx.recv() {
@@ -103,12 +178,10 @@ pub fn spawn(
 #[allow(clippy::too_many_arguments)]
 fn run(
     ctx: zmq::Context,
-    bind: String,
+    (bind, remote): (String, Option<RemoteLeader>),
     cfg: LeaderConfig,
     clock: Clock,
-    status: Watch<Status>,
-    events: EventLog,
-    events_tx: Option<Sender<Event>>,
+    (status, events, events_tx): Outlets,
     faults: Arc<Faults>,
     control: Receiver<LeaderControl>,
     ready: Sender<Result<String>>,
@@ -116,15 +189,31 @@ fn run(
     // Before the first socket of the cluster's context: libzmq starts the
     // context's I/O thread from here, and it inherits the policy.
     crate::node::sched::batch_scheduling();
-    let mut outbox = match Outbox::bind(&ctx, Address::Leader, 0, &bind, faults, clock) {
+    let session = remote.as_ref().map_or(0, |r| r.session);
+    let bound =
+        Outbox::bind(&ctx, Address::Leader, session, &bind, faults, clock).and_then(|mut o| {
+            if let Some(r) = &remote {
+                o.authenticate(crate::node::auth::PeerAuth::new(r.key, r.session))?;
+            }
+            let endpoint = o.bound_endpoint()?;
+            Ok((o, endpoint))
+        });
+    let (mut outbox, endpoint) = match bound {
         Ok(x) => x,
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
         }
     };
-    let _ = ready.send(Ok(bind));
-    let mut leader = ViewLeader::new(cfg);
+    let _ = ready.send(Ok(endpoint));
+    let mut leader = match remote.as_ref().and_then(|r| r.resume.clone()) {
+        Some(view) => ViewLeader::resume(cfg, view, clock.now()),
+        None => ViewLeader::new(cfg),
+    };
+    let mut store_asked: Epoch = remote
+        .as_ref()
+        .and_then(|r| r.resume.as_ref())
+        .map_or(0, |v| v.epoch);
     let mut next_tick: u64 = 0;
     let mut last_publish: u64 = 0;
     let mut published_epoch = u64::MAX;
@@ -139,7 +228,7 @@ fn run(
         while let Ok(frames) = outbox.socket().recv_multipart(zmq::DONTWAIT) {
             // Only envelopes from the node their socket names are read: no
             // node can heartbeat, or report a catch-up, for another.
-            let Some(msg) = classify_peer(frames) else {
+            let Some(msg) = outbox.open(frames) else {
                 continue;
             };
             for payload in msg.batch {
@@ -170,7 +259,7 @@ fn run(
         if news {
             next_tick = next_tick.min(clock.now() + TICK_MS);
         }
-        send(&mut leader, &mut outbox);
+        send(&mut leader, &mut outbox, remote.as_ref(), clock);
         while let Ok(c) = control.try_recv() {
             match c {
                 LeaderControl::Decommission(n, force, tx) => {
@@ -195,7 +284,16 @@ fn run(
             let idle = !std::mem::take(&mut news) && leader.quiet() && outbox.nothing_delayed();
             next_tick = now + if idle { IDLE_TICK_MS } else { TICK_MS };
         }
-        send(&mut leader, &mut outbox);
+        if let Some(r) = &remote {
+            // Store every new view before anyone sees it (`send` holds it
+            // back until then): of two processes that both believe they
+            // lead, only one can store an epoch.
+            if leader.view().epoch > store_asked {
+                store_asked = leader.view().epoch;
+                let _ = r.store.send(leader.view().clone());
+            }
+        }
+        send(&mut leader, &mut outbox, remote.as_ref(), clock);
         outbox.flush_due();
         let new_events = leader.take_events();
         let changed = !new_events.is_empty() || leader.view().epoch != published_epoch;
@@ -227,8 +325,24 @@ fn run(
     }
 }
 
-fn send(leader: &mut ViewLeader, outbox: &mut Outbox) {
-    for env in leader.take_outputs() {
+fn send(leader: &mut ViewLeader, outbox: &mut Outbox, remote: Option<&RemoteLeader>, clock: Clock) {
+    let outputs = leader.take_outputs();
+    let outputs = match remote {
+        None => outputs,
+        Some(r) => {
+            // Nothing of a view not yet stored, and nothing at all once
+            // the coordination session may have ended (another process
+            // may lead). Dropped messages are repeated: views and acks
+            // answer the next heartbeat.
+            let stored = r.stored.load(Ordering::Acquire);
+            if clock.now() >= r.alive_until.load(Ordering::Acquire) {
+                Vec::new()
+            } else {
+                outputs.into_iter().filter(|e| e.epoch <= stored).collect()
+            }
+        }
+    };
+    for env in outputs {
         let nodes: Vec<NodeId> = leader.view().nodes.keys().copied().collect();
         // The leader's messages are repeated until acknowledged, so a lost
         // one needs no handling here.

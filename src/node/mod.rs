@@ -1,6 +1,7 @@
 //! A node: one thread that owns a ZeroMQ ROUTER socket, a store, and the
 //! primary and secondary roles the view gives it.
 
+pub mod auth;
 pub mod conditional;
 pub mod core;
 pub mod faults;

@@ -20,8 +20,7 @@ use crate::node::protocol::{
 };
 use crate::node::replies::{batch_reply_limit, Replies};
 use crate::node::transport::{
-    classify_client, classify_peer, client_router, peer_endpoint, reply, ClientInbound, Clock,
-    Outbox,
+    classify_client, client_router, peer_endpoint, reply, ClientInbound, Clock, Outbox,
 };
 use crate::view::{node_name, Incarnation, NodeId, PartitionId};
 use crossbeam_channel::{Receiver, Sender};
@@ -72,6 +71,12 @@ pub enum Control {
     },
     /// Repair: replace a partition's data with these pairs.
     Overwrite(PartitionId, Vec<(String, String)>),
+    /// Node processes (issue #12): the view leader is now at this peer
+    /// endpoint, in this session (its election number).
+    LinkLeader(String, u64),
+    /// Node processes: a view read from the coordination service, taken
+    /// as if the leader had pushed it (adopted only if newer).
+    View(Box<crate::view::View>),
 }
 
 /// Everything a node thread needs.
@@ -99,6 +104,10 @@ pub struct NodeSpec {
     pub clock: Clock,
     /// The network faults in force.
     pub faults: Arc<Faults>,
+    /// Node processes (issue #12): bind the peer port here (`tcp://ADDR:*`)
+    /// instead of `inproc://`, and authenticate every peer message with
+    /// this MAC key. `None` in one process.
+    pub remote_peers: Option<(String, [u8; 32])>,
 }
 
 /// A running node thread.
@@ -145,7 +154,10 @@ fn run(
     // make libzmq drop the connection.
     let hard_limit = connection_drop_limit(spec.max_frame);
     let me = Address::Node(spec.id);
-    let peer = peer_endpoint(&spec.cluster, me, spec.incarnation);
+    let peer = match &spec.remote_peers {
+        Some((bind, _)) => bind.clone(),
+        None => peer_endpoint(&spec.cluster, me, spec.incarnation),
+    };
     let sockets = client_router(&ctx, &spec.bind, hard_limit).and_then(|(clients, endpoint)| {
         let mut outbox = Outbox::bind(
             &ctx,
@@ -155,10 +167,17 @@ fn run(
             spec.faults.clone(),
             spec.clock,
         )?;
-        outbox.link(Address::Leader, 0, &spec.leader_endpoint)?;
-        Ok((clients, endpoint, outbox))
+        if let Some((_, key)) = &spec.remote_peers {
+            outbox.authenticate(crate::node::auth::PeerAuth::new(*key, spec.incarnation))?;
+        }
+        let peer = outbox.bound_endpoint()?;
+        // A node process learns the leader from the coordination service.
+        if !spec.leader_endpoint.is_empty() {
+            outbox.link(Address::Leader, 0, &spec.leader_endpoint)?;
+        }
+        Ok((clients, endpoint, outbox, peer))
     });
-    let (clients, endpoint, mut outbox) = match sockets {
+    let (clients, endpoint, mut outbox, peer) = match sockets {
         Ok(x) => x,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -202,7 +221,7 @@ fn run(
             };
             read += 1;
             let now = spec.clock.now();
-            let Some(msg) = classify_peer(frames) else {
+            let Some(msg) = outbox.open(frames) else {
                 node.count_rejected("a message on the peer port that is not an internal one");
                 continue;
             };
@@ -293,6 +312,18 @@ fn run(
                     for c in held {
                         inspect(&mut node, c);
                     }
+                }
+                Control::LinkLeader(endpoint, session) => {
+                    let _ = outbox.link(Address::Leader, session, &endpoint);
+                }
+                Control::View(view) => {
+                    let env = crate::node::message::Envelope {
+                        from: Address::Leader,
+                        to: me,
+                        epoch: view.epoch,
+                        message: crate::node::message::Message::ViewUpdate { view },
+                    };
+                    node.on_message(spec.clock.now(), env);
                 }
                 other => inspect(&mut node, other),
             }
@@ -406,7 +437,7 @@ fn inspect(node: &mut Node, c: Control) {
             }
         }
         Control::Overwrite(p, pairs) => node.store_mut().replace_range(p, None, None, pairs),
-        Control::Kill | Control::Pause(_) => {}
+        Control::Kill | Control::Pause(_) | Control::LinkLeader(..) | Control::View(_) => {}
     }
 }
 

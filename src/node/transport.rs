@@ -28,13 +28,13 @@
 //! and the failure is reported so a forwarded request can be retried.
 
 use crate::error::{Error, Result};
+use crate::node::auth::PeerAuth;
 use crate::node::faults::{Faults, Verdict};
 use crate::node::message::{encode, Address, Envelope};
 use crate::view::{Incarnation, NodeId, Time};
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Messages queued per client connection, each way.
 pub const CLIENT_HWM: i32 = 1_000;
@@ -44,22 +44,46 @@ pub const INTERNAL_MARKER: &[u8] = b"KVSH/1";
 
 /// The cluster's monotonic clock, shared by every thread so that leases and
 /// failure timeouts are measured on the same time line.
+///
+/// It reads the host's `CLOCK_MONOTONIC`, which every process on one host
+/// shares: [`Clock::new`] counts from its own creation (an in-process
+/// cluster), [`Clock::host`] from the host's boot, so that node processes
+/// on one host measure leases on one time line (issue #12).
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
-    start: Instant,
+    origin: Time,
+}
+
+/// Milliseconds of the host's monotonic clock. `std::time::Instant` reads
+/// the same clock but does not show its value, which other processes need.
+#[allow(unsafe_code)] // One libc call, as in sched.rs.
+fn monotonic_ms() -> Time {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own; CLOCK_MONOTONIC
+    // always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as Time * 1000 + ts.tv_nsec as Time / 1_000_000
 }
 
 impl Clock {
     /// A clock starting now.
     pub fn new() -> Self {
         Clock {
-            start: Instant::now(),
+            origin: monotonic_ms(),
         }
+    }
+
+    /// The host's clock: the same in every process on this host.
+    pub fn host() -> Self {
+        Clock { origin: 0 }
     }
 
     /// Milliseconds since the clock started.
     pub fn now(&self) -> Time {
-        self.start.elapsed().as_millis() as Time
+        monotonic_ms().saturating_sub(self.origin)
     }
 }
 
@@ -159,6 +183,9 @@ type Delayed = (Time, u64, Address, Vec<u8>);
 #[derive(Debug)]
 struct Link {
     rid: Vec<u8>,
+    /// The peer's session (incarnation, or the leader's election number),
+    /// which authenticated messages to it name.
+    session: u64,
     connected: Option<String>,
 }
 
@@ -203,6 +230,10 @@ pub struct Outbox {
     queued: Vec<(Address, Vec<Envelope>)>,
     /// Peers whose last send found no pipe.
     unreachable: BTreeSet<Address>,
+    /// Between processes: the MAC over every message (`auth.rs`).
+    auth: Option<PeerAuth>,
+    /// This side's routing identity.
+    rid: Vec<u8>,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -232,6 +263,8 @@ impl Outbox {
         socket.set_router_handover(true)?;
         socket.bind(endpoint)?;
         Ok(Outbox {
+            rid: identity(me, incarnation),
+            auth: None,
             socket,
             links: HashMap::new(),
             me,
@@ -249,6 +282,43 @@ impl Outbox {
         &self.socket
     }
 
+    /// Signs every message sent and checks every one read with `auth`: for
+    /// a peer port other processes reach (TCP).
+    ///
+    /// It also turns `ROUTER_HANDOVER` off: on a port anyone can reach, a
+    /// stranger connecting with a member's routing identity must not take
+    /// over the pipe to that member (its messages would fail the MAC, but
+    /// the member's would go to it). A second connection with an identity
+    /// in use is refused instead.
+    pub fn authenticate(&mut self, auth: PeerAuth) -> Result<()> {
+        self.socket.set_router_handover(false)?;
+        self.auth = Some(auth);
+        Ok(())
+    }
+
+    /// The endpoint the peer port is bound to, with the port a `*` got.
+    pub fn bound_endpoint(&self) -> Result<String> {
+        self.socket
+            .get_last_endpoint()?
+            .map_err(|_| Error::Io("the bound endpoint is not UTF-8".into()))
+    }
+
+    /// Reads one message from the peer port's frames: classifies it and,
+    /// if this port authenticates, checks its MAC and that it is new.
+    /// `None` for anything that is not an authentic internal message.
+    pub fn open(&mut self, frames: Vec<Vec<u8>>) -> Option<PeerInbound> {
+        let Some(auth) = self.auth.as_mut() else {
+            return classify_peer(frames);
+        };
+        let mut msg = classify_peer(frames)?;
+        let rid = identity(msg.from, msg.incarnation);
+        let batch = std::mem::take(&mut msg.batch);
+        msg.batch = auth
+            .open(&self.rid, (msg.from, &rid, msg.incarnation), batch)
+            .ok()?;
+        Some(msg)
+    }
+
     /// Makes sure incarnation `incarnation` of the peer `to`, at
     /// `endpoint`, can be sent to: records its identity and, if this side
     /// connects, connects (closing the connection to a past incarnation).
@@ -256,7 +326,11 @@ impl Outbox {
     /// reports; sends to that peer then fail at once.
     pub fn link(&mut self, to: Address, incarnation: Incarnation, endpoint: &str) -> Result<()> {
         let rid = identity(to, incarnation);
-        if self.links.get(&to).is_some_and(|l| l.rid == rid) {
+        if self
+            .links
+            .get(&to)
+            .is_some_and(|l| l.rid == rid && l.session == incarnation)
+        {
             return Ok(());
         }
         if let Some(old) = self.links.remove(&to).and_then(|l| l.connected) {
@@ -271,7 +345,14 @@ impl Outbox {
         } else {
             None
         };
-        self.links.insert(to, Link { rid, connected });
+        self.links.insert(
+            to,
+            Link {
+                rid,
+                session: incarnation,
+                connected,
+            },
+        );
         Ok(())
     }
 
@@ -341,9 +422,21 @@ impl Outbox {
         let Some(link) = self.links.get(&to) else {
             return false;
         };
-        let mut message = Vec::with_capacity(frames.len() + 1);
+        let mut message = Vec::with_capacity(frames.len() + 3);
         message.push(link.rid.clone());
-        message.extend(frames);
+        match self.auth.as_mut() {
+            None => message.extend(frames),
+            Some(auth) => {
+                // frames[0] is the marker; the rest are envelopes.
+                let mut frames = frames.into_iter();
+                message.extend(frames.next());
+                let body: Vec<Vec<u8>> = frames.collect();
+                let (header, mac) = auth.seal(&self.rid, (&link.rid, link.session), &body);
+                message.push(header.to_vec());
+                message.extend(body);
+                message.push(mac.to_vec());
+            }
+        }
         match self.socket.send_multipart(message, zmq::DONTWAIT) {
             Ok(()) => {
                 self.unreachable.remove(&to);

@@ -1,0 +1,320 @@
+//! One node as its own process (`kvsh node --coord zk://…`).
+//!
+//! The process runs the same node thread as an in-process cluster, with
+//! its peer port on TCP and every peer message MACed
+//! (`src/node/auth.rs`), and, while it holds the leader role, the same
+//! view-leader thread. This module only wires them to the [`Membership`]:
+//!
+//! - it takes an id (or the lowest free one) and a fresh incarnation,
+//!   starts the node thread, registers the member ephemerally and enters
+//!   the election;
+//! - what the membership pushes goes to the node thread as control
+//!   messages: a new leader endpoint is linked, a stored view adopted;
+//! - once elected it starts the leader thread from the stored view (or,
+//!   for a new cluster, once the expected members have registered, from
+//!   scratch), stores each new view with a versioned write before the
+//!   leader lets any node see it, confirms its session every sixth of the
+//!   session timeout (the leader sends nothing once half a timeout has
+//!   passed unconfirmed), announces itself, and publishes the leader's
+//!   status for shells;
+//! - a conflict on the versioned write, or a session in doubt while it
+//!   leads, ends the process: another process may lead, and a process
+//!   that exits is the simplest one not to act on a stale role;
+//! - SIGTERM (or SIGINT) stops it cleanly: threads joined, session closed
+//!   so its znodes go at once.
+
+use super::zk::ZkMembership;
+use super::{is_conflict, CoordUrl, LeaderRecord, Member, Membership, Notice, Shape, Version};
+use crate::cluster::leader::{LeaderConfig, Status};
+use crate::cluster::runtime::{spawn_remote, EventLog, LeaderControl, LeaderThread, RemoteLeader};
+use crate::cluster::watch::Watch;
+use crate::cluster::ClusterConfig;
+use crate::error::{Error, Result};
+use crate::node::auth::derive_key;
+use crate::node::faults::Faults;
+use crate::node::runtime::{spawn, Control, NodeSpec, NodeThread};
+use crate::node::transport::Clock;
+use crate::view::{node_name, NodeId, View};
+use crossbeam_channel::RecvTimeoutError;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The environment variable that holds the cluster secret.
+pub const SECRET_VAR: &str = "KVSH_SECRET";
+
+/// How one node process is configured.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// Where the coordination service is.
+    pub coord: CoordUrl,
+    /// The id to run as, or `None` for the lowest free one.
+    pub id: Option<NodeId>,
+    /// The shape proposed, used if this is the cluster's first process.
+    pub shape: Shape,
+    /// The cluster's tunables (bind address, frames, timeouts, placement).
+    pub cluster: ClusterConfig,
+    /// The cluster secret, from which peer messages' MAC key is derived.
+    pub secret: Vec<u8>,
+    /// The ZooKeeper session timeout asked for.
+    pub session: Duration,
+}
+
+/// Runs one node process until `stop` is set or the process must end.
+pub fn run_node(opts: NodeOptions, stop: Arc<AtomicBool>) -> Result<()> {
+    let zk = ZkMembership::connect(&opts.coord.servers, &opts.coord.root, opts.session)?;
+    let result = run_with(&zk, &opts, &stop);
+    zk.close();
+    result
+}
+
+/// What the process runs while it leads.
+struct Leading {
+    thread: LeaderThread,
+    status: Watch<Status>,
+    stored: Arc<AtomicU64>,
+    alive_until: Arc<AtomicU64>,
+    store_rx: crossbeam_channel::Receiver<View>,
+    version: Option<Version>,
+    last_confirm: u64,
+    last_status: u64,
+}
+
+/// Runs one node process against any [`Membership`].
+pub fn run_with(m: &dyn Membership, opts: &NodeOptions, stop: &AtomicBool) -> Result<()> {
+    if opts.secret.len() < 16 {
+        return Err(Error::BadInput(format!(
+            "the cluster secret must be at least 16 bytes (set {SECRET_VAR})"
+        )));
+    }
+    let shape = m.shape(&opts.shape)?;
+    let key = derive_key(&opts.secret);
+    let clock = Clock::host();
+    let ctx = zmq::Context::new();
+    let cfg = &opts.cluster;
+    let notices = m.notices();
+    // An id, a life, a node thread, a registration: retried on the next
+    // free id if another process took this one meanwhile.
+    let mut attempt = 0;
+    let (id, incarnation, node) = loop {
+        let id = match opts.id {
+            Some(id) => id,
+            None => m.free_id()?,
+        };
+        let incarnation = m.next_incarnation(id)?;
+        let spec = NodeSpec {
+            id,
+            incarnation,
+            bind: cfg.bind.clone(),
+            cluster: String::new(),
+            partitions: shape.partitions,
+            leader_endpoint: String::new(),
+            config: cfg.node,
+            max_frame: cfg.max_frame,
+            max_value: cfg.max_value,
+            clock,
+            faults: Arc::new(Faults::new()),
+            remote_peers: Some((format!("tcp://{}:*", cfg.bind), key)),
+        };
+        let node = spawn(&ctx, spec)?;
+        let member = Member {
+            id,
+            incarnation,
+            endpoint: node.endpoint.clone(),
+            pid: std::process::id(),
+        };
+        match m.register(&member) {
+            Ok(()) => break (id, incarnation, node),
+            Err(e) => {
+                stop_node(node);
+                attempt += 1;
+                // A restart with the id of a process just killed finds its
+                // znode until that session expires: wait that long. A live
+                // process holding the id holds it for good.
+                let patience = (2 * m.session_ms() / 200).clamp(8, 150);
+                if attempt >= patience {
+                    return Err(e);
+                }
+                if opts.id.is_some() {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    };
+    println!(
+        "kvsh node {} (incarnation {incarnation}, pid {}): clients at {}",
+        node_name(id),
+        std::process::id(),
+        node.endpoint
+    );
+    let election = m.campaign()?;
+    let mut leading: Option<Leading> = None;
+    let result = loop {
+        if stop.load(Ordering::Relaxed) {
+            break Ok(());
+        }
+        // A leader's chores (storing views) want a short wait.
+        let wait = if leading.is_some() { 2 } else { 20 };
+        match notices.recv_timeout(Duration::from_millis(wait)) {
+            Ok(Notice::View(view)) => {
+                let _ = node.control.send(Control::View(view));
+            }
+            Ok(Notice::Leader(Some(rec))) => {
+                let _ = node
+                    .control
+                    .send(Control::LinkLeader(rec.peer_endpoint, rec.session));
+            }
+            Ok(Notice::Leader(None)) => {}
+            Ok(Notice::Elected) => match lead(m, opts, &shape, (id, election), &ctx, clock, stop) {
+                Ok(Some(l)) => leading = Some(l),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            },
+            Ok(Notice::SessionLost(why)) => {
+                // A node keeps serving while the service is away (its leases
+                // come from the leader's acks, not from here); a leader
+                // cannot know whether another process leads.
+                if leading.is_some() || !why.starts_with("disconnected") {
+                    break Err(Error::Unavailable(format!("{why}; this process stops")));
+                }
+                eprintln!("kvsh node {}: {why}", node_name(id));
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                break Err(Error::Internal("the membership went away".into()))
+            }
+        }
+        if let Some(l) = leading.as_mut() {
+            if let Err(e) = maintain(m, l, clock) {
+                break Err(e);
+            }
+        }
+    };
+    if let Some(l) = leading {
+        let _ = l.thread.control.send(LeaderControl::Stop);
+        let _ = l.thread.thread.join();
+    }
+    stop_node(node);
+    result
+}
+
+fn stop_node(node: NodeThread) {
+    let _ = node.control.send(Control::Kill);
+    let _ = node.thread.join();
+}
+
+/// Takes up the leader role: `Ok(None)` if asked to stop while waiting
+/// for the first members.
+fn lead(
+    m: &dyn Membership,
+    opts: &NodeOptions,
+    shape: &Shape,
+    (id, election): (NodeId, u64),
+    ctx: &zmq::Context,
+    clock: Clock,
+    stop: &AtomicBool,
+) -> Result<Option<Leading>> {
+    let cfg = &opts.cluster;
+    let confirmed_at = clock.now();
+    let stored_view = m.load_view()?;
+    let bootstrap = match &stored_view {
+        Some(_) => Vec::new(),
+        None => loop {
+            // A new cluster: its first view waits for the members expected.
+            let members = m.members()?;
+            if members.len() >= shape.expect.max(1) {
+                break members.iter().map(|m| m.id).collect();
+            }
+            if stop.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        },
+    };
+    let leader_cfg = LeaderConfig {
+        partitions: shape.partitions,
+        replicas: shape.replicas,
+        placement: cfg.placement,
+        suspect_timeout: cfg.suspect_timeout,
+        failure_timeout: cfg.failure_timeout,
+        auto_rebalance: cfg.auto_rebalance,
+        bootstrap,
+    };
+    let half = m.session_ms() / 2;
+    let stored = Arc::new(AtomicU64::new(
+        stored_view.as_ref().map_or(0, |(v, _)| v.epoch),
+    ));
+    let alive_until = Arc::new(AtomicU64::new(confirmed_at + half));
+    let (store_tx, store_rx) = crossbeam_channel::unbounded();
+    let status = Watch::new(Status::default());
+    let events: EventLog = Arc::default();
+    let version = stored_view.as_ref().map(|(_, v)| *v);
+    let thread = spawn_remote(
+        ctx,
+        leader_cfg,
+        clock,
+        (status.clone(), events),
+        RemoteLeader {
+            bind: format!("tcp://{}:*", cfg.bind),
+            key: derive_key(&opts.secret),
+            session: election,
+            resume: stored_view.map(|(v, _)| v),
+            store: store_tx,
+            stored: stored.clone(),
+            alive_until: alive_until.clone(),
+        },
+    )?;
+    m.announce(&LeaderRecord {
+        node: id,
+        session: election,
+        peer_endpoint: thread.endpoint.clone(),
+    })?;
+    println!(
+        "kvsh node {}: view leader (election {election}) at {}",
+        node_name(id),
+        thread.endpoint
+    );
+    Ok(Some(Leading {
+        thread,
+        status,
+        stored,
+        alive_until,
+        store_rx,
+        version,
+        last_confirm: confirmed_at,
+        last_status: 0,
+    }))
+}
+
+/// The leader's chores: store new views, confirm the session, publish the
+/// status.
+fn maintain(m: &dyn Membership, l: &mut Leading, clock: Clock) -> Result<()> {
+    // Only the newest view matters: storing it covers the ones before.
+    if let Some(view) = l.store_rx.try_iter().last() {
+        match m.store_view(&view, l.version) {
+            Ok(v) => {
+                l.version = Some(v);
+                l.stored.store(view.epoch, Ordering::Release);
+            }
+            Err(e) if is_conflict(&e) => {
+                return Err(Error::Unavailable(format!(
+                    "another process stored a view first; this one no longer leads ({e})"
+                )))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let now = clock.now();
+    let session = m.session_ms();
+    if now >= l.last_confirm + session / 6 {
+        let asked = clock.now();
+        m.confirm()?;
+        l.last_confirm = asked;
+        l.alive_until.store(asked + session / 2, Ordering::Release);
+    }
+    if now >= l.last_status + 200 {
+        l.last_status = now;
+        m.publish_status(&l.status.get())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,633 @@
+//! Node processes coordinated through ZooKeeper (issue #12): a real
+//! ZooKeeper server on a free loopback port with a temporary data
+//! directory, started and stopped by each test, and `kvsh node` processes
+//! killed with real signals. Skips, saying why, where the ZooKeeper jars
+//! are missing (`apt-get install zookeeperd`; CI installs it).
+
+use kvsh::cluster::client::ViewSource;
+use kvsh::cluster::leader::Status;
+use kvsh::cluster::Client;
+use kvsh::coord::zk::ZkMembership;
+use kvsh::coord::{LeaderRecord, Member, Membership, Notice};
+use kvsh::node::auth::{derive_key, PeerAuth};
+use kvsh::node::message::{encode, Address, Envelope, Message};
+use kvsh::node::transport::{identity, INTERNAL_MARKER};
+use kvsh::view::NodeId;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const JARS: &str = "/usr/share/java/zookeeper.jar";
+const SECRET: &str = "test secret, 16 bytes or more";
+/// The ZooKeeper session timeout the nodes ask for, ms.
+const SESSION_MS: u64 = 3000;
+
+/// A ZooKeeper server of our own.
+struct Zk {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Zk {
+    fn start() -> Option<Zk> {
+        if !std::path::Path::new(JARS).exists() {
+            eprintln!("SKIPPED: no ZooKeeper at {JARS} (apt-get install zookeeperd)");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("kvsh-zk-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let cfg = dir.join("zoo.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "tickTime=250\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+                 minSessionTimeout=500\nmaxSessionTimeout=10000\nadmin.enableServer=false\n",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("java")
+            .args([
+                "-Xmx256m",
+                "-cp",
+                "/usr/share/java/zookeeper.jar:/usr/share/java/*",
+                "org.apache.zookeeper.server.ZooKeeperServerMain",
+            ])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("java runs");
+        let zk = Zk { child, dir, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "ZooKeeper did not start in 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(zk)
+    }
+
+    fn url(&self, root: &str) -> String {
+        format!("zk://127.0.0.1:{}{root}", self.port)
+    }
+}
+
+impl Drop for Zk {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A cluster of node processes under one root.
+struct Procs {
+    url: String,
+    nodes: BTreeMap<NodeId, Child>,
+    zk: ZkMembership,
+    partitions: u32,
+}
+
+impl Procs {
+    fn start(zk: &Zk, root: &str, n: usize, partitions: u32) -> Procs {
+        let mut p = Procs {
+            url: zk.url(root),
+            nodes: BTreeMap::new(),
+            zk: ZkMembership::connect(
+                &format!("127.0.0.1:{}", zk.port),
+                root,
+                Duration::from_secs(5),
+            )
+            .unwrap(),
+            partitions,
+        };
+        for id in 1..=n as NodeId {
+            p.spawn(id, n);
+        }
+        p.wait("healthy", |s| {
+            s.healthy && s.view.nodes.len() == n && s.caught_up()
+        });
+        p
+    }
+
+    fn spawn(&mut self, id: NodeId, expect: usize) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kvsh"))
+            .args(["node", "--coord", &self.url, "--id", &format!("n{id}")])
+            .args([
+                "--partitions",
+                &self.partitions.to_string(),
+                "--replicas",
+                "2",
+            ])
+            .args(["--expect", &expect.to_string()])
+            .args(["--session-timeout", &format!("{SESSION_MS}ms")])
+            .env("KVSH_SECRET", SECRET)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        // The first line says it is serving; keep draining the rest.
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert!(line.contains("clients at tcp://"), "n{id} said {line:?}");
+        std::thread::spawn(move || for _ in out.lines() {});
+        self.nodes.insert(id, child);
+    }
+
+    fn signal(&self, id: NodeId, sig: libc::c_int) {
+        let pid = self.nodes[&id].id() as libc::pid_t;
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    }
+
+    fn kill9(&mut self, id: NodeId) {
+        self.signal(id, libc::SIGKILL);
+        let mut c = self.nodes.remove(&id).unwrap();
+        let _ = c.wait();
+    }
+
+    fn status(&self) -> Option<Status> {
+        self.zk.load_status().unwrap()
+    }
+
+    /// Waits (up to 30 s) until the leader's published status satisfies
+    /// `ok`.
+    fn wait(&self, what: &str, ok: impl Fn(&Status) -> bool) -> Status {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.status() {
+                if ok(&s) {
+                    return s;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not {what} after 30 s: {:?}",
+                self.status().map(|s| (
+                    s.healthy,
+                    s.degraded,
+                    s.moving,
+                    s.unavailable,
+                    s.view.epoch
+                ))
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn members(&self) -> Vec<Member> {
+        self.zk.members().unwrap()
+    }
+
+    fn leader(&self) -> Option<LeaderRecord> {
+        self.zk.leader().unwrap()
+    }
+
+    fn client(&self) -> Client {
+        let endpoints = self.members().into_iter().map(|m| m.endpoint).collect();
+        let mut c = Client::new(zmq::Context::new(), ViewSource::Endpoints(endpoints));
+        c.timeout = Duration::from_secs(10);
+        c
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for (_, c) in self.nodes.iter_mut() {
+            let pid = c.id() as libc::pid_t;
+            unsafe {
+                libc::kill(pid, libc::SIGCONT);
+                libc::kill(pid, libc::SIGKILL);
+            }
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One request on a REQ socket to a client port.
+fn request(endpoint: &str, body: &str) -> serde_json::Value {
+    let ctx = zmq::Context::new();
+    let s = ctx.socket(zmq::REQ).unwrap();
+    s.set_linger(0).unwrap();
+    s.set_rcvtimeo(10_000).unwrap();
+    s.connect(endpoint).unwrap();
+    s.send(body, 0).unwrap();
+    let reply = s.recv_bytes(0).expect("a reply within 10 s");
+    serde_json::from_slice(&reply).unwrap()
+}
+
+/// Puts keys `prefix:0..` from a thread until stopped, each key once (so a
+/// write of unknown outcome cannot stand in for an acknowledged one);
+/// returns the acknowledged ones.
+fn writer(
+    client: Client,
+    prefix: &'static str,
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicUsize>,
+) -> std::thread::JoinHandle<BTreeMap<String, String>> {
+    std::thread::spawn(move || {
+        let mut client = client;
+        let mut acked = BTreeMap::new();
+        let mut i = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let key = format!("{prefix}:{i}");
+            let value = format!("v{i}");
+            if client.put(&key, &value).is_ok() {
+                acked.insert(key, value);
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            i += 1;
+        }
+        acked
+    })
+}
+
+/// Waits (up to 30 s) until `count` reaches `n`.
+fn wait_count(count: &AtomicUsize, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count.load(Ordering::Relaxed) < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} writes acknowledged",
+            count.load(Ordering::Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn check_acked(procs: &Procs, acked: &BTreeMap<String, String>) {
+    let mut c = procs.client();
+    for (k, v) in acked {
+        assert_eq!(
+            c.get(k).unwrap().as_deref(),
+            Some(v.as_str()),
+            "acknowledged {k}"
+        );
+    }
+}
+
+/// A new leader within the stated bound: the session timeout (the old
+/// leader's znodes go), plus the failure timeout and the time to bind and
+/// announce, with a second of slack for a loaded machine.
+fn leader_bound() -> Duration {
+    Duration::from_millis(SESSION_MS + 600 + 1000)
+}
+
+/// Ignored until the stall below is found: every phase has passed here, but
+/// on a machine at load 10 some runs took minutes in the kill -9 and
+/// restart phases (client requests waiting out their timeouts), which a
+/// 30-minute CI cannot afford. Run it with
+/// `cargo test --test processes -- --ignored --nocapture`.
+#[test]
+#[ignore = "slow and not yet stable under heavy load; see the doc comment"]
+fn a_cluster_of_node_processes_survives_kill_9_and_sigstop() {
+    let Some(zk) = Zk::start() else { return };
+    let mut procs = Procs::start(&zk, "/kvsh/t1", 3, 16);
+
+    // Put and get through every node's own port.
+    let members = procs.members();
+    assert_eq!(members.len(), 3);
+    for m in &members {
+        let key = format!("via-n{}", m.id);
+        let put = request(
+            &m.endpoint,
+            &format!(r#"{{"op":"PUT","key":"{key}","value":"x{}"}}"#, m.id),
+        );
+        assert_eq!(put["ok"], true, "{put}");
+        for other in &members {
+            let got = request(
+                &other.endpoint,
+                &format!(r#"{{"op":"GET_ONE","key":"{key}"}}"#),
+            );
+            assert_eq!(
+                got["value"],
+                format!("x{}", m.id),
+                "get {key} via n{}",
+                other.id
+            );
+        }
+    }
+    let leader = procs.leader().expect("a leader is announced");
+
+    eprintln!("phase: SIGSTOP a primary");
+    // SIGSTOP a primary (not the leader's process) past its lease: no
+    // stale read once it wakes.
+    let status = procs.status().unwrap();
+    let victim = (1..=3).find(|n| *n != leader.node).unwrap();
+    let key = (0..)
+        .map(|i| format!("stale:{i}"))
+        .find(|k| status.view.primary(status.view.partition_of(k)) == Some(victim))
+        .unwrap();
+    let mut client = procs.client();
+    client.put(&key, "old").unwrap();
+    let victim_endpoint = members
+        .iter()
+        .find(|m| m.id == victim)
+        .unwrap()
+        .endpoint
+        .clone();
+    procs.signal(victim, libc::SIGSTOP);
+    let p = status.view.partition_of(&key);
+    procs.wait("failed over", |s| {
+        s.view.primary(p).is_some_and(|n| n != victim)
+    });
+    client.put(&key, "new").unwrap();
+    procs.signal(victim, libc::SIGCONT);
+    let got = request(
+        &victim_endpoint,
+        &format!(r#"{{"op":"GET_ONE","key":"{key}"}}"#),
+    );
+    assert_ne!(
+        got["value"], "old",
+        "a stale read from the paused primary: {got}"
+    );
+    assert_eq!(client.get(&key).unwrap().as_deref(), Some("new"));
+    procs.wait("healthy after the pause", |s| s.healthy && s.caught_up());
+
+    eprintln!("phase: kill -9 of a node process mid-writes");
+    // kill -9 of a node process mid-writes: no acknowledged write lost.
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicUsize::new(0));
+    let w = writer(procs.client(), "k", stop.clone(), count.clone());
+    wait_count(&count, 20);
+    procs.kill9(victim);
+    procs.wait("failed over n-victim", |s| {
+        s.view
+            .nodes
+            .get(&victim)
+            .is_some_and(|n| n.state == kvsh::view::NodeState::Dead)
+            && s.unavailable == 0
+    });
+    let n = count.load(Ordering::Relaxed);
+    wait_count(&count, n + 20);
+    stop.store(true, Ordering::Relaxed);
+    let acked = w.join().unwrap();
+    assert!(!acked.is_empty());
+    check_acked(&procs, &acked);
+
+    eprintln!("phase: Restart with the same id");
+    // Restart with the same id: a new incarnation joins and is refilled.
+    let old_incarnation = status.view.nodes[&victim].incarnation;
+    procs.spawn(victim, 3);
+    let s = procs.wait("healthy with the restarted node", |s| {
+        s.healthy
+            && s.caught_up()
+            && s.view.nodes.get(&victim).is_some_and(|n| {
+                n.incarnation > old_incarnation && n.state == kvsh::view::NodeState::Up
+            })
+    });
+    assert!(s
+        .view
+        .partitions
+        .iter()
+        .any(|p| p.replicas.iter().any(|r| r.node == victim)));
+    check_acked(&procs, &acked);
+
+    // kill -9 of the leader's process: a new leader within the bound, and
+    // no acknowledged write lost.
+    let mut c = procs.client();
+    let mut acked_l = BTreeMap::new();
+    for i in 0..20 {
+        let (k, v) = (format!("l:{i}"), format!("v{i}"));
+        c.put(&k, &v).unwrap();
+        acked_l.insert(k, v);
+    }
+    let notices = procs.zk.notices();
+    for _ in notices.try_iter() {}
+    let killed_at = Instant::now();
+    procs.kill9(leader.node);
+    let new_leader = loop {
+        match notices.recv_timeout(Duration::from_secs(30)) {
+            Ok(Notice::Leader(Some(r))) if r.node != leader.node => break r,
+            Ok(_) => {}
+            Err(_) => panic!("no new leader announced 30 s after the kill"),
+        }
+    };
+    let took = killed_at.elapsed();
+    assert!(
+        took <= leader_bound(),
+        "a new leader after {took:?}, bound {:?}",
+        leader_bound()
+    );
+    assert!(new_leader.session > leader.session);
+    procs.wait("failed over the leader's node", |s| {
+        s.view
+            .nodes
+            .get(&leader.node)
+            .is_some_and(|n| n.state == kvsh::view::NodeState::Dead)
+            && s.unavailable == 0
+    });
+    check_acked(&procs, &acked);
+    check_acked(&procs, &acked_l);
+    // And the cluster takes writes again, on every partition.
+    let mut c = procs.client();
+    for i in 20..60 {
+        let (k, v) = (format!("l:{i}"), format!("v{i}"));
+        c.put(&k, &v).unwrap();
+        acked_l.insert(k, v);
+    }
+    check_acked(&procs, &acked_l);
+}
+
+#[test]
+fn forged_peer_envelopes_on_a_tcp_peer_port_are_refused() {
+    let Some(zk) = Zk::start() else { return };
+    let procs = Procs::start(&zk, "/kvsh/t2", 2, 8);
+    let leader = procs.leader().expect("a leader");
+    let status = procs.status().unwrap();
+    let target = (1..=2).find(|n| *n != leader.node).unwrap();
+    let info = status.view.nodes[&target].clone();
+    assert!(
+        info.peer_endpoint.starts_with("tcp://"),
+        "{}",
+        info.peer_endpoint
+    );
+    let rejected_before = status.members[&target].stats.rejected;
+    // A view far in the future, as the leader would send it.
+    let mut view = status.view.clone();
+    view.epoch += 1_000_000_000;
+    // Forgeries come as node 9, a name no member has, each connection
+    // with an identity of its own (a member's identity in use is refused
+    // outright: the port does not hand a pipe over).
+    let env = Envelope {
+        from: Address::Node(9),
+        to: Address::Node(target),
+        epoch: view.epoch,
+        message: Message::ViewUpdate {
+            view: Box::new(view),
+        },
+    };
+    let body = encode(&env);
+    let ctx = zmq::Context::new();
+    let send = |life: u64, frames: Vec<Vec<u8>>| {
+        let s = ctx.socket(zmq::DEALER).unwrap();
+        s.set_linger(1000).unwrap();
+        s.set_identity(&identity(Address::Node(9), life)).unwrap();
+        s.connect(&info.peer_endpoint).unwrap();
+        s.send_multipart(frames, 0).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let rid = identity(Address::Node(target), info.incarnation);
+    let seal = |key: [u8; 32], life: u64, to: (&[u8], u64)| {
+        let mut auth = PeerAuth::new(key, life);
+        let me = identity(Address::Node(9), life);
+        let (h, m) = auth.seal(&me, to, std::slice::from_ref(&body));
+        vec![
+            INTERNAL_MARKER.to_vec(),
+            h.to_vec(),
+            body.clone(),
+            m.to_vec(),
+        ]
+    };
+    let key = derive_key(SECRET.as_bytes());
+    let other = identity(Address::Node(target), info.incarnation + 1);
+    let forgeries = vec![
+        // No MAC at all: the frames of an in-process peer.
+        (1, vec![INTERNAL_MARKER.to_vec(), body.clone()]),
+        // A MAC under another key.
+        (
+            2,
+            seal(
+                derive_key(b"not the cluster secret at all"),
+                2,
+                (&rid, info.incarnation),
+            ),
+        ),
+        // The right key, for another life of the receiver.
+        (3, seal(key, 3, (&other, info.incarnation + 1))),
+        // The right key, with a session that is not the sender's.
+        (4, seal(key, 5, (&rid, info.incarnation))),
+    ];
+    let count = forgeries.len() as u64;
+    for (life, f) in forgeries {
+        send(life, f);
+    }
+    let s = procs.wait("counting the forgeries", |s| {
+        s.members[&target].stats.rejected >= rejected_before + count
+    });
+    let epoch = request(
+        &procs
+            .members()
+            .iter()
+            .find(|m| m.id == target)
+            .unwrap()
+            .endpoint,
+        r#"{"op":"VIEW"}"#,
+    )["view"]["epoch"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        epoch < 1_000_000_000,
+        "a forged view was taken: epoch {epoch}"
+    );
+    assert!(s.healthy);
+    // Control: the same envelope sealed with the cluster's key, for this
+    // node's life, is taken, so the refusals above were the MAC's doing.
+    send(6, seal(key, 6, (&rid, info.incarnation)));
+    let endpoint = procs
+        .members()
+        .iter()
+        .find(|m| m.id == target)
+        .unwrap()
+        .endpoint
+        .clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let epoch = request(&endpoint, r#"{"op":"VIEW"}"#)["view"]["epoch"]
+            .as_u64()
+            .unwrap();
+        if epoch >= 1_000_000_000 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the authentic envelope was not taken"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Writes `key` until a write is acknowledged; returns when it was.
+/// Attempts of 100 ms, so the figure is within 100 ms.
+fn first_write(procs: &Procs, key: &str) -> Instant {
+    let mut c = procs.client();
+    c.attempt_timeout = Duration::from_millis(100);
+    c.timeout = Duration::from_millis(150);
+    for i in 0.. {
+        if c.put(key, &format!("{i}")).is_ok() {
+            return Instant::now();
+        }
+    }
+    unreachable!()
+}
+
+/// A key the node `n` leads now.
+fn key_led_by(s: &Status, n: NodeId, prefix: &str) -> String {
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|k| s.view.primary(s.view.partition_of(k)) == Some(n))
+        .unwrap()
+}
+
+/// The figures of issue #12: time from `kill -9` of a node process (and
+/// of the leader's process) to the first acknowledged write on a
+/// partition it led; median and max of 10 runs each.
+/// `cargo test --release --test processes measure -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn measure_failover_times() {
+    let Some(zk) = Zk::start() else { return };
+    let mut procs = Procs::start(&zk, "/kvsh/measure", 3, 64);
+    let healthy = |p: &Procs| {
+        p.wait("healthy", |s| {
+            s.healthy
+                && s.caught_up()
+                && s.view
+                    .nodes
+                    .values()
+                    .filter(|n| n.state == kvsh::view::NodeState::Up)
+                    .count()
+                    == 3
+        })
+    };
+    for leader_too in [false, true] {
+        let mut took = Vec::new();
+        for run in 0..10 {
+            let s = healthy(&procs);
+            let leader = procs.leader().unwrap();
+            let victim = if leader_too {
+                leader.node
+            } else {
+                (1..=3).find(|n| *n != leader.node).unwrap()
+            };
+            let key = key_led_by(&s, victim, &format!("m{leader_too}{run}-"));
+            let at = Instant::now();
+            procs.kill9(victim);
+            let done = first_write(&procs, &key);
+            took.push(done - at);
+            procs.spawn(victim, 3);
+        }
+        took.sort();
+        println!(
+            "kill -9 of {}: median {:?}, max {:?}, all {:?}",
+            if leader_too {
+                "the leader's process"
+            } else {
+                "a node process"
+            },
+            took[took.len() / 2],
+            took[took.len() - 1],
+            took
+        );
+    }
+}
