@@ -15,6 +15,16 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// Held by every test that starts a cluster. The forgery test sends to
+/// every port this process listens on and expects an answer from each; a
+/// cluster of another test running beside it (the 64-node one kills and
+/// restarts nodes) would close ports under it.
+static CLUSTERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    CLUSTERS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn cluster(nodes: usize) -> Cluster {
     let cfg = ClusterConfig {
         nodes,
@@ -131,6 +141,7 @@ fn forgeries(view: &View, key: &str) -> Vec<Envelope> {
 /// no node thread dies, and the cluster stays healthy.
 #[test]
 fn forged_internal_frames_from_outside_change_nothing() {
+    let _serial = one_at_a_time();
     let mut c = cluster(3);
     let mut client = c.client();
     client.put("victim", "real").unwrap();
@@ -211,6 +222,7 @@ fn forged_internal_frames_from_outside_change_nothing() {
 /// one accepts (its namespace does not hold the node).
 #[test]
 fn peer_endpoints_are_unreachable_from_another_context() {
+    let _serial = one_at_a_time();
     let c = cluster(2);
     let status = c.status();
     let outsider = zmq::Context::new();
@@ -349,6 +361,7 @@ fn messages_only_the_leader_receives_or_sends_are_refused() {
 /// keys, loses a node, gets it back, and every replica agrees.
 #[test]
 fn sixty_four_nodes_load_kill_restart_and_verify() {
+    let _serial = one_at_a_time();
     let t = std::time::Instant::now();
     let mut c = cluster(64);
     let started = t.elapsed();

@@ -106,6 +106,12 @@ impl ShellClient {
         self.run(move |c| c.get_many(&keys))
     }
 
+    /// Writes many pairs with batch frames, one per primary (not atomic).
+    pub fn put_many(&mut self, pairs: &[(String, String)]) -> Result<()> {
+        let pairs = pairs.to_vec();
+        self.run(move |c| c.put_many(&pairs))
+    }
+
     /// Reads a value.
     pub fn get(&mut self, key: &str) -> Result<Option<String>> {
         let key = key.to_string();

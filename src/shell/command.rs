@@ -70,6 +70,17 @@ pub const COMMANDS: &[CommandSpec] = &[
         example: "mget user:1 user:2 user:3",
     },
     CommandSpec {
+        name: "mput",
+        aliases: &[],
+        args: "KEY VALUE ...",
+        summary: "write several pairs, one batch frame per primary (not atomic)",
+        detail: "The pairs each primary leads go to it as one frame (a JSON array of PUTs). \
+                 Each pair stands alone: it is acknowledged once every replica has it, and one \
+                 that cannot be written now is written again on its own. Not atomic: a failure \
+                 can leave some pairs written and others not. A key may appear once.",
+        example: "mput user:1 ann user:2 bob",
+    },
+    CommandSpec {
         name: "del",
         aliases: &["delete", "rm"],
         args: "KEY",

@@ -206,6 +206,7 @@ impl Shell {
             "help" => help(args, self.text_width()),
             "load" => self.load(args),
             "mget" => self.mget(args),
+            "mput" => self.mput(args),
             "echo" => self.echo(args),
             "sleep" => self.sleep(args),
 

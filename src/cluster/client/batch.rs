@@ -1,15 +1,17 @@
-//! Batched reads: [`Client::get_many`] sends the keys each primary leads as
-//! one batch frame (a JSON array of `GET_ONE`s, at most [`MAX_BATCH`] to a
+//! Batched reads and writes: [`Client::get_many`] sends the keys each
+//! primary leads as one batch frame (a JSON array of `GET_ONE`s, at most [`MAX_BATCH`] to a
 //! frame), so reading N keys costs one round trip per primary rather than
 //! N. The node answers with an array of replies in the same order, each
 //! succeeding or failing on its own.
 //!
-//! Only reads are batched here: a read can be sent again safely, so any key
-//! whose reply says "not here, not now" (`not_primary`, `unavailable`, a
-//! batch that got no answer) is read again on its own through
-//! [`Client::get`], with its routing and retries. A batch of writes would
-//! need the same care per item that `call` gives one write; that is the
-//! atomic `MPUT`'s business, not this.
+//! A read can be sent again safely, so any key whose reply says "not here,
+//! not now" (`not_primary`, `unavailable`, a batch that got no answer) is
+//! read again on its own through [`Client::get`], with its routing and
+//! retries. [`Client::put_many`] does the same for writes, which is safe
+//! because each pair is written on its own (no two pairs name one key):
+//! writing a value again leaves the key as writing it once does. It is not
+//! atomic: each pair succeeds or fails by itself. The all-or-nothing form
+//! is the atomic `MPUT` (issue #14).
 
 use super::{response_id, Client};
 use crate::error::{Error, Result};
@@ -66,6 +68,63 @@ impl Client {
                 None => self.get(k),
             })
             .collect()
+    }
+
+    /// Writes many pairs, one batch frame of `PUT`s per primary. Each pair
+    /// stands alone: a pair whose reply is retryable, too large for the
+    /// batch's reply, or missing is written again on its own through
+    /// [`Client::put`]. Refuses a key given twice, whose order the retries
+    /// could not keep. Returns once every pair is acknowledged, or the
+    /// first pair that failed for good.
+    pub fn put_many(&mut self, pairs: &[(String, String)]) -> Result<()> {
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some((k, _)) = pairs.iter().find(|(k, _)| !seen.insert(k.as_str())) {
+            return Err(Error::BadInput(format!("key {k:?} is given twice")));
+        }
+        if self.view.epoch == 0 {
+            self.refresh(Duration::from_millis(100));
+        }
+        self.catch_up();
+        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        let mut done = vec![false; pairs.len()];
+        for (i, (k, _)) in pairs.iter().enumerate() {
+            if let Some(e) = self.route(Some(k)) {
+                groups.entry(e).or_default().push(i);
+            }
+        }
+        for (endpoint, indexes) in groups {
+            for chunk in indexes.chunks(MAX_BATCH) {
+                let first = self.next_id;
+                self.next_id += chunk.len() as u64;
+                let requests: Vec<Request> = chunk
+                    .iter()
+                    .zip(first..)
+                    .map(|(i, id)| Request::Put {
+                        key: pairs[*i].0.clone(),
+                        value: pairs[*i].1.clone(),
+                        id: Some(id.into()),
+                    })
+                    .collect();
+                let wait = self.attempt_timeout;
+                let Some(replies) = self.batch_roundtrip(&endpoint, &requests, first, wait) else {
+                    continue; // Each pair is written again on its own below.
+                };
+                for (i, reply) in chunk.iter().zip(replies) {
+                    match reply.into_result() {
+                        Ok(Response::Done { .. }) => done[*i] = true,
+                        Ok(other) => return Err(Error::Io(format!("unexpected reply {other:?}"))),
+                        Err(e) if e.is_retryable() || matches!(e, Error::TooLarge(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        for ((k, v), done) in pairs.iter().zip(done) {
+            if !done {
+                self.put(k, v)?;
+            }
+        }
+        Ok(())
     }
 
     /// Sends `requests` as one batch frame to `endpoint` and waits up to

@@ -82,6 +82,21 @@ impl Shell {
         Ok(Reply::new(text, json))
     }
 
+    pub(super) fn mput(&mut self, args: &[String]) -> Result<Reply> {
+        if args.is_empty() || !args.len().is_multiple_of(2) {
+            return Err(self.usage("mput"));
+        }
+        let pairs: Vec<(String, String)> = args
+            .chunks(2)
+            .map(|p| (p[0].clone(), p[1].clone()))
+            .collect();
+        self.client.put_many(&pairs)?;
+        Ok(Reply::new(
+            format!("OK ({})", crate::units::count(pairs.len(), "key")),
+            json!({"ok": true, "keys": pairs.len()}),
+        ))
+    }
+
     pub(super) fn del(&mut self, args: &[String]) -> Result<Reply> {
         let [key] = args else {
             return Err(self.usage("del"));
