@@ -655,7 +655,7 @@ mod tests {
     #[test_case::test_case("restrat", Some("restart"))]
     #[test_case::test_case("exits", Some("quit"))]
     #[test_case::test_case("exists", Some("get"); "exists is a redis habit, not a typo of exit")]
-    #[test_case::test_case("mset", Some("put"); "mset is not a typo of set")]
+    #[test_case::test_case("mset", Some("mput"); "mset is not a typo of set")]
     #[test_case::test_case("unpause", Some("resume"); "unpause is resume, not a typo of pause")]
     #[test_case::test_case("x", None; "one letter is too short for a typo")]
     #[test_case::test_case("g", None; "one letter does not suggest help")]
