@@ -47,15 +47,15 @@ fn the_failover_demo_tells_its_story() {
         "the write after the kill says it waited:\n{stdout}"
     );
     let summary = Regex::new(concat!(
-        r"load stopped after \d+\.\d s: (\d+) writes: (\d+) acknowledged, (\d+) failed, (\d+) unknown\n",
+        r"load stopped after \d+\.\d s: ([\d,]+) writes?: ([\d,]+) acknowledged, ([\d,]+) failed, ([\d,]+) unknown\n",
         r"longest unavailable: (\d+\.\d\d) s, partition \d+, from \d+\.\d{3}s to \d+\.\d{3}s .*\n",
-        r"checked (\d+) keys: each holds its latest acknowledged write; lost 0",
+        r"checked ([\d,]+) keys?: each holds its latest acknowledged write; lost 0",
     ))
     .unwrap();
     let caps = summary
         .captures(&stdout)
         .unwrap_or_else(|| panic!("the summary ends the demo:\n{stdout}"));
-    let n = |i: usize| caps[i].parse::<f64>().unwrap();
+    let n = |i: usize| caps[i].replace(',', "").parse::<f64>().unwrap();
     assert!(
         n(2) > 100.0,
         "the load wrote through the kill: {}",
@@ -160,7 +160,7 @@ fn load_reports_what_its_writers_saw_and_loses_nothing() {
     s.execute("load", &mut out).unwrap();
     let text = String::from_utf8(std::mem::take(&mut out)).unwrap();
     assert!(
-        Regex::new(r"^load running \d+\.\d s: \d+ writes/s; \d+ writes: \d+ acknowledged, \d+ failed, \d+ unknown; longest unavailable \d+\.\d\d s\n$")
+        Regex::new(r"^load running \d+\.\d s: [\d,]+ writes/s; [\d,]+ writes?: [\d,]+ acknowledged, [\d,]+ failed, [\d,]+ unknown; longest unavailable \d+\.\d\d s\n$")
             .unwrap()
             .is_match(&text),
         "{text}"
@@ -168,7 +168,7 @@ fn load_reports_what_its_writers_saw_and_loses_nothing() {
     s.execute("load stop", &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert!(
-        Regex::new(r"^load stopped after \d+\.\d s: \d+ writes: \d+ acknowledged, 0 failed, 0 unknown\nlongest unavailable: \d+\.\d\d s.*\nchecked \d+ keys: each holds its latest acknowledged write; lost 0\n$")
+        Regex::new(r"^load stopped after \d+\.\d s: [\d,]+ writes?: [\d,]+ acknowledged, 0 failed, 0 unknown\nlongest unavailable: \d+\.\d\d s.*\nchecked [\d,]+ keys?: each holds its latest acknowledged write; lost 0\n$")
             .unwrap()
             .is_match(&text),
         "{text}"
