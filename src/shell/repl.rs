@@ -139,7 +139,13 @@ pub fn run(shell: &mut Shell, history: Option<PathBuf>, events: Receiver<Event>)
     if let Ok(mut p) = editor.create_external_printer() {
         let at_prompt = shared.at_prompt.clone();
         shell.set_notices(Box::new(move |l| {
-            let line = format!("\x1b[2m{l}\x1b[0m");
+            // Wrapped at spaces as the live notices are, never inside a
+            // number.
+            let line = super::layout::wrap(&l, super::layout::width(), 4)
+                .lines()
+                .map(|part| format!("\x1b[2m{part}\x1b[0m"))
+                .collect::<Vec<_>>()
+                .join("\n");
             if at_prompt.load(std::sync::atomic::Ordering::Relaxed) {
                 let _ = p.print(format!("{line}\n"));
             } else {
