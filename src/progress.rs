@@ -2,7 +2,7 @@
 //!
 //! Every bar in the process belongs to one [`MultiProgress`] on stderr, and
 //! every line printed while a bar may be showing (the shell's live notices)
-//! goes through [`println`], which lifts the bars, prints the line and its
+//! goes through [`println()`], which lifts the bars, prints the line and its
 //! newline, and draws the bars again below it. So a notice is always one
 //! line of its own, and a bar stays one redrawn line under the notices,
 //! never torn by them. Writing to the terminal directly while a bar is

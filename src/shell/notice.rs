@@ -2,7 +2,7 @@
 //!
 //! A thread of its own takes the view leader's events as they happen and
 //! tells them as a [`Story`]: headlines at once, the consequences summed
-//! up once the events pause (or every [`LONGEST_WAIT`] while they keep
+//! up once the events pause (or every `LONGEST_WAIT` while they keep
 //! coming). Each notice is one line with its own newline:
 //!
 //! - at the prompt, through rustyline's external printer, which clears the
