@@ -23,44 +23,22 @@ use std::time::{Duration, Instant};
 impl Client {
     /// Reads many keys, in the order given: `None` for a missing key.
     pub fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<String>>> {
-        if self.view.epoch == 0 {
-            self.refresh(Duration::from_millis(100));
-        }
-        self.catch_up();
-        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         let mut values: Vec<Option<Option<String>>> = vec![None; keys.len()];
-        for (i, k) in keys.iter().enumerate() {
-            if let Some(e) = self.route(Some(k)) {
-                groups.entry(e).or_default().push(i);
-            }
-        }
-        for (endpoint, indexes) in groups {
-            for chunk in indexes.chunks(MAX_BATCH) {
-                let first = self.next_id;
-                self.next_id += chunk.len() as u64;
-                let requests: Vec<Request> = chunk
-                    .iter()
-                    .zip(first..)
-                    .map(|(i, id)| Request::GetOne {
-                        key: keys[*i].clone(),
-                        id: Some(id.into()),
-                    })
-                    .collect();
-                let wait = self.attempt_timeout;
-                let Some(replies) = self.batch_roundtrip(&endpoint, &requests, first, wait) else {
-                    continue; // Each key is read again on its own below.
-                };
-                for (i, reply) in chunk.iter().zip(replies) {
-                    match reply.into_result() {
-                        Ok(Response::Value { value, .. }) => values[*i] = Some(value),
-                        Ok(other) => return Err(Error::Io(format!("unexpected reply {other:?}"))),
-                        // A read past the batch's reply budget is read alone.
-                        Err(e) if e.is_retryable() || matches!(e, Error::TooLarge(_)) => {}
-                        Err(e) => return Err(e),
-                    }
+        self.in_batches(
+            keys.len(),
+            |i| &keys[i],
+            |i, id| Request::GetOne {
+                key: keys[i].clone(),
+                id: Some(id.into()),
+            },
+            |i, reply| match reply {
+                Response::Value { value, .. } => {
+                    values[i] = Some(value);
+                    Ok(())
                 }
-            }
-        }
+                other => Err(Error::Io(format!("unexpected reply {other:?}"))),
+            },
+        )?;
         keys.iter()
             .zip(values)
             .map(|(k, v)| match v {
@@ -81,14 +59,51 @@ impl Client {
         if let Some((k, _)) = pairs.iter().find(|(k, _)| !seen.insert(k.as_str())) {
             return Err(Error::BadInput(format!("key {k:?} is given twice")));
         }
+        let mut done = vec![false; pairs.len()];
+        self.in_batches(
+            pairs.len(),
+            |i| &pairs[i].0,
+            |i, id| Request::Put {
+                key: pairs[i].0.clone(),
+                value: pairs[i].1.clone(),
+                id: Some(id.into()),
+            },
+            |i, reply| match reply {
+                Response::Done { .. } => {
+                    done[i] = true;
+                    Ok(())
+                }
+                other => Err(Error::Io(format!("unexpected reply {other:?}"))),
+            },
+        )?;
+        for ((k, v), done) in pairs.iter().zip(done) {
+            if !done {
+                self.put(k, v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends items `0..n` as batch frames, one per primary of `key(i)`
+    /// (at most [`MAX_BATCH`] to a frame), each request made by
+    /// `request(i, id)`, and gives every successful reply to `take`. An
+    /// item whose reply is retryable, too large for the batch's reply
+    /// budget, or missing is left to the caller to send again on its own;
+    /// any other error ends the call.
+    fn in_batches<'k>(
+        &mut self,
+        n: usize,
+        key: impl Fn(usize) -> &'k String,
+        request: impl Fn(usize, u64) -> Request,
+        mut take: impl FnMut(usize, Response) -> Result<()>,
+    ) -> Result<()> {
         if self.view.epoch == 0 {
             self.refresh(Duration::from_millis(100));
         }
         self.catch_up();
         let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        let mut done = vec![false; pairs.len()];
-        for (i, (k, _)) in pairs.iter().enumerate() {
-            if let Some(e) = self.route(Some(k)) {
+        for i in 0..n {
+            if let Some(e) = self.route(Some(key(i))) {
                 groups.entry(e).or_default().push(i);
             }
         }
@@ -99,29 +114,19 @@ impl Client {
                 let requests: Vec<Request> = chunk
                     .iter()
                     .zip(first..)
-                    .map(|(i, id)| Request::Put {
-                        key: pairs[*i].0.clone(),
-                        value: pairs[*i].1.clone(),
-                        id: Some(id.into()),
-                    })
+                    .map(|(i, id)| request(*i, id))
                     .collect();
                 let wait = self.attempt_timeout;
                 let Some(replies) = self.batch_roundtrip(&endpoint, &requests, first, wait) else {
-                    continue; // Each pair is written again on its own below.
+                    continue; // Each item is sent again on its own.
                 };
                 for (i, reply) in chunk.iter().zip(replies) {
                     match reply.into_result() {
-                        Ok(Response::Done { .. }) => done[*i] = true,
-                        Ok(other) => return Err(Error::Io(format!("unexpected reply {other:?}"))),
+                        Ok(r) => take(*i, r)?,
                         Err(e) if e.is_retryable() || matches!(e, Error::TooLarge(_)) => {}
                         Err(e) => return Err(e),
                     }
                 }
-            }
-        }
-        for ((k, v), done) in pairs.iter().zip(done) {
-            if !done {
-                self.put(k, v)?;
             }
         }
         Ok(())
