@@ -228,6 +228,9 @@ fn run(
     let mut idle = false;
     loop {
         let wait = next_tick.saturating_sub(clock.now()).min(IDLE_TICK_MS) as i64;
+        if idle {
+            leader.sleeping_until(next_tick);
+        }
         let mut items = [
             outbox.socket().as_poll_item(zmq::POLLIN),
             control.poll_item(),

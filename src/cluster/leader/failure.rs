@@ -86,6 +86,13 @@ impl ViewLeader {
         due
     }
 
+    /// The runtime is about to sleep until `t` with nothing to do: the
+    /// stall detector counts only lateness past `t`, so an idle leader's
+    /// sleep cannot be taken for a stall of its process.
+    pub fn sleeping_until(&mut self, t: Time) {
+        self.sleeping_until = Some(t);
+    }
+
     /// A fingerprint of everything [`ViewLeader::plan_step`] reads, but the
     /// time: the view (its epoch, and whether a change is staged), the
     /// placement, whether rebalancing is on, and each member's reported
@@ -121,7 +128,12 @@ impl ViewLeader {
     /// died during the stall is declared dead one failure timeout after it.
     pub(super) fn observe(&mut self, now: Time) {
         self.now = now;
-        let last = self.last_seen.unwrap_or(now);
+        let mut last = self.last_seen.unwrap_or(now);
+        // A sleep the runtime chose is not a stall: only lateness past its
+        // end counts (a message that ends the sleep early is no stall).
+        if let Some(t) = self.sleeping_until.take() {
+            last = last.max(t.min(now));
+        }
         self.last_seen = Some(last.max(now));
         let gap = now.saturating_sub(last);
         if gap <= STALL_MS {
