@@ -73,13 +73,46 @@ fn endpoints(kvsh: &mut Kvsh) -> Vec<String> {
 
 #[test]
 fn seed_protocol_through_any_node() {
-    let mut kvsh = Kvsh::start(&["--json", "--nodes", "4", "--partitions", "32"]);
+    seed_protocol_over("tcp", "tcp://127.0.0.1:");
+}
+
+/// The same over Unix-domain sockets (`--transport ipc`): the protocol and
+/// every answer are the same, and the sockets live in a private directory
+/// that is gone when kvsh ends.
+#[test]
+fn seed_protocol_through_any_node_over_ipc() {
+    let dir = seed_protocol_over("ipc", "ipc:///");
+    let dir = dir.expect("ipc endpoints are paths");
+    assert!(!dir.exists(), "{} is removed when kvsh ends", dir.display());
+}
+
+/// Runs the seed protocol against every node of a `--transport T` cluster
+/// whose endpoints start with `prefix`; returns the sockets' directory.
+fn seed_protocol_over(transport: &str, prefix: &str) -> Option<std::path::PathBuf> {
+    let mut kvsh = Kvsh::start(&[
+        "--json",
+        "--nodes",
+        "4",
+        "--partitions",
+        "32",
+        "--transport",
+        transport,
+    ]);
     let eps = endpoints(&mut kvsh);
     assert_eq!(eps.len(), 4);
     assert!(
-        eps.iter().all(|e| e.starts_with("tcp://127.0.0.1:")),
-        "nodes bind loopback: {eps:?}"
+        eps.iter().all(|e| e.starts_with(prefix)),
+        "nodes bind {prefix}: {eps:?}"
     );
+    let dir = eps[0]
+        .strip_prefix("ipc://")
+        .and_then(|p| std::path::Path::new(p).parent())
+        .map(|d| d.to_path_buf());
+    if let Some(d) = &dir {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(d).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "only this user can reach the sockets");
+    }
     let ctx = zmq::Context::new();
     let a = req(&ctx, &eps[0]);
     let b = req(&ctx, &eps[2]);
@@ -123,6 +156,7 @@ fn seed_protocol_through_any_node() {
     // The shell sees the same data.
     assert_eq!(kvsh.json("get k2"), json!({"key": "k2", "value": "v2"}));
     assert!(kvsh.quit().success());
+    dir
 }
 
 #[test]
@@ -443,15 +477,25 @@ fn script_mode_reports_errors_by_line_and_exit_status() {
 #[test]
 fn examples_run_clean() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    for name in ["quickstart.kvsh", "failover.kvsh"] {
-        let path = dir.join(name);
-        let out = Command::new(env!("CARGO_BIN_EXE_kvsh"))
-            .arg("-f")
-            .arg(&path)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{name} failed: {stderr}");
-        assert!(stderr.is_empty(), "{name} reported errors: {stderr}");
+    // Over both transports: the failover demo kills, restarts and checks
+    // every acknowledged write.
+    for transport in ["tcp", "ipc"] {
+        for name in ["quickstart.kvsh", "failover.kvsh"] {
+            let path = dir.join(name);
+            let out = Command::new(env!("CARGO_BIN_EXE_kvsh"))
+                .args(["--transport", transport, "-f"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success(),
+                "{name} over {transport} failed: {stderr}"
+            );
+            assert!(
+                stderr.is_empty(),
+                "{name} over {transport} reported errors: {stderr}"
+            );
+        }
     }
 }

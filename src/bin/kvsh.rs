@@ -38,6 +38,10 @@ struct Args {
     /// Address the nodes bind to.
     #[arg(long, default_value = "127.0.0.1")]
     bind: String,
+    /// The nodes' client ports: loopback TCP (`tcp`), or Unix-domain
+    /// sockets in a private directory (`ipc`: cheaper hops, this user only).
+    #[arg(long, default_value = "tcp", value_parser = transport)]
+    transport: kvsh::node::endpoint::Transport,
     /// Print every command's output as one line of JSON.
     #[arg(long)]
     json: bool,
@@ -78,6 +82,10 @@ struct Args {
     /// Turn automatic rebalancing off at start.
     #[arg(long)]
     no_auto_rebalance: bool,
+}
+
+fn transport(s: &str) -> Result<kvsh::node::endpoint::Transport, String> {
+    s.parse().map_err(|e: kvsh::error::Error| e.to_string())
 }
 
 fn ms(s: &str) -> Result<u64, String> {
@@ -169,6 +177,7 @@ fn run(args: Args) -> i32 {
         replicas,
         partitions: args.partitions,
         bind: args.bind.clone(),
+        transport: args.transport,
         max_frame: args.max_frame,
         max_value: args.max_value.unwrap_or(args.max_frame / 2),
         placement: Placement::new(args.placement, args.vnodes),

@@ -13,6 +13,7 @@ use crate::cluster::runtime::{self, EventLog, LeaderControl, LeaderThread};
 use crate::cluster::watch::Watch;
 use crate::error::{Error, Result};
 use crate::node::core::NodeConfig;
+use crate::node::endpoint::{SocketDir, Transport};
 use crate::node::faults::Faults;
 use crate::node::protocol::DEFAULT_MAX_FRAME;
 use crate::node::runtime::{spawn, Control, NodeSpec, NodeThread, PartitionDigest};
@@ -55,6 +56,8 @@ pub struct ClusterConfig {
     pub failure_timeout: Time,
     /// Whether membership changes rebalance by themselves.
     pub auto_rebalance: bool,
+    /// The transport of the client ports.
+    pub transport: Transport,
 }
 
 impl Default for ClusterConfig {
@@ -71,6 +74,7 @@ impl Default for ClusterConfig {
             suspect_timeout: 250,
             failure_timeout: 600,
             auto_rebalance: true,
+            transport: Transport::Tcp,
         }
     }
 }
@@ -111,6 +115,9 @@ pub struct Cluster {
     faults: Arc<Faults>,
     /// The next [`Cluster::run_id`]. Atomic, as `bench` takes `&Cluster`.
     next_run: AtomicU64,
+    /// `--transport ipc`: the private directory of the nodes' sockets,
+    /// removed (after the nodes have stopped) when the cluster is dropped.
+    sockets: Option<SocketDir>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -170,6 +177,10 @@ impl Cluster {
             events_tx,
             faults.clone(),
         )?;
+        let sockets = match cfg.transport {
+            Transport::Tcp => None,
+            Transport::Ipc => Some(SocketDir::create()?),
+        };
         let mut cluster = Cluster {
             cfg,
             name,
@@ -183,6 +194,7 @@ impl Cluster {
             next_incarnation: 1,
             faults,
             next_run: AtomicU64::new(1),
+            sockets,
         };
         for _ in 0..cluster.cfg.nodes {
             cluster.spawn_node(None)?;
@@ -233,6 +245,7 @@ impl Cluster {
             clock: self.clock,
             faults: self.faults.clone(),
             remote_peers: None,
+            ipc_dir: self.sockets.as_ref().map(|d| d.path().to_path_buf()),
         };
         let thread = spawn(&self.ctx, spec)?;
         let endpoint = thread.endpoint.clone();

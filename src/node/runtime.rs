@@ -110,6 +110,9 @@ pub struct NodeSpec {
     /// instead of `inproc://`, and authenticate every peer message with
     /// this MAC key. `None` in one process.
     pub remote_peers: Option<(String, [u8; 32])>,
+    /// `--transport ipc`: bind the client port as a Unix-domain socket in
+    /// this directory instead of on TCP (see [`super::endpoint`]).
+    pub ipc_dir: Option<std::path::PathBuf>,
 }
 
 /// A running node thread.
@@ -160,7 +163,13 @@ fn run(
         Some((bind, _)) => bind.clone(),
         None => peer_endpoint(&spec.cluster, me, spec.incarnation),
     };
-    let sockets = client_router(&ctx, &spec.bind, hard_limit).and_then(|(clients, endpoint)| {
+    let client_bind = super::endpoint::client_bind(
+        &spec.bind,
+        spec.ipc_dir.as_deref(),
+        spec.id,
+        spec.incarnation,
+    );
+    let sockets = client_router(&ctx, &client_bind, hard_limit).and_then(|(clients, endpoint)| {
         let mut outbox = Outbox::bind(
             &ctx,
             me,
