@@ -499,3 +499,58 @@ fn examples_run_clean() {
         }
     }
 }
+
+/// `--log-level debug --log-file F`: a kill's consequences are in the file
+/// (views adopted, promotions, resync streams), nothing of them on the
+/// terminal; `set log-level` changes the level, and a bad level is refused.
+#[test]
+fn debug_logs_go_to_the_log_file() {
+    let dir = std::env::temp_dir().join(format!("kvsh-log-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("kvsh.log");
+    let out = Command::new(env!("CARGO_BIN_EXE_kvsh"))
+        .args(["-p", "16", "--log-level", "debug", "--log-file"])
+        .arg(&file)
+        .args([
+            "-c",
+            "kill n2; wait healthy 30s; set log-level error; restart n2; wait healthy 30s; \
+             set log-level loud",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "only the bad level fails: {stderr}"
+    );
+    assert!(stderr.contains("no log level \"loud\""), "{stderr}");
+    assert!(!stdout.contains("DEBUG") && !stderr.contains("DEBUG"));
+    let log = std::fs::read_to_string(&file).unwrap();
+    for what in ["adopted a view", "primary now", "resync stream started"] {
+        assert!(log.contains(what), "{what:?} is logged:\n{log}");
+    }
+    // After `set log-level error`, the restart's views are not logged: n2
+    // adopted views only before it was killed, older than the kill's view
+    // that n1 adopted.
+    let newest = |node: &str| {
+        log.lines()
+            .filter(|l| l.contains("adopted a view") && l.contains(&format!("node={node} ")))
+            .filter_map(|l| {
+                l.split("epoch=")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max()
+    };
+    let (n1, n2) = (newest("n1").unwrap(), newest("n2").unwrap());
+    assert!(
+        n2 < n1,
+        "n2's views after its restart are not logged at level error (n2 {n2}, n1 {n1}):\n{log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

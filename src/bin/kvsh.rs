@@ -79,9 +79,21 @@ struct Args {
     /// two thirds of it.
     #[arg(long, default_value = "600ms", value_parser = ms)]
     failure_timeout: u64,
+    /// Log level: error, warn, info, debug (views, promotions, streams) or
+    /// trace (every internal message). `set log-level` changes it.
+    #[arg(long, default_value = "warn", value_parser = log_level)]
+    log_level: tracing_subscriber::filter::LevelFilter,
+    /// Write log lines to FILE (appended) instead of above the prompt (or
+    /// to stderr in script mode).
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
     /// Turn automatic rebalancing off at start.
     #[arg(long)]
     no_auto_rebalance: bool,
+}
+
+fn log_level(s: &str) -> Result<tracing_subscriber::filter::LevelFilter, String> {
+    kvsh::logging::parse_level(s).map_err(|e| e.to_string())
 }
 
 fn transport(s: &str) -> Result<kvsh::node::endpoint::Transport, String> {
@@ -196,6 +208,10 @@ fn run(args: Args) -> i32 {
     }
     let interactive =
         args.file.is_none() && args.command.is_none() && std::io::stdin().is_terminal();
+    if let Err(e) = kvsh::logging::init(args.log_level, args.log_file.as_deref()) {
+        eprintln!("Error: {e}");
+        return 2;
+    }
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
     let cluster = match Cluster::start(cfg, interactive.then_some(events_tx)) {
         Ok(c) => c,

@@ -624,6 +624,16 @@ impl Node {
 
     /// Handles a message from a peer or the leader.
     pub fn on_message(&mut self, now: Time, env: Envelope) {
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let text = format!("{:?}", env.message);
+            tracing::trace!(
+                node = %node_name(self.id),
+                from = ?env.from,
+                epoch = env.epoch,
+                "{}",
+                crate::logging::clip(&text, 300)
+            );
+        }
         // A heartbeat's acknowledgement gives no partition work.
         self.sweep |= !matches!(env.message, Message::HeartbeatAck { .. });
         self.now = now;
@@ -841,6 +851,12 @@ impl Node {
         self.view = view;
         let me = self.id;
         let live = self.view.is_live_incarnation(me, self.incarnation);
+        tracing::debug!(
+            node = %node_name(me),
+            epoch = self.view.epoch,
+            live,
+            "adopted a view"
+        );
         let mut done = Vec::new();
         // Leaders whose role ended.
         let ended: Vec<PartitionId> = self
@@ -853,6 +869,7 @@ impl Node {
             .map(|(p, _)| *p)
             .collect();
         for p in ended {
+            tracing::debug!(node = %node_name(me), partition = p, "no longer primary");
             let leader = self.leaders.remove(&p).expect("leader exists");
             done.extend(leader.abort("a newer view took the role away"));
         }
@@ -861,10 +878,15 @@ impl Node {
             for (p, info) in self.view.partitions.iter().enumerate() {
                 let p = p as PartitionId;
                 if info.primary() == Some(me) {
-                    let leader = self
-                        .leaders
-                        .entry(p)
-                        .or_insert_with(|| Leader::new(p, info.term, self.cfg.stream));
+                    let leader = self.leaders.entry(p).or_insert_with(|| {
+                        tracing::debug!(
+                            node = %node_name(me),
+                            partition = p,
+                            term = info.term,
+                            "primary now"
+                        );
+                        Leader::new(p, info.term, self.cfg.stream)
+                    });
                     done.extend(leader.reconcile(&self.view, &self.store, self.now, &mut msgs));
                 }
             }

@@ -196,7 +196,10 @@ impl Leader {
             .retain(|node, s| wanted.get(node).is_some_and(|(id, _)| *id == s.id));
         let last_idx = self.next_idx - 1;
         for (node, (id, in_sync)) in wanted {
-            let stream = self.streams.entry(node).or_insert_with(|| Stream {
+            let partition = self.partition;
+            let stream = self.streams.entry(node).or_insert_with(|| {
+                tracing::debug!(partition, to = %crate::view::node_name(node), stream = ?id, "resync stream started");
+                Stream {
                 id,
                 next_seq: 1,
                 inflight: VecDeque::new(),
@@ -214,6 +217,7 @@ impl Leader {
                 required: in_sync,
                 last_progress: now,
                 dup_acks: 0,
+            }
             });
             stream.required |= in_sync;
         }
@@ -476,6 +480,11 @@ impl Leader {
                     if upto.is_none() {
                         // From now on commits wait for it: it holds
                         // everything up to here, and will be in sync.
+                        tracing::debug!(
+                            partition = self.partition,
+                            keys = r.keys,
+                            "resync stream sent its last chunk; the replica is caught up"
+                        );
                         s.caught_up = Some(r.keys);
                         s.resync = None;
                         s.required = true;
