@@ -6,9 +6,16 @@
 //! none of their state: it reads the leader's published [`Status`] and asks
 //! nodes for digests over their control channels, with timeouts, so a paused
 //! node never blocks the shell.
+//!
+//! A handle made by [`Cluster::attached`] drives nodes that run as processes
+//! of their own (issue #12): the status and events come from the
+//! coordination service, and every verb that touches a node or the leader
+//! goes through [`RemoteNodes`]. The shell, `check` and `bench` use one
+//! handle either way.
 
 use crate::cluster::client::{Client, ViewSource};
 use crate::cluster::leader::{Event, LeaderConfig, Plan, Status};
+use crate::cluster::remote::RemoteNodes;
 use crate::cluster::runtime::{self, EventLog, LeaderControl, LeaderThread};
 use crate::cluster::watch::Watch;
 use crate::error::{Error, Result};
@@ -111,6 +118,8 @@ pub struct Cluster {
     faults: Arc<Faults>,
     /// The next [`Cluster::run_id`]. Atomic, as `bench` takes `&Cluster`.
     next_run: AtomicU64,
+    /// Set when the nodes are processes of their own ([`Cluster::attached`]).
+    remote: Option<Box<dyn RemoteNodes>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -183,6 +192,7 @@ impl Cluster {
             next_incarnation: 1,
             faults,
             next_run: AtomicU64::new(1),
+            remote: None,
         };
         for _ in 0..cluster.cfg.nodes {
             cluster.spawn_node(None)?;
@@ -205,6 +215,52 @@ impl Cluster {
             ));
         }
         Ok(cluster)
+    }
+
+    /// A handle on a cluster of node processes: `status` and `events` are
+    /// fed by the caller (from the coordination service), and `remote`
+    /// reaches the nodes. The clock is the host's, the one the processes'
+    /// leaders stamp events with.
+    pub fn attached(
+        cfg: ClusterConfig,
+        status: Watch<Status>,
+        events: EventLog,
+        remote: Box<dyn RemoteNodes>,
+    ) -> Cluster {
+        Cluster {
+            cfg,
+            name: String::new(),
+            ctx: zmq::Context::new(),
+            clock: Clock::host(),
+            leader: None,
+            status,
+            events,
+            nodes: BTreeMap::new(),
+            next_id: 1,
+            next_incarnation: 1,
+            faults: Arc::new(Faults::new()),
+            next_run: AtomicU64::new(rand::random::<u32>() as u64 * 1000 + 1),
+            remote: Some(remote),
+        }
+    }
+
+    /// True for a handle made by [`Cluster::attached`].
+    pub fn is_attached(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// Changes the network faults with `f`, and applies them to every
+    /// node. In one process the nodes read the rules themselves; attached,
+    /// they are sent to each node process, and if that cannot be done the
+    /// change is undone, so `faults` never lists a fault not in force.
+    pub fn change_faults(&self, f: impl FnOnce(&Faults)) -> Result<()> {
+        f(&self.faults);
+        match &self.remote {
+            None => Ok(()),
+            Some(r) => r
+                .apply_faults(&self.faults)
+                .inspect_err(|_| self.faults.heal()),
+        }
     }
 
     fn spawn_node(&mut self, id: Option<NodeId>) -> Result<NodeId> {
@@ -304,16 +360,25 @@ impl Cluster {
 
     /// Node ids the operator knows, in order.
     pub fn node_ids(&self) -> Vec<NodeId> {
-        self.nodes.keys().copied().collect()
+        match &self.remote {
+            Some(r) => r.node_ids(),
+            None => self.nodes.keys().copied().collect(),
+        }
     }
 
     /// A node's endpoint (its latest, for a restarted node).
-    pub fn endpoint(&self, id: NodeId) -> Option<&str> {
-        self.nodes.get(&id).map(|n| n.endpoint.as_str())
+    pub fn endpoint(&self, id: NodeId) -> Option<String> {
+        match &self.remote {
+            Some(r) => r.endpoint(id),
+            None => self.nodes.get(&id).map(|n| n.endpoint.clone()),
+        }
     }
 
     /// A node's process state.
     pub fn process(&self, id: NodeId) -> Option<Process> {
+        if let Some(r) = &self.remote {
+            return r.process(id);
+        }
         let n = self.nodes.get(&id)?;
         Some(match (&n.thread, n.paused_until) {
             (None, _) => Process::Killed,
@@ -324,10 +389,11 @@ impl Cluster {
 
     /// Resolves a user's node name, or explains which names exist.
     pub fn resolve(&self, name: &str) -> Result<NodeId> {
+        let ids = self.node_ids();
         match parse_node_name(name) {
-            Some(id) if self.nodes.contains_key(&id) => Ok(id),
+            Some(id) if ids.contains(&id) => Ok(id),
             _ => {
-                let known: Vec<String> = self.nodes.keys().map(|n| node_name(*n)).collect();
+                let known: Vec<String> = ids.iter().map(|n| node_name(*n)).collect();
                 Err(Error::UnknownNode(format!(
                     "unknown node {name:?}; known nodes: {}",
                     known.join(", ")
@@ -354,6 +420,9 @@ impl Cluster {
         if count == 0 {
             return Err(Error::BadInput("add needs a count of at least 1".into()));
         }
+        if let Some(r) = &mut self.remote {
+            return r.add(count);
+        }
         if self.nodes.len() + count > MAX_NODES {
             return Err(Error::BadInput(format!(
                 "a cluster has at most {MAX_NODES} nodes; it has {}",
@@ -376,6 +445,9 @@ impl Cluster {
     /// Crashes a node: its thread stops at once, dropping its sockets and
     /// memory, and tells no one.
     pub fn kill(&mut self, id: NodeId) -> Result<()> {
+        if let Some(r) = &mut self.remote {
+            return r.kill(id);
+        }
         let handle = self
             .nodes
             .get_mut(&id)
@@ -395,6 +467,9 @@ impl Cluster {
     /// Freezes a node for a while; pausing a paused node sets when its
     /// pause ends to `d` from now, longer or shorter.
     pub fn pause(&mut self, id: NodeId, d: Duration) -> Result<()> {
+        if let Some(r) = &mut self.remote {
+            return r.pause(id, d);
+        }
         self.running(id)?
             .control
             .send(Control::Pause(d))
@@ -410,6 +485,9 @@ impl Cluster {
         if !matches!(self.process(id), Some(Process::Paused(_))) {
             return Err(Error::BadInput(format!("{} is not paused", node_name(id))));
         }
+        if let Some(r) = &mut self.remote {
+            return r.resume(id);
+        }
         self.pause(id, Duration::ZERO)?;
         if let Some(h) = self.nodes.get_mut(&id) {
             h.paused_until = None;
@@ -419,6 +497,9 @@ impl Cluster {
 
     /// Brings a killed node back: same id, new incarnation, new port, empty.
     pub fn restart(&mut self, id: NodeId) -> Result<()> {
+        if let Some(r) = &mut self.remote {
+            return r.restart(id);
+        }
         let handle = self
             .nodes
             .get(&id)
@@ -457,6 +538,9 @@ impl Cluster {
     /// [`crate::cluster::leader::ViewLeader::decommission`]). Returns the
     /// epoch of the view with the change.
     pub fn decommission(&mut self, id: NodeId, force: bool) -> Result<Epoch> {
+        if let Some(r) = &mut self.remote {
+            return r.decommission(id, force);
+        }
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.leader_control(LeaderControl::Decommission(id, force, tx))?;
         rx.recv_timeout(Duration::from_secs(2))
@@ -501,7 +585,7 @@ impl Cluster {
         // of a partition holds the wait until it comes back; a killed one
         // never will, so that is an error at once rather than at the
         // timeout.
-        let killed = self.nodes.get(&id).is_some_and(|h| h.thread.is_none());
+        let killed = self.process(id) == Some(Process::Killed);
         let stuck_dead = |s: &Status| {
             s.view.epoch >= epoch
                 && killed
@@ -612,17 +696,28 @@ impl Cluster {
         healthy: bool,
     ) -> Result<Duration> {
         let start = Instant::now();
-        let killed: Vec<NodeId> = self
-            .nodes
+        let ids = self.node_ids();
+        let killed: Vec<NodeId> = ids
             .iter()
-            .filter(|(_, h)| h.thread.is_none())
-            .map(|(id, _)| *id)
+            .filter(|id| self.process(**id) == Some(Process::Killed))
+            .copied()
             .collect();
-        let paused: Vec<(NodeId, Instant)> = self
-            .nodes
-            .iter()
-            .filter_map(|(id, h)| h.paused_until.map(|t| (*id, t)))
-            .collect();
+        // Paused now, or paused until a moment that has passed but not
+        // yet been heard from.
+        let paused: Vec<(NodeId, Instant)> = match &self.remote {
+            Some(r) => ids
+                .iter()
+                .filter_map(|id| match r.process(*id) {
+                    Some(Process::Paused(t)) => Some((*id, t)),
+                    _ => None,
+                })
+                .collect(),
+            None => self
+                .nodes
+                .iter()
+                .filter_map(|(id, h)| h.paused_until.map(|t| (*id, t)))
+                .collect(),
+        };
         let ready = |s: &Status| {
             let now = Instant::now();
             (if healthy { s.healthy } else { s.settled })
@@ -680,17 +775,26 @@ impl Cluster {
 
     /// Starts a rebalance to the current target.
     pub fn rebalance(&self) -> Result<()> {
+        if let Some(r) = &self.remote {
+            return r.rebalance();
+        }
         self.leader_control(LeaderControl::Rebalance)
     }
 
     /// Resyncs the secondaries of one partition, or of all, from their
     /// primaries (`repair`).
     pub fn resync(&self, partition: Option<PartitionId>) -> Result<()> {
+        if let Some(r) = &self.remote {
+            return r.resync(partition);
+        }
         self.leader_control(LeaderControl::Resync(partition))
     }
 
     /// What a rebalance would do.
     pub fn plan(&self) -> Result<Plan> {
+        if let Some(r) = &self.remote {
+            return r.plan();
+        }
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.leader_control(LeaderControl::Plan(tx))?;
         rx.recv_timeout(Duration::from_secs(2))
@@ -699,12 +803,18 @@ impl Cluster {
 
     /// Switches the placement strategy (and rebalances to it).
     pub fn set_placement(&mut self, placement: Placement) -> Result<()> {
+        if let Some(r) = &mut self.remote {
+            return r.set_placement(placement);
+        }
         self.cfg.placement = placement;
         self.leader_control(LeaderControl::SetPlacement(placement))
     }
 
     /// Turns automatic rebalancing on or off.
     pub fn set_auto_rebalance(&mut self, on: bool) -> Result<()> {
+        if let Some(r) = &mut self.remote {
+            return r.set_auto_rebalance(on);
+        }
         self.cfg.auto_rebalance = on;
         self.leader_control(LeaderControl::SetAutoRebalance(on))
     }
@@ -715,6 +825,9 @@ impl Cluster {
         id: NodeId,
         timeout: Duration,
     ) -> Result<BTreeMap<PartitionId, PartitionDigest>> {
+        if let Some(r) = &self.remote {
+            return r.digests(id, timeout);
+        }
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.running(id)?
             .control
@@ -725,7 +838,8 @@ impl Cluster {
     }
 
     /// Keys per partition on every running node that answers within
-    /// `timeout` (a paused node does not).
+    /// `timeout` (a paused node does not). Attached, none: the shell then
+    /// shows the counts the nodes' heartbeats carry.
     pub fn key_counts(&self, timeout: Duration) -> BTreeMap<NodeId, BTreeMap<PartitionId, usize>> {
         let mut pending = Vec::new();
         for (id, h) in &self.nodes {
@@ -766,8 +880,14 @@ impl Cluster {
         let status = self.status();
         let mut digests: BTreeMap<NodeId, BTreeMap<PartitionId, PartitionDigest>> = BTreeMap::new();
         for id in status.view.nodes.keys() {
-            if let Ok(d) = self.digests(*id, Duration::from_secs(2)) {
-                digests.insert(*id, d);
+            match self.digests(*id, Duration::from_secs(2)) {
+                Ok(d) => {
+                    digests.insert(*id, d);
+                }
+                // Attached without a way to ask: say so, rather than
+                // report that nothing differs.
+                Err(e @ Error::BadInput(_)) if self.remote.is_some() => return Err(e),
+                Err(_) => {}
             }
         }
         let empty = PartitionDigest {
@@ -801,6 +921,9 @@ impl Cluster {
         p: PartitionId,
         timeout: Duration,
     ) -> Result<Vec<(String, String)>> {
+        if let Some(r) = &self.remote {
+            return r.dump(id, p, timeout);
+        }
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.running(id)?
             .control
@@ -820,6 +943,9 @@ impl Cluster {
 
     /// Stops every thread and waits for them.
     pub fn shutdown(&mut self) {
+        if let Some(r) = &mut self.remote {
+            r.shutdown();
+        }
         for h in self.nodes.values_mut() {
             if let Some(t) = h.thread.take() {
                 let _ = t.control.send(Control::Kill);

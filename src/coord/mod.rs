@@ -21,11 +21,12 @@
 //!   ([`Notice::View`]);
 //! - **incarnations** of an id only grow across processes.
 
+pub mod attach;
 pub mod cli;
 pub mod process;
 pub mod zk;
 
-use crate::cluster::leader::Status;
+use crate::cluster::leader::{Event, Status};
 use crate::error::{Error, Result};
 use crate::view::{Incarnation, NodeId, View};
 use crossbeam_channel::{Receiver, Sender};
@@ -113,6 +114,11 @@ pub trait Membership: Send + Sync {
     fn publish_status(&self, status: &Status) -> Result<()>;
     /// The status the leader published last.
     fn load_status(&self) -> Result<Option<Status>>;
+    /// Publishes the leader's latest events (a bounded tail), for
+    /// attached shells.
+    fn publish_events(&self, events: &[Event]) -> Result<()>;
+    /// The events the leader published last.
+    fn load_events(&self) -> Result<Vec<Event>>;
     /// One round trip to the service: `Ok` means the session was alive
     /// when the call was made.
     fn confirm(&self) -> Result<()>;
@@ -144,6 +150,7 @@ struct LocalState {
     leader: Option<LeaderRecord>,
     view: Option<(View, Version)>,
     status: Option<Status>,
+    events: Vec<Event>,
     /// Every handle's notice channel.
     subscribers: BTreeMap<u64, Sender<Notice>>,
     next_handle: u64,
@@ -320,6 +327,15 @@ impl Membership for LocalMembership {
 
     fn load_status(&self) -> Result<Option<Status>> {
         Ok(self.with(|s| s.status.clone()))
+    }
+
+    fn publish_events(&self, events: &[Event]) -> Result<()> {
+        self.with(|s| s.events = events.to_vec());
+        Ok(())
+    }
+
+    fn load_events(&self) -> Result<Vec<Event>> {
+        Ok(self.with(|s| s.events.clone()))
     }
 
     fn confirm(&self) -> Result<()> {

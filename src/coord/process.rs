@@ -40,6 +40,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The most events a leader publishes (the newest).
+const EVENTS_PUBLISHED: usize = 2000;
+
 /// The environment variable that holds the cluster secret.
 pub const SECRET_VAR: &str = "KVSH_SECRET";
 
@@ -72,6 +75,9 @@ pub fn run_node(opts: NodeOptions, stop: Arc<AtomicBool>) -> Result<()> {
 struct Leading {
     thread: LeaderThread,
     status: Watch<Status>,
+    events: EventLog,
+    /// Events published so far.
+    published: usize,
     stored: Arc<AtomicU64>,
     alive_until: Arc<AtomicU64>,
     store_rx: crossbeam_channel::Receiver<View>,
@@ -253,7 +259,7 @@ fn lead(
         ctx,
         leader_cfg,
         clock,
-        (status.clone(), events),
+        (status.clone(), events.clone()),
         RemoteLeader {
             bind: format!("tcp://{}:*", cfg.bind),
             key: derive_key(&opts.secret),
@@ -277,6 +283,8 @@ fn lead(
     Ok(Some(Leading {
         thread,
         status,
+        events,
+        published: 0,
         stored,
         alive_until,
         store_rx,
@@ -315,6 +323,23 @@ fn maintain(m: &dyn Membership, l: &mut Leading, clock: Clock) -> Result<()> {
     if now >= l.last_status + 200 {
         l.last_status = now;
         m.publish_status(&l.status.get())?;
+        // The latest events, for attached shells: a bounded tail, so the
+        // znode stays far below ZooKeeper's 1 MB.
+        let tail: Vec<_> = {
+            let log = l.events.lock().unwrap_or_else(|e| e.into_inner());
+            if log.len() == l.published {
+                Vec::new()
+            } else {
+                l.published = log.len();
+                log[log.len().saturating_sub(EVENTS_PUBLISHED)..].to_vec()
+            }
+        };
+        // For shells only: a failure here must not end the leader.
+        if !tail.is_empty() {
+            if let Err(e) = m.publish_events(&tail) {
+                eprintln!("kvsh node: events not published: {e}");
+            }
+        }
     }
     Ok(())
 }

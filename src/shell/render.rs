@@ -148,7 +148,7 @@ pub fn nodes(
         } else {
             node_keys(status, counts, id)
         };
-        let endpoint = cluster.endpoint(id).unwrap_or("").to_string();
+        let endpoint = cluster.endpoint(id).unwrap_or_default();
         t.add_row(vec![
             Cell::new(node_name(id)),
             Cell::new(&endpoint),
