@@ -21,9 +21,15 @@
 //! - **faults by signal**: for its own children `kill` is SIGKILL,
 //!   `pause` is SIGSTOP and a SIGCONT when the pause ends (one timer
 //!   thread), `resume` an early SIGCONT, `restart` a new process with the
-//!   same id (it registers once the killed one's session has expired). A
-//!   node this shell did not start is refused in one line that says so.
+//!   same id (it registers once the killed one's session has expired).
+//! - **everything else through the node's control port**
+//!   (`src/coord/admin.rs`, MACed with a key from `KVSH_SECRET`): `verify`
+//!   asks each node for its digests, `partition`/`link`/`heal` send the
+//!   whole rule set to every node's transport, and `kill`/`pause` of a
+//!   node this shell did not start ask its process to SIGKILL itself or
+//!   to freeze its node thread. Without the secret these say so.
 
+use super::admin::{self, AdminReply, AdminRequest};
 use super::process::SECRET_VAR;
 use super::zk::ZkMembership;
 use super::{CoordUrl, Member, Membership, Shape};
@@ -33,6 +39,9 @@ use crate::cluster::remote::RemoteNodes;
 use crate::cluster::runtime::EventLog;
 use crate::cluster::watch::Watch;
 use crate::error::{Error, Result};
+use crate::node::faults::Faults;
+use crate::node::runtime::PartitionDigest;
+use crate::view::PartitionId;
 use crate::view::{node_name, NodeId, NodeState};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::BTreeMap;
@@ -99,6 +108,7 @@ pub fn attach(opts: AttachOptions, events_tx: Option<Sender<Event>>) -> Result<C
         children: Mutex::new(BTreeMap::new()),
         paused: BTreeMap::new(),
         logs,
+        ctx: zmq::Context::new(),
         threads: Some((stop_tx, reader, wake_tx, waker)),
     };
     let shape = nodes.zk.shape(&opts.shape)?;
@@ -232,6 +242,8 @@ struct AttachedNodes {
     paused: BTreeMap<NodeId, Instant>,
     /// Where children write their output: `nN.log`.
     logs: PathBuf,
+    /// For control requests.
+    ctx: zmq::Context,
     /// The reader's stop channel and thread, the waker's channel and
     /// thread; taken by shutdown.
     #[allow(clippy::type_complexity)]
@@ -282,6 +294,33 @@ impl AttachedNodes {
                     node_name(id)
                 )))
             }
+        }
+    }
+
+    /// Asks node `id`'s process, through its control port.
+    fn ask(&self, id: NodeId, request: AdminRequest, timeout: Duration) -> Result<AdminReply> {
+        let Some(secret) = &self.opts.secret else {
+            return Err(Error::BadInput(format!(
+                "asking a node process needs the cluster secret: set {SECRET_VAR}"
+            )));
+        };
+        let member = self
+            .members()
+            .into_iter()
+            .find(|m| m.id == id)
+            .ok_or_else(|| {
+                Error::Unavailable(format!("{} has no live process registered", node_name(id)))
+            })?;
+        if member.control.is_empty() {
+            return Err(Error::Unavailable(format!(
+                "{}'s process has no control port (an older kvsh)",
+                node_name(id)
+            )));
+        }
+        let key = admin::admin_key(secret.as_bytes());
+        match admin::ask(&self.ctx, &member.control, &key, request, timeout)? {
+            AdminReply::Failed(why) => Err(Error::Unavailable(format!("{}: {why}", node_name(id)))),
+            reply => Ok(reply),
         }
     }
 
@@ -408,7 +447,14 @@ impl RemoteNodes for AttachedNodes {
 
     fn process(&self, id: NodeId) -> Option<Process> {
         let lives = self.lives();
-        let life = lives.get(&id)?;
+        let Some(life) = lives.get(&id) else {
+            // A node this shell paused through its control port.
+            return self
+                .paused
+                .get(&id)
+                .filter(|t| **t > Instant::now())
+                .map(|t| Process::Paused(*t));
+        };
         Some(match (&life.child, self.paused.get(&id)) {
             (None, _) => Process::Killed,
             (Some(_), Some(t)) if *t > Instant::now() => Process::Paused(*t),
@@ -439,6 +485,17 @@ impl RemoteNodes for AttachedNodes {
     }
 
     fn kill(&mut self, id: NodeId) -> Result<()> {
+        if !self.lives().contains_key(&id) {
+            // Not ours: its process kills itself when asked.
+            self.ask(id, AdminRequest::Kill, Duration::from_secs(2))
+                .map_err(|e| {
+                    self.own(id, "kill")
+                        .err()
+                        .map_or(e.clone(), |own| refuse(own, e))
+                })?;
+            self.paused.remove(&id);
+            return Ok(());
+        }
         let pid = self.own(id, "kill")?;
         signal(pid, libc::SIGKILL);
         let child = self.lives().get_mut(&id).and_then(|l| l.child.take());
@@ -453,6 +510,18 @@ impl RemoteNodes for AttachedNodes {
     }
 
     fn pause(&mut self, id: NodeId, d: Duration) -> Result<()> {
+        if !self.lives().contains_key(&id) {
+            // Not ours: its node thread freezes, as in one process.
+            let ms = d.as_millis() as u64;
+            self.ask(id, AdminRequest::Pause(ms), Duration::from_secs(2))
+                .map_err(|e| {
+                    self.own(id, "pause")
+                        .err()
+                        .map_or(e.clone(), |own| refuse(own, e))
+                })?;
+            self.paused.insert(id, Instant::now() + d);
+            return Ok(());
+        }
         let pid = self.own(id, "pause")?;
         let until = Instant::now() + d;
         signal(pid, libc::SIGSTOP);
@@ -464,6 +533,11 @@ impl RemoteNodes for AttachedNodes {
     }
 
     fn resume(&mut self, id: NodeId) -> Result<()> {
+        if !self.lives().contains_key(&id) {
+            self.ask(id, AdminRequest::Pause(0), Duration::from_secs(2))?;
+            self.paused.remove(&id);
+            return Ok(());
+        }
         let pid = self.own(id, "resume")?;
         signal(pid, libc::SIGCONT);
         self.paused.remove(&id);
@@ -505,6 +579,51 @@ impl RemoteNodes for AttachedNodes {
         self.wait_up(&[id], &older, &node_name(id))
     }
 
+    fn digests(
+        &self,
+        id: NodeId,
+        timeout: Duration,
+    ) -> Result<BTreeMap<PartitionId, PartitionDigest>> {
+        match self.ask(id, AdminRequest::Digests, timeout)? {
+            AdminReply::Digests(d) => Ok(d
+                .into_iter()
+                .map(|(p, (keys, digest))| (p, PartitionDigest { keys, digest }))
+                .collect()),
+            other => Err(Error::Io(format!("unexpected control reply {other:?}"))),
+        }
+    }
+
+    fn apply_faults(&self, faults: &Faults) -> Result<()> {
+        let rules = faults.snapshot();
+        let mut failed = Vec::new();
+        for m in self.members() {
+            if let Err(e) = self.ask(
+                m.id,
+                AdminRequest::Faults(rules.clone()),
+                Duration::from_secs(2),
+            ) {
+                failed.push(e.to_string());
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            // Undo what some nodes took, so none keeps a rule `faults`
+            // does not list.
+            for m in self.members() {
+                let _ = self.ask(
+                    m.id,
+                    AdminRequest::Faults(Default::default()),
+                    Duration::from_secs(2),
+                );
+            }
+            Err(Error::Unavailable(format!(
+                "the faults were not applied: {}",
+                failed.join("; ")
+            )))
+        }
+    }
+
     fn shutdown(&mut self) {
         // SIGTERM: each closes its session, so its znodes go at once.
         let lives = self.children.get_mut().unwrap_or_else(|e| e.into_inner());
@@ -537,4 +656,10 @@ impl Drop for AttachedNodes {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// The error for a node the shell cannot reach: why it is not ours, and why
+/// its control port did not do it.
+fn refuse(own: Error, asked: Error) -> Error {
+    Error::BadInput(format!("{own} (its control port: {asked})"))
 }

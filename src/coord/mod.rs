@@ -21,6 +21,7 @@
 //!   ([`Notice::View`]);
 //! - **incarnations** of an id only grow across processes.
 
+pub mod admin;
 pub mod attach;
 pub mod cli;
 pub mod process;
@@ -56,6 +57,10 @@ pub struct Member {
     pub endpoint: String,
     /// Its process id, on its host.
     pub pid: u32,
+    /// Its control port (`src/coord/admin.rs`); empty from a process
+    /// without one.
+    #[serde(default)]
+    pub control: String,
 }
 
 /// Where the view leader listens, and in which session.
@@ -474,6 +479,7 @@ mod tests {
             incarnation: 1,
             endpoint: "e".into(),
             pid: 1,
+            control: String::new(),
         };
         a.register(&member).unwrap();
         assert!(b.register(&member).is_err(), "one live process per id");

@@ -23,6 +23,7 @@
 //! - SIGTERM (or SIGINT) stops it cleanly: threads joined, session closed
 //!   so its znodes go at once.
 
+use super::admin;
 use super::zk::ZkMembership;
 use super::{is_conflict, CoordUrl, LeaderRecord, Member, Membership, Notice, Shape, Version};
 use crate::cluster::leader::{LeaderConfig, Status};
@@ -102,7 +103,8 @@ pub fn run_with(m: &dyn Membership, opts: &NodeOptions, stop: &AtomicBool) -> Re
     // An id, a life, a node thread, a registration: retried on the next
     // free id if another process took this one meanwhile.
     let mut attempt = 0;
-    let (id, incarnation, node) = loop {
+    let faults = Arc::new(Faults::new());
+    let (id, incarnation, node, admin) = loop {
         let id = match opts.id {
             Some(id) => id,
             None => m.free_id()?,
@@ -119,19 +121,34 @@ pub fn run_with(m: &dyn Membership, opts: &NodeOptions, stop: &AtomicBool) -> Re
             max_frame: cfg.max_frame,
             max_value: cfg.max_value,
             clock,
-            faults: Arc::new(Faults::new()),
+            faults: faults.clone(),
             remote_peers: Some((format!("tcp://{}:*", cfg.bind), key)),
         };
         let node = spawn(&ctx, spec)?;
+        let admin = match admin::serve(
+            &ctx,
+            &format!("tcp://{}:*", cfg.bind),
+            admin::admin_key(&opts.secret),
+            node.control.clone(),
+            faults.clone(),
+        ) {
+            Ok(a) => a,
+            Err(e) => {
+                stop_node(node);
+                return Err(e);
+            }
+        };
         let member = Member {
             id,
             incarnation,
             endpoint: node.endpoint.clone(),
             pid: std::process::id(),
+            control: admin.endpoint.clone(),
         };
         match m.register(&member) {
-            Ok(()) => break (id, incarnation, node),
+            Ok(()) => break (id, incarnation, node, admin),
             Err(e) => {
+                admin.stop();
                 stop_node(node);
                 attempt += 1;
                 // A restart with the id of a process just killed finds its
@@ -200,6 +217,7 @@ pub fn run_with(m: &dyn Membership, opts: &NodeOptions, stop: &AtomicBool) -> Re
         let _ = l.thread.control.send(LeaderControl::Stop);
         let _ = l.thread.thread.join();
     }
+    admin.stop();
     stop_node(node);
     result
 }
