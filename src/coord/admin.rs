@@ -7,6 +7,8 @@
 //! [`AdminRequest`]s there:
 //!
 //! - `Digests`: every partition's key count and digest, for `verify`;
+//! - `Dump`: one partition's pairs, for `verify`'s table when replicas
+//!   differ;
 //! - `Faults`: the network fault rules to apply in this process's
 //!   transport (`partition`, `link`, `heal`): the shell holds the rules
 //!   and sends all of them to every node after each change;
@@ -52,6 +54,8 @@ pub fn admin_key(secret: &[u8]) -> [u8; 32] {
 pub enum AdminRequest {
     /// Key count and digest of every partition held.
     Digests,
+    /// The pairs of one partition.
+    Dump(PartitionId),
     /// Apply these network fault rules in this process's transport.
     Faults(FaultRules),
     /// Crash: SIGKILL this process.
@@ -65,6 +69,8 @@ pub enum AdminRequest {
 pub enum AdminReply {
     /// Per partition: keys, digest.
     Digests(BTreeMap<PartitionId, (usize, u64)>),
+    /// One partition's pairs.
+    Pairs(Vec<(String, String)>),
     /// Done.
     Done,
     /// Could not: why, one line.
@@ -198,6 +204,16 @@ fn carry_out(req: AdminRequest, node: &Sender<Control>, faults: &Faults) -> Admi
                         .collect(),
                 ),
                 Err(_) => AdminReply::Failed("the node did not answer within 2 s (paused?)".into()),
+            }
+        }
+        AdminRequest::Dump(p) => {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            if node.send(Control::Dump(p, tx)).is_err() {
+                return AdminReply::Failed("the node thread is gone".into());
+            }
+            match rx.recv_timeout(Duration::from_secs(5)) {
+                Ok(pairs) => AdminReply::Pairs(pairs),
+                Err(_) => AdminReply::Failed("the node did not answer within 5 s (paused?)".into()),
             }
         }
         AdminRequest::Faults(rules) => {

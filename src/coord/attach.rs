@@ -24,7 +24,7 @@
 //!   same id (it registers once the killed one's session has expired).
 //! - **everything else through the node's control port**
 //!   (`src/coord/admin.rs`, MACed with a key from `KVSH_SECRET`): `verify`
-//!   asks each node for its digests, `partition`/`link`/`heal` send the
+//!   asks each node for its digests (and pairs, where replicas differ), `partition`/`link`/`heal` send the
 //!   whole rule set to every node's transport, and `kill`/`pause` of a
 //!   node this shell did not start ask its process to SIGKILL itself or
 //!   to freeze its node thread. Without the secret these say so.
@@ -107,6 +107,7 @@ pub fn attach(opts: AttachOptions, events_tx: Option<Sender<Event>>) -> Result<C
         status: status.clone(),
         children: Mutex::new(BTreeMap::new()),
         paused: BTreeMap::new(),
+        killed_here: Default::default(),
         logs,
         ctx: zmq::Context::new(),
         threads: Some((stop_tx, reader, wake_tx, waker)),
@@ -240,6 +241,9 @@ struct AttachedNodes {
     children: Mutex<BTreeMap<NodeId, Life>>,
     /// Pauses in force, by the shell's clock.
     paused: BTreeMap<NodeId, Instant>,
+    /// Nodes this shell did not start but killed through their control
+    /// ports: killed, and `restart` starts them again as children.
+    killed_here: std::collections::BTreeSet<NodeId>,
     /// Where children write their output: `nN.log`.
     logs: PathBuf,
     /// For control requests.
@@ -448,12 +452,16 @@ impl RemoteNodes for AttachedNodes {
     fn process(&self, id: NodeId) -> Option<Process> {
         let lives = self.lives();
         let Some(life) = lives.get(&id) else {
-            // A node this shell paused through its control port.
-            return self
-                .paused
-                .get(&id)
-                .filter(|t| **t > Instant::now())
-                .map(|t| Process::Paused(*t));
+            // Not ours: killed or paused through its control port, or
+            // running if a live process serves it.
+            if self.killed_here.contains(&id) {
+                return Some(Process::Killed);
+            }
+            if let Some(t) = self.paused.get(&id).filter(|t| **t > Instant::now()) {
+                return Some(Process::Paused(*t));
+            }
+            let registered = self.members().iter().any(|m| m.id == id);
+            return registered.then_some(Process::Running);
         };
         Some(match (&life.child, self.paused.get(&id)) {
             (None, _) => Process::Killed,
@@ -494,6 +502,7 @@ impl RemoteNodes for AttachedNodes {
                         .map_or(e.clone(), |own| refuse(own, e))
                 })?;
             self.paused.remove(&id);
+            self.killed_here.insert(id);
             return Ok(());
         }
         let pid = self.own(id, "kill")?;
@@ -551,10 +560,11 @@ impl RemoteNodes for AttachedNodes {
         let view = self.status.get().view.clone();
         let ours = self.lives().contains_key(&id);
         let dead_elsewhere = !ours
-            && view
-                .nodes
-                .get(&id)
-                .is_some_and(|n| n.state == NodeState::Dead);
+            && (self.killed_here.contains(&id)
+                || view
+                    .nodes
+                    .get(&id)
+                    .is_some_and(|n| n.state == NodeState::Dead));
         if self.child_pid(id).is_some() {
             return Err(Error::BadInput(format!(
                 "{} is running; kill it first",
@@ -576,6 +586,7 @@ impl RemoteNodes for AttachedNodes {
             .into_iter()
             .collect();
         self.start_child(id, 1)?;
+        self.killed_here.remove(&id);
         self.wait_up(&[id], &older, &node_name(id))
     }
 
@@ -589,6 +600,13 @@ impl RemoteNodes for AttachedNodes {
                 .into_iter()
                 .map(|(p, (keys, digest))| (p, PartitionDigest { keys, digest }))
                 .collect()),
+            other => Err(Error::Io(format!("unexpected control reply {other:?}"))),
+        }
+    }
+
+    fn dump(&self, id: NodeId, p: PartitionId, timeout: Duration) -> Result<Vec<(String, String)>> {
+        match self.ask(id, AdminRequest::Dump(p), timeout)? {
+            AdminReply::Pairs(pairs) => Ok(pairs),
             other => Err(Error::Io(format!("unexpected control reply {other:?}"))),
         }
     }

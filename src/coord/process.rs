@@ -6,8 +6,9 @@
 //! view-leader thread. This module only wires them to the [`Membership`]:
 //!
 //! - it takes an id (or the lowest free one) and a fresh incarnation,
-//!   starts the node thread, registers the member ephemerally and enters
-//!   the election;
+//!   starts the node thread and its control port (`admin.rs`: what an
+//!   attached shell asks of it), registers the member ephemerally and
+//!   enters the election;
 //! - what the membership pushes goes to the node thread as control
 //!   messages: a new leader endpoint is linked, a stored view adopted;
 //! - once elected it starts the leader thread from the stored view (or,
