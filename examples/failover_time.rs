@@ -25,7 +25,7 @@ fn main() {
             .view
             .primary(s.view.partition_of("probe"))
             .expect("a primary");
-        let endpoint = c.endpoint(victim).unwrap_or_default().to_string();
+        let endpoint = c.endpoint(victim).unwrap_or_default();
         let start = Instant::now();
         c.kill(victim).expect("kill");
         client.disconnect(&endpoint);

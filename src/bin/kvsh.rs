@@ -90,6 +90,18 @@ struct Args {
     /// Turn automatic rebalancing off at start.
     #[arg(long)]
     no_auto_rebalance: bool,
+    /// Attach to a cluster of node processes coordinated through ZooKeeper
+    /// (zk://HOST:PORT/PATH) instead of starting nodes in this process.
+    #[arg(long, value_name = "URL", conflicts_with = "nodes")]
+    coord: Option<String>,
+    /// With --coord: start this many `kvsh node` processes on this host
+    /// first (they need KVSH_SECRET); they stop when the shell exits.
+    #[arg(long, value_name = "N", requires = "coord", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
+    spawn: u16,
+    /// With --coord: the ZooKeeper session timeout, for the shell and the
+    /// nodes it starts.
+    #[arg(long, default_value = "2000ms", value_parser = ms, requires = "coord")]
+    session_timeout: u64,
 }
 
 fn log_level(s: &str) -> Result<tracing_subscriber::filter::LevelFilter, String> {
@@ -175,6 +187,28 @@ fn check(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// `--coord`: the shell attached to node processes (src/coord/attach.rs).
+fn attach(
+    args: &Args,
+    url: &str,
+    events_tx: Option<crossbeam_channel::Sender<kvsh::cluster::leader::Event>>,
+) -> kvsh::error::Result<Cluster> {
+    use kvsh::coord::attach::{attach, AttachOptions};
+    let opts = AttachOptions {
+        coord: url.parse()?,
+        spawn: args.spawn as usize,
+        shape: kvsh::coord::Shape {
+            partitions: args.partitions,
+            replicas: args.replicas as usize,
+            expect: args.spawn.max(1) as usize,
+        },
+        session: std::time::Duration::from_millis(args.session_timeout),
+        secret: std::env::var(kvsh::coord::process::SECRET_VAR).ok(),
+        exe: std::env::current_exe()?,
+    };
+    attach(opts, events_tx)
+}
+
 fn run(args: Args) -> i32 {
     let mut replicas = args.replicas as usize;
     if replicas > args.nodes as usize {
@@ -213,7 +247,11 @@ fn run(args: Args) -> i32 {
         return 2;
     }
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
-    let cluster = match Cluster::start(cfg, interactive.then_some(events_tx)) {
+    let started = match &args.coord {
+        Some(url) => attach(&args, url, interactive.then_some(events_tx)),
+        None => Cluster::start(cfg, interactive.then_some(events_tx)),
+    };
+    let cluster = match started {
         Ok(c) => c,
         Err(e) => {
             eprintln!("Error: {e}");

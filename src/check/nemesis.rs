@@ -270,6 +270,10 @@ impl Nemesis {
                 (kind, Active::Network, what)
             }
         };
+        if matches!(active, Active::Network) {
+            // Attached to node processes, the rules are sent to each.
+            cluster.change_faults(|_| ())?;
+        }
         Ok(Some(Injected {
             kind,
             active,
@@ -283,10 +287,7 @@ impl Nemesis {
         match active {
             Active::Killed(n) => cluster.restart(n),
             Active::Paused => Ok(()),
-            Active::Network => {
-                cluster.faults().heal();
-                Ok(())
-            }
+            Active::Network => cluster.change_faults(|f| f.heal()),
         }
     }
 }

@@ -6,9 +6,16 @@
 //! none of their state: it reads the leader's published [`Status`] and asks
 //! nodes for digests over their control channels, with timeouts, so a paused
 //! node never blocks the shell.
+//!
+//! A handle made by [`Cluster::attached`] drives nodes that run as processes
+//! of their own (issue #12): the status and events come from the
+//! coordination service, and every verb that touches a node or the leader
+//! goes through [`RemoteNodes`]. The shell, `check` and `bench` use one
+//! handle either way.
 
 use crate::cluster::client::{Client, ViewSource};
 use crate::cluster::leader::{Event, LeaderConfig, Plan, Status};
+use crate::cluster::remote::RemoteNodes;
 use crate::cluster::runtime::{self, EventLog, LeaderControl, LeaderThread};
 use crate::cluster::watch::Watch;
 use crate::error::{Error, Result};
@@ -27,6 +34,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod wait;
 
 /// Most nodes a cluster may have.
 pub const MAX_NODES: usize = 64;
@@ -118,6 +127,8 @@ pub struct Cluster {
     /// `--transport ipc`: the private directory of the nodes' sockets,
     /// removed (after the nodes have stopped) when the cluster is dropped.
     sockets: Option<SocketDir>,
+    /// Set when the nodes are processes of their own ([`Cluster::attached`]).
+    remote: Option<Box<dyn RemoteNodes>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -195,6 +206,7 @@ impl Cluster {
             faults,
             next_run: AtomicU64::new(1),
             sockets,
+            remote: None,
         };
         for _ in 0..cluster.cfg.nodes {
             cluster.spawn_node(None)?;
@@ -217,6 +229,53 @@ impl Cluster {
             ));
         }
         Ok(cluster)
+    }
+
+    /// A handle on a cluster of node processes: `status` and `events` are
+    /// fed by the caller (from the coordination service), and `remote`
+    /// reaches the nodes. The clock is the host's, the one the processes'
+    /// leaders stamp events with.
+    pub fn attached(
+        cfg: ClusterConfig,
+        status: Watch<Status>,
+        events: EventLog,
+        remote: Box<dyn RemoteNodes>,
+    ) -> Cluster {
+        Cluster {
+            cfg,
+            name: String::new(),
+            ctx: zmq::Context::new(),
+            clock: Clock::host(),
+            leader: None,
+            status,
+            events,
+            nodes: BTreeMap::new(),
+            next_id: 1,
+            next_incarnation: 1,
+            faults: Arc::new(Faults::new()),
+            next_run: AtomicU64::new(rand::random::<u32>() as u64 * 1000 + 1),
+            sockets: None,
+            remote: Some(remote),
+        }
+    }
+
+    /// True for a handle made by [`Cluster::attached`].
+    pub fn is_attached(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// Changes the network faults with `f`, and applies them to every
+    /// node. In one process the nodes read the rules themselves; attached,
+    /// they are sent to each node process, and if that cannot be done the
+    /// change is undone, so `faults` never lists a fault not in force.
+    pub fn change_faults(&self, f: impl FnOnce(&Faults)) -> Result<()> {
+        f(&self.faults);
+        match &self.remote {
+            None => Ok(()),
+            Some(r) => r
+                .apply_faults(&self.faults)
+                .inspect_err(|_| self.faults.heal()),
+        }
     }
 
     fn spawn_node(&mut self, id: Option<NodeId>) -> Result<NodeId> {
@@ -317,16 +376,25 @@ impl Cluster {
 
     /// Node ids the operator knows, in order.
     pub fn node_ids(&self) -> Vec<NodeId> {
-        self.nodes.keys().copied().collect()
+        match &self.remote {
+            Some(r) => r.node_ids(),
+            None => self.nodes.keys().copied().collect(),
+        }
     }
 
     /// A node's endpoint (its latest, for a restarted node).
-    pub fn endpoint(&self, id: NodeId) -> Option<&str> {
-        self.nodes.get(&id).map(|n| n.endpoint.as_str())
+    pub fn endpoint(&self, id: NodeId) -> Option<String> {
+        match &self.remote {
+            Some(r) => r.endpoint(id),
+            None => self.nodes.get(&id).map(|n| n.endpoint.clone()),
+        }
     }
 
     /// A node's process state.
     pub fn process(&self, id: NodeId) -> Option<Process> {
+        if let Some(r) = &self.remote {
+            return r.process(id);
+        }
         let n = self.nodes.get(&id)?;
         Some(match (&n.thread, n.paused_until) {
             (None, _) => Process::Killed,
@@ -337,10 +405,11 @@ impl Cluster {
 
     /// Resolves a user's node name, or explains which names exist.
     pub fn resolve(&self, name: &str) -> Result<NodeId> {
+        let ids = self.node_ids();
         match parse_node_name(name) {
-            Some(id) if self.nodes.contains_key(&id) => Ok(id),
+            Some(id) if ids.contains(&id) => Ok(id),
             _ => {
-                let known: Vec<String> = self.nodes.keys().map(|n| node_name(*n)).collect();
+                let known: Vec<String> = ids.iter().map(|n| node_name(*n)).collect();
                 Err(Error::UnknownNode(format!(
                     "unknown node {name:?}; known nodes: {}",
                     known.join(", ")
@@ -367,6 +436,9 @@ impl Cluster {
         if count == 0 {
             return Err(Error::BadInput("add needs a count of at least 1".into()));
         }
+        if let Some(r) = &mut self.remote {
+            return r.add(count);
+        }
         if self.nodes.len() + count > MAX_NODES {
             return Err(Error::BadInput(format!(
                 "a cluster has at most {MAX_NODES} nodes; it has {}",
@@ -389,6 +461,9 @@ impl Cluster {
     /// Crashes a node: its thread stops at once, dropping its sockets and
     /// memory, and tells no one.
     pub fn kill(&mut self, id: NodeId) -> Result<()> {
+        if let Some(r) = &mut self.remote {
+            return r.kill(id);
+        }
         let handle = self
             .nodes
             .get_mut(&id)
@@ -408,6 +483,9 @@ impl Cluster {
     /// Freezes a node for a while; pausing a paused node sets when its
     /// pause ends to `d` from now, longer or shorter.
     pub fn pause(&mut self, id: NodeId, d: Duration) -> Result<()> {
+        if let Some(r) = &mut self.remote {
+            return r.pause(id, d);
+        }
         self.running(id)?
             .control
             .send(Control::Pause(d))
@@ -423,6 +501,9 @@ impl Cluster {
         if !matches!(self.process(id), Some(Process::Paused(_))) {
             return Err(Error::BadInput(format!("{} is not paused", node_name(id))));
         }
+        if let Some(r) = &mut self.remote {
+            return r.resume(id);
+        }
         self.pause(id, Duration::ZERO)?;
         if let Some(h) = self.nodes.get_mut(&id) {
             h.paused_until = None;
@@ -432,6 +513,9 @@ impl Cluster {
 
     /// Brings a killed node back: same id, new incarnation, new port, empty.
     pub fn restart(&mut self, id: NodeId) -> Result<()> {
+        if let Some(r) = &mut self.remote {
+            return r.restart(id);
+        }
         let handle = self
             .nodes
             .get(&id)
@@ -470,6 +554,9 @@ impl Cluster {
     /// [`crate::cluster::leader::ViewLeader::decommission`]). Returns the
     /// epoch of the view with the change.
     pub fn decommission(&mut self, id: NodeId, force: bool) -> Result<Epoch> {
+        if let Some(r) = &mut self.remote {
+            return r.decommission(id, force);
+        }
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.leader_control(LeaderControl::Decommission(id, force, tx))?;
         rx.recv_timeout(Duration::from_secs(2))
@@ -489,221 +576,28 @@ impl Cluster {
         self.wait_removed(id, epoch, timeout, cancelled)
     }
 
-    /// Waits until a decommissioned node has left the view (it holds
-    /// nothing), stops its thread, and then waits until the rebalancing its
-    /// removal started has settled: nothing moving or degraded, and every
-    /// live node has adopted the final view (so its key counts are final).
-    ///
-    /// Leaving is not the end of it: the node leaves as soon as it holds
-    /// nothing, but a step it started can still be finishing, such as a
-    /// surplus replica on another node that is removed only once that node
-    /// has seen the new primary's term. Returning at that point would show
-    /// an operator a replica count that changes a moment later.
-    /// Statuses older than `epoch`, the one [`Cluster::decommission`]
-    /// returned, predate the removal and are not looked at.
-    pub fn wait_removed(
-        &mut self,
-        id: NodeId,
-        epoch: Epoch,
-        timeout: Duration,
-        cancelled: &dyn Fn() -> bool,
-    ) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        // A node that dies while leaving stays leaving, and leaves once its
-        // partitions have failed over. One that was the only in-sync copy
-        // of a partition holds the wait until it comes back; a killed one
-        // never will, so that is an error at once rather than at the
-        // timeout.
-        let killed = self.nodes.get(&id).is_some_and(|h| h.thread.is_none());
-        let stuck_dead = |s: &Status| {
-            s.view.epoch >= epoch
-                && killed
-                && s.view
-                    .nodes
-                    .get(&id)
-                    .is_some_and(|n| n.state == NodeState::Dead)
-                && s.view.partitions.iter().any(|p| p.primary() == Some(id))
-        };
-        let s = self.wait_for(
-            timeout,
-            cancelled,
-            |s| s.view.epoch >= epoch && !s.view.nodes.contains_key(&id) || stuck_dead(s),
-            |_| {
-                format!(
-                    "{} has not finished moving its data away after {:.1} s",
-                    node_name(id),
-                    timeout.as_secs_f64()
-                )
-            },
-        )?;
-        if stuck_dead(&s) {
-            return Err(Error::Unavailable(format!(
-                "{name} was killed while leaving and held the only in-sync copy of some \
-                 partitions; `remove {name} --force` removes it anyway and starts them again empty",
-                name = node_name(id)
-            )));
-        }
-        if let Some(mut h) = self.nodes.remove(&id) {
-            if let Some(t) = h.thread.take() {
-                let _ = t.control.send(Control::Kill);
-                let _ = t.thread.join();
-            }
-        }
-        // Moving and repairable partitions are what unfinished steps leave
-        // behind. This is not `settled`, which also wants no other node
-        // leaving, nor `healthy`, which a forced removal below R replicas
-        // never reaches. A partition an earlier failure left without a live
-        // primary cannot reach its target, so it counts as moving and holds
-        // the wait until the timeout, as it holds `add` and `rebalance`.
-        let settled = |s: &Status| s.moving == 0 && s.repairable == 0 && s.caught_up();
-        let left = deadline.saturating_duration_since(Instant::now());
-        self.wait_for(left, cancelled, settled, |s| {
-            format!(
-                "{} left, but the rebalancing it caused has not settled after {:.1} s: \
-                 {} under-replicated, {} moving partitions{}",
-                node_name(id),
-                timeout.as_secs_f64(),
-                s.repairable,
-                s.moving,
-                stuck(s)
-            )
-        })?;
-        Ok(())
-    }
-
-    /// Waits until the status satisfies `ready`, and returns that status:
-    /// `Cancelled` if `cancelled` says so first, else a `Timeout` that `why`
-    /// words from the last status.
-    fn wait_for(
-        &self,
-        timeout: Duration,
-        cancelled: &dyn Fn() -> bool,
-        ready: impl FnMut(&Status) -> bool,
-        why: impl FnOnce(&Status) -> String,
-    ) -> Result<Arc<Status>> {
-        match self.status.wait_until(timeout, cancelled, ready) {
-            Ok(s) => Ok(s),
-            Err(_) if cancelled() => Err(Error::Cancelled),
-            Err(s) => Err(Error::Timeout(why(&s))),
-        }
-    }
-
-    /// Waits until every partition has its replicas in sync and nothing is
-    /// moving, the leader has caught up with what the operator did (a killed
-    /// node is dead in the view, a paused node has woken and been heard
-    /// from), and every live node has reported the latest view, so that the
-    /// key counts `nodes` shows are from after it. Returns how long it took.
-    ///
-    /// Healthy means every partition has R in-sync replicas on live nodes,
-    /// whatever the reason it does not: a cluster with fewer live nodes
-    /// than R is never healthy ([`Cluster::wait_settled`] waits for what
-    /// such a cluster can reach).
-    pub fn wait_healthy(
-        &self,
-        timeout: Duration,
-        cancelled: &dyn Fn() -> bool,
-    ) -> Result<Duration> {
-        self.wait_ready(timeout, cancelled, true)
-    }
-
-    /// Like [`Cluster::wait_healthy`], but waits only until every move the
-    /// leader can make is made ([`Status::settled`]): in a cluster with
-    /// fewer live nodes than R, each partition has a replica on every live
-    /// node.
-    pub fn wait_settled(
-        &self,
-        timeout: Duration,
-        cancelled: &dyn Fn() -> bool,
-    ) -> Result<Duration> {
-        self.wait_ready(timeout, cancelled, false)
-    }
-
-    fn wait_ready(
-        &self,
-        timeout: Duration,
-        cancelled: &dyn Fn() -> bool,
-        healthy: bool,
-    ) -> Result<Duration> {
-        let start = Instant::now();
-        let killed: Vec<NodeId> = self
-            .nodes
-            .iter()
-            .filter(|(_, h)| h.thread.is_none())
-            .map(|(id, _)| *id)
-            .collect();
-        let paused: Vec<(NodeId, Instant)> = self
-            .nodes
-            .iter()
-            .filter_map(|(id, h)| h.paused_until.map(|t| (*id, t)))
-            .collect();
-        let ready = |s: &Status| {
-            let now = Instant::now();
-            (if healthy { s.healthy } else { s.settled })
-                && s.caught_up()
-                && killed.iter().all(|id| {
-                    s.view
-                        .nodes
-                        .get(id)
-                        .is_none_or(|n| n.state == NodeState::Dead)
-                })
-                && paused.iter().all(|(id, until)| {
-                    now >= *until
-                        && s.members.get(id).is_some_and(|m| !m.suspect)
-                        && s.view
-                            .nodes
-                            .get(id)
-                            .is_none_or(|n| n.state != NodeState::Dead)
-                })
-        };
-        self.wait_for(timeout, cancelled, ready, |s| {
-            let live = s
-                .view
-                .nodes
-                .values()
-                .filter(|n| n.state == NodeState::Up)
-                .count();
-            let mut why = Vec::new();
-            if live < s.view.replication {
-                why.push(format!(
-                    "{} cannot hold {}",
-                    crate::units::count(live, "live node"),
-                    crate::units::count(s.view.replication, "replica")
-                ));
-            }
-            for n in &s.no_lease {
-                why.push(format!("{} cannot hold a lease", node_name(*n)));
-            }
-            let why = if why.is_empty() {
-                String::new()
-            } else {
-                format!("; {}", why.join("; "))
-            };
-            format!(
-                "not {} after {:.1} s: {} degraded, {} moving, {} unavailable partitions{why}{}",
-                if healthy { "healthy" } else { "settled" },
-                timeout.as_secs_f64(),
-                s.degraded,
-                s.moving,
-                s.unavailable,
-                stuck(s)
-            )
-        })?;
-        Ok(start.elapsed())
-    }
-
     /// Starts a rebalance to the current target.
     pub fn rebalance(&self) -> Result<()> {
+        if let Some(r) = &self.remote {
+            return r.rebalance();
+        }
         self.leader_control(LeaderControl::Rebalance)
     }
 
     /// Resyncs the secondaries of one partition, or of all, from their
     /// primaries (`repair`).
     pub fn resync(&self, partition: Option<PartitionId>) -> Result<()> {
+        if let Some(r) = &self.remote {
+            return r.resync(partition);
+        }
         self.leader_control(LeaderControl::Resync(partition))
     }
 
     /// What a rebalance would do.
     pub fn plan(&self) -> Result<Plan> {
+        if let Some(r) = &self.remote {
+            return r.plan();
+        }
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.leader_control(LeaderControl::Plan(tx))?;
         rx.recv_timeout(Duration::from_secs(2))
@@ -712,12 +606,18 @@ impl Cluster {
 
     /// Switches the placement strategy (and rebalances to it).
     pub fn set_placement(&mut self, placement: Placement) -> Result<()> {
+        if let Some(r) = &mut self.remote {
+            return r.set_placement(placement);
+        }
         self.cfg.placement = placement;
         self.leader_control(LeaderControl::SetPlacement(placement))
     }
 
     /// Turns automatic rebalancing on or off.
     pub fn set_auto_rebalance(&mut self, on: bool) -> Result<()> {
+        if let Some(r) = &mut self.remote {
+            return r.set_auto_rebalance(on);
+        }
         self.cfg.auto_rebalance = on;
         self.leader_control(LeaderControl::SetAutoRebalance(on))
     }
@@ -728,6 +628,9 @@ impl Cluster {
         id: NodeId,
         timeout: Duration,
     ) -> Result<BTreeMap<PartitionId, PartitionDigest>> {
+        if let Some(r) = &self.remote {
+            return r.digests(id, timeout);
+        }
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.running(id)?
             .control
@@ -738,7 +641,8 @@ impl Cluster {
     }
 
     /// Keys per partition on every running node that answers within
-    /// `timeout` (a paused node does not).
+    /// `timeout` (a paused node does not). Attached, none: the shell then
+    /// shows the counts the nodes' heartbeats carry.
     pub fn key_counts(&self, timeout: Duration) -> BTreeMap<NodeId, BTreeMap<PartitionId, usize>> {
         let mut pending = Vec::new();
         for (id, h) in &self.nodes {
@@ -779,8 +683,17 @@ impl Cluster {
         let status = self.status();
         let mut digests: BTreeMap<NodeId, BTreeMap<PartitionId, PartitionDigest>> = BTreeMap::new();
         for id in status.view.nodes.keys() {
-            if let Ok(d) = self.digests(*id, Duration::from_secs(2)) {
-                digests.insert(*id, d);
+            match self.digests(*id, Duration::from_secs(2)) {
+                Ok(d) => {
+                    digests.insert(*id, d);
+                }
+                // Attached and not asked (no secret), or no answer from a
+                // live process's control port (a wrong secret gets none):
+                // say so, rather than report that nothing differs.
+                Err(e @ (Error::BadInput(_) | Error::Timeout(_))) if self.remote.is_some() => {
+                    return Err(e)
+                }
+                Err(_) => {}
             }
         }
         let empty = PartitionDigest {
@@ -814,6 +727,9 @@ impl Cluster {
         p: PartitionId,
         timeout: Duration,
     ) -> Result<Vec<(String, String)>> {
+        if let Some(r) = &self.remote {
+            return r.dump(id, p, timeout);
+        }
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.running(id)?
             .control
@@ -833,6 +749,9 @@ impl Cluster {
 
     /// Stops every thread and waits for them.
     pub fn shutdown(&mut self) {
+        if let Some(r) = &mut self.remote {
+            r.shutdown();
+        }
         for h in self.nodes.values_mut() {
             if let Some(t) = h.thread.take() {
                 let _ = t.control.send(Control::Kill);
@@ -849,41 +768,6 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.shutdown();
-    }
-}
-
-/// A few partitions that keep the cluster from being healthy, and why.
-fn stuck(s: &Status) -> String {
-    let mut out = Vec::new();
-    for (p, info) in s.view.partitions.iter().enumerate() {
-        let filling: Vec<String> = info
-            .replicas
-            .iter()
-            .filter(|r| !r.in_sync)
-            .map(|r| format!("{} filling", node_name(r.node)))
-            .collect();
-        let target = s.target.get(p).cloned().unwrap_or_default();
-        let mut why = filling;
-        if info.primary() != target.first().copied() || target.iter().any(|n| !info.holds(*n)) {
-            let have: Vec<String> = info.replicas.iter().map(|r| node_name(r.node)).collect();
-            let want: Vec<String> = target.iter().map(|n| node_name(*n)).collect();
-            why.push(format!(
-                "has [{}], target [{}]",
-                have.join(" "),
-                want.join(" ")
-            ));
-        }
-        if !why.is_empty() {
-            out.push(format!("partition {p}: {}", why.join(", ")));
-        }
-        if out.len() == 3 {
-            break;
-        }
-    }
-    if out.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", out.join("; "))
     }
 }
 

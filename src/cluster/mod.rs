@@ -6,6 +6,7 @@ pub mod client;
 pub mod event;
 pub mod handle;
 pub mod leader;
+pub mod remote;
 pub mod runtime;
 pub mod status;
 pub mod watch;

@@ -21,11 +21,13 @@
 //!   ([`Notice::View`]);
 //! - **incarnations** of an id only grow across processes.
 
+pub mod admin;
+pub mod attach;
 pub mod cli;
 pub mod process;
 pub mod zk;
 
-use crate::cluster::leader::Status;
+use crate::cluster::leader::{Event, Status};
 use crate::error::{Error, Result};
 use crate::view::{Incarnation, NodeId, View};
 use crossbeam_channel::{Receiver, Sender};
@@ -55,6 +57,10 @@ pub struct Member {
     pub endpoint: String,
     /// Its process id, on its host.
     pub pid: u32,
+    /// Its control port (`src/coord/admin.rs`); empty from a process
+    /// without one.
+    #[serde(default)]
+    pub control: String,
 }
 
 /// Where the view leader listens, and in which session.
@@ -113,6 +119,11 @@ pub trait Membership: Send + Sync {
     fn publish_status(&self, status: &Status) -> Result<()>;
     /// The status the leader published last.
     fn load_status(&self) -> Result<Option<Status>>;
+    /// Publishes the leader's latest events (a bounded tail), for
+    /// attached shells.
+    fn publish_events(&self, events: &[Event]) -> Result<()>;
+    /// The events the leader published last.
+    fn load_events(&self) -> Result<Vec<Event>>;
     /// One round trip to the service: `Ok` means the session was alive
     /// when the call was made.
     fn confirm(&self) -> Result<()>;
@@ -144,6 +155,7 @@ struct LocalState {
     leader: Option<LeaderRecord>,
     view: Option<(View, Version)>,
     status: Option<Status>,
+    events: Vec<Event>,
     /// Every handle's notice channel.
     subscribers: BTreeMap<u64, Sender<Notice>>,
     next_handle: u64,
@@ -322,6 +334,15 @@ impl Membership for LocalMembership {
         Ok(self.with(|s| s.status.clone()))
     }
 
+    fn publish_events(&self, events: &[Event]) -> Result<()> {
+        self.with(|s| s.events = events.to_vec());
+        Ok(())
+    }
+
+    fn load_events(&self) -> Result<Vec<Event>> {
+        Ok(self.with(|s| s.events.clone()))
+    }
+
     fn confirm(&self) -> Result<()> {
         Ok(())
     }
@@ -458,6 +479,7 @@ mod tests {
             incarnation: 1,
             endpoint: "e".into(),
             pid: 1,
+            control: String::new(),
         };
         a.register(&member).unwrap();
         assert!(b.register(&member).is_err(), "one live process per id");

@@ -6,8 +6,9 @@
 //! view-leader thread. This module only wires them to the [`Membership`]:
 //!
 //! - it takes an id (or the lowest free one) and a fresh incarnation,
-//!   starts the node thread, registers the member ephemerally and enters
-//!   the election;
+//!   starts the node thread and its control port (`admin.rs`: what an
+//!   attached shell asks of it), registers the member ephemerally and
+//!   enters the election;
 //! - what the membership pushes goes to the node thread as control
 //!   messages: a new leader endpoint is linked, a stored view adopted;
 //! - once elected it starts the leader thread from the stored view (or,
@@ -23,6 +24,7 @@
 //! - SIGTERM (or SIGINT) stops it cleanly: threads joined, session closed
 //!   so its znodes go at once.
 
+use super::admin;
 use super::zk::ZkMembership;
 use super::{is_conflict, CoordUrl, LeaderRecord, Member, Membership, Notice, Shape, Version};
 use crate::cluster::leader::{LeaderConfig, Status};
@@ -39,6 +41,9 @@ use crossbeam_channel::RecvTimeoutError;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The most events a leader publishes (the newest).
+const EVENTS_PUBLISHED: usize = 2000;
 
 /// The environment variable that holds the cluster secret.
 pub const SECRET_VAR: &str = "KVSH_SECRET";
@@ -72,6 +77,9 @@ pub fn run_node(opts: NodeOptions, stop: Arc<AtomicBool>) -> Result<()> {
 struct Leading {
     thread: LeaderThread,
     status: Watch<Status>,
+    events: EventLog,
+    /// Events published so far.
+    published: usize,
     stored: Arc<AtomicU64>,
     alive_until: Arc<AtomicU64>,
     store_rx: crossbeam_channel::Receiver<View>,
@@ -96,7 +104,8 @@ pub fn run_with(m: &dyn Membership, opts: &NodeOptions, stop: &AtomicBool) -> Re
     // An id, a life, a node thread, a registration: retried on the next
     // free id if another process took this one meanwhile.
     let mut attempt = 0;
-    let (id, incarnation, node) = loop {
+    let faults = Arc::new(Faults::new());
+    let (id, incarnation, node, admin) = loop {
         let id = match opts.id {
             Some(id) => id,
             None => m.free_id()?,
@@ -113,20 +122,35 @@ pub fn run_with(m: &dyn Membership, opts: &NodeOptions, stop: &AtomicBool) -> Re
             max_frame: cfg.max_frame,
             max_value: cfg.max_value,
             clock,
-            faults: Arc::new(Faults::new()),
+            faults: faults.clone(),
             remote_peers: Some((format!("tcp://{}:*", cfg.bind), key)),
             ipc_dir: None,
         };
         let node = spawn(&ctx, spec)?;
+        let admin = match admin::serve(
+            &ctx,
+            &format!("tcp://{}:*", cfg.bind),
+            admin::admin_key(&opts.secret),
+            node.control.clone(),
+            faults.clone(),
+        ) {
+            Ok(a) => a,
+            Err(e) => {
+                stop_node(node);
+                return Err(e);
+            }
+        };
         let member = Member {
             id,
             incarnation,
             endpoint: node.endpoint.clone(),
             pid: std::process::id(),
+            control: admin.endpoint.clone(),
         };
         match m.register(&member) {
-            Ok(()) => break (id, incarnation, node),
+            Ok(()) => break (id, incarnation, node, admin),
             Err(e) => {
+                admin.stop();
                 stop_node(node);
                 attempt += 1;
                 // A restart with the id of a process just killed finds its
@@ -195,6 +219,7 @@ pub fn run_with(m: &dyn Membership, opts: &NodeOptions, stop: &AtomicBool) -> Re
         let _ = l.thread.control.send(LeaderControl::Stop);
         let _ = l.thread.thread.join();
     }
+    admin.stop();
     stop_node(node);
     result
 }
@@ -254,7 +279,7 @@ fn lead(
         ctx,
         leader_cfg,
         clock,
-        (status.clone(), events),
+        (status.clone(), events.clone()),
         RemoteLeader {
             bind: format!("tcp://{}:*", cfg.bind),
             key: derive_key(&opts.secret),
@@ -278,6 +303,8 @@ fn lead(
     Ok(Some(Leading {
         thread,
         status,
+        events,
+        published: 0,
         stored,
         alive_until,
         store_rx,
@@ -316,6 +343,23 @@ fn maintain(m: &dyn Membership, l: &mut Leading, clock: Clock) -> Result<()> {
     if now >= l.last_status + 200 {
         l.last_status = now;
         m.publish_status(&l.status.get())?;
+        // The latest events, for attached shells: a bounded tail, so the
+        // znode stays far below ZooKeeper's 1 MB.
+        let tail: Vec<_> = {
+            let log = l.events.lock().unwrap_or_else(|e| e.into_inner());
+            if log.len() == l.published {
+                Vec::new()
+            } else {
+                l.published = log.len();
+                log[log.len().saturating_sub(EVENTS_PUBLISHED)..].to_vec()
+            }
+        };
+        // For shells only: a failure here must not end the leader.
+        if !tail.is_empty() {
+            if let Err(e) = m.publish_events(&tail) {
+                eprintln!("kvsh node: events not published: {e}");
+            }
+        }
     }
     Ok(())
 }

@@ -18,9 +18,10 @@
 //! | `leader` | ephemeral | JSON [`LeaderRecord`] |
 //! | `view` | persistent, versioned | postcard [`View`] |
 //! | `status` | persistent | postcard [`Status`], for shells |
+//! | `events` | persistent | JSON `Vec<Event>`, the leader's latest events, for shells |
 
 use super::{conflict, LeaderRecord, Member, Membership, Notice, Shape, Version};
-use crate::cluster::leader::Status;
+use crate::cluster::leader::{Event, Status};
 use crate::error::{Error, Result};
 use crate::view::{Incarnation, NodeId, View};
 use crossbeam_channel::{Receiver, Sender};
@@ -206,6 +207,41 @@ impl ZkMembership {
 
     fn block<T>(&self, f: impl std::future::Future<Output = T>) -> T {
         self.rt.block_on(f)
+    }
+
+    /// Writes a persistent znode, creating it if missing; last writer wins.
+    fn put(&self, path: &str, data: &[u8]) -> Result<()> {
+        self.block(async {
+            match self.client.set_data(path, data, None).await {
+                Ok(_) => Ok(()),
+                Err(zookeeper_client::Error::NoNode) => {
+                    let opts = CreateMode::Persistent.with_acls(Acls::anyone_all());
+                    match self.client.create(path, data, &opts).await {
+                        Ok(_) | Err(zookeeper_client::Error::NodeExists) => Ok(()),
+                        Err(e) => Err(zk_error(&format!("store {path}"), e)),
+                    }
+                }
+                Err(e) => Err(zk_error(&format!("store {path}"), e)),
+            }
+        })
+    }
+
+    /// Reads a znode, `None` if missing. Bounded by a third of the session
+    /// timeout, so a shell's reader never hangs on a lost server.
+    fn get(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        self.block(async {
+            let read = tokio::time::timeout(
+                Duration::from_millis(self.session_ms / 3),
+                self.client.get_data(path),
+            )
+            .await
+            .map_err(|_| Error::Unavailable(format!("zookeeper: no answer reading {path}")))?;
+            match read {
+                Ok((data, _)) => Ok(Some(data)),
+                Err(zookeeper_client::Error::NoNode) => Ok(None),
+                Err(e) => Err(zk_error(&format!("read {path}"), e)),
+            }
+        })
     }
 
     /// Closes the session at once: its ephemeral znodes go now, not at
@@ -423,29 +459,26 @@ impl Membership for ZkMembership {
 
     fn publish_status(&self, status: &Status) -> Result<()> {
         let data = postcard::to_allocvec(status).map_err(|e| Error::Internal(e.to_string()))?;
-        self.block(async {
-            match self.client.set_data("/status", &data, None).await {
-                Ok(_) => Ok(()),
-                Err(zookeeper_client::Error::NoNode) => {
-                    let opts = CreateMode::Persistent.with_acls(Acls::anyone_all());
-                    match self.client.create("/status", &data, &opts).await {
-                        Ok(_) | Err(zookeeper_client::Error::NodeExists) => Ok(()),
-                        Err(e) => Err(zk_error("store /status", e)),
-                    }
-                }
-                Err(e) => Err(zk_error("store /status", e)),
-            }
-        })
+        self.put("/status", &data)
     }
 
     fn load_status(&self) -> Result<Option<Status>> {
-        self.block(async {
-            match self.client.get_data("/status").await {
-                Ok((data, _)) => Ok(postcard::from_bytes(&data).ok()),
-                Err(zookeeper_client::Error::NoNode) => Ok(None),
-                Err(e) => Err(zk_error("read /status", e)),
-            }
-        })
+        Ok(self
+            .get("/status")?
+            .and_then(|d| postcard::from_bytes(&d).ok()))
+    }
+
+    fn publish_events(&self, events: &[Event]) -> Result<()> {
+        // JSON: events are internally tagged, which postcard cannot write.
+        let data = serde_json::to_vec(events).map_err(|e| Error::Internal(e.to_string()))?;
+        self.put("/events", &data)
+    }
+
+    fn load_events(&self) -> Result<Vec<Event>> {
+        Ok(self
+            .get("/events")?
+            .and_then(|d| serde_json::from_slice(&d).ok())
+            .unwrap_or_default())
     }
 
     fn confirm(&self) -> Result<()> {

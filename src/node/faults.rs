@@ -16,7 +16,7 @@
 use crate::node::message::Address;
 use crate::view::{node_name, NodeId};
 use rand::Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::RwLock;
 
@@ -32,7 +32,7 @@ pub enum Verdict {
 }
 
 /// A fault on one direction of a link.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LinkFault {
     /// Share of messages lost, 0 to 1.
     pub drop: f64,
@@ -40,17 +40,20 @@ pub struct LinkFault {
     pub delay_ms: u64,
 }
 
-#[derive(Debug, Default)]
-struct Rules {
+/// Every rule in force, as one value: what an attached shell sends to
+/// each node process (`src/coord/admin.rs`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaultRules {
     /// Explicit groups; empty means no partition.
     groups: Vec<BTreeSet<Address>>,
+    /// Faults per direction of a link.
     links: BTreeMap<(Address, Address), LinkFault>,
 }
 
 /// The fault rules in force.
 #[derive(Debug, Default)]
 pub struct Faults {
-    rules: RwLock<Rules>,
+    rules: RwLock<FaultRules>,
 }
 
 /// Names an address for users.
@@ -89,6 +92,16 @@ impl Faults {
         if !one_way {
             set(b, a);
         }
+    }
+
+    /// Every rule in force.
+    pub fn snapshot(&self) -> FaultRules {
+        self.rules.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces every rule with `rules`.
+    pub fn restore(&self, rules: &FaultRules) {
+        *self.rules.write().unwrap_or_else(|e| e.into_inner()) = rules.clone();
     }
 
     /// Removes every partition and link fault.

@@ -865,7 +865,25 @@ fn to_frame<T: Serialize + ?Sized>(reply: &T) -> Vec<u8> {
 
 /// Decodes a response frame (for clients).
 pub fn decode_response(frame: &[u8]) -> Result<Response> {
-    serde_json::from_slice(frame).map_err(|e| Error::Io(format!("malformed reply: {e}")))
+    /// A `VIEW` reply, decoded directly: an untagged enum buffers its
+    /// input, and a buffered JSON map key is a string, which the view's
+    /// node map (keyed by number) refuses, so through [`Response`] a
+    /// `VIEW` reply never decoded and clients that learn views by asking
+    /// nodes never learned one (issue #12's stall).
+    #[derive(Deserialize)]
+    struct ViewReply {
+        view: Box<crate::view::View>,
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+    }
+    serde_json::from_slice(frame).or_else(|e| {
+        serde_json::from_slice::<ViewReply>(frame)
+            .map(|r| Response::View {
+                view: r.view,
+                id: r.id,
+            })
+            .map_err(|_| Error::Io(format!("malformed reply: {e}")))
+    })
 }
 
 #[cfg(test)]
@@ -1102,6 +1120,23 @@ mod tests {
                 id: Some("x".into()),
             },
             Response::error(&Error::Busy("2 scans running".into()), Some(4.into())),
+            Response::View {
+                view: Box::new(crate::view::View {
+                    epoch: 3,
+                    nodes: [(
+                        2,
+                        crate::view::NodeInfo {
+                            endpoint: "tcp://127.0.0.1:1".into(),
+                            peer_endpoint: String::new(),
+                            incarnation: 4,
+                            state: crate::view::NodeState::Up,
+                        },
+                    )]
+                    .into(),
+                    ..crate::view::View::default()
+                }),
+                id: Some(9.into()),
+            },
         ] {
             assert_eq!(decode_response(&encode_response(&r)).unwrap(), r);
         }

@@ -16,10 +16,20 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
 /// The sending side: a channel plus the wake-up byte.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ControlSender<T> {
     tx: Sender<T>,
     bell: Arc<UnixStream>,
+}
+
+// Not derived: a derive would ask `T: Clone`, which commands need not be.
+impl<T> Clone for ControlSender<T> {
+    fn clone(&self) -> Self {
+        ControlSender {
+            tx: self.tx.clone(),
+            bell: self.bell.clone(),
+        }
+    }
 }
 
 /// The node thread's side: the channel, and the socket to poll.

@@ -87,7 +87,9 @@ pub fn node_state(status: &Status, id: NodeId) -> &'static str {
 /// The operator-side process state.
 pub fn process_state(cluster: &Cluster, id: NodeId) -> String {
     match cluster.process(id) {
-        Some(Process::Running) | None => "running".into(),
+        Some(Process::Running) => "running".into(),
+        // Attached (`--coord`): a node no live process serves.
+        None => "no process".into(),
         Some(Process::Killed) => "killed".into(),
         Some(Process::Paused(until)) => {
             format!(
@@ -148,7 +150,7 @@ pub fn nodes(
         } else {
             node_keys(status, counts, id)
         };
-        let endpoint = cluster.endpoint(id).unwrap_or("").to_string();
+        let endpoint = cluster.endpoint(id).unwrap_or_default();
         t.add_row(vec![
             Cell::new(node_name(id)),
             Cell::new(&endpoint),

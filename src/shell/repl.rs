@@ -96,7 +96,7 @@ pub fn banner(shell: &Shell) -> String {
         s.push_str(&format!(
             "  {:<4} {}\n",
             node_name(id),
-            c.endpoint(id).unwrap_or("?")
+            c.endpoint(id).unwrap_or_else(|| "?".into())
         ));
     }
     s.push_str("Type `help` for commands, Tab to complete, Ctrl-D or `quit` to leave.");

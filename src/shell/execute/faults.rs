@@ -18,7 +18,7 @@ impl Shell {
         let id = self.node_arg(args, "kill")?;
         let (led, _) = self.cluster.status().view.roles_of(id);
         self.cluster.kill(id)?;
-        if let Some(e) = self.cluster.endpoint(id) {
+        if let Some(e) = self.cluster.endpoint(id).as_deref() {
             self.client.disconnect(e);
         }
         let text = format!(
@@ -72,7 +72,7 @@ impl Shell {
     pub(super) fn restart(&mut self, args: &[String]) -> Result<Reply> {
         let id = self.node_arg(args, "restart")?;
         self.cluster.restart(id)?;
-        let endpoint = self.cluster.endpoint(id).unwrap_or("?").to_string();
+        let endpoint = self.cluster.endpoint(id).unwrap_or_else(|| "?".into());
         let text = format!(
             "restarted {} at {endpoint}, empty; re-replication refills it",
             node_name(id)
@@ -114,7 +114,7 @@ impl Shell {
         if groups.is_empty() {
             return Err(self.usage("partition"));
         }
-        self.cluster.faults().partition(groups);
+        self.cluster.change_faults(|f| f.partition(groups))?;
         let text = self.cluster.faults().describe().join("\n");
         Ok(Reply::new(
             text,
@@ -153,7 +153,8 @@ impl Shell {
             },
             _ => return Err(self.usage("link")),
         };
-        self.cluster.faults().link(a, b, one_way, fault);
+        self.cluster
+            .change_faults(|f| f.link(a, b, one_way, fault))?;
         let text = self.cluster.faults().describe().join("\n");
         Ok(Reply::new(
             text,
@@ -165,7 +166,7 @@ impl Shell {
         if !args.is_empty() {
             return Err(self.usage("heal"));
         }
-        self.cluster.faults().heal();
+        self.cluster.change_faults(|f| f.heal())?;
         Ok(Reply::new(
             "healed: no network faults",
             json!({"faults": []}),

@@ -28,7 +28,7 @@ impl Shell {
                 format!(
                     "added {} at {}",
                     node_name(*id),
-                    self.cluster.endpoint(*id).unwrap_or("?")
+                    self.cluster.endpoint(*id).unwrap_or_else(|| "?".into())
                 )
             })
             .collect();
