@@ -9,6 +9,7 @@ use kvsh::node::conditional::{lock_key, Conditional, LockState};
 use kvsh::node::message::{
     encode, Address, Envelope, KeyOp, KeyOpResult, Message, NodeStats, StreamEntry, StreamId,
 };
+use kvsh::node::txn::TxnOp;
 use kvsh::sim::fuzz::{encode_records, node_input, sample_view, Source};
 use kvsh::view::View;
 use proptest::prelude::*;
@@ -175,12 +176,42 @@ fn seeds() -> Vec<(Source, Vec<u8>)> {
                 last_ack: None,
             },
         ),
+        client(r#"{"op":"MPUT","pairs":[{"key":"a","value":"1"},{"key":"b","value":"2"}],"id":3}"#),
+        client(r#"{"op":"MPUT","pairs":[{"key":"a","value":"1"},{"key":"a","value":"2"}]}"#),
+        env(
+            Address::Node(2),
+            Message::Forward {
+                request: 13,
+                op: KeyOp::Txn {
+                    key: "k".into(),
+                    op: TxnOp::Prepare {
+                        txn: "n2.1.1".into(),
+                        value: "v".into(),
+                    },
+                },
+            },
+        ),
+        env(
+            Address::Node(3),
+            Message::Forward {
+                request: 14,
+                op: KeyOp::Txn {
+                    key: "k".into(),
+                    op: TxnOp::Resolve {
+                        txn: "n2.1.1".into(),
+                        commit: true,
+                    },
+                },
+            },
+        ),
         client(r#"{"op":"CAS","key":"k","expected":null,"value":"v","id":1}"#),
         client(r#"{"op":"CAS","key":"k","expected":"v","value":"w"}"#),
         client(r#"{"op":"LOCK","name":"l","owner":"o","ttl_ms":500,"id":"x"}"#),
         client(r#"{"op":"UNLOCK","name":"l","owner":"o","token":4294967297}"#),
         client(r#"{"op":"LOCKS"}"#),
-        client(r#"[{"op":"PUT","key":"a","value":"1"},{"op":"CAS","key":"a","expected":"1","value":"2"}]"#),
+        client(
+            r#"[{"op":"PUT","key":"a","value":"1"},{"op":"CAS","key":"a","expected":"1","value":"2"}]"#,
+        ),
     ]
 }
 

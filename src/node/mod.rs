@@ -13,5 +13,6 @@ pub mod runtime;
 pub mod sched;
 pub mod store;
 pub mod transport;
+pub mod txn;
 
 pub use self::core::{ClientId, Node, NodeConfig, Output};

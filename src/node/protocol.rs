@@ -12,6 +12,7 @@
 //! | `{"op":"CAS","key":K,"expected":E,"value":V}` (`E` null: absent) | `{"key":K,"swapped":B,"current":V}` |
 //! | `{"op":"LOCK","name":N,"owner":O,"ttl_ms":T}` | `{"name":N,"locked":B,"owner":HOLDER,"token":F,"ttl_ms":LEFT}` |
 //! | `{"op":"UNLOCK","name":N,"owner":O,"token":F}` | `{"name":N,"unlocked":B,"owner":HOLDER}` |
+//! | `{"op":"MPUT","pairs":[{"key":K,"value":V},...]}` (all or none) | `{"ok":true,"pairs":N}` |
 //! | `{"op":"LOCKS"}` (optional `"cursor"`) | `{"locks":[{"name","owner","token","ttl_ms"},...]}`, plus `"cursor"` |
 //! | `{"op":"VIEW"}` | `{"view":{...}}`, the node's current view |
 //!

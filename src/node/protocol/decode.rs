@@ -4,7 +4,7 @@
 //! wrong. Nothing a client sends can panic a node.
 
 use super::request::{check_request, present};
-use super::{Cursor, Request, Response, MAX_BATCH, MAX_EXPENSIVE_PER_BATCH};
+use super::{Cursor, Entry, Request, Response, MAX_BATCH, MAX_EXPENSIVE_PER_BATCH};
 use crate::error::{Error, Result};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -99,6 +99,8 @@ struct AnyRequest<'a> {
     #[serde(default)]
     token: Option<u64>,
     #[serde(default)]
+    pairs: Option<Vec<Entry>>,
+    #[serde(default)]
     id: Option<serde_json::Value>,
 }
 
@@ -156,6 +158,10 @@ pub(super) fn fast_decode(text: &str) -> Option<Request> {
         },
         "LOCKS" => Request::Locks {
             cursor: r.cursor,
+            id,
+        },
+        "MPUT" => Request::Mput {
+            pairs: r.pairs?,
             id,
         },
         _ => return None,
@@ -265,8 +271,9 @@ pub(super) fn decode_slowly(text: &str) -> std::result::Result<Request, Rejected
     match obj.get("op") {
         None => return bad("missing field `op`".into(), id),
         Some(serde_json::Value::String(op)) => {
-            const OPS: [&str; 9] = [
-                "PUT", "GET_ONE", "GET_ALL", "DELETE", "CAS", "LOCK", "UNLOCK", "LOCKS", "VIEW",
+            const OPS: [&str; 10] = [
+                "PUT", "GET_ONE", "GET_ALL", "DELETE", "CAS", "LOCK", "UNLOCK", "LOCKS", "MPUT",
+                "VIEW",
             ];
             if !OPS.contains(&op.as_str()) {
                 return bad(

@@ -2,9 +2,10 @@
 //! limits and rules every decoded request must meet, whichever decoder read
 //! it.
 
-use super::{Cursor, MAX_KEY_BYTES};
+use super::{Cursor, Entry, MAX_KEY_BYTES};
 use crate::error::{Error, Result};
 use crate::node::conditional::{check_lock, SYSTEM_PREFIX};
+use crate::node::txn::{MAX_MPUT_BYTES, MAX_MPUT_PAIRS};
 use serde::{Deserialize, Serialize};
 
 /// A client request.
@@ -113,6 +114,16 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<serde_json::Value>,
     },
+    /// Write every pair or none, atomically, even across primaries (two-
+    /// phase commit, docs/architecture.md §4a).
+    #[serde(rename = "MPUT")]
+    Mput {
+        /// The pairs: 1 to [`MAX_MPUT_PAIRS`], each key at most once.
+        pairs: Vec<Entry>,
+        /// Echoed in the reply.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
     /// The node's current view of the cluster, for clients that route
     /// requests to primaries themselves.
     #[serde(rename = "VIEW")]
@@ -135,6 +146,7 @@ impl Request {
             | Request::Lock { id, .. }
             | Request::Unlock { id, .. }
             | Request::Locks { id, .. }
+            | Request::Mput { id, .. }
             | Request::View { id } => id.as_ref(),
         }
     }
@@ -150,7 +162,8 @@ impl Request {
             | Request::View { .. }
             | Request::Lock { .. }
             | Request::Unlock { .. }
-            | Request::Locks { .. } => None,
+            | Request::Locks { .. }
+            | Request::Mput { .. } => None,
         }
     }
 }
@@ -184,20 +197,10 @@ impl Request {
 /// read it.
 pub(super) fn check_request(request: &Request, max_value: usize) -> Result<()> {
     if let Some(key) = request.key() {
-        if key.is_empty() {
-            return Err(Error::BadInput("bad request: the key is empty".into()));
-        }
-        if key.starts_with(SYSTEM_PREFIX) {
-            return Err(reserved());
-        }
-        if key.len() > MAX_KEY_BYTES {
-            return Err(Error::TooLarge(format!(
-                "key of {} bytes exceeds the limit of {MAX_KEY_BYTES} bytes",
-                key.len()
-            )));
-        }
+        check_key(key)?;
     }
     match request {
+        Request::Mput { pairs, .. } => check_pairs(pairs, max_value),
         Request::Put { value, .. } if value.len() > max_value => Err(Error::TooLarge(format!(
             "value of {} bytes exceeds the limit of {max_value} bytes",
             value.len()
@@ -227,6 +230,61 @@ pub(super) fn check_request(request: &Request, max_value: usize) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// A client's key: 1 to [`MAX_KEY_BYTES`] bytes, not a reserved one.
+fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::BadInput("bad request: the key is empty".into()));
+    }
+    if key.starts_with(SYSTEM_PREFIX) {
+        return Err(reserved());
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Error::TooLarge(format!(
+            "key of {} bytes exceeds the limit of {MAX_KEY_BYTES} bytes",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+/// An `MPUT`'s pairs: 1 to [`MAX_MPUT_PAIRS`] of them, each key a client's
+/// key given once, each value within the limit, and at most
+/// [`MAX_MPUT_BYTES`] of keys and values in all.
+fn check_pairs(pairs: &[Entry], max_value: usize) -> Result<()> {
+    if pairs.is_empty() {
+        return Err(Error::BadInput("bad request: `pairs` is empty".into()));
+    }
+    if pairs.len() > MAX_MPUT_PAIRS {
+        return Err(Error::TooLarge(format!(
+            "MPUT of {} pairs exceeds the limit of {MAX_MPUT_PAIRS}",
+            pairs.len()
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut bytes = 0;
+    for Entry { key, value } in pairs {
+        check_key(key)?;
+        if value.len() > max_value {
+            return Err(Error::TooLarge(format!(
+                "value of {} bytes exceeds the limit of {max_value} bytes",
+                value.len()
+            )));
+        }
+        if !seen.insert(key.as_str()) {
+            return Err(Error::BadInput(format!(
+                "bad request: key {key:?} appears twice in one MPUT"
+            )));
+        }
+        bytes += key.len() + value.len();
+    }
+    if bytes > MAX_MPUT_BYTES {
+        return Err(Error::TooLarge(format!(
+            "MPUT of {bytes} bytes of keys and values exceeds the limit of {MAX_MPUT_BYTES}"
+        )));
+    }
+    Ok(())
 }
 
 pub(super) fn reserved() -> Error {

@@ -126,6 +126,16 @@ pub enum Response {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<serde_json::Value>,
     },
+    /// An `MPUT` success: every pair is written.
+    Written {
+        /// Always true.
+        ok: bool,
+        /// How many pairs were written.
+        pairs: usize,
+        /// The request's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
     /// A `GET_ONE` reply; `value` is null for a missing key.
     Value {
         /// The key.

@@ -39,6 +39,9 @@ fn decode(s: &str) -> Result<Request> {
 #[test_case(r#"["GET_ALL","p"]"#, false; "an array in the order of the enum")]
 #[test_case(r#"["GET_ONE","k",null,null,null,7]"#, false; "an array in the order of the struct")]
 #[test_case(r#"{"op":1,"key":"k"}"#, false; "a variant index as the op")]
+#[test_case(r#"{"op":"MPUT","pairs":[{"key":"a","value":"1"},{"key":"b","value":"2"}],"id":4}"#, true; "mput")]
+#[test_case(r#"{"op":"MPUT","pairs":[{"key":"a"}]}"#, false; "mput pair without a value")]
+#[test_case(r#"{"op":"MPUT","pairs":{"key":"a","value":"1"}}"#, false; "mput pairs not an array")]
 fn fast_decoding_agrees_with_the_slow_path(text: &str, fast: bool) {
     let quick = fast_decode(text);
     assert_eq!(quick.is_some(), fast, "{text}: {quick:?}");
@@ -48,13 +51,18 @@ fn fast_decoding_agrees_with_the_slow_path(text: &str, fast: bool) {
     }
 }
 
-/// Keys of kvsh's own records (locks) cannot be named by clients, and
-/// `CAS` needs `expected`, which may be null.
+/// Keys of kvsh's own records (locks, MPUT records) cannot be named by
+/// clients, `CAS` needs `expected`, which may be null, and an `MPUT` names
+/// 1 to 64 distinct keys with values within the limit.
 #[test_case(r#"{"op":"GET_ONE","key":"\u0000kvsh:lock:x"}"#, "reserved"; "reserved key")]
 #[test_case(r#"{"op":"GET_ALL","prefix":"\u0000kvsh:"}"#, "reserved"; "reserved prefix")]
 #[test_case(r#"{"op":"CAS","key":"k","value":"v"}"#, "missing field `expected`"; "cas without expected")]
 #[test_case(r#"{"op":"LOCK","name":"l","owner":"o","ttl_ms":0}"#, "ttl_ms"; "zero ttl")]
 #[test_case(r#"{"op":"LOCK","name":"","owner":"o","ttl_ms":5}"#, "empty"; "empty lock name")]
+#[test_case(r#"{"op":"MPUT","pairs":[]}"#, "empty"; "mput of nothing")]
+#[test_case(r#"{"op":"MPUT","pairs":[{"key":"a","value":"1"},{"key":"a","value":"2"}]}"#, "twice"; "mput of a key twice")]
+#[test_case(r#"{"op":"MPUT","pairs":[{"key":"\u0000kvsh:txn:x","value":"commit"}]}"#, "reserved"; "mput of a reserved key")]
+#[test_case(r#"{"op":"MPUT","pairs":[{"key":"","value":"1"}]}"#, "empty"; "mput of an empty key")]
 fn atomic_requests_are_checked(text: &str, why: &str) {
     let err = decode(text).unwrap_err().to_string();
     assert!(err.contains(why), "{text}: {err}");
@@ -383,4 +391,18 @@ fn a_batch_holds_few_expensive_requests() {
             assert_eq!(rejected.id, Some(json!(i)));
         }
     }
+}
+
+#[test]
+fn an_mput_of_too_many_pairs_is_too_large() {
+    let pairs: Vec<serde_json::Value> = (0..65)
+        .map(|i| json!({"key": format!("k{i}"), "value": "v"}))
+        .collect();
+    let text = json!({"op": "MPUT", "pairs": pairs}).to_string();
+    assert_eq!(decode(&text).unwrap_err().code(), "too_large");
+    let text = json!({"op": "MPUT", "pairs": pairs[..64]}).to_string();
+    assert!(matches!(decode(&text), Ok(Request::Mput { pairs, .. }) if pairs.len() == 64));
+    let big = "v".repeat(1001);
+    let text = json!({"op": "MPUT", "pairs": [{"key": "a", "value": big}]}).to_string();
+    assert_eq!(decode(&text).unwrap_err().code(), "too_large");
 }
