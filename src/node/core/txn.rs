@@ -43,6 +43,9 @@ pub(super) enum TxnStep {
     RecoverDecide { key: String, txn: String },
     /// A recovery resolving the intent on `key`.
     RecoverResolve { key: String },
+    /// Deleting the decision record of a transaction every key of which
+    /// is resolved.
+    Forget,
 }
 
 /// Where a coordinated transaction is.
@@ -67,6 +70,9 @@ pub(super) struct Txn {
     refused: Option<Error>,
     phase: Phase,
     committed: bool,
+    /// True once a resolve failed: some intent may remain, and its
+    /// recovery needs the decision record.
+    unresolved: bool,
 }
 
 impl Node {
@@ -109,6 +115,7 @@ impl Node {
                 refused: None,
                 phase: Phase::Preparing,
                 committed: false,
+                unresolved: false,
             },
         );
         for (i, (key, value)) in pairs.into_iter().enumerate() {
@@ -185,8 +192,15 @@ impl Node {
                 let Some(txn) = self.txns.get_mut(&t) else {
                     return;
                 };
+                txn.unresolved |= result.is_err();
                 txn.outstanding -= 1;
                 if txn.outstanding == 0 {
+                    if !txn.unresolved {
+                        self.forget(t);
+                    }
+                    let Some(txn) = self.txns.get_mut(&t) else {
+                        return;
+                    };
                     let result = match (txn.committed, txn.refused.take()) {
                         (true, _) => Ok(txn.pairs.len()),
                         (false, Some(e)) => Err(e),
@@ -214,6 +228,7 @@ impl Node {
             TxnStep::RecoverResolve { key } => {
                 self.recovering.remove(&key);
             }
+            TxnStep::Forget => {}
         }
     }
 
@@ -262,6 +277,22 @@ impl Node {
                 Some(TxnStep::Resolve(t, i)),
             );
         }
+    }
+
+    /// Deletes the decision record of transaction `t`, every key of which
+    /// has been resolved, so records do not pile up. Safe: no intent of it
+    /// remains, and none can come, as a committed transaction had every
+    /// prepare answered; an aborted one may yet see a late prepare land,
+    /// whose recovery then finds no decision and records `abort` again,
+    /// which is right.
+    fn forget(&mut self, t: u64) {
+        let Some(txn) = self.txns.get(&t) else {
+            return;
+        };
+        let op = KeyOp::Delete {
+            key: decision_key(&txn.name),
+        };
+        self.enqueue(0, None, op, Some(TxnStep::Forget));
     }
 
     /// Answers the client of transaction `t` and forgets it.
