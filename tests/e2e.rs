@@ -361,7 +361,18 @@ fn useless_flags_are_refused_in_one_line() {
         (&["--nodes", "65"][..], "'--nodes <NODES>'"),
         (
             &["--heartbeat", "0ms"][..],
-            "--heartbeat must be at least 1ms",
+            "--heartbeat must be from 1ms to 2000ms",
+        ),
+        (
+            &["--heartbeat", "5s"][..],
+            "--heartbeat must be from 1ms to 2000ms",
+        ),
+        // A bare number would be seconds: 100 of them, and the cluster
+        // never bootstraps.
+        (&["--heartbeat", "100"][..], "give a unit: 100ms or 100s"),
+        (
+            &["--failure-timeout", "600"][..],
+            "give a unit: 600ms or 600s",
         ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_kvsh"))

@@ -81,10 +81,19 @@ struct Args {
 }
 
 fn ms(s: &str) -> Result<u64, String> {
+    // A bare number here is a trap: `--heartbeat 100` would read as 100
+    // seconds, and the cluster would never bootstrap.
+    if s.parse::<f64>().is_ok() {
+        return Err(format!("give a unit: {s}ms or {s}s"));
+    }
     parse_duration(s)
         .map(|d| d.as_millis() as u64)
         .map_err(|e| e.to_string())
 }
+
+/// The slowest heartbeat: the cluster must bootstrap, which takes a few
+/// heartbeats, well within the 15 s the shell waits for it.
+const MAX_HEARTBEAT_MS: u64 = 2_000;
 
 /// The smallest frame limit: room for a request with a key at the limit.
 const MIN_MAX_FRAME: usize = 4096;
@@ -138,8 +147,10 @@ fn check(args: &Args) -> Result<(), String> {
             args.max_frame
         ));
     }
-    if args.heartbeat == 0 {
-        return Err("--heartbeat must be at least 1ms".into());
+    if args.heartbeat == 0 || args.heartbeat > MAX_HEARTBEAT_MS {
+        return Err(format!(
+            "--heartbeat must be from 1ms to {MAX_HEARTBEAT_MS}ms"
+        ));
     }
     Ok(())
 }

@@ -165,6 +165,8 @@ pub struct Node {
     next_txn: u64,
     /// Keys whose intent this node is recovering (as their primary).
     recovering: std::collections::BTreeSet<String>,
+    /// When to look for stale intents next.
+    next_recovery: Time,
     /// Set by every input; a tick walks the partitions this node leads
     /// only if it is set, or some partition was busy at the last walk, or
     /// a heartbeat is due. An idle node otherwise spent most of its CPU
@@ -213,6 +215,7 @@ impl Node {
             txns: BTreeMap::new(),
             next_txn: 1,
             recovering: Default::default(),
+            next_recovery: 0,
             sweep: true,
             next_request: 1,
             next_heartbeat: 0,
@@ -1011,6 +1014,11 @@ impl Node {
     }
 
     /// Advances time: heartbeats, retries, retransmits, deadlines.
+    /// When the next heartbeat is due: the latest an idle node must tick.
+    pub fn next_heartbeat(&self) -> Time {
+        self.next_heartbeat
+    }
+
     pub fn tick(&mut self, now: Time) {
         self.now = now;
         if now >= self.next_heartbeat {
@@ -1082,11 +1090,21 @@ impl Node {
         let mut reports = Vec::new();
         // Lagging replicas are reported on heartbeat ticks, not every tick.
         let heartbeat_tick = self.next_heartbeat == now + self.cfg.heartbeat_interval;
-        let walk = std::mem::take(&mut self.sweep) || heartbeat_tick;
         if heartbeat_tick {
             self.recover_intents();
         }
-        for leader in self.leaders.values_mut().filter(|_| walk) {
+        let sweep = std::mem::take(&mut self.sweep);
+        let walk = sweep || heartbeat_tick;
+        // A heartbeat tick with nothing else to do walks only the
+        // partitions with work: a quiet one has no write in flight, so
+        // nothing lags, and no resync to report.
+        let view = &self.view;
+        let mut busy = false;
+        for leader in self
+            .leaders
+            .values_mut()
+            .filter(|l| sweep || (heartbeat_tick && !l.quiet(view)))
+        {
             done.extend(leader.tick(&self.store, now, &mut msgs));
             if heartbeat_tick {
                 for (node, stream) in leader.lagging(now) {
@@ -1107,9 +1125,12 @@ impl Node {
                     keys,
                 });
             }
+            busy |= !leader.quiet(view);
         }
+        // The partitions not walked were quiet, and nothing has changed
+        // them since.
         if walk {
-            self.sweep = self.leaders.values().any(|l| !l.quiet(&self.view));
+            self.sweep = busy;
         }
         self.flush(msgs);
         self.complete(done);

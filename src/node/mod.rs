@@ -14,5 +14,6 @@ pub mod sched;
 pub mod store;
 pub mod transport;
 pub mod txn;
+pub mod wake;
 
 pub use self::core::{ClientId, Node, NodeConfig, Output};

@@ -22,8 +22,9 @@ use crate::node::replies::{batch_reply_limit, Replies};
 use crate::node::transport::{
     classify_client, client_router, peer_endpoint, reply, ClientInbound, Clock, Outbox,
 };
+use crate::node::wake::{ControlReceiver, ControlSender};
 use crate::view::{node_name, Incarnation, NodeId, PartitionId};
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -31,9 +32,10 @@ use std::time::{Duration, Instant};
 
 /// How often the node ticks, ms.
 const TICK_MS: u64 = 5;
-/// The tick of an idle node (see [`Node::idle`]): it still wakes for every
-/// message at once, and operator commands reach it within this.
-const IDLE_TICK_MS: u64 = 50;
+/// The longest an idle node (see [`Node::idle`]) sleeps. It ticks for its
+/// next heartbeat, and wakes at once for every message and every operator
+/// command (see [`super::wake`]), so nothing else needs a shorter tick.
+const IDLE_TICK_MS: u64 = 1000;
 /// Most frames handled between two ticks, so a flood cannot starve ticks.
 const BATCH: usize = 2048;
 
@@ -116,14 +118,14 @@ pub struct NodeThread {
     /// The node's client endpoint.
     pub endpoint: String,
     /// Its control channel.
-    pub control: Sender<Control>,
+    pub control: ControlSender<Control>,
     /// The thread.
     pub thread: JoinHandle<()>,
 }
 
 /// Starts a node thread; returns once its socket is bound.
 pub fn spawn(ctx: &zmq::Context, spec: NodeSpec) -> Result<NodeThread> {
-    let (control_tx, control_rx) = crossbeam_channel::unbounded();
+    let (control_tx, control_rx) = super::wake::channel()?;
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
     let ctx = ctx.clone();
     let thread = std::thread::Builder::new()
@@ -146,7 +148,7 @@ pub fn spawn(ctx: &zmq::Context, spec: NodeSpec) -> Result<NodeThread> {
 fn run(
     ctx: zmq::Context,
     spec: NodeSpec,
-    control: Receiver<Control>,
+    control: ControlReceiver<Control>,
     ready: Sender<Result<String>>,
 ) {
     super::sched::batch_scheduling();
@@ -206,9 +208,13 @@ fn run(
             let mut items = [
                 outbox.socket().as_poll_item(zmq::POLLIN),
                 clients.as_poll_item(zmq::POLLIN),
+                control.poll_item(),
             ];
             if zmq::poll(&mut items, wait).is_err() {
                 return;
+            }
+            if items[2].is_readable() {
+                control.clear();
             }
         }
         // Peers first: their messages finish requests already in flight.
@@ -287,7 +293,7 @@ fn run(
         // envelopes for one peer leave as one message.
         flush(&mut node, &clients, &mut outbox, &mut replies);
         // Operator commands.
-        while let Ok(c) = control.try_recv() {
+        while let Some(c) = control.try_recv() {
             match c {
                 Control::Kill => return,
                 Control::Pause(d) => {
@@ -333,7 +339,11 @@ fn run(
             report_unreachable(&mut node, &outbox);
             node.tick(now);
             let idle = node.idle() && outbox.nothing_delayed();
-            next_tick = now + if idle { IDLE_TICK_MS } else { TICK_MS };
+            next_tick = if idle {
+                node.next_heartbeat().clamp(now + 1, now + IDLE_TICK_MS)
+            } else {
+                now + TICK_MS
+            };
         }
         // Connect to peers as soon as a view names them, so that the first
         // message to a peer does not find it unconnected; close the sockets

@@ -60,6 +60,32 @@ impl ViewLeader {
         self.publish();
     }
 
+    /// The earliest time a tick could find something to do that no message
+    /// brings: a member falling silent long enough to be suspected or
+    /// declared dead, a lease running out, or the periodic replan. An idle
+    /// leader sleeps until then (its runtime also bounds the sleep, so the
+    /// stall detector keeps seeing it tick).
+    pub fn next_due(&self) -> Option<Time> {
+        let mut due = self.planned.as_ref().map(|(_, at)| at + REPLAN_MS);
+        let mut at = |t: Time| due = Some(due.map_or(t, |d: Time| d.min(t)));
+        for (id, info) in &self.view.nodes {
+            if info.state == NodeState::Dead {
+                continue;
+            }
+            let Some(m) = self.members.get(id) else {
+                continue;
+            };
+            if !m.suspect {
+                at(m.last_heard + self.cfg.suspect_timeout);
+            }
+            at(m.last_heard + self.cfg.failure_timeout);
+            if !m.lease.lost && m.incarnation == info.incarnation {
+                at(m.lease.held_until + self.cfg.failure_timeout);
+            }
+        }
+        due
+    }
+
     /// A fingerprint of everything [`ViewLeader::plan_step`] reads, but the
     /// time: the view (its epoch, and whether a change is staged), the
     /// placement, whether rebalancing is on, and each member's reported
