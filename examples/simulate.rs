@@ -14,6 +14,7 @@
 //! cargo run --release --example simulate -- --seeds 200 --sabotage skip-replication
 //! cargo run --release --example simulate -- --seeds 200 --sabotage slow-clock
 //! cargo run --release --example simulate -- --seeds 200 --sabotage hide-lease-loss
+//! cargo run --release --example simulate -- --seeds 200 --sabotage read-through-intents
 //! ```
 //!
 //! Seeds run in parallel on `--jobs` threads (one seed per thread at a
@@ -108,9 +109,11 @@ impl Args {
             Some("slow-clock") => Some(Sabotage::SlowClock(1)),
             Some("skip-replication") => Some(Sabotage::SkipReplication),
             Some("hide-lease-loss") => Some(Sabotage::HideLeaseLoss),
+            Some("read-through-intents") => Some(Sabotage::ReadThroughIntents),
             Some(other) => {
                 return Err(format!(
-                    "unknown sabotage {other:?}: expected wipe, slow-clock, skip-replication or hide-lease-loss"
+                    "unknown sabotage {other:?}: expected wipe, slow-clock, skip-replication, \
+                     hide-lease-loss or read-through-intents"
                 ))
             }
         };

@@ -153,8 +153,31 @@ fn seed_protocol_over(transport: &str, prefix: &str) -> Option<std::path::PathBu
         call(&b, br#"{"op":"GET_ONE","key":"k1"}"#)["value"],
         Value::Null
     );
+    // MPUT: every pair or none, across primaries, through any node.
+    let pairs: Vec<Value> = (0..10)
+        .map(|i| json!({"key": format!("k{i}"), "value": format!("m{i}")}))
+        .collect();
+    let mput = json!({"op": "MPUT", "pairs": pairs, "id": 7});
+    assert_eq!(
+        call(&b, mput.to_string().as_bytes()),
+        json!({"ok": true, "pairs": 10, "id": 7})
+    );
+    for i in 0..10 {
+        let get = json!({"op": "GET_ONE", "key": format!("k{i}")});
+        assert_eq!(
+            call(&a, get.to_string().as_bytes())["value"],
+            json!(format!("m{i}"))
+        );
+    }
+    let twice = br#"{"op":"MPUT","pairs":[{"key":"k3","value":"x"},{"key":"k4","value":"y"},{"key":"k3","value":"z"}]}"#;
+    assert_eq!(call(&a, twice)["code"], json!("bad_request"));
+    assert_eq!(
+        call(&b, br#"{"op":"GET_ONE","key":"k4"}"#)["value"],
+        json!("m4"),
+        "nothing of a refused MPUT is written"
+    );
     // The shell sees the same data.
-    assert_eq!(kvsh.json("get k2"), json!({"key": "k2", "value": "v2"}));
+    assert_eq!(kvsh.json("get k2"), json!({"key": "k2", "value": "m2"}));
     assert!(kvsh.quit().success());
     dir
 }

@@ -5,15 +5,17 @@
 //! (default 3,000; the figure in the closing note used 1,000,000 in
 //! release).
 
+use kvsh::node::conditional::{lock_key, Conditional, LockState};
 use kvsh::node::message::{
     encode, Address, Envelope, KeyOp, KeyOpResult, Message, NodeStats, StreamEntry, StreamId,
 };
-use kvsh::sim::fuzz::{encode_records, node_input, sample_view};
+use kvsh::node::txn::TxnOp;
+use kvsh::sim::fuzz::{encode_records, node_input, sample_view, Source};
 use kvsh::view::View;
 use proptest::prelude::*;
 
 /// Real envelopes of every kind, as their senders would address them.
-fn seeds() -> Vec<(Address, Vec<u8>)> {
+fn seeds() -> Vec<(Source, Vec<u8>)> {
     let view = sample_view();
     let stream = StreamId {
         term: 1,
@@ -22,7 +24,7 @@ fn seeds() -> Vec<(Address, Vec<u8>)> {
     };
     let env = |from: Address, message: Message| {
         (
-            from,
+            Source::Peer(from),
             encode(&Envelope {
                 from,
                 to: Address::Node(1),
@@ -100,6 +102,59 @@ fn seeds() -> Vec<(Address, Vec<u8>)> {
             },
         ),
         env(
+            Address::Node(3),
+            Message::Forward {
+                request: 10,
+                op: KeyOp::Conditional {
+                    key: "k".into(),
+                    op: Conditional::Cas {
+                        expected: Some("v".into()),
+                        value: "w".into(),
+                    },
+                },
+            },
+        ),
+        env(
+            Address::Node(2),
+            Message::Forward {
+                request: 11,
+                op: KeyOp::Conditional {
+                    key: lock_key("l"),
+                    op: Conditional::Lock {
+                        owner: "o".into(),
+                        ttl_ms: 500,
+                    },
+                },
+            },
+        ),
+        env(
+            Address::Node(3),
+            Message::Forward {
+                request: 12,
+                op: KeyOp::Conditional {
+                    key: lock_key("l"),
+                    op: Conditional::Unlock {
+                        owner: "o".into(),
+                        token: 4294967297,
+                    },
+                },
+            },
+        ),
+        env(
+            Address::Node(2),
+            Message::ForwardResponse {
+                request: 1,
+                result: Ok(KeyOpResult::Lock {
+                    granted: true,
+                    state: LockState {
+                        owner: Some("o".into()),
+                        token: 4294967297,
+                        ttl_ms: 500,
+                    },
+                }),
+            },
+        ),
+        env(
             Address::Node(2),
             Message::Scan {
                 request: 4,
@@ -121,7 +176,48 @@ fn seeds() -> Vec<(Address, Vec<u8>)> {
                 last_ack: None,
             },
         ),
+        client(r#"{"op":"MPUT","pairs":[{"key":"a","value":"1"},{"key":"b","value":"2"}],"id":3}"#),
+        client(r#"{"op":"MPUT","pairs":[{"key":"a","value":"1"},{"key":"a","value":"2"}]}"#),
+        env(
+            Address::Node(2),
+            Message::Forward {
+                request: 13,
+                op: KeyOp::Txn {
+                    key: "k".into(),
+                    op: TxnOp::Prepare {
+                        txn: "n2.1.1".into(),
+                        value: "v".into(),
+                    },
+                },
+            },
+        ),
+        env(
+            Address::Node(3),
+            Message::Forward {
+                request: 14,
+                op: KeyOp::Txn {
+                    key: "k".into(),
+                    op: TxnOp::Resolve {
+                        txn: "n2.1.1".into(),
+                        commit: true,
+                    },
+                },
+            },
+        ),
+        client(r#"{"op":"CAS","key":"k","expected":null,"value":"v","id":1}"#),
+        client(r#"{"op":"CAS","key":"k","expected":"v","value":"w"}"#),
+        client(r#"{"op":"LOCK","name":"l","owner":"o","ttl_ms":500,"id":"x"}"#),
+        client(r#"{"op":"UNLOCK","name":"l","owner":"o","token":4294967297}"#),
+        client(r#"{"op":"LOCKS"}"#),
+        client(
+            r#"[{"op":"PUT","key":"a","value":"1"},{"op":"CAS","key":"a","expected":"1","value":"2"}]"#,
+        ),
     ]
+}
+
+/// A client frame, as the client port receives it.
+fn client(json: &str) -> (Source, Vec<u8>) {
+    (Source::Client, json.as_bytes().to_vec())
 }
 
 /// One mutation of a seed frame.
@@ -173,12 +269,12 @@ proptest! {
     #[test]
     fn mutated_envelopes_never_break_a_node(
         picks in prop::collection::vec(
-            (0usize..9, prop::collection::vec(mutation(), 0..4), any::<u8>()),
+            (0usize..64, prop::collection::vec(mutation(), 0..4), any::<u8>()),
             1..6,
         )
     ) {
         let seeds = seeds();
-        let records: Vec<(Address, Vec<u8>)> = picks
+        let records: Vec<(Source, Vec<u8>)> = picks
             .iter()
             .map(|(i, muts, sender)| {
                 let (from, frame) = &seeds[i % seeds.len()];
@@ -189,8 +285,8 @@ proptest! {
                 // Mostly the real sender; sometimes another.
                 let from = if sender % 4 == 0 {
                     match sender % 3 {
-                        0 => Address::Leader,
-                        n => Address::Node(n as u32 + 1),
+                        0 => Source::Peer(Address::Leader),
+                        n => Source::Peer(Address::Node(n as u32 + 1)),
                     }
                 } else {
                     *from

@@ -52,6 +52,7 @@ pub struct LockReply {
     pub ttl: Duration,
 }
 mod batch;
+mod txn;
 
 /// Where the client gets fresh views.
 #[derive(Clone, Debug)]
@@ -626,6 +627,7 @@ fn set_id(request: &mut Request, new: u64) {
         | Request::Lock { id, .. }
         | Request::Unlock { id, .. }
         | Request::Locks { id, .. }
+        | Request::Mput { id, .. }
         | Request::View { id } => *id = v,
     }
 }
@@ -640,6 +642,7 @@ fn response_id(r: &Response) -> Option<u64> {
         | Response::Lock { id, .. }
         | Response::Unlocked { id, .. }
         | Response::Locks { id, .. }
+        | Response::Written { id, .. }
         | Response::Value { id, .. } => id.as_ref().and_then(|v| v.as_u64()),
     }
 }

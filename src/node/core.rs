@@ -32,8 +32,10 @@ mod atomic;
 mod scan;
 #[cfg(test)]
 mod tests;
+mod txn;
 
 use self::scan::Scan;
+use self::txn::{Txn, TxnStep};
 
 /// Most `VIEW` requests a node answers per tick; more get `busy` at once. A
 /// view is the biggest reply there is (tens to hundreds of KB), and a batch
@@ -60,6 +62,10 @@ pub struct NodeConfig {
     pub retry_backoff: Time,
     /// Replication stream tunables.
     pub stream: StreamConfig,
+    /// Test-only sabotage: serve reads of keys an `MPUT` holds, as if
+    /// intents did not block reads. The simulator shows its snapshot
+    /// check catches the torn reads this allows.
+    pub read_through_intents: bool,
 }
 
 impl Default for NodeConfig {
@@ -77,6 +83,7 @@ impl Default for NodeConfig {
                 lag_timeout: 1000,
                 skip_replication: false,
             },
+            read_through_intents: false,
         }
     }
 }
@@ -113,6 +120,9 @@ struct Pending {
     deadline: Time,
     state: PendingState,
     last_error: Option<Error>,
+    /// Set for a step of an `MPUT` this node coordinates or recovers: its
+    /// outcome goes there, not to a client.
+    step: Option<TxnStep>,
 }
 
 /// A node.
@@ -150,6 +160,13 @@ pub struct Node {
     scan_pages: BTreeMap<RequestId, (RequestId, PartitionId)>,
     /// `VIEW`s answered since the last tick.
     views_this_tick: usize,
+    /// `MPUT`s this node coordinates, by local number.
+    txns: BTreeMap<u64, Txn>,
+    next_txn: u64,
+    /// Keys whose intent this node is recovering (as their primary).
+    recovering: std::collections::BTreeSet<String>,
+    /// When to look for stale intents next.
+    next_recovery: Time,
     /// Set by every input; a tick walks the partitions this node leads
     /// only if it is set, or some partition was busy at the last walk, or
     /// a heartbeat is due. An idle node otherwise spent most of its CPU
@@ -195,6 +212,10 @@ impl Node {
             scans: BTreeMap::new(),
             scan_pages: BTreeMap::new(),
             views_this_tick: 0,
+            txns: BTreeMap::new(),
+            next_txn: 1,
+            recovering: Default::default(),
+            next_recovery: 0,
             sweep: true,
             next_request: 1,
             next_heartbeat: 0,
@@ -302,9 +323,10 @@ impl Node {
             Response::Done { .. } => &mut self.served.writes,
             Response::Collection { .. } => &mut self.served.scans,
             Response::View { .. } | Response::Locks { .. } => &mut self.served.reads,
-            Response::Swapped { .. } | Response::Lock { .. } | Response::Unlocked { .. } => {
-                &mut self.served.writes
-            }
+            Response::Swapped { .. }
+            | Response::Lock { .. }
+            | Response::Unlocked { .. }
+            | Response::Written { .. } => &mut self.served.writes,
         };
         *counter += 1;
         self.out.push(Output::Reply { client, response });
@@ -359,6 +381,7 @@ impl Node {
             | Request::Lock { .. }
             | Request::Unlock { .. }
             | Request::Locks { .. } => self.on_atomic_request(client, request),
+            Request::Mput { pairs, id } => self.on_mput(client, pairs, id),
         }
     }
 
@@ -378,6 +401,18 @@ impl Node {
                 }
             }
         }
+        self.enqueue(client, id, op, None);
+    }
+
+    /// Puts a request in the pending table and routes it: a client's, or
+    /// a step of an `MPUT` (then `client` and `id` are unused).
+    fn enqueue(
+        &mut self,
+        client: ClientId,
+        id: Option<serde_json::Value>,
+        op: KeyOp,
+        step: Option<TxnStep>,
+    ) {
         let request = self.next_request;
         self.next_request += 1;
         let deadline = self.now + self.cfg.request_timeout;
@@ -390,6 +425,7 @@ impl Node {
                 deadline,
                 state: PendingState::Retry { at: self.now },
                 last_error: None,
+                step,
             },
         );
         self.route(request);
@@ -482,6 +518,12 @@ impl Node {
         };
         match result {
             Ok(r) => self.finish(request, Ok(r)),
+            // A prepare that meets another MPUT's intent votes no at once
+            // rather than wait: two MPUTs each holding a key the other
+            // wants would otherwise wait for each other.
+            Err(Error::Busy(m)) if matches!(pending.step, Some(TxnStep::Prepare(..))) => {
+                self.finish(request, Err(Error::Busy(m)))
+            }
             Err(e) if e.is_retryable() && (!e.is_indefinite() || !pending.op.is_write()) => {
                 if self.now < pending.deadline {
                     self.retry_later(request, e);
@@ -497,6 +539,9 @@ impl Node {
         let Some(p) = self.pending.remove(&request) else {
             return;
         };
+        if let Some(step) = p.step {
+            return self.on_txn_step(step, result);
+        }
         let key = p.op.key().to_string();
         let response = match result {
             Ok(KeyOpResult::Written) => Response::Done {
@@ -535,9 +580,14 @@ impl Node {
             KeyOp::Put { key, value } => (key, Some(value)),
             KeyOp::Delete { key } => (key, None),
             KeyOp::Conditional { key, op } => return self.serve_conditional(p, key, op, waiter),
+            KeyOp::Txn { key, op } => return self.serve_txn(p, key, op, waiter),
         };
         if let Err(e) = self.check_primary(p) {
             return Some(Err(e));
+        }
+        // A prepared MPUT holds the key until it resolves.
+        if let Some(txn) = self.held_by(p, &key, true) {
+            return Some(Err(crate::node::txn::conflict(&key, &txn)));
         }
         let deadline = self.now + self.cfg.request_timeout;
         let mut msgs = Vec::new();
@@ -565,6 +615,11 @@ impl Node {
     /// have accepted a write since).
     fn read_local(&self, p: PartitionId, key: &str) -> Result<Option<String>, Error> {
         self.check_primary(p)?;
+        if let Some(txn) = self.held_by(p, key, false) {
+            // Reading the old value now and the new one of another key of
+            // the MPUT a moment later would show part of it.
+            return Err(crate::node::txn::conflict(key, &txn));
+        }
         match self.leaders.get(&p) {
             Some(leader) if leader.activated() => Ok(leader.read(key, &self.store)),
             _ => Err(Error::Unavailable(format!(
@@ -977,7 +1032,7 @@ impl Node {
     /// waiting. The runtime then ticks less often, so an idle cluster
     /// costs almost nothing.
     pub fn idle(&self) -> bool {
-        !self.sweep && self.pending.is_empty() && self.scans.is_empty()
+        !self.sweep && self.pending.is_empty() && self.scans.is_empty() && !self.txn_busy()
     }
 
     /// Advances time: heartbeats, retries, retransmits, deadlines.
@@ -1057,6 +1112,9 @@ impl Node {
         let mut reports = Vec::new();
         // Lagging replicas are reported on heartbeat ticks, not every tick.
         let heartbeat_tick = self.next_heartbeat == now + self.cfg.heartbeat_interval;
+        if heartbeat_tick {
+            self.recover_intents();
+        }
         let sweep = std::mem::take(&mut self.sweep);
         let walk = sweep || heartbeat_tick;
         // A heartbeat tick with nothing else to do walks only the

@@ -9,6 +9,7 @@
 
 use crate::error::Error;
 use crate::node::conditional::{Conditional, LockState};
+use crate::node::txn::TxnOp;
 use crate::view::{Epoch, Incarnation, NodeId, PartitionId, Term, Time, View};
 use serde::{Deserialize, Serialize};
 
@@ -83,6 +84,15 @@ pub enum KeyOp {
         /// The operation.
         op: Conditional,
     },
+    /// A participant's step of an `MPUT` on `key`, served by `key`'s
+    /// primary on the key's intent record (see [`crate::node::txn`]).
+    Txn {
+        /// The client's key (the step writes its intent record, and on
+        /// commit the key itself).
+        key: String,
+        /// The step.
+        op: TxnOp,
+    },
 }
 
 impl KeyOp {
@@ -92,7 +102,8 @@ impl KeyOp {
             KeyOp::Put { key, .. }
             | KeyOp::Get { key }
             | KeyOp::Delete { key }
-            | KeyOp::Conditional { key, .. } => key,
+            | KeyOp::Conditional { key, .. }
+            | KeyOp::Txn { key, .. } => key,
         }
     }
 
@@ -192,7 +203,7 @@ pub struct NodeStats {
 pub struct Served {
     /// `GET_ONE` answered.
     pub reads: u64,
-    /// `PUT`, `CAS`, `LOCK` and `UNLOCK` answered.
+    /// `PUT`, `CAS`, `LOCK`, `UNLOCK` and `MPUT` answered.
     pub writes: u64,
     /// `DELETE` acknowledged.
     pub deletes: u64,

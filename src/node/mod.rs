@@ -14,6 +14,7 @@ pub mod runtime;
 pub mod sched;
 pub mod store;
 pub mod transport;
+pub mod txn;
 pub mod wake;
 
 pub use self::core::{ClientId, Node, NodeConfig, Output};

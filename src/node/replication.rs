@@ -239,7 +239,7 @@ impl Leader {
         now: Time,
         out: &mut Vec<(NodeId, Message)>,
     ) -> Vec<Completion> {
-        self.write_with(key, value, (waiter, None), deadline, store, now, out)
+        self.write_with(key, value, (vec![waiter], None), deadline, store, now, out)
     }
 
     /// The latest value of a key, writes in flight included: what a
@@ -264,12 +264,38 @@ impl Leader {
         self.write_with(
             key,
             Some(value),
-            (waiter, Some(result)),
+            (vec![waiter], Some(result)),
             deadline,
             store,
             now,
             out,
         )
+    }
+
+    /// Appends the resolution of an `MPUT` intent: the prepared value
+    /// (`Some`, on commit), then the removal of the intent record `record`,
+    /// answered when the removal commits. Writes commit in log order, so
+    /// by then both have, and readers (refused while the intent is
+    /// committed) never see the key between the two.
+    #[allow(clippy::too_many_arguments)]
+    pub fn resolve_intent(
+        &mut self,
+        (key, value): (String, Option<String>),
+        record: String,
+        waiter: Waiter,
+        deadline: Time,
+        store: &mut Store,
+        now: Time,
+        out: &mut Vec<(NodeId, Message)>,
+    ) -> Vec<Completion> {
+        let mut done = Vec::new();
+        if let Some(value) = value {
+            let apply = (Vec::new(), None);
+            done.extend(self.write_with(key, Some(value), apply, deadline, store, now, out));
+        }
+        let answer = (vec![waiter], Some(KeyOpResult::Written));
+        done.extend(self.write_with(record, None, answer, deadline, store, now, out));
+        done
     }
 
     /// Answers a conditional operation that writes nothing, once every
@@ -307,7 +333,7 @@ impl Leader {
         &mut self,
         key: String,
         value: Option<String>,
-        (waiter, result): (Waiter, Option<KeyOpResult>),
+        (waiters, result): (Vec<Waiter>, Option<KeyOpResult>),
         deadline: Time,
         store: &mut Store,
         now: Time,
@@ -357,7 +383,7 @@ impl Leader {
             key,
             value,
             existed,
-            waiters: vec![waiter],
+            waiters,
             deadline,
             result,
             noop: false,

@@ -171,6 +171,7 @@ fn response_id(r: Response) -> Option<serde_json::Value> {
         | Response::Lock { id, .. }
         | Response::Unlocked { id, .. }
         | Response::Locks { id, .. }
+        | Response::Written { id, .. }
         | Response::Value { id, .. } => id,
     }
 }

@@ -100,16 +100,16 @@ impl ShellClient {
         self.run(move |c| c.put(&key, &value).map(|()| c.last_attempts()))
     }
 
-    /// Reads many keys with batch frames, one per primary.
-    pub fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<String>>> {
-        let keys = keys.to_vec();
-        self.run(move |c| c.get_many(&keys))
+    /// Writes every pair or none (`MPUT`); returns how many.
+    pub fn mput(&mut self, pairs: &[(String, String)]) -> Result<usize> {
+        let pairs = pairs.to_vec();
+        self.run(move |c| c.mput(&pairs))
     }
 
-    /// Writes many pairs with batch frames, one per primary (not atomic).
-    pub fn put_many(&mut self, pairs: &[(String, String)]) -> Result<()> {
-        let pairs = pairs.to_vec();
-        self.run(move |c| c.put_many(&pairs))
+    /// Reads many keys as one snapshot: all or nothing of each `MPUT`.
+    pub fn get_snapshot(&mut self, keys: &[String]) -> Result<Vec<Option<String>>> {
+        let keys = keys.to_vec();
+        self.run(move |c| c.get_snapshot(&keys))
     }
 
     /// Reads a value.

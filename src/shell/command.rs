@@ -63,21 +63,23 @@ pub const COMMANDS: &[CommandSpec] = &[
         name: "mget",
         aliases: &[],
         args: "KEY ...",
-        summary: "read several keys, one batch frame per primary",
+        summary: "read several keys as one snapshot (all or nothing of each mput)",
         detail: "The keys each primary leads go to it as one frame (a JSON array of GET_ONEs), \
-                 so N keys cost one round trip per node. A key whose primary cannot answer \
-                 now is read again on its own, with the usual retries.",
+                 so N keys cost one round trip per node; then they are all read again, until \
+                 two reads in a row agree. The values are what every key held at one moment, \
+                 so an mput shows all or none of its pairs. A key being written by an mput is \
+                 read again once the mput is decided.",
         example: "mget user:1 user:2 user:3",
     },
     CommandSpec {
         name: "mput",
         aliases: &[],
         args: "KEY VALUE ...",
-        summary: "write several pairs, one batch frame per primary (not atomic)",
-        detail: "The pairs each primary leads go to it as one frame (a JSON array of PUTs). \
-                 Each pair stands alone: it is acknowledged once every replica has it, and one \
-                 that cannot be written now is written again on its own. Not atomic: a failure \
-                 can leave some pairs written and others not. A key may appear once.",
+        summary: "write several pairs atomically: all or none, across primaries",
+        detail: "One MPUT request: the node that receives it runs two-phase commit across the \
+                 keys' primaries (prepare, a replicated decision, then commit), so every pair \
+                 is written or none is, even if nodes die meanwhile. A key may appear once; \
+                 at most 64 pairs.",
         example: "mput user:1 ann user:2 bob",
     },
     CommandSpec {

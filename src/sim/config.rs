@@ -46,6 +46,10 @@ pub enum Sabotage {
     /// whose acknowledgements come too late, and calls the cluster healthy
     /// while that node's partitions fail every request.
     HideLeaseLoss,
+    /// Primaries serve reads of keys an `MPUT` holds (the node's test-only
+    /// `read_through_intents` switch), so a reader can see one key of an
+    /// `MPUT` applied and another not yet.
+    ReadThroughIntents,
 }
 
 /// Everything that shapes one simulated run. Times are milliseconds of

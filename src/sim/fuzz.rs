@@ -8,12 +8,16 @@
 //! `cargo test`), so the two cannot drift apart.
 //!
 //! The input is a sequence of records, each a sender byte, a two-byte
-//! little-endian length and that many bytes of frame. The node under test
+//! little-endian length and that many bytes of frame. A sender byte with
+//! its high bit set marks a client frame (the JSON protocol: `PUT`, `CAS`,
+//! `LOCK`, `UNLOCK`, `MPUT`, batches), decoded as the node's client port
+//! decodes it; otherwise its low two bits name the peer (0: the leader). The node under test
 //! has adopted a real view from the leader first, so frames reach the
 //! primary, secondary and coordinator paths rather than stopping at "no
 //! view yet".
 
 use crate::node::message::{decode, Address, Envelope, Message};
+use crate::node::protocol::{decode_frame, ClientFrame, DEFAULT_MAX_FRAME};
 use crate::node::{Node, NodeConfig, Output};
 use crate::view::{NodeInfo, NodeState, PartitionInfo, Replica, Time, View};
 
@@ -83,13 +87,25 @@ pub fn sample_node() -> Node {
     node
 }
 
-/// Splits fuzz input into (sender, frame) records.
-pub fn records(mut data: &[u8]) -> Vec<(Address, &[u8])> {
+/// Where a record's frame comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A peer's internal envelope, on the peer port.
+    Peer(Address),
+    /// A client's JSON frame, on the client port.
+    Client,
+}
+
+/// Splits fuzz input into (source, frame) records.
+pub fn records(mut data: &[u8]) -> Vec<(Source, &[u8])> {
     let mut out = Vec::new();
     while data.len() >= 3 {
-        let from = match data[0] % 4 {
-            0 => Address::Leader,
-            n => Address::Node(n as u32),
+        let from = match data[0] {
+            b if b & 0x80 != 0 => Source::Client,
+            b => Source::Peer(match b % 4 {
+                0 => Address::Leader,
+                n => Address::Node(n as u32),
+            }),
         };
         let len = u16::from_le_bytes([data[1], data[2]]) as usize;
         let end = (3 + len).min(data.len());
@@ -100,12 +116,13 @@ pub fn records(mut data: &[u8]) -> Vec<(Address, &[u8])> {
 }
 
 /// Encodes records in the form [`records`] reads.
-pub fn encode_records(records: &[(Address, Vec<u8>)]) -> Vec<u8> {
+pub fn encode_records(records: &[(Source, Vec<u8>)]) -> Vec<u8> {
     let mut out = Vec::new();
     for (from, frame) in records {
         out.push(match from {
-            Address::Leader => 0,
-            Address::Node(n) => (*n % 4) as u8,
+            Source::Client => 0x80,
+            Source::Peer(Address::Leader) => 0,
+            Source::Peer(Address::Node(n)) => (*n % 4) as u8,
         });
         let len = frame.len().min(u16::MAX as usize);
         out.extend_from_slice(&(len as u16).to_le_bytes());
@@ -124,11 +141,24 @@ pub fn node_input(data: &[u8]) {
     let mut node = sample_node();
     let lease = NodeConfig::default().lease;
     let mut now: Time = 1;
-    for (from, frame) in records(data) {
-        if let Ok(env) = decode(frame) {
-            if env.from == from {
-                node.on_message(now, env);
+    for (client, (from, frame)) in records(data).into_iter().enumerate() {
+        match from {
+            Source::Peer(from) => {
+                if let Ok(env) = decode(frame) {
+                    if env.from == from {
+                        node.on_message(now, env);
+                    }
+                }
             }
+            Source::Client => match decode_frame(frame, DEFAULT_MAX_FRAME, 1 << 16) {
+                Ok(ClientFrame::One(request)) => node.on_client(now, client as u64, request),
+                Ok(ClientFrame::Batch(requests)) => {
+                    for request in requests.into_iter().flatten() {
+                        node.on_client(now, client as u64, request);
+                    }
+                }
+                Err(_) => {}
+            },
         }
         now += 7;
         node.tick(now);
@@ -162,12 +192,13 @@ mod tests {
     #[test]
     fn records_round_trip() {
         let recs = vec![
-            (Address::Leader, b"abc".to_vec()),
-            (Address::Node(2), vec![]),
-            (Address::Node(3), vec![7; 300]),
+            (Source::Peer(Address::Leader), b"abc".to_vec()),
+            (Source::Peer(Address::Node(2)), vec![]),
+            (Source::Client, br#"{"op":"GET_ONE","key":"k"}"#.to_vec()),
+            (Source::Peer(Address::Node(3)), vec![7; 300]),
         ];
         let data = encode_records(&recs);
-        let back: Vec<(Address, Vec<u8>)> = records(&data)
+        let back: Vec<(Source, Vec<u8>)> = records(&data)
             .into_iter()
             .map(|(a, f)| (a, f.to_vec()))
             .collect();

@@ -186,6 +186,12 @@ pub enum SimViolation {
         /// The stream and sequence number.
         detail: String,
     },
+    /// A snapshot read of an `MPUT` group saw part of an `MPUT`, or an
+    /// `MPUT`'s intent was still holding a key after recovery.
+    NotAtomic {
+        /// What was seen.
+        detail: String,
+    },
     /// A reply did not fit its request.
     BadReply {
         /// What was wrong.
@@ -255,6 +261,7 @@ impl fmt::Display for SimViolation {
                     "partition {partition}: replication stream reused: {detail}"
                 )
             }
+            SimViolation::NotAtomic { detail } => write!(f, "not atomic: {detail}"),
             SimViolation::BadReply { detail } => write!(f, "bad reply: {detail}"),
             SimViolation::Panic { message } => write!(f, "panic: {message}"),
         }
@@ -292,6 +299,9 @@ pub struct SimReport {
     pub lost_partitions: Vec<PartitionId>,
     /// Keys the linearizability checker ran out of budget on.
     pub gave_up: Vec<String>,
+    /// Snapshot reads of `MPUT` groups that finished (each checked for
+    /// atomicity).
+    pub snapshots: u64,
     /// Every violation found.
     pub violations: Vec<SimViolation>,
     /// The history of client operations.

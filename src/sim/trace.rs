@@ -86,5 +86,6 @@ fn describe_key_op(op: &KeyOp) -> String {
         KeyOp::Get { key } => format!("get {key}"),
         KeyOp::Delete { key } => format!("delete {key}"),
         KeyOp::Conditional { key, op } => format!("{op:?} on {key:?}"),
+        KeyOp::Txn { key, op } => format!("{op:?} on {key:?}"),
     }
 }

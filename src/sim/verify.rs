@@ -19,6 +19,7 @@ use super::report::SimViolation;
 use super::world::World;
 use crate::check::history::{OpKind, Operation, Outcome};
 use crate::check::linearizability;
+use crate::node::txn::INTENT_PREFIX;
 use crate::view::{node_name, partition_of, PartitionId};
 use std::collections::BTreeMap;
 
@@ -197,6 +198,41 @@ impl World<'_> {
             }
         }
         detail
+    }
+
+    /// No `MPUT` holds a key once the cluster has recovered and quiesced:
+    /// every intent was resolved, by its coordinator or by the recovery.
+    pub fn check_intents(&mut self) -> Vec<SimViolation> {
+        let mut violations = Vec::new();
+        let view = self.leader.view().clone();
+        for (p, info) in view.partitions.iter().enumerate() {
+            let p = p as PartitionId;
+            let Some(primary) = info.primary() else {
+                continue;
+            };
+            let Some(node) = self.slots.get(&primary).and_then(|s| s.node()) else {
+                continue;
+            };
+            let Some(data) = node.store().partition(p) else {
+                continue;
+            };
+            for (k, v) in data
+                .range::<str, _>((
+                    std::ops::Bound::Included(INTENT_PREFIX),
+                    std::ops::Bound::Unbounded,
+                ))
+                .take_while(|(k, _)| k.starts_with(INTENT_PREFIX))
+            {
+                let key = k.strip_prefix(INTENT_PREFIX).unwrap_or_default();
+                violations.push(SimViolation::NotAtomic {
+                    detail: format!(
+                        "{key:?} is still held after recovery by the intent {v} on {}",
+                        node_name(primary)
+                    ),
+                });
+            }
+        }
+        violations
     }
 
     /// Every in-sync replica must hold its primary's data exactly.

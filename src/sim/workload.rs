@@ -13,11 +13,22 @@
 //! connection breaks). At the end, one reader per key reads it until a read
 //! succeeds: those final reads make a lost acknowledged write show up in
 //! the history as a stale read.
+//!
+//! `MPUT`s write **groups** of keys apart from the hot keys (`g0.0`,
+//! `g0.1`, `g0.2`, ...): each writes one value to every key of a group,
+//! and nothing else writes them. So the atomicity of `MPUT` is a plain
+//! check: a **snapshot read** of a group (its keys read one `GET_ONE` at a
+//! time, twice over, until two rounds agree: the double collect of
+//! [`crate::cluster::Client::get_snapshot`]) must find every key of the
+//! group holding the same value, or all absent. A snapshot that saw two
+//! values broke the atomicity of some `MPUT` (`NotAtomic`); each `MPUT`
+//! also enters the history as one write per key, for the linearizability
+//! checker.
 
 use super::network::Micros;
 use crate::check::history::{OpKind, Operation, Outcome};
 use crate::node::core::ClientId;
-use crate::node::protocol::{error_from_wire, Request, Response};
+use crate::node::protocol::{error_from_wire, Entry, Request, Response};
 use crate::view::NodeId;
 use rand::rngs::SmallRng;
 use rand::Rng;
@@ -25,6 +36,28 @@ use std::collections::BTreeMap;
 
 /// Process ids of the final readers start here, apart from the clients'.
 pub const FINAL_READER_BASE: u64 = 1000;
+/// Key groups that `MPUT`s write, and keys per group.
+pub const GROUPS: usize = 2;
+/// Keys in each group.
+pub const GROUP_KEYS: usize = 3;
+/// True for the keys of `MPUT` groups.
+pub fn is_group_key(key: &str) -> bool {
+    key.starts_with('g')
+}
+
+/// Rounds a snapshot read tries before it gives up.
+const SNAPSHOT_ROUNDS: u32 = 20;
+
+/// A snapshot read of a group in progress: the double collect.
+#[derive(Debug)]
+struct Snapshot {
+    group: usize,
+    /// The previous round's values, once a round is complete.
+    last: Option<Vec<Option<String>>>,
+    /// This round's values so far, in key order.
+    current: Vec<Option<String>>,
+    rounds: u32,
+}
 
 /// What a client does.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +80,8 @@ struct Client {
     /// The value the client last saw of each key: what its compare-and-sets
     /// expect.
     seen: BTreeMap<String, Option<String>>,
+    /// Its snapshot read, while it makes one.
+    snapshot: Option<Snapshot>,
 }
 
 /// A request waiting for its reply.
@@ -71,6 +106,10 @@ pub enum Next {
 #[derive(Debug)]
 pub struct Workload {
     keys: Vec<String>,
+    groups: Vec<Vec<String>>,
+    /// Snapshot reads finished, and those that saw part of an `MPUT`.
+    snapshots: u64,
+    torn: Vec<(Micros, String)>,
     clients: Vec<Client>,
     ops: Vec<Operation>,
     open: BTreeMap<ClientId, Open>,
@@ -83,12 +122,18 @@ impl Workload {
     pub fn new(clients: usize, keys: usize) -> Self {
         Workload {
             keys: (0..keys).map(|i| format!("k{i}")).collect(),
+            groups: (0..GROUPS)
+                .map(|g| (0..GROUP_KEYS).map(|i| format!("g{g}.{i}")).collect())
+                .collect(),
+            snapshots: 0,
+            torn: Vec::new(),
             clients: (0..clients)
                 .map(|i| Client {
                     process: i as u64 + 1,
                     plan: Plan::Random,
                     written: 0,
                     seen: BTreeMap::new(),
+                    snapshot: None,
                 })
                 .collect(),
             ops: Vec::new(),
@@ -101,6 +146,17 @@ impl Workload {
     /// The hot keys.
     pub fn keys(&self) -> &[String] {
         &self.keys
+    }
+
+    /// Snapshot reads of a group that finished.
+    pub fn snapshots(&self) -> u64 {
+        self.snapshots
+    }
+
+    /// Snapshot reads that saw part of an `MPUT`: when each finished, and
+    /// what it saw.
+    pub fn torn_snapshots(&self) -> &[(Micros, String)] {
+        &self.torn
     }
 
     /// The clients, by index.
@@ -136,7 +192,8 @@ impl Workload {
     /// Adds one final reader per key; returns their client indexes.
     pub fn start_final_reads(&mut self, attempts: u32) -> Vec<usize> {
         let first = self.clients.len();
-        for (i, key) in self.keys.iter().enumerate() {
+        let keys = self.keys.iter().chain(self.groups.iter().flatten());
+        for (i, key) in keys.enumerate() {
             self.clients.push(Client {
                 process: FINAL_READER_BASE + i as u64,
                 plan: Plan::FinalRead {
@@ -146,6 +203,7 @@ impl Workload {
                 },
                 written: 0,
                 seen: BTreeMap::new(),
+                snapshot: None,
             });
         }
         (first..self.clients.len()).collect()
@@ -194,12 +252,46 @@ impl Workload {
         // is one read of every hot key, all over the same interval: each
         // partition's page is read at some instant inside it.
         let (ops, request): (Vec<(String, OpKind)>, Request) = match &mut client.plan {
+            Plan::Random if client.snapshot.is_some() => {
+                // The next key of the snapshot read in progress.
+                let snap = client.snapshot.as_ref().expect("checked");
+                let key = self.groups[snap.group][snap.current.len()].clone();
+                (Vec::new(), Request::GetOne { key, id: None })
+            }
             Plan::Random => {
                 if self.stopped {
                     return None;
                 }
                 let key = self.keys[rng.gen_range(0..self.keys.len())].clone();
-                match rng.gen_range(0..23) {
+                match rng.gen_range(0..26) {
+                    23 | 24 => {
+                        let group = &self.groups[rng.gen_range(0..self.groups.len())];
+                        client.written += 1;
+                        let value = format!("c{}-{}", client.process, client.written);
+                        let ops = group
+                            .iter()
+                            .map(|k| (k.clone(), OpKind::write(value.clone())))
+                            .collect();
+                        let pairs = group
+                            .iter()
+                            .map(|k| Entry {
+                                key: k.clone(),
+                                value: value.clone(),
+                            })
+                            .collect();
+                        (ops, Request::Mput { pairs, id: None })
+                    }
+                    25 => {
+                        let group = rng.gen_range(0..self.groups.len());
+                        client.snapshot = Some(Snapshot {
+                            group,
+                            last: None,
+                            current: Vec::new(),
+                            rounds: 0,
+                        });
+                        let key = self.groups[group][0].clone();
+                        (Vec::new(), Request::GetOne { key, id: None })
+                    }
                     20..=22 => {
                         client.written += 1;
                         let value = format!("c{}-{}", client.process, client.written);
@@ -248,7 +340,7 @@ impl Workload {
                         vec![(key.clone(), OpKind::Delete)],
                         Request::Delete { key, id: None },
                     ),
-                    _ => unreachable!("rolled in 0..23"),
+                    _ => unreachable!("rolled in 0..26"),
                 }
             }
             Plan::FinalRead {
@@ -306,6 +398,9 @@ impl Workload {
         let Some(open) = self.open.remove(&id) else {
             return Ok(Next::Idle);
         };
+        if open.ops.is_empty() {
+            return Ok(self.on_snapshot_reply(open.client, response, now));
+        }
         let ops = &mut self.ops[open.ops.clone()];
         let seen = &mut self.clients[open.client].seen;
         let first = ops[0].id;
@@ -356,6 +451,12 @@ impl Workload {
                 seen.insert(key, now_value);
                 settle(ops, Outcome::Ok);
             }
+            (false, n, Response::Written { pairs, .. }) => {
+                if pairs != n {
+                    bad = Some(format!("ops {first}..: MPUT of {n} pairs wrote {pairs}"));
+                }
+                settle(ops, Outcome::Ok);
+            }
             (false, 1, Response::Done { key, .. }) => {
                 if key != ops[0].key {
                     bad = Some(format!(
@@ -367,7 +468,9 @@ impl Workload {
             }
             (true, n, Response::Collection { collection, .. }) if n == keys => {
                 let sorted = collection.windows(2).all(|w| w[0].key < w[1].key);
-                if !sorted || collection.iter().any(|e| !self.keys.contains(&e.key)) {
+                let known =
+                    |k: &String| self.keys.contains(k) || self.groups.iter().any(|g| g.contains(k));
+                if !sorted || collection.iter().any(|e| !known(&e.key)) {
                     bad = Some(format!("ops {first}..: GET_ALL returned {collection:?}"));
                 }
                 for op in ops.iter_mut() {
@@ -404,6 +507,46 @@ impl Workload {
             Some(b) => Err(b),
             None => Ok(Next::Wake(open.client)),
         }
+    }
+
+    /// A reply to one read of a snapshot: the round goes on, or ends; two
+    /// rounds in a row that agree are a snapshot, checked for atomicity.
+    /// A failed read ends the attempt (nothing is concluded).
+    fn on_snapshot_reply(&mut self, c: usize, response: Response, now: Micros) -> Next {
+        let client = &mut self.clients[c];
+        let Some(snap) = client.snapshot.as_mut() else {
+            return Next::Wake(c);
+        };
+        let Response::Value { value, .. } = response else {
+            client.snapshot = None;
+            return Next::Wake(c);
+        };
+        snap.current.push(value);
+        if snap.current.len() < self.groups[snap.group].len() {
+            return Next::Wake(c);
+        }
+        let round = std::mem::take(&mut snap.current);
+        if snap.last.as_ref() == Some(&round) {
+            self.snapshots += 1;
+            if round.iter().any(|v| *v != round[0]) {
+                let keys = &self.groups[snap.group];
+                let seen: Vec<String> = keys
+                    .iter()
+                    .zip(&round)
+                    .map(|(k, v)| format!("{k}={}", show(v.as_deref())))
+                    .collect();
+                self.torn
+                    .push((now, format!("p{} saw {}", client.process, seen.join(" "))));
+            }
+            client.snapshot = None;
+        } else {
+            snap.rounds += 1;
+            snap.last = Some(round);
+            if snap.rounds >= SNAPSHOT_ROUNDS {
+                client.snapshot = None;
+            }
+        }
+        Next::Wake(c)
     }
 
     /// The client stops waiting for request `id`: its outcome is unknown.

@@ -144,6 +144,9 @@ impl<'t> World<'t> {
         if cfg.sabotage == Some(Sabotage::SkipReplication) {
             cfg.node.stream.skip_replication = true;
         }
+        if cfg.sabotage == Some(Sabotage::ReadThroughIntents) {
+            cfg.node.read_through_intents = true;
+        }
         let bootstrap: Vec<NodeId> = (1..=cfg.nodes as NodeId).collect();
         let leader = ViewLeader::new(LeaderConfig {
             partitions: cfg.partitions,

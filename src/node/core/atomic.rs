@@ -69,6 +69,10 @@ impl Node {
         if let Err(e) = self.check_primary(p) {
             return Some(Err(e));
         }
+        // A prepared MPUT holds the key until it resolves.
+        if let Some(txn) = self.held_by(p, &key, true) {
+            return Some(Err(crate::node::txn::conflict(&key, &txn)));
+        }
         let deadline = self.now + self.cfg.request_timeout;
         let mut msgs = Vec::new();
         let Some(leader) = self.leaders.get_mut(&p) else {

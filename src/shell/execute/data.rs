@@ -56,7 +56,7 @@ impl Shell {
         if args.is_empty() {
             return Err(self.usage("mget"));
         }
-        let values = self.client.get_many(args)?;
+        let values = self.client.get_snapshot(args)?;
         let width = args
             .iter()
             .map(|k| format!("{k:?}").len())
@@ -90,7 +90,13 @@ impl Shell {
             .chunks(2)
             .map(|p| (p[0].clone(), p[1].clone()))
             .collect();
-        self.client.put_many(&pairs)?;
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some((k, _)) = pairs.iter().find(|(k, _)| !seen.insert(k.as_str())) {
+            return Err(crate::error::Error::BadInput(format!(
+                "key {k:?} is given twice"
+            )));
+        }
+        self.client.mput(&pairs)?;
         Ok(Reply::new(
             format!("OK ({})", crate::units::count(pairs.len(), "key")),
             json!({"ok": true, "keys": pairs.len()}),
