@@ -89,6 +89,20 @@ fn split(s: &str) -> Vec<String> {
 /// The candidates for the word under the cursor, and where that word
 /// starts. Only the last line of a multi-line (pasted) buffer counts.
 pub fn complete(line: &str, pos: usize, known: &Known) -> (usize, Vec<Pair>) {
+    let (at, mut c) = complete_words(line, pos, known);
+    // `set`'s one grammar lists every setting's values together; offer
+    // only those of the setting named.
+    let words = split(&line[..at]);
+    if let [cmd, name] = words.as_slice() {
+        if lookup(cmd).is_some_and(|s| s.name == "set") {
+            let switch = ["on", "off"];
+            c.retain(|p| (name == "log-level") != switch.contains(&p.replacement.as_str()));
+        }
+    }
+    (at, c)
+}
+
+fn complete_words(line: &str, pos: usize, known: &Known) -> (usize, Vec<Pair>) {
     let line_start = line[..pos].rfind('\n').map_or(0, |i| i + 1);
     let before = &line[line_start..pos];
     let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
@@ -457,6 +471,7 @@ mod tests {
     #[test_case("placement ", &["hrw", "modulo", "ring"])]
     #[test_case("set ", &["auto-rebalance", "events", "log-level"])]
     #[test_case("set events ", &["off", "on"])]
+    #[test_case("set log-level ", &["debug", "error", "info", "trace", "warn"])]
     #[test_case("table --watch ", &["--all", "--by-node", "--limit"])]
     #[test_case("table --by-node ", &["--all", "--limit", "--watch"])]
     #[test_case("resume ", &["n3"]; "only paused nodes resume")]
