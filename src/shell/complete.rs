@@ -96,7 +96,7 @@ pub fn complete(line: &str, pos: usize, known: &Known) -> (usize, Vec<Pair>) {
     if let [cmd, name] = words.as_slice() {
         if lookup(cmd).is_some_and(|s| s.name == "set") {
             let switch = ["on", "off"];
-            c.retain(|p| (name == "log-level") != switch.contains(&p.replacement.as_str()));
+            c.retain(|p| (name == "log-level") != switch.contains(&p.replacement.trim()));
         }
     }
     (at, c)
