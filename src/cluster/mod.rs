@@ -11,4 +11,4 @@ pub mod status;
 pub mod watch;
 
 pub use client::Client;
-pub use handle::{Cluster, ClusterConfig, Process};
+pub use handle::{Cluster, ClusterConfig, DataDir, Process};

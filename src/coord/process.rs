@@ -115,6 +115,7 @@ pub fn run_with(m: &dyn Membership, opts: &NodeOptions, stop: &AtomicBool) -> Re
             clock,
             faults: Arc::new(Faults::new()),
             remote_peers: Some((format!("tcp://{}:*", cfg.bind), key)),
+            disk: None,
         };
         let node = spawn(&ctx, spec)?;
         let member = Member {
