@@ -218,10 +218,20 @@ fn open_and_load(
     let db = fjall::Database::builder(&path)
         .worker_threads(1)
         .open()
-        .map_err(|e| io(&path, format_args!("cannot open the store: {e}")))?;
+        .map_err(|e| {
+            io(
+                &path,
+                format_args!("cannot open the store (damaged, or not a kvsh store): {e}"),
+            )
+        })?;
     let data = db
         .keyspace("data", fjall::KeyspaceCreateOptions::default)
-        .map_err(|e| io(&path, format_args!("cannot open the store: {e}")))?;
+        .map_err(|e| {
+            io(
+                &path,
+                format_args!("cannot open the store (damaged, or not a kvsh store): {e}"),
+            )
+        })?;
     for guard in data.iter() {
         let (k, v) = guard
             .into_inner()
