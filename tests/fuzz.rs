@@ -80,6 +80,7 @@ fn seeds() -> Vec<(Address, Vec<u8>)> {
                 partition: 1,
                 stream,
                 seq: 1,
+                need: vec![(None, Some("k".into()))],
             },
         ),
         env(

@@ -134,6 +134,9 @@ pub enum KeyOpResult {
     },
 }
 
+/// A key range `(after, upto]` of a partition; `None` is open.
+pub type KeyRange = (Option<String>, Option<String>);
+
 /// One entry of a replication stream.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum StreamEntry {
@@ -304,7 +307,7 @@ pub enum Message {
         /// Catch-up ranges whose [`StreamEntry::Digest`] did not match, not
         /// yet received as a chunk: repeated in every acknowledgement until
         /// they are, so a lost one loses nothing.
-        need: Vec<(Option<String>, Option<String>)>,
+        need: Vec<KeyRange>,
     },
     /// Primary → leader: a secondary finished its resync and is in sync.
     CaughtUp {

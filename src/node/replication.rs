@@ -20,7 +20,7 @@
 
 use crate::error::Error;
 use crate::node::conditional::SYSTEM_PREFIX;
-use crate::node::message::{KeyOpResult, Message, RequestId, StreamEntry, StreamId};
+use crate::node::message::{KeyOpResult, KeyRange, Message, RequestId, StreamEntry, StreamId};
 use crate::node::store::Store;
 use crate::view::{NodeId, PartitionId, Term, Time, View};
 use std::collections::{BTreeMap, VecDeque};
@@ -102,7 +102,11 @@ struct Resync {
     /// Keys sent in chunks.
     keys: u64,
     /// Catch-up: the ranges the secondary asked for, each sent once.
-    requested: std::collections::BTreeSet<(Option<String>, Option<String>)>,
+    requested: std::collections::BTreeSet<KeyRange>,
+    /// Catch-up: the ranges digests were sent for, the only ones a
+    /// secondary may ask for (so one resync copies a partition once at
+    /// most, whatever a peer asks).
+    digested: std::collections::BTreeSet<KeyRange>,
 }
 
 #[derive(Debug)]
@@ -219,6 +223,7 @@ impl Leader {
                     chunks_inflight: 0,
                     keys: 0,
                     requested: Default::default(),
+                    digested: Default::default(),
                 }),
                 caught_up: None,
                 last_report: None,
@@ -451,7 +456,7 @@ impl Leader {
         &mut self,
         node: NodeId,
         stream: StreamId,
-        (seq, need): (u64, Vec<(Option<String>, Option<String>)>),
+        (seq, need): (u64, Vec<KeyRange>),
         store: &Store,
         now: Time,
         out: &mut Vec<(NodeId, Message)>,
@@ -471,7 +476,7 @@ impl Leader {
         // docs/architecture.md, "Catching up").
         if let Some(r) = s.resync.as_mut() {
             for range in need {
-                if r.requested.contains(&range) {
+                if r.requested.contains(&range) || !r.digested.contains(&range) {
                     continue;
                 }
                 let entries = store.range(p, range.0.as_deref(), range.1.as_deref());
@@ -688,6 +693,7 @@ impl Leader {
                         upto: upto.clone(),
                         digest,
                     };
+                    r.digested.insert((r.cursor.clone(), upto.clone()));
                     r.cursor.clone_from(&upto);
                     r.sent_last = upto.is_none();
                     r.chunks_inflight += 1;
@@ -799,7 +805,7 @@ pub struct Follower {
     buffer: BTreeMap<u64, StreamEntry>,
     /// Catch-up ranges whose digest did not match and whose chunk has not
     /// come yet: sent with every acknowledgement.
-    pub need: Vec<(Option<String>, Option<String>)>,
+    pub need: Vec<KeyRange>,
 }
 
 impl Follower {

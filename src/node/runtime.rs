@@ -13,7 +13,7 @@
 
 use crate::error::{Error, Result};
 use crate::node::core::{Node, NodeConfig, Output};
-use crate::node::disk::{Disk, DiskSpec, Reloaded};
+use crate::node::disk::{Disk, DiskSpec, Fsync, Reloaded};
 use crate::node::faults::Faults;
 use crate::node::message::{decode, Address};
 use crate::node::protocol::{
@@ -38,6 +38,9 @@ const TICK_MS: u64 = 5;
 const IDLE_TICK_MS: u64 = 50;
 /// Most frames handled between two ticks, so a flood cannot starve ticks.
 const BATCH: usize = 2048;
+/// Writes a pass of a `--fsync always` node takes in before it commits
+/// them (each with its own fsync) and sends their acknowledgements.
+const ALWAYS_WRITES_PER_PASS: usize = 8;
 /// How long a restarted durable node keeps reloaded partitions that no view
 /// gives it yet (see [`Node::keep_reloaded`]), ms.
 const KEEP_RELOADED_MS: u64 = 10_000;
@@ -176,6 +179,14 @@ fn run(
     };
     let reloaded = disk.as_ref().map(|(_, r)| r.clone());
     let mut disk = disk.take().map(|(d, _)| d);
+    // The writes one pass may take in before it commits them: a pass's
+    // disk time delays its heartbeat, and a node whose heartbeats are late
+    // by its lease loses it. One fsync a write (`always`) is the slow case.
+    let disk_cap = match spec.disk.as_ref().map(|d| d.fsync) {
+        Some(Fsync::Always) => ALWAYS_WRITES_PER_PASS,
+        _ => usize::MAX,
+    };
+    let disk_full = |node: &Node| node.store().dirty_len() >= disk_cap;
     // Oversized client frames up to this get an error reply; larger ones
     // make libzmq drop the connection.
     let hard_limit = connection_drop_limit(spec.max_frame);
@@ -250,7 +261,7 @@ fn run(
         }
         // Peers first: their messages finish requests already in flight.
         let mut read = 0;
-        while read < BATCH {
+        while read < BATCH && !disk_full(&node) {
             let frames = match outbox.socket().recv_multipart(zmq::DONTWAIT) {
                 Ok(f) => f,
                 Err(zmq::Error::EAGAIN) => break,
@@ -271,7 +282,7 @@ fn run(
                 }
             }
         }
-        while read < BATCH {
+        while read < BATCH && !disk_full(&node) {
             let frames = match clients.recv_multipart(zmq::DONTWAIT) {
                 Ok(f) => f,
                 Err(zmq::Error::EAGAIN) => break,

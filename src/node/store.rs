@@ -68,9 +68,9 @@ impl Store {
         }
     }
 
-    /// True if changes wait to be written to disk.
-    pub fn has_dirty(&self) -> bool {
-        self.dirty.as_ref().is_some_and(|d| !d.is_empty())
+    /// Changes waiting to be written to disk.
+    pub fn dirty_len(&self) -> usize {
+        self.dirty.as_ref().map_or(0, Vec::len)
     }
 
     /// Sets `key` in partition `p`, returning the old value.
@@ -414,6 +414,65 @@ mod tests {
         assert_eq!((page.len(), more), (3, true));
         let (page, _) = s.page_matching(0, None, None, 10, 1);
         assert_eq!(page.len(), 1, "a page always holds one pair");
+    }
+
+    /// A durable store notes exactly the keys that changed, and a chunk
+    /// that mostly matches changes (and so writes) only what differs.
+    #[test]
+    fn the_journal_notes_only_what_changed() {
+        let mut s = Store::new();
+        s.put(0, "a".into(), "1".into());
+        assert!(s.take_dirty().is_empty(), "no journal, nothing noted");
+        s.journal();
+        s.put(0, "b".into(), "2".into());
+        s.delete(0, "zz");
+        s.delete(0, "a");
+        let keys = |d: Vec<(PartitionId, CompactString)>| {
+            d.into_iter()
+                .map(|(_, k)| k.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(s.take_dirty()), ["b", "a"]);
+        for k in ["c", "d", "e"] {
+            s.put(0, k.into(), "old".into());
+        }
+        s.take_dirty();
+        s.replace_range(
+            0,
+            Some("b"),
+            None,
+            pairs(&[("c", "old"), ("d", "new"), ("f", "x")]),
+        );
+        assert_eq!(keys(s.take_dirty()), ["e", "d", "f"]);
+        let held: Vec<_> = s.partition(0).unwrap().keys().cloned().collect();
+        assert_eq!(held, ["b", "c", "d", "f"]);
+        s.drop_partition(0);
+        assert_eq!(s.dirty_len(), 4);
+    }
+
+    /// Range digests cut the partition in ranges of `limit` keys, and the
+    /// same range hashes the same on a store with the same pairs there,
+    /// whatever it holds elsewhere.
+    #[test]
+    fn range_digests_compare_ranges() {
+        let mut a = Store::new();
+        let mut b = Store::new();
+        for i in 0..10 {
+            a.put(0, format!("k{i}"), "v".into());
+            b.put(0, format!("k{i}"), "v".into());
+        }
+        b.put(0, "k8x".into(), "extra".into());
+        let (d1, n1, upto) = a.range_digest(0, None, None, 4);
+        assert_eq!((n1, upto.as_deref()), (4, Some("k3")));
+        assert_eq!(b.range_digest(0, None, upto.as_deref(), usize::MAX).0, d1);
+        let (_, n2, upto2) = a.range_digest(0, upto.as_deref(), None, 4);
+        assert_eq!((n2, upto2.as_deref()), (4, Some("k7")));
+        let (last, n3, end) = a.range_digest(0, upto2.as_deref(), None, 4);
+        assert_eq!((n3, end), (2, None));
+        assert_ne!(
+            b.range_digest(0, upto2.as_deref(), None, usize::MAX).0,
+            last
+        );
     }
 
     #[test]
