@@ -888,15 +888,18 @@ impl Cluster {
 
     /// Stops every thread and waits for them.
     pub fn shutdown(&mut self) {
+        // The leader first: it must not see the nodes stop one by one and
+        // publish (and, with a data directory, save) views that fail them
+        // over. A cluster started again continues from the view it ran on.
+        if let Some(l) = self.leader.take() {
+            let _ = l.control.send(LeaderControl::Stop);
+            let _ = l.thread.join();
+        }
         for h in self.nodes.values_mut() {
             if let Some(t) = h.thread.take() {
                 let _ = t.control.send(Control::Kill);
                 let _ = t.thread.join();
             }
-        }
-        if let Some(l) = self.leader.take() {
-            let _ = l.control.send(LeaderControl::Stop);
-            let _ = l.thread.join();
         }
     }
 }
