@@ -19,6 +19,7 @@
 //! ```
 //!
 //! Options before the bench kind: `--nodes N`, `--replicas R`,
+//! `--transport tcp|ipc` (the nodes' client ports; default tcp),
 //! `--raw-samples N` (default 10000, 0 to skip), `--rounds R` (default 1),
 //! `--json`, `--progress`, `--rss`.
 
@@ -35,6 +36,7 @@ struct Options {
     progress: bool,
     rss: bool,
     rounds: usize,
+    transport: kvsh::node::endpoint::Transport,
     bench: BenchConfig,
 }
 
@@ -47,6 +49,7 @@ fn parse(args: &[String]) -> Result<Options> {
         progress: false,
         rss: false,
         rounds: 1,
+        transport: Default::default(),
         bench: BenchConfig::default(),
     };
     let mut i = 0;
@@ -66,6 +69,13 @@ fn parse(args: &[String]) -> Result<Options> {
             }
             "--raw-samples" => {
                 o.raw_samples = number(args.get(i + 1), "--raw-samples")?;
+                i += 1;
+            }
+            "--transport" => {
+                o.transport = args
+                    .get(i + 1)
+                    .ok_or_else(|| Error::BadInput("--transport needs tcp or ipc".into()))?
+                    .parse()?;
                 i += 1;
             }
             "--rounds" => {
@@ -115,6 +125,7 @@ fn real_main(args: &[String]) -> Result<()> {
         ClusterConfig {
             nodes: o.nodes,
             replicas: o.replicas,
+            transport: o.transport,
             ..ClusterConfig::default()
         },
         None,
@@ -164,6 +175,7 @@ fn real_main(args: &[String]) -> Result<()> {
         let mut j = report.json();
         j["nodes"] = o.nodes.into();
         j["replicas"] = o.replicas.into();
+        j["transport"] = format!("{:?}", o.transport).to_lowercase().into();
         j["rounds"] = rounds
             .iter()
             .map(|(r, b)| {

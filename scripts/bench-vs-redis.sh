@@ -62,30 +62,9 @@ prio=()
 if [ -n "$NICE" ]; then
     prio=(nice -n "$NICE")
 fi
-# A free TCP port on loopback, below 55536 with port+10000 free too: a Redis
-# Cluster node also listens on its port + 10000 (the cluster bus).
-free_port() {
-    python3 -c '
-import random, socket
-while True:
-    p = random.randint(20000, 45000)
-    try:
-        for q in (p, p + 10000):
-            s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()
-        print(p); break
-    except OSError:
-        pass
-' 2>/dev/null || echo $((20000 + RANDOM % 25000))
-}
-# Waits up to 10 s for a Redis server to answer.
-wait_redis() {
-    for _ in $(seq 100); do
-        redis-cli -p "$1" ping >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    echo "redis on port $1 did not start" >&2
-    return 1
-}
+# free_port, wait_redis, start_redis_cluster.
+# shellcheck source=scripts/redis-lib.sh
+source scripts/redis-lib.sh
 
 echo "== machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)${NICE:+, running at nice $NICE}"
 
@@ -172,30 +151,8 @@ if [ "$have_redis" = 1 ]; then
     redis-cli -p "$port" flushall >/dev/null
 
     if [ "$REDIS_CLUSTER" = 1 ]; then
-        nodes=()
-        for _ in $(seq $((3 * (1 + REDIS_CLUSTER_REPLICAS)))); do
-            p=$(free_port)
-            mkdir -p "$work/c$p"
-            (cd "$work/c$p" && exec "${prio[@]}" redis-server --port "$p" --bind 127.0.0.1 --save '' \
-                --appendonly no --cluster-enabled yes --cluster-config-file nodes.conf \
-                --daemonize no --logfile redis.log) &
-            pids+=($!)
-            nodes+=("127.0.0.1:$p")
-        done
-        for n in "${nodes[@]}"; do
-            wait_redis "${n#*:}"
-        done
-        redis-cli --cluster create "${nodes[@]}" --cluster-replicas "$REDIS_CLUSTER_REPLICAS" \
-            --cluster-yes >/dev/null
-        # Every node must agree the cluster is up, or the first requests
-        # fail with CLUSTERDOWN.
-        for n in "${nodes[@]}"; do
-            for _ in $(seq 100); do
-                redis-cli -p "${n#*:}" cluster info | grep -q 'cluster_state:ok' && break
-                sleep 0.2
-            done
-        done
-        sleep 1
+        start_redis_cluster 3 "$REDIS_CLUSTER_REPLICAS"
+        nodes=("${cluster_nodes[@]}")
         echo "== redis cluster: 3 masters, $REDIS_CLUSTER_REPLICAS replica(s) each"
         cc=(--cluster -h 127.0.0.1 -p "${nodes[0]#*:}" -d "$SIZE" -r "$KEYS")
         redis_csv c -t set,get -n "$N" -c "$CLIENTS" "${cc[@]}"

@@ -9,6 +9,7 @@ pub mod check;
 pub mod cluster;
 pub mod coord;
 pub mod error;
+pub mod logging;
 pub mod node;
 pub mod progress;
 pub mod shell;

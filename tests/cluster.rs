@@ -48,23 +48,31 @@ fn ten_thousand_keys_are_on_every_replica() {
             Some(format!("value{i}"))
         );
     }
-    // Every replica holds the data once the cluster is healthy (under heavy
-    // load a slow node can be declared dead and refilled meanwhile).
-    c.wait_healthy(Duration::from_secs(60), &|| false).unwrap();
-    let status = c.status();
-    let view = &status.view;
-    let mut copies: BTreeMap<(u32, u32), BTreeMap<String, String>> = BTreeMap::new();
-    for (p, info) in view.partitions.iter().enumerate() {
-        assert_eq!(info.replicas.len(), 2, "partition {p} has R replicas");
-        for r in &info.replicas {
-            // The answer is the event waited for: a running node answers at
-            // its next loop pass. The bound is only a backstop, generous
-            // because a loaded machine can leave a thread unscheduled for
-            // seconds (under CPU load 5 s was once not enough).
-            let data = c.dump(r.node, p as u32, Duration::from_secs(60)).unwrap();
-            copies.insert((p as u32, r.node), data.into_iter().collect());
-        }
-    }
+    // Every replica holds the data once the cluster is healthy. Under heavy
+    // load a slow node can be declared dead and refilled between the wait
+    // and the dumps, and a replica still filling holds only part of its
+    // partition: so the copies count only if the view did not move while
+    // they were taken, and otherwise are taken again.
+    let (view, copies) = (0..10)
+        .find_map(|_| {
+            c.wait_healthy(Duration::from_secs(60), &|| false).unwrap();
+            let view = c.status().view.clone();
+            let mut copies: BTreeMap<(u32, u32), BTreeMap<String, String>> = BTreeMap::new();
+            for (p, info) in view.partitions.iter().enumerate() {
+                assert_eq!(info.replicas.len(), 2, "partition {p} has R replicas");
+                for r in &info.replicas {
+                    // The answer is the event waited for: a running node
+                    // answers at once. The bound is only a backstop,
+                    // generous because a loaded machine can leave a thread
+                    // unscheduled for seconds.
+                    let data = c.dump(r.node, p as u32, Duration::from_secs(60)).unwrap();
+                    copies.insert((p as u32, r.node), data.into_iter().collect());
+                }
+            }
+            let still = c.status();
+            (still.view.epoch == view.epoch && still.degraded == 0).then_some((view, copies))
+        })
+        .expect("the view stays still while the copies are taken, within 10 tries");
     for i in 0..10_000 {
         let key = format!("key{i}");
         let p = view.partition_of(&key);

@@ -73,13 +73,46 @@ fn endpoints(kvsh: &mut Kvsh) -> Vec<String> {
 
 #[test]
 fn seed_protocol_through_any_node() {
-    let mut kvsh = Kvsh::start(&["--json", "--nodes", "4", "--partitions", "32"]);
+    seed_protocol_over("tcp", "tcp://127.0.0.1:");
+}
+
+/// The same over Unix-domain sockets (`--transport ipc`): the protocol and
+/// every answer are the same, and the sockets live in a private directory
+/// that is gone when kvsh ends.
+#[test]
+fn seed_protocol_through_any_node_over_ipc() {
+    let dir = seed_protocol_over("ipc", "ipc:///");
+    let dir = dir.expect("ipc endpoints are paths");
+    assert!(!dir.exists(), "{} is removed when kvsh ends", dir.display());
+}
+
+/// Runs the seed protocol against every node of a `--transport T` cluster
+/// whose endpoints start with `prefix`; returns the sockets' directory.
+fn seed_protocol_over(transport: &str, prefix: &str) -> Option<std::path::PathBuf> {
+    let mut kvsh = Kvsh::start(&[
+        "--json",
+        "--nodes",
+        "4",
+        "--partitions",
+        "32",
+        "--transport",
+        transport,
+    ]);
     let eps = endpoints(&mut kvsh);
     assert_eq!(eps.len(), 4);
     assert!(
-        eps.iter().all(|e| e.starts_with("tcp://127.0.0.1:")),
-        "nodes bind loopback: {eps:?}"
+        eps.iter().all(|e| e.starts_with(prefix)),
+        "nodes bind {prefix}: {eps:?}"
     );
+    let dir = eps[0]
+        .strip_prefix("ipc://")
+        .and_then(|p| std::path::Path::new(p).parent())
+        .map(|d| d.to_path_buf());
+    if let Some(d) = &dir {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(d).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "only this user can reach the sockets");
+    }
     let ctx = zmq::Context::new();
     let a = req(&ctx, &eps[0]);
     let b = req(&ctx, &eps[2]);
@@ -123,6 +156,7 @@ fn seed_protocol_through_any_node() {
     // The shell sees the same data.
     assert_eq!(kvsh.json("get k2"), json!({"key": "k2", "value": "v2"}));
     assert!(kvsh.quit().success());
+    dir
 }
 
 #[test]
@@ -338,7 +372,18 @@ fn useless_flags_are_refused_in_one_line() {
         (&["--nodes", "65"][..], "'--nodes <NODES>'"),
         (
             &["--heartbeat", "0ms"][..],
-            "--heartbeat must be at least 1ms",
+            "--heartbeat must be from 1ms to 2000ms",
+        ),
+        (
+            &["--heartbeat", "5s"][..],
+            "--heartbeat must be from 1ms to 2000ms",
+        ),
+        // A bare number would be seconds: 100 of them, and the cluster
+        // never bootstraps.
+        (&["--heartbeat", "100"][..], "give a unit: 100ms or 100s"),
+        (
+            &["--failure-timeout", "600"][..],
+            "give a unit: 600ms or 600s",
         ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_kvsh"))
@@ -432,15 +477,80 @@ fn script_mode_reports_errors_by_line_and_exit_status() {
 #[test]
 fn examples_run_clean() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    for name in ["quickstart.kvsh", "failover.kvsh"] {
-        let path = dir.join(name);
-        let out = Command::new(env!("CARGO_BIN_EXE_kvsh"))
-            .arg("-f")
-            .arg(&path)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{name} failed: {stderr}");
-        assert!(stderr.is_empty(), "{name} reported errors: {stderr}");
+    // Over both transports: the failover demo kills, restarts and checks
+    // every acknowledged write.
+    for transport in ["tcp", "ipc"] {
+        for name in ["quickstart.kvsh", "failover.kvsh"] {
+            let path = dir.join(name);
+            let out = Command::new(env!("CARGO_BIN_EXE_kvsh"))
+                .args(["--transport", transport, "-f"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success(),
+                "{name} over {transport} failed: {stderr}"
+            );
+            assert!(
+                stderr.is_empty(),
+                "{name} over {transport} reported errors: {stderr}"
+            );
+        }
     }
+}
+
+/// `--log-level debug --log-file F`: a kill's consequences are in the file
+/// (views adopted, promotions, resync streams), nothing of them on the
+/// terminal; `set log-level` changes the level, and a bad level is refused.
+#[test]
+fn debug_logs_go_to_the_log_file() {
+    let dir = std::env::temp_dir().join(format!("kvsh-log-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("kvsh.log");
+    let out = Command::new(env!("CARGO_BIN_EXE_kvsh"))
+        .args(["-p", "16", "--log-level", "debug", "--log-file"])
+        .arg(&file)
+        .args([
+            "-c",
+            "kill n2; wait healthy 30s; set log-level error; restart n2; wait healthy 30s; \
+             set log-level loud",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "only the bad level fails: {stderr}"
+    );
+    assert!(stderr.contains("no log level \"loud\""), "{stderr}");
+    assert!(!stdout.contains("DEBUG") && !stderr.contains("DEBUG"));
+    let log = std::fs::read_to_string(&file).unwrap();
+    for what in ["adopted a view", "primary now", "resync stream started"] {
+        assert!(log.contains(what), "{what:?} is logged:\n{log}");
+    }
+    // After `set log-level error`, the restart's views are not logged: n2
+    // adopted views only before it was killed, older than the kill's view
+    // that n1 adopted.
+    let newest = |node: &str| {
+        log.lines()
+            .filter(|l| l.contains("adopted a view") && l.contains(&format!("node={node} ")))
+            .filter_map(|l| {
+                l.split("epoch=")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max()
+    };
+    let (n1, n2) = (newest("n1").unwrap(), newest("n2").unwrap());
+    assert!(
+        n2 < n1,
+        "n2's views after its restart are not logged at level error (n2 {n2}, n1 {n1}):\n{log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -436,3 +436,103 @@ fn everything_fits_80_columns() {
     assert_eq!(found(&endpoint, &rows), found(&endpoint, &joined), "{rows}");
     assert_eq!(found(&range, &rows), found(&range, &joined), "{rows}");
 }
+
+impl Term {
+    /// The visible screen only (no scrollback), with its escape sequences.
+    fn visible_styled(&self) -> String {
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-e"]).stdout).into_owned()
+    }
+
+    /// Waits until the visible screen, styles included, holds `text`.
+    fn wait_for_styled(&self, text: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.visible_styled();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "{text:?} did not show in {DEADLINE:?}; the screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Reverse video: how `--watch` marks a cell that changed.
+const HIGHLIGHT: &str = "\x1b[7m";
+
+/// Asserts a `--watch` frame is whole on a 80x24 screen: its first line
+/// and its footer both show, so nothing scrolled away, and no line is
+/// wider than the pane.
+fn whole_frame(t: &Term, first: &str) {
+    let screen = t.rows();
+    let visible: Vec<&str> = screen.lines().collect();
+    let top = visible.iter().rposition(|l| l.contains(first));
+    let foot = visible.iter().rposition(|l| l.contains("Ctrl-C to stop"));
+    assert!(
+        top.zip(foot).is_some_and(|(a, b)| a < b && b - a < 24),
+        "the frame from {first:?} to its footer fits 24 rows:\n{screen}"
+    );
+    let joined = t.screen();
+    let wide: Vec<&str> = joined.lines().filter(|l| l.chars().count() > 80).collect();
+    assert!(wide.is_empty(), "lines wider than 80 columns: {wide:#?}");
+}
+
+/// `table --watch` on a 80x24 terminal: the frame fits the height even at
+/// 1,024 partitions, a pause's promotions show highlighted, and Ctrl-C
+/// ends the watch (here, and so the script).
+#[test]
+fn table_watch_fits_and_highlights_changes() {
+    let Some(t) = Term::start_sized(
+        "table-watch",
+        "-p 1024 -c 'pause n3 3s; table --watch 0.2'",
+        80,
+        24,
+    ) else {
+        return;
+    };
+    t.wait_for("Ctrl-C to stop");
+    // n3's partitions get new primaries while the watch runs.
+    let styled = t.wait_for_styled(HIGHLIGHT);
+    assert!(styled.contains("partitions:"), "{styled}");
+    whole_frame(&t, "partitions:");
+    t.send(&["C-c"]);
+    t.wait_for("[exit");
+}
+
+/// `table --all --watch` lists partitions only as far as the screen
+/// allows, and says how many more there are.
+#[test]
+fn table_all_watch_fits_the_height() {
+    let Some(t) = Term::start_sized(
+        "table-all-watch",
+        "-p 1024 -c 'table --all --watch 0.2'",
+        80,
+        24,
+    ) else {
+        return;
+    };
+    t.wait_for("Ctrl-C to stop");
+    whole_frame(&t, "partitions:");
+    let rows = t.rows();
+    assert!(rows.contains("more"), "the cut is said:\n{rows}");
+    t.send(&["C-c"]);
+    t.wait_for("[exit");
+}
+
+/// `stats --watch` on a 80-column terminal: every column fits, and a node
+/// whose state changes (a pause) shows highlighted.
+#[test]
+fn stats_watch_fits_and_highlights_changes() {
+    let Some(t) = Term::start_sized("stats-watch", "-c 'pause n3 3s; stats --watch 0.2'", 80, 24)
+    else {
+        return;
+    };
+    t.wait_for("Ctrl-C to stop");
+    t.wait_for_styled(HIGHLIGHT);
+    whole_frame(&t, "node");
+    t.send(&["C-c"]);
+    t.wait_for("[exit");
+}

@@ -64,7 +64,7 @@ impl Echo {
                 // Scheduled as a node thread is (and, if this makes the
                 // context's first socket, so is its I/O thread).
                 crate::node::sched::batch_scheduling();
-                let echo = match client_router(&echo_ctx, "127.0.0.1", 1 << 20) {
+                let echo = match client_router(&echo_ctx, "tcp://127.0.0.1:*", 1 << 20) {
                     Ok((s, endpoint)) => {
                         let _ = ready_tx.send(Ok(endpoint));
                         s

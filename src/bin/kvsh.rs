@@ -39,6 +39,10 @@ struct Args {
     /// Address the nodes bind to.
     #[arg(long, default_value = "127.0.0.1")]
     bind: String,
+    /// The nodes' client ports: loopback TCP (`tcp`), or Unix-domain
+    /// sockets in a private directory (`ipc`: cheaper hops, this user only).
+    #[arg(long, default_value = "tcp", value_parser = transport)]
+    transport: kvsh::node::endpoint::Transport,
     /// Print every command's output as one line of JSON.
     #[arg(long)]
     json: bool,
@@ -76,6 +80,14 @@ struct Args {
     /// two thirds of it.
     #[arg(long, default_value = "600ms", value_parser = ms)]
     failure_timeout: u64,
+    /// Log level: error, warn, info, debug (views, promotions, streams) or
+    /// trace (every internal message). `set log-level` changes it.
+    #[arg(long, default_value = "warn", value_parser = log_level)]
+    log_level: tracing_subscriber::filter::LevelFilter,
+    /// Write log lines to FILE (appended) instead of above the prompt (or
+    /// to stderr in script mode).
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
     /// Turn automatic rebalancing off at start.
     #[arg(long)]
     no_auto_rebalance: bool,
@@ -114,11 +126,28 @@ fn restored_line(cluster: &Cluster) -> Option<String> {
     ))
 }
 
+fn log_level(s: &str) -> Result<tracing_subscriber::filter::LevelFilter, String> {
+    kvsh::logging::parse_level(s).map_err(|e| e.to_string())
+}
+
+fn transport(s: &str) -> Result<kvsh::node::endpoint::Transport, String> {
+    s.parse().map_err(|e: kvsh::error::Error| e.to_string())
+}
+
 fn ms(s: &str) -> Result<u64, String> {
+    // A bare number here is a trap: `--heartbeat 100` would read as 100
+    // seconds, and the cluster would never bootstrap.
+    if s.parse::<f64>().is_ok() {
+        return Err(format!("give a unit: {s}ms or {s}s"));
+    }
     parse_duration(s)
         .map(|d| d.as_millis() as u64)
         .map_err(|e| e.to_string())
 }
+
+/// The slowest heartbeat: the cluster must bootstrap, which takes a few
+/// heartbeats, well within the 15 s the shell waits for it.
+const MAX_HEARTBEAT_MS: u64 = 2_000;
 
 /// The smallest frame limit: room for a request with a key at the limit.
 const MIN_MAX_FRAME: usize = 4096;
@@ -172,8 +201,10 @@ fn check(args: &Args) -> Result<(), String> {
             args.max_frame
         ));
     }
-    if args.heartbeat == 0 {
-        return Err("--heartbeat must be at least 1ms".into());
+    if args.heartbeat == 0 || args.heartbeat > MAX_HEARTBEAT_MS {
+        return Err(format!(
+            "--heartbeat must be from 1ms to {MAX_HEARTBEAT_MS}ms"
+        ));
     }
     if args.fsync.is_some() && args.data_dir.is_none() {
         return Err("--fsync needs --data-dir: without it nothing is written to disk".into());
@@ -195,6 +226,7 @@ fn run(args: Args) -> i32 {
         replicas,
         partitions: args.partitions,
         bind: args.bind.clone(),
+        transport: args.transport,
         max_frame: args.max_frame,
         max_value: args.max_value.unwrap_or(args.max_frame / 2),
         placement: Placement::new(args.placement, args.vnodes),
@@ -217,6 +249,10 @@ fn run(args: Args) -> i32 {
     }
     let interactive =
         args.file.is_none() && args.command.is_none() && std::io::stdin().is_terminal();
+    if let Err(e) = kvsh::logging::init(args.log_level, args.log_file.as_deref()) {
+        eprintln!("Error: {e}");
+        return 2;
+    }
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
     let cluster = match Cluster::start(cfg, interactive.then_some(events_tx)) {
         Ok(c) => c,

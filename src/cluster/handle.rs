@@ -15,6 +15,7 @@ use crate::cluster::watch::Watch;
 use crate::error::{Error, Result};
 use crate::node::core::NodeConfig;
 use crate::node::disk::{load_clock, load_view, node_dir, DiskSpec, Fsync, Reloaded};
+use crate::node::endpoint::{SocketDir, Transport};
 use crate::node::faults::Faults;
 use crate::node::protocol::DEFAULT_MAX_FRAME;
 use crate::node::runtime::{spawn, Control, NodeSpec, NodeThread, PartitionDigest};
@@ -57,6 +58,8 @@ pub struct ClusterConfig {
     pub failure_timeout: Time,
     /// Whether membership changes rebalance by themselves.
     pub auto_rebalance: bool,
+    /// The transport of the client ports.
+    pub transport: Transport,
     /// `--data-dir` and `--fsync`: keep every node's data on disk, in
     /// one directory per node inside this one. `None`: memory only.
     pub data: Option<DataDir>,
@@ -86,6 +89,7 @@ impl Default for ClusterConfig {
             failure_timeout: 600,
             auto_rebalance: true,
             data: None,
+            transport: Transport::Tcp,
         }
     }
 }
@@ -130,6 +134,9 @@ pub struct Cluster {
     next_run: AtomicU64,
     /// See [`Cluster::restored_from`].
     restored: Option<Epoch>,
+    /// `--transport ipc`: the private directory of the nodes' sockets,
+    /// removed (after the nodes have stopped) when the cluster is dropped.
+    sockets: Option<SocketDir>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -211,6 +218,10 @@ impl Cluster {
             events_tx,
             (faults.clone(), saver),
         )?;
+        let sockets = match cfg.transport {
+            Transport::Tcp => None,
+            Transport::Ipc => Some(SocketDir::create()?),
+        };
         let mut cluster = Cluster {
             cfg,
             name,
@@ -225,6 +236,7 @@ impl Cluster {
             faults,
             next_run: AtomicU64::new(1),
             restored: None,
+            sockets,
         };
         cluster.restored = restore.as_ref().map(|v| v.epoch);
         cluster.next_id = initial.iter().max().map_or(1, |m| m + 1);
@@ -285,6 +297,7 @@ impl Cluster {
                 fsync: d.fsync,
                 replicas: self.cfg.replicas,
             }),
+            ipc_dir: self.sockets.as_ref().map(|d| d.path().to_path_buf()),
         };
         let thread = spawn(&self.ctx, spec)?;
         let endpoint = thread.endpoint.clone();

@@ -117,6 +117,9 @@ pub struct ViewLeader {
     /// The latest time the leader was given (by a message or a tick), to
     /// notice a stall of the leader itself.
     last_seen: Option<Time>,
+    /// The runtime sleeps on purpose until this time (see
+    /// [`ViewLeader::sleeping_until`]): a gap up to it is no stall.
+    sleeping_until: Option<Time>,
     now: Time,
     out: Vec<Envelope>,
     events: Vec<Event>,
@@ -146,6 +149,7 @@ impl ViewLeader {
             departed: BTreeMap::new(),
             decommissioned: BTreeSet::new(),
             last_seen: None,
+            sleeping_until: None,
             now: 0,
             out: Vec::new(),
             events: Vec::new(),

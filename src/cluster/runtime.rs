@@ -13,18 +13,22 @@ use crate::error::{Error, Result};
 use crate::node::faults::Faults;
 use crate::node::message::{decode, Address, Message};
 use crate::node::transport::{peer_endpoint, Clock, Outbox};
+use crate::node::wake::{ControlReceiver, ControlSender};
 use crate::view::placement::Placement;
 use crate::view::{Epoch, NodeId, View};
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 const TICK_MS: u64 = 5;
-/// The tick when nothing but heartbeats arrived since the last one: failure
-/// detection is then late by at most this, against a timeout of hundreds
-/// of milliseconds.
-const IDLE_TICK_MS: u64 = 20;
+/// The longest an idle leader sleeps, when nothing but heartbeats arrived
+/// since its last tick. It wakes sooner when a member could fall silent for
+/// the suspect or failure timeout, or a lease could run out
+/// ([`ViewLeader::next_due`]), so detection is never late for the sleep;
+/// and this is below [`crate::cluster::leader::STALL_MS`], so the stall
+/// detector never mistakes the sleep for a stall.
+const IDLE_TICK_MS: u64 = 50;
 /// Statistics are republished this often; any change at once.
 const PUBLISH_EVERY_MS: u64 = 200;
 
@@ -85,7 +89,7 @@ pub struct LeaderThread {
     /// The leader's peer endpoint.
     pub endpoint: String,
     /// Its control channel.
-    pub control: Sender<LeaderControl>,
+    pub control: ControlSender<LeaderControl>,
     /// The thread.
     pub thread: JoinHandle<()>,
 }
@@ -199,7 +203,7 @@ fn start(
     (status, events, events_tx): Outlets,
     (faults, saver): (Arc<Faults>, Option<ViewSaver>),
 ) -> Result<LeaderThread> {
-    let (control_tx, control_rx) = crossbeam_channel::unbounded();
+    let (control_tx, control_rx) = crate::node::wake::channel()?;
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
     let ctx = ctx.clone();
     let thread = std::thread::Builder::new()
@@ -237,7 +241,7 @@ fn run(
     clock: Clock,
     (status, events, events_tx): Outlets,
     (faults, mut saver): (Arc<Faults>, Option<ViewSaver>),
-    control: Receiver<LeaderControl>,
+    control: ControlReceiver<LeaderControl>,
     ready: Sender<Result<String>>,
 ) {
     // Before the first socket of the cluster's context: libzmq starts the
@@ -276,13 +280,27 @@ fn run(
     let mut published_epoch = u64::MAX;
     // Anything but a heartbeat since the last tick.
     let mut news = true;
+    // Whether the last tick found the leader idle, and whether this pass
+    // read anything.
+    let mut idle = false;
     loop {
         let wait = next_tick.saturating_sub(clock.now()).min(IDLE_TICK_MS) as i64;
-        let mut items = [outbox.socket().as_poll_item(zmq::POLLIN)];
+        if idle {
+            leader.sleeping_until(next_tick);
+        }
+        let mut items = [
+            outbox.socket().as_poll_item(zmq::POLLIN),
+            control.poll_item(),
+        ];
         if zmq::poll(&mut items, wait).is_err() {
             return;
         }
+        if items[1].is_readable() {
+            control.clear();
+        }
+        let mut woken = false;
         while let Ok(frames) = outbox.socket().recv_multipart(zmq::DONTWAIT) {
+            woken = true;
             // Only envelopes from the node their socket names are read: no
             // node can heartbeat, or report a catch-up, for another.
             let Some(msg) = outbox.open(frames) else {
@@ -322,7 +340,7 @@ fn run(
             (remote.as_ref(), saver.as_mut()),
             clock,
         );
-        while let Ok(c) = control.try_recv() {
+        while let Some(c) = control.try_recv() {
             match c {
                 LeaderControl::Decommission(n, force, tx) => {
                     let result = leader.decommission(n, force);
@@ -341,10 +359,21 @@ fn run(
             news = true;
         }
         let now = clock.now();
-        if now >= next_tick {
+        // An idle leader that a heartbeat woke anyway ticks now if its tick
+        // is near, rather than waking again for it: its checks are of
+        // deadlines, which a tick a little early cannot miss (the next one
+        // is set from them).
+        let early = idle && woken && next_tick <= now + IDLE_TICK_MS / 2;
+        if now >= next_tick || early {
             leader.tick(now);
-            let idle = !std::mem::take(&mut news) && leader.quiet() && outbox.nothing_delayed();
-            next_tick = now + if idle { IDLE_TICK_MS } else { TICK_MS };
+            idle = !std::mem::take(&mut news) && leader.quiet() && outbox.nothing_delayed();
+            next_tick = if idle {
+                let publish = last_publish + PUBLISH_EVERY_MS;
+                let due = leader.next_due().unwrap_or(u64::MAX).min(publish);
+                due.clamp(now + 1, now + IDLE_TICK_MS)
+            } else {
+                now + TICK_MS
+            };
         }
         if let Some(r) = &remote {
             // Store every new view before anyone sees it (`send` holds it

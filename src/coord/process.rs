@@ -116,6 +116,7 @@ pub fn run_with(m: &dyn Membership, opts: &NodeOptions, stop: &AtomicBool) -> Re
             faults: Arc::new(Faults::new()),
             remote_peers: Some((format!("tcp://{}:*", cfg.bind), key)),
             disk: None,
+            ipc_dir: None,
         };
         let node = spawn(&ctx, spec)?;
         let member = Member {

@@ -629,6 +629,16 @@ impl Node {
 
     /// Handles a message from a peer or the leader.
     pub fn on_message(&mut self, now: Time, env: Envelope) {
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let text = format!("{:?}", env.message);
+            tracing::trace!(
+                node = %node_name(self.id),
+                from = ?env.from,
+                epoch = env.epoch,
+                "{}",
+                crate::logging::clip(&text, 300)
+            );
+        }
         // A heartbeat's acknowledgement gives no partition work.
         self.sweep |= !matches!(env.message, Message::HeartbeatAck { .. });
         self.now = now;
@@ -851,6 +861,12 @@ impl Node {
         self.view = view;
         let me = self.id;
         let live = self.view.is_live_incarnation(me, self.incarnation);
+        tracing::debug!(
+            node = %node_name(me),
+            epoch = self.view.epoch,
+            live,
+            "adopted a view"
+        );
         let mut done = Vec::new();
         // Leaders whose role ended.
         let ended: Vec<PartitionId> = self
@@ -863,6 +879,7 @@ impl Node {
             .map(|(p, _)| *p)
             .collect();
         for p in ended {
+            tracing::debug!(node = %node_name(me), partition = p, "no longer primary");
             let leader = self.leaders.remove(&p).expect("leader exists");
             done.extend(leader.abort("a newer view took the role away"));
         }
@@ -871,10 +888,15 @@ impl Node {
             for (p, info) in self.view.partitions.iter().enumerate() {
                 let p = p as PartitionId;
                 if info.primary() == Some(me) {
-                    let leader = self
-                        .leaders
-                        .entry(p)
-                        .or_insert_with(|| Leader::new(p, info.term, self.cfg.stream));
+                    let leader = self.leaders.entry(p).or_insert_with(|| {
+                        tracing::debug!(
+                            node = %node_name(me),
+                            partition = p,
+                            term = info.term,
+                            "primary now"
+                        );
+                        Leader::new(p, info.term, self.cfg.stream)
+                    });
                     done.extend(leader.reconcile(&self.view, &self.store, self.now, &mut msgs));
                 }
             }
@@ -989,6 +1011,11 @@ impl Node {
     }
 
     /// Advances time: heartbeats, retries, retransmits, deadlines.
+    /// When the next heartbeat is due: the latest an idle node must tick.
+    pub fn next_heartbeat(&self) -> Time {
+        self.next_heartbeat
+    }
+
     pub fn tick(&mut self, now: Time) {
         self.now = now;
         if self.keep_reloaded_until != 0 && now >= self.keep_reloaded_until {
@@ -1064,8 +1091,18 @@ impl Node {
         let mut reports = Vec::new();
         // Lagging replicas are reported on heartbeat ticks, not every tick.
         let heartbeat_tick = self.next_heartbeat == now + self.cfg.heartbeat_interval;
-        let walk = std::mem::take(&mut self.sweep) || heartbeat_tick;
-        for leader in self.leaders.values_mut().filter(|_| walk) {
+        let sweep = std::mem::take(&mut self.sweep);
+        let walk = sweep || heartbeat_tick;
+        // A heartbeat tick with nothing else to do walks only the
+        // partitions with work: a quiet one has no write in flight, so
+        // nothing lags, and no resync to report.
+        let view = &self.view;
+        let mut busy = false;
+        for leader in self
+            .leaders
+            .values_mut()
+            .filter(|l| sweep || (heartbeat_tick && !l.quiet(view)))
+        {
             done.extend(leader.tick(&self.store, now, &mut msgs));
             if heartbeat_tick {
                 for (node, stream) in leader.lagging(now) {
@@ -1086,9 +1123,12 @@ impl Node {
                     keys,
                 });
             }
+            busy |= !leader.quiet(view);
         }
+        // The partitions not walked were quiet, and nothing has changed
+        // them since.
         if walk {
-            self.sweep = self.leaders.values().any(|l| !l.quiet(&self.view));
+            self.sweep = busy;
         }
         self.flush(msgs);
         self.complete(done);

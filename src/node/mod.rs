@@ -5,6 +5,7 @@ pub mod auth;
 pub mod conditional;
 pub mod core;
 pub mod disk;
+pub mod endpoint;
 pub mod faults;
 pub mod message;
 pub mod protocol;
@@ -14,5 +15,6 @@ pub mod runtime;
 pub mod sched;
 pub mod store;
 pub mod transport;
+pub mod wake;
 
 pub use self::core::{ClientId, Node, NodeConfig, Output};

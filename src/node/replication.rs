@@ -210,7 +210,10 @@ impl Leader {
             .retain(|node, s| wanted.get(node).is_some_and(|(id, _)| *id == s.id));
         let last_idx = self.next_idx - 1;
         for (node, (id, in_sync)) in wanted {
-            let stream = self.streams.entry(node).or_insert_with(|| Stream {
+            let partition = self.partition;
+            let stream = self.streams.entry(node).or_insert_with(|| {
+                tracing::debug!(partition, to = %crate::view::node_name(node), stream = ?id, "resync stream started");
+                Stream {
                 id,
                 next_seq: 1,
                 inflight: VecDeque::new(),
@@ -230,6 +233,7 @@ impl Leader {
                 required: in_sync,
                 last_progress: now,
                 dup_acks: 0,
+            }
             });
             stream.required |= in_sync;
         }
@@ -538,6 +542,11 @@ impl Leader {
             // From now on commits wait for it: it holds everything up to
             // here, and will be in sync.
             s.caught_up = s.resync.take().map(|r| r.keys);
+            tracing::debug!(
+                partition = p,
+                keys = s.caught_up,
+                "resync stream finished; the replica is caught up"
+            );
             s.required = true;
         }
         // Nothing left in flight: every write sent so far is acknowledged.

@@ -24,8 +24,9 @@ use crate::node::store::Store;
 use crate::node::transport::{
     classify_client, client_router, peer_endpoint, reply, ClientInbound, Clock, Outbox,
 };
+use crate::node::wake::{ControlReceiver, ControlSender};
 use crate::view::{node_name, Incarnation, NodeId, PartitionId};
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -33,9 +34,10 @@ use std::time::{Duration, Instant};
 
 /// How often the node ticks, ms.
 const TICK_MS: u64 = 5;
-/// The tick of an idle node (see [`Node::idle`]): it still wakes for every
-/// message at once, and operator commands reach it within this.
-const IDLE_TICK_MS: u64 = 50;
+/// The longest an idle node (see [`Node::idle`]) sleeps. It ticks for its
+/// next heartbeat, and wakes at once for every message and every operator
+/// command (see [`super::wake`]), so nothing else needs a shorter tick.
+const IDLE_TICK_MS: u64 = 1000;
 /// Most frames handled between two ticks, so a flood cannot starve ticks.
 const BATCH: usize = 2048;
 /// Writes a pass of a `--fsync always` node takes in before it commits
@@ -119,6 +121,9 @@ pub struct NodeSpec {
     /// A durable node (`--data-dir`): where it keeps its data. `None`
     /// keeps it in memory only.
     pub disk: Option<DiskSpec>,
+    /// `--transport ipc`: bind the client port as a Unix-domain socket in
+    /// this directory instead of on TCP (see [`super::endpoint`]).
+    pub ipc_dir: Option<std::path::PathBuf>,
 }
 
 /// A running node thread.
@@ -127,7 +132,7 @@ pub struct NodeThread {
     /// The node's client endpoint.
     pub endpoint: String,
     /// Its control channel.
-    pub control: Sender<Control>,
+    pub control: ControlSender<Control>,
     /// The thread.
     pub thread: JoinHandle<()>,
     /// What a durable node read back from disk as it started.
@@ -136,7 +141,7 @@ pub struct NodeThread {
 
 /// Starts a node thread; returns once its socket is bound.
 pub fn spawn(ctx: &zmq::Context, spec: NodeSpec) -> Result<NodeThread> {
-    let (control_tx, control_rx) = crossbeam_channel::unbounded();
+    let (control_tx, control_rx) = super::wake::channel()?;
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
     let ctx = ctx.clone();
     let thread = std::thread::Builder::new()
@@ -160,7 +165,7 @@ pub fn spawn(ctx: &zmq::Context, spec: NodeSpec) -> Result<NodeThread> {
 fn run(
     ctx: zmq::Context,
     spec: NodeSpec,
-    control: Receiver<Control>,
+    control: ControlReceiver<Control>,
     ready: Sender<Result<(String, Option<Reloaded>)>>,
 ) {
     super::sched::batch_scheduling();
@@ -195,7 +200,13 @@ fn run(
         Some((bind, _)) => bind.clone(),
         None => peer_endpoint(&spec.cluster, me, spec.incarnation),
     };
-    let sockets = client_router(&ctx, &spec.bind, hard_limit).and_then(|(clients, endpoint)| {
+    let client_bind = super::endpoint::client_bind(
+        &spec.bind,
+        spec.ipc_dir.as_deref(),
+        spec.id,
+        spec.incarnation,
+    );
+    let sockets = client_router(&ctx, &client_bind, hard_limit).and_then(|(clients, endpoint)| {
         let mut outbox = Outbox::bind(
             &ctx,
             me,
@@ -254,9 +265,13 @@ fn run(
             let mut items = [
                 outbox.socket().as_poll_item(zmq::POLLIN),
                 clients.as_poll_item(zmq::POLLIN),
+                control.poll_item(),
             ];
             if zmq::poll(&mut items, wait).is_err() {
                 return;
+            }
+            if items[2].is_readable() {
+                control.clear();
             }
         }
         // Peers first: their messages finish requests already in flight.
@@ -343,7 +358,7 @@ fn run(
             return;
         }
         // Operator commands.
-        while let Ok(c) = control.try_recv() {
+        while let Some(c) = control.try_recv() {
             match c {
                 Control::Kill => return,
                 Control::Pause(d) => {
@@ -389,7 +404,11 @@ fn run(
             report_unreachable(&mut node, &outbox);
             node.tick(now);
             let idle = node.idle() && outbox.nothing_delayed();
-            next_tick = now + if idle { IDLE_TICK_MS } else { TICK_MS };
+            next_tick = if idle {
+                node.next_heartbeat().clamp(now + 1, now + IDLE_TICK_MS)
+            } else {
+                now + TICK_MS
+            };
         }
         // Connect to peers as soon as a view names them, so that the first
         // message to a peer does not find it unconnected; close the sockets

@@ -130,13 +130,14 @@ pub fn dealer(ctx: &zmq::Context, endpoint: &str) -> Result<zmq::Socket> {
     Ok(s)
 }
 
-/// A ROUTER for clients, bound to an auto-allocated TCP port on `bind`;
+/// A ROUTER for clients, bound to `endpoint` (`tcp://ADDR:*` for a port the
+/// kernel picks, or an `ipc://` path: see [`super::endpoint`]);
 /// returns the endpoint it got. libzmq drops a connection that sends a
 /// message over `max_msg` bytes, so one client cannot make the node buffer
 /// more than that.
 pub fn client_router(
     ctx: &zmq::Context,
-    bind: &str,
+    endpoint: &str,
     max_msg: usize,
 ) -> Result<(zmq::Socket, String)> {
     let s = ctx.socket(zmq::ROUTER)?;
@@ -149,7 +150,7 @@ pub fn client_router(
     s.set_rcvhwm(CLIENT_HWM)?;
     s.set_maxmsgsize(max_msg as i64)?;
     s.set_router_mandatory(false)?;
-    s.bind(&format!("tcp://{bind}:*"))?;
+    s.bind(endpoint)?;
     let endpoint = s
         .get_last_endpoint()?
         .map_err(|_| Error::Io("the bound endpoint is not UTF-8".into()))?;

@@ -393,10 +393,14 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "set",
         aliases: &[],
-        args: "[auto-rebalance|events on|off]",
+        args: "[auto-rebalance|events|log-level on|off|error|warn|info|debug|trace]",
         summary: "list every setting and its value, or change one",
         detail: "auto-rebalance (default on): membership changes rebalance by themselves. \
                  events (default on): print view changes above the prompt as they happen. \
+                 log-level (default warn, or --log-level): error, warn, info, debug (each \
+                 view a node adopts, each partition it starts or stops leading, each resync \
+                 stream) or trace (every internal message); lines go above the prompt, or \
+                 to --log-file. \
                  The timings (heartbeat, suspect-timeout, failure-timeout, lease) are shown \
                  but fixed while the cluster runs: every lease must end before the failure \
                  timeout on every node at every instant, which a change made one thread at a \

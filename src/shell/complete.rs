@@ -455,7 +455,7 @@ mod tests {
     #[test_case("where c", &["cart"])]
     #[test_case("wait ", &["healthy"])]
     #[test_case("placement ", &["hrw", "modulo", "ring"])]
-    #[test_case("set ", &["auto-rebalance", "events"])]
+    #[test_case("set ", &["auto-rebalance", "events", "log-level"])]
     #[test_case("set events ", &["off", "on"])]
     #[test_case("table --watch ", &["--all", "--by-node", "--limit"])]
     #[test_case("table --by-node ", &["--all", "--limit", "--watch"])]

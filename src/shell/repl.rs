@@ -153,6 +153,21 @@ pub fn run(shell: &mut Shell, history: Option<PathBuf>, events: Receiver<Event>)
             }
         }));
     }
+    // Log lines print above the prompt as notices do, unless a log file
+    // takes them.
+    if let Ok(p) = editor.create_external_printer() {
+        let at_prompt = shared.at_prompt.clone();
+        let p = std::sync::Mutex::new(p);
+        crate::logging::set_sink(Box::new(move |line| {
+            if at_prompt.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(mut p) = p.lock() {
+                    let _ = p.print(format!("{line}\n"));
+                }
+            } else {
+                crate::progress::println(&line);
+            }
+        }));
+    }
     println!("{}", banner(shell));
     let mut status = 0;
     'session: loop {

@@ -60,6 +60,39 @@ impl ViewLeader {
         self.publish();
     }
 
+    /// The earliest time a tick could find something to do that no message
+    /// brings: a member falling silent long enough to be suspected or
+    /// declared dead, a lease running out, or the periodic replan. An idle
+    /// leader sleeps until then (its runtime also bounds the sleep, so the
+    /// stall detector keeps seeing it tick).
+    pub fn next_due(&self) -> Option<Time> {
+        let mut due = self.planned.as_ref().map(|(_, at)| at + REPLAN_MS);
+        let mut at = |t: Time| due = Some(due.map_or(t, |d: Time| d.min(t)));
+        for (id, info) in &self.view.nodes {
+            if info.state == NodeState::Dead {
+                continue;
+            }
+            let Some(m) = self.members.get(id) else {
+                continue;
+            };
+            if !m.suspect {
+                at(m.last_heard + self.cfg.suspect_timeout);
+            }
+            at(m.last_heard + self.cfg.failure_timeout);
+            if !m.lease.lost && m.incarnation == info.incarnation {
+                at(m.lease.held_until + self.cfg.failure_timeout);
+            }
+        }
+        due
+    }
+
+    /// The runtime is about to sleep until `t` with nothing to do: the
+    /// stall detector counts only lateness past `t`, so an idle leader's
+    /// sleep cannot be taken for a stall of its process.
+    pub fn sleeping_until(&mut self, t: Time) {
+        self.sleeping_until = Some(t);
+    }
+
     /// A fingerprint of everything [`ViewLeader::plan_step`] reads, but the
     /// time: the view (its epoch, and whether a change is staged), the
     /// placement, whether rebalancing is on, and each member's reported
@@ -95,7 +128,12 @@ impl ViewLeader {
     /// died during the stall is declared dead one failure timeout after it.
     pub(super) fn observe(&mut self, now: Time) {
         self.now = now;
-        let last = self.last_seen.unwrap_or(now);
+        let mut last = self.last_seen.unwrap_or(now);
+        // A sleep the runtime chose is not a stall: only lateness past its
+        // end counts (a message that ends the sleep early is no stall).
+        if let Some(t) = self.sleeping_until.take() {
+            last = last.max(t.min(now));
+        }
         self.last_seen = Some(last.max(now));
         let gap = now.saturating_sub(last);
         if gap <= STALL_MS {

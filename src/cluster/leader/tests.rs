@@ -323,6 +323,36 @@ fn a_stall_of_the_leader_is_not_silence_of_the_nodes() {
     assert_eq!(h.count(|k| matches!(k, EventKind::Dead { .. })), 1);
 }
 
+/// An idle leader's runtime sleeps on purpose (up to 50 ms, or until
+/// [`ViewLeader::next_due`]); that sleep is no stall. Only lateness past the
+/// sleep's end is, and it is still found.
+#[test]
+fn a_chosen_sleep_is_not_a_stall_but_lateness_after_it_is() {
+    let mut h = Harness::new(4, 2, 16);
+    let stalls = |h: &Harness| h.count(|k| matches!(k, EventKind::Stalled { .. }));
+    let due = h.leader.next_due().expect("members have deadlines");
+    assert!(due > h.now, "the next deadline is ahead");
+    // Asleep until 90 ms on, woken at 90 ms: no stall, though the gap
+    // since the last tick is 90 ms plus whatever came before.
+    h.leader.sleeping_until(h.now + 90);
+    h.now += 90;
+    h.leader.tick(h.now);
+    h.drain();
+    // Asleep until 80 ms on and woken 70 ms after that by a stalled
+    // process: 70 ms late, under the 100 ms stall bound.
+    h.leader.sleeping_until(h.now + 80);
+    h.now += 150;
+    h.leader.tick(h.now);
+    h.drain();
+    assert_eq!(stalls(&h), 0, "a chosen sleep is not a stall");
+    // Asleep until 50 ms on, woken 400 ms after that: a stall.
+    h.leader.sleeping_until(h.now + 50);
+    h.now += 450;
+    h.leader.tick(h.now);
+    h.drain();
+    assert_eq!(stalls(&h), 1, "lateness past the sleep is a stall");
+}
+
 /// §6: a node paused while leaving is declared dead, then wakes. It must
 /// still be leaving, and leave.
 #[test]

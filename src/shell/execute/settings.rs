@@ -24,13 +24,22 @@ impl Shell {
                 }
             )));
         }
+        if name == "log-level" {
+            let level = crate::logging::parse_level(value)?;
+            crate::logging::set_level(level)?;
+            let level = level.to_string().to_lowercase();
+            return Ok(Reply::new(
+                format!("log-level {level}"),
+                json!({"setting": name, "value": level}),
+            ));
+        }
         let on = parse_switch(value)?;
         match name.as_str() {
             "auto-rebalance" => self.cluster.set_auto_rebalance(on)?,
             "events" => self.live_events.store(on, Ordering::Relaxed),
             _ => {
                 return Err(Error::BadInput(format!(
-                    "unknown setting {name:?}; settings: auto-rebalance, events, {}",
+                    "unknown setting {name:?}; settings: auto-rebalance, events, log-level, {}",
                     TIMINGS.map(|(n, _, _)| n).join(", ")
                 )))
             }
@@ -63,6 +72,11 @@ impl Shell {
         for (name, on) in switches {
             t.add_row(vec![name, if on { "on" } else { "off" }, "on|off"]);
             json.insert(name.to_string(), json!(on));
+        }
+        if let Some(level) = crate::logging::level() {
+            let level = level.to_string().to_lowercase();
+            t.add_row(vec!["log-level", &level, "error|warn|info|debug|trace"]);
+            json.insert("log-level".to_string(), json!(level));
         }
         for ((name, _, _), ms) in TIMINGS.iter().zip(timings) {
             t.add_row(vec![*name, &format!("{ms} ms"), "fixed (set at start)"]);

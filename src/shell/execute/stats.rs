@@ -54,6 +54,8 @@ impl Shell {
             pause(interval);
             let after = self.cluster.status();
             let (text, _) = self.stats_frame(&before, &after, Some(&mut recent));
+            // Written directly, not through `execute`: fit it here too.
+            let text = crate::shell::layout::fit(&text, crate::shell::layout::width());
             write!(
                 stdout,
                 "\x1b[H\x1b[2J{text}\n(every {:.1} s, changes highlighted; Ctrl-C to stop)\n",

@@ -97,6 +97,8 @@ impl Shell {
             // take about 7 rows.
             let rows = layout::height().saturating_sub(8).max(1);
             let (text, _) = self.draw_table(view, &status, &counts, Some(rows), Some(&mut recent));
+            // Written directly, not through `execute`: fit it here too.
+            let text = layout::fit(&text, layout::width());
             // Home the cursor and clear, then draw: redraw in place.
             write!(
                 stdout,
