@@ -83,6 +83,7 @@ fn envelopes(c: &mut Criterion) {
             partition: 17,
             stream,
             seq: 123_456,
+            need: Vec::new(),
         },
     };
     let mut group = c.benchmark_group("envelope");

@@ -82,6 +82,7 @@ fn seeds() -> Vec<(Source, Vec<u8>)> {
                 partition: 1,
                 stream,
                 seq: 1,
+                need: vec![(None, Some("k".into()))],
             },
         ),
         env(

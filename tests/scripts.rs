@@ -11,7 +11,10 @@
 //! - `cluster [nodes=N] [replicas=R] [partitions=P] [placement=S]` starts a
 //!   fresh cluster (the first shell command starts a default one: 4 nodes,
 //!   R=2, 16 partitions);
-//! - `json on|off` switches `--json` output.
+//! - `json on|off` switches `--json` output;
+//! - `cluster ... data=on` keeps the nodes' data in a fresh temporary
+//!   directory (`--data-dir`), shown as `DIR`, and `reopen` stops the
+//!   whole cluster and starts it again on that directory.
 //!
 //! Ports and timings change from run to run, so they are masked in the
 //! output: `tcp://127.0.0.1:PORT`, `N.NN s`, `N ms`, `epoch N`.
@@ -28,11 +31,25 @@ use std::error::Error;
 struct Runner {
     shell: Option<Shell>,
     json: bool,
+    /// The configuration of the running cluster, for `reopen`.
+    cfg: Option<ClusterConfig>,
+    /// The data directory of a `data=on` cluster, removed at the end.
+    data: Option<std::path::PathBuf>,
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.shell = None;
+        if let Some(dir) = &self.data {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 impl Runner {
     fn start(&mut self, cfg: ClusterConfig) -> Result<(), Box<dyn Error>> {
         self.shell = None; // Stop the old cluster first.
+        self.cfg = Some(cfg.clone());
         let cluster = Cluster::start(cfg, None)?;
         let mut shell = Shell::new(cluster, self.json, true, false);
         shell.json = self.json;
@@ -100,9 +117,36 @@ impl goldenscript::Runner for Runner {
                     let strategy: Strategy = s.parse()?;
                     cfg.placement = Placement::new(strategy, DEFAULT_VNODES);
                 }
+                if args.lookup_parse::<String>("data")?.as_deref() == Some("on") {
+                    let dir = std::env::temp_dir().join(format!(
+                        "kvsh-script-{}-{:x}",
+                        std::process::id(),
+                        rand::random::<u32>()
+                    ));
+                    self.data = Some(dir.clone());
+                    cfg.data = Some(kvsh::cluster::DataDir {
+                        dir,
+                        fsync: Default::default(),
+                    });
+                }
                 args.reject_rest()?;
                 self.start(cfg)?;
                 Ok(String::new())
+            }
+            "reopen" => {
+                let cfg = self.cfg.clone().ok_or("no cluster to reopen")?;
+                self.start(cfg)?;
+                let cluster = self.shell.as_ref().expect("started").cluster();
+                let mut out = format!(
+                    "restored from a saved view: {}\n",
+                    cluster.restored_from().is_some()
+                );
+                for id in cluster.node_ids() {
+                    if let Some((r, _)) = cluster.reloaded(id) {
+                        out += &format!("{} reloaded {} keys\n", kvsh::view::node_name(id), r.keys);
+                    }
+                }
+                Ok(out)
             }
             "json" => {
                 let on = command.args.first().is_some_and(|a| a.value == "on");
@@ -119,7 +163,10 @@ impl goldenscript::Runner for Runner {
                 let shell = self.shell.as_mut().expect("started");
                 let mut out = Vec::new();
                 let result = shell.execute(&line(command), &mut out);
-                let out = redact(&String::from_utf8(out)?);
+                let mut out = redact(&String::from_utf8(out)?);
+                if let Some(dir) = &self.data {
+                    out = out.replace(&dir.display().to_string(), "DIR");
+                }
                 match result {
                     Ok(()) => Ok(out),
                     Err(e) => Err(format!("{out}{}", redact(&e.to_string())).into()),

@@ -1,7 +1,8 @@
 //! `kvsh`: start a cluster and drive it from a shell or a script.
 
 use clap::Parser;
-use kvsh::cluster::{Cluster, ClusterConfig};
+use kvsh::cluster::{Cluster, ClusterConfig, DataDir};
+use kvsh::node::disk::Fsync;
 use kvsh::node::protocol::{DEFAULT_MAX_FRAME, MAX_KEY_BYTES};
 use kvsh::shell::command::{parse_duration, split_commands};
 use kvsh::shell::{install_interrupt_handler, repl, script, Shell};
@@ -102,6 +103,39 @@ struct Args {
     /// nodes it starts.
     #[arg(long, default_value = "2000ms", value_parser = ms, requires = "coord")]
     session_timeout: u64,
+    /// Keep every node's data on disk in DIR (one directory per node:
+    /// DIR/n1, DIR/n2, ...). Started again on the same DIR, the cluster
+    /// comes back with its nodes, its view and every acknowledged write.
+    /// Without it, data lives in memory only.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// With --data-dir: when a node syncs its writes to disk. always: each
+    /// write before its acknowledgement; batch: once per batch of requests
+    /// drained, before any of its acknowledgements; never: left to the
+    /// operating system (survives a crash of kvsh, not of the machine).
+    #[arg(long, value_name = "always|batch|never")]
+    fsync: Option<Fsync>,
+}
+
+/// What a durable cluster found in its directory at start, in one line,
+/// if it found anything.
+fn restored_line(cluster: &Cluster) -> Option<String> {
+    let epoch = cluster.restored_from()?;
+    let ids = cluster.node_ids();
+    let mut keys = 0;
+    let mut slowest = 0.0f64;
+    for id in &ids {
+        if let Some((r, _)) = cluster.reloaded(*id) {
+            keys += r.keys;
+            slowest = slowest.max(r.elapsed.as_secs_f64());
+        }
+    }
+    let dir = cluster.config().data.as_ref()?.dir.display().to_string();
+    Some(format!(
+        "restored the cluster in {dir} from its view of epoch {epoch}: {} reloaded {} in {slowest:.2} s at most",
+        kvsh::units::count(ids.len() as u64, "node"),
+        kvsh::units::count(keys, "key"),
+    ))
 }
 
 fn log_level(s: &str) -> Result<tracing_subscriber::filter::LevelFilter, String> {
@@ -184,6 +218,9 @@ fn check(args: &Args) -> Result<(), String> {
             "--heartbeat must be from 1ms to {MAX_HEARTBEAT_MS}ms"
         ));
     }
+    if args.fsync.is_some() && args.data_dir.is_none() {
+        return Err("--fsync needs --data-dir: without it nothing is written to disk".into());
+    }
     Ok(())
 }
 
@@ -230,6 +267,10 @@ fn run(args: Args) -> i32 {
         auto_rebalance: !args.no_auto_rebalance,
         failure_timeout: args.failure_timeout,
         suspect_timeout: (args.failure_timeout * 5 / 12).max(args.heartbeat * 2),
+        data: args.data_dir.clone().map(|dir| DataDir {
+            dir,
+            fsync: args.fsync.unwrap_or_default(),
+        }),
         ..ClusterConfig::default()
     };
     cfg.node.heartbeat_interval = args.heartbeat;
@@ -258,6 +299,9 @@ fn run(args: Args) -> i32 {
             return 2;
         }
     };
+    if let Some(line) = restored_line(&cluster) {
+        eprintln!("{line}");
+    }
     install_interrupt_handler();
     let tty = std::io::stdout().is_terminal();
     let mut shell = Shell::new(cluster, args.json, !interactive, tty);

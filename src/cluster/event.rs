@@ -48,10 +48,13 @@ pub enum EventKind {
         /// The node.
         node: NodeId,
     },
-    /// A node came back as a new incarnation, with empty memory.
+    /// A node came back as a new incarnation: with empty memory, or with
+    /// the keys a durable node reloaded from its disk.
     Restarted {
         /// The node.
         node: NodeId,
+        /// Keys it held when it rejoined (reloaded from disk).
+        keys: u64,
     },
     /// A decommissioned node left the cluster.
     Left {
@@ -188,7 +191,15 @@ impl std::fmt::Display for EventKind {
                 node_name(*node)
             ),
             Recovered { node } => write!(f, "{} recovered with its data", node_name(*node)),
-            Restarted { node } => write!(f, "{} restarted empty and rejoined", node_name(*node)),
+            Restarted { node, keys: 0 } => {
+                write!(f, "{} restarted empty and rejoined", node_name(*node))
+            }
+            Restarted { node, keys } => write!(
+                f,
+                "{} restarted with {} reloaded from disk and rejoined",
+                node_name(*node),
+                crate::units::count(*keys, "key")
+            ),
             Left { node } => write!(f, "{} decommissioned and left", node_name(*node)),
             Removed { node } => write!(
                 f,

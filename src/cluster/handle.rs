@@ -16,10 +16,12 @@
 use crate::cluster::client::{Client, ViewSource};
 use crate::cluster::leader::{Event, LeaderConfig, Plan, Status};
 use crate::cluster::remote::RemoteNodes;
+use crate::cluster::runtime::ViewSaver;
 use crate::cluster::runtime::{self, EventLog, LeaderControl, LeaderThread};
 use crate::cluster::watch::Watch;
 use crate::error::{Error, Result};
 use crate::node::core::NodeConfig;
+use crate::node::disk::{load_clock, load_view, node_dir, DiskSpec, Fsync, Reloaded};
 use crate::node::endpoint::{SocketDir, Transport};
 use crate::node::faults::Faults;
 use crate::node::protocol::DEFAULT_MAX_FRAME;
@@ -67,6 +69,18 @@ pub struct ClusterConfig {
     pub auto_rebalance: bool,
     /// The transport of the client ports.
     pub transport: Transport,
+    /// `--data-dir` and `--fsync`: keep every node's data on disk, in
+    /// one directory per node inside this one. `None`: memory only.
+    pub data: Option<DataDir>,
+}
+
+/// A durable cluster's directory and fsync policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataDir {
+    /// The cluster's directory.
+    pub dir: std::path::PathBuf,
+    /// When nodes sync their writes.
+    pub fsync: Fsync,
 }
 
 impl Default for ClusterConfig {
@@ -83,6 +97,7 @@ impl Default for ClusterConfig {
             suspect_timeout: 250,
             failure_timeout: 600,
             auto_rebalance: true,
+            data: None,
             transport: Transport::Tcp,
         }
     }
@@ -105,6 +120,8 @@ struct NodeHandle {
     endpoint: String,
     incarnation: Incarnation,
     paused_until: Option<Instant>,
+    /// What the node read back from disk at its latest start.
+    reloaded: Option<Reloaded>,
 }
 
 /// A running cluster.
@@ -124,6 +141,8 @@ pub struct Cluster {
     faults: Arc<Faults>,
     /// The next [`Cluster::run_id`]. Atomic, as `bench` takes `&Cluster`.
     next_run: AtomicU64,
+    /// See [`Cluster::restored_from`].
+    restored: Option<Epoch>,
     /// `--transport ipc`: the private directory of the nodes' sockets,
     /// removed (after the nodes have stopped) when the cluster is dropped.
     sockets: Option<SocketDir>,
@@ -163,8 +182,26 @@ impl Cluster {
                 "the lease must be shorter than the failure timeout".into(),
             ));
         }
+        // A durable cluster started again on its directory continues from
+        // the last view it published, with the nodes that view names, and
+        // its clock from where it stopped.
+        let restore = match &cfg.data {
+            None => None,
+            Some(d) => {
+                std::fs::create_dir_all(&d.dir)
+                    .map_err(|e| Error::Io(format!("{}: {e}", d.dir.display())))?;
+                load_view(&d.dir, cfg.partitions, cfg.replicas)?
+            }
+        };
+        let initial: Vec<NodeId> = match &restore {
+            Some(view) => view.nodes.keys().copied().collect(),
+            None => (1..=cfg.nodes as NodeId).collect(),
+        };
         let ctx = zmq::Context::new();
-        let clock = Clock::new();
+        let clock = match (&cfg.data, &restore) {
+            (Some(d), Some(_)) => Clock::starting_at(load_clock(&d.dir)),
+            _ => Clock::new(),
+        };
         let status = Watch::new(Status::default());
         let events: EventLog = Arc::default();
         let leader_cfg = LeaderConfig {
@@ -174,8 +211,12 @@ impl Cluster {
             suspect_timeout: cfg.suspect_timeout,
             failure_timeout: cfg.failure_timeout,
             auto_rebalance: cfg.auto_rebalance,
-            bootstrap: (1..=cfg.nodes as NodeId).collect(),
+            bootstrap: initial.clone(),
         };
+        let saver = cfg
+            .data
+            .as_ref()
+            .map(|d| ViewSaver::new(d.dir.clone(), cfg.replicas, d.fsync, restore.clone()));
         let faults = Arc::new(Faults::new());
         let name = format!("{:016x}", rand::random::<u64>());
         let leader = runtime::spawn(
@@ -186,7 +227,7 @@ impl Cluster {
             status.clone(),
             events.clone(),
             events_tx,
-            faults.clone(),
+            (faults.clone(), saver),
         )?;
         let sockets = match cfg.transport {
             Transport::Tcp => None,
@@ -205,11 +246,17 @@ impl Cluster {
             next_incarnation: 1,
             faults,
             next_run: AtomicU64::new(1),
+            restored: None,
             sockets,
             remote: None,
         };
-        for _ in 0..cluster.cfg.nodes {
-            cluster.spawn_node(None)?;
+        cluster.restored = restore.as_ref().map(|v| v.epoch);
+        cluster.next_id = initial.iter().max().map_or(1, |m| m + 1);
+        for id in initial {
+            if let Err(e) = cluster.spawn_node(Some(id)) {
+                cluster.shutdown();
+                return Err(e);
+            }
         }
         // Ready means more than a first view: every node has adopted it
         // (and so holds a lease), and every partition is in sync, so the
@@ -256,6 +303,7 @@ impl Cluster {
             next_run: AtomicU64::new(rand::random::<u32>() as u64 * 1000 + 1),
             sockets: None,
             remote: Some(remote),
+            restored: None,
         }
     }
 
@@ -304,10 +352,16 @@ impl Cluster {
             clock: self.clock,
             faults: self.faults.clone(),
             remote_peers: None,
+            disk: self.cfg.data.as_ref().map(|d| DiskSpec {
+                dir: node_dir(&d.dir, id),
+                fsync: d.fsync,
+                replicas: self.cfg.replicas,
+            }),
             ipc_dir: self.sockets.as_ref().map(|d| d.path().to_path_buf()),
         };
         let thread = spawn(&self.ctx, spec)?;
         let endpoint = thread.endpoint.clone();
+        let reloaded = thread.reloaded.clone();
         self.nodes.insert(
             id,
             NodeHandle {
@@ -315,9 +369,24 @@ impl Cluster {
                 endpoint,
                 incarnation,
                 paused_until: None,
+                reloaded,
             },
         );
         Ok(id)
+    }
+
+    /// What node `id` read back from its data directory at its latest
+    /// start (a durable cluster), and the directory.
+    pub fn reloaded(&self, id: NodeId) -> Option<(Reloaded, std::path::PathBuf)> {
+        let d = self.cfg.data.as_ref()?;
+        let r = self.nodes.get(&id)?.reloaded.clone()?;
+        Some((r, node_dir(&d.dir, id)))
+    }
+
+    /// The epoch of the saved view this cluster continued from, if it was
+    /// started again on a data directory that had one.
+    pub fn restored_from(&self) -> Option<Epoch> {
+        self.restored
     }
 
     /// The network faults in force; change them to inject faults.
@@ -752,15 +821,18 @@ impl Cluster {
         if let Some(r) = &mut self.remote {
             r.shutdown();
         }
+        // The leader first: it must not see the nodes stop one by one and
+        // publish (and, with a data directory, save) views that fail them
+        // over. A cluster started again continues from the view it ran on.
+        if let Some(l) = self.leader.take() {
+            let _ = l.control.send(LeaderControl::Stop);
+            let _ = l.thread.join();
+        }
         for h in self.nodes.values_mut() {
             if let Some(t) = h.thread.take() {
                 let _ = t.control.send(Control::Kill);
                 let _ = t.thread.join();
             }
-        }
-        if let Some(l) = self.leader.take() {
-            let _ = l.control.send(LeaderControl::Stop);
-            let _ = l.thread.join();
         }
     }
 }

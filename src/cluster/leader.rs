@@ -91,6 +91,9 @@ struct ReportedLease {
 pub struct ViewLeader {
     cfg: LeaderConfig,
     view: View,
+    /// The view a restarted durable cluster's first view continues
+    /// (`leader/restore.rs`).
+    restore: Option<View>,
     members: BTreeMap<NodeId, MemberStatus>,
     partition_keys: Vec<u64>,
     staged: bool,
@@ -134,6 +137,7 @@ impl ViewLeader {
                 partitions: Vec::new(),
             },
             cfg,
+            restore: None,
             members: BTreeMap::new(),
             partition_keys: vec![0; partitions],
             staged: false,
@@ -309,6 +313,7 @@ impl ViewLeader {
         if self.departed.get(&node).is_some_and(|d| incarnation <= *d) {
             return;
         }
+        let reloaded_keys = stats.keys;
         // Incarnations only grow. A heartbeat from one older than the view's
         // was sent by a previous life of the node and held up in the
         // network (a slow link to the leader can hold it for seconds).
@@ -407,7 +412,10 @@ impl ViewLeader {
                             state,
                         },
                     );
-                    self.event(EventKind::Restarted { node });
+                    self.event(EventKind::Restarted {
+                        node,
+                        keys: reloaded_keys,
+                    });
                     // A partition this node still leads had no in-sync
                     // replica to take over when it died, so its only full
                     // copy died with it. Start it again, empty, in a new
@@ -579,6 +587,9 @@ impl ViewLeader {
     }
 
     fn bootstrap(&mut self) {
+        if let Some(saved) = self.restore.take() {
+            return self.bootstrap_restored(saved);
+        }
         let epoch = self.stage();
         let mut nodes: Vec<NodeId> = self.cfg.bootstrap.clone();
         nodes.sort_unstable();
@@ -840,6 +851,7 @@ pub fn holders(view: &View) -> BTreeSet<NodeId> {
 
 mod failure;
 mod rebalance;
+mod restore;
 mod resume;
 #[cfg(test)]
 mod tests;

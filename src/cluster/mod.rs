@@ -12,4 +12,4 @@ pub mod status;
 pub mod watch;
 
 pub use client::Client;
-pub use handle::{Cluster, ClusterConfig, Process};
+pub use handle::{Cluster, ClusterConfig, DataDir, Process};

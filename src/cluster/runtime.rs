@@ -105,7 +105,7 @@ pub fn spawn(
     status: Watch<Status>,
     events: EventLog,
     events_tx: Option<Sender<Event>>,
-    faults: Arc<Faults>,
+    (faults, saver): (Arc<Faults>, Option<ViewSaver>),
 ) -> Result<LeaderThread> {
     let bind = peer_endpoint(cluster, Address::Leader, 0);
     start(
@@ -114,8 +114,62 @@ pub fn spawn(
         cfg,
         clock,
         (status, events, events_tx),
-        faults,
+        (faults, saver),
     )
+}
+
+/// A durable cluster's leader (`--data-dir`): every view goes to disk
+/// before any node sees it, so a cluster started again on the directory
+/// continues from the last view any node acted on; and the clock's reading
+/// goes there every second, so the next run's clock starts past every
+/// time this one used (lock expiries are times on it).
+#[derive(Debug)]
+pub struct ViewSaver {
+    /// The cluster's directory.
+    pub dir: std::path::PathBuf,
+    /// Replicas per partition, part of the saved layout.
+    pub replicas: usize,
+    /// The fsync policy.
+    pub fsync: crate::node::disk::Fsync,
+    /// A view restored from the directory, to continue from.
+    pub restore: Option<crate::view::View>,
+    saved: Epoch,
+    clock_saved: u64,
+}
+
+impl ViewSaver {
+    /// A saver for the cluster's directory `dir`.
+    pub fn new(
+        dir: std::path::PathBuf,
+        replicas: usize,
+        fsync: crate::node::disk::Fsync,
+        restore: Option<crate::view::View>,
+    ) -> Self {
+        ViewSaver {
+            dir,
+            replicas,
+            fsync,
+            restore,
+            saved: 0,
+            clock_saved: 0,
+        }
+    }
+
+    /// Saves the leader's view if it is newer than the last saved, and the
+    /// clock if a second has passed. Returns the newest epoch on disk.
+    fn save(&mut self, leader: &ViewLeader, now: u64) -> Epoch {
+        let view = leader.view();
+        if view.epoch > self.saved
+            && crate::node::disk::save_view(&self.dir, view, self.replicas, self.fsync).is_ok()
+        {
+            self.saved = view.epoch;
+        }
+        if now >= self.clock_saved + 1000 {
+            self.clock_saved = now;
+            let _ = crate::node::disk::save_clock(&self.dir, now);
+        }
+        self.saved
+    }
 }
 
 /// Starts the view leader of a cluster of node processes (`src/coord/`),
@@ -135,7 +189,7 @@ pub fn spawn_remote(
         cfg,
         clock,
         (status, events, None),
-        Arc::new(Faults::new()),
+        (Arc::new(Faults::new()), None),
     )
 }
 
@@ -147,7 +201,7 @@ fn start(
     cfg: LeaderConfig,
     clock: Clock,
     (status, events, events_tx): Outlets,
-    faults: Arc<Faults>,
+    (faults, saver): (Arc<Faults>, Option<ViewSaver>),
 ) -> Result<LeaderThread> {
     let (control_tx, control_rx) = crate::node::wake::channel()?;
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
@@ -161,7 +215,7 @@ fn start(
                 cfg,
                 clock,
                 (status, events, events_tx),
-                faults,
+                (faults, saver),
                 control_rx,
                 ready_tx,
             )
@@ -186,7 +240,7 @@ fn run(
     cfg: LeaderConfig,
     clock: Clock,
     (status, events, events_tx): Outlets,
-    faults: Arc<Faults>,
+    (faults, mut saver): (Arc<Faults>, Option<ViewSaver>),
     control: ControlReceiver<LeaderControl>,
     ready: Sender<Result<String>>,
 ) {
@@ -212,7 +266,10 @@ fn run(
     let _ = ready.send(Ok(endpoint));
     let mut leader = match remote.as_ref().and_then(|r| r.resume.clone()) {
         Some(view) => ViewLeader::resume(cfg, view, clock.now()),
-        None => ViewLeader::new(cfg),
+        None => match saver.as_mut().and_then(|s| s.restore.take()) {
+            Some(view) => ViewLeader::new(cfg).restoring(view),
+            None => ViewLeader::new(cfg),
+        },
     };
     let mut store_asked: Epoch = remote
         .as_ref()
@@ -277,7 +334,12 @@ fn run(
         if news {
             next_tick = next_tick.min(clock.now() + TICK_MS);
         }
-        send(&mut leader, &mut outbox, remote.as_ref(), clock);
+        send(
+            &mut leader,
+            &mut outbox,
+            (remote.as_ref(), saver.as_mut()),
+            clock,
+        );
         while let Some(c) = control.try_recv() {
             match c {
                 LeaderControl::Decommission(n, force, tx) => {
@@ -322,7 +384,12 @@ fn run(
                 let _ = r.store.send(leader.view().clone());
             }
         }
-        send(&mut leader, &mut outbox, remote.as_ref(), clock);
+        send(
+            &mut leader,
+            &mut outbox,
+            (remote.as_ref(), saver.as_mut()),
+            clock,
+        );
         outbox.flush_due();
         let new_events = leader.take_events();
         let changed = !new_events.is_empty() || leader.view().epoch != published_epoch;
@@ -354,10 +421,20 @@ fn run(
     }
 }
 
-fn send(leader: &mut ViewLeader, outbox: &mut Outbox, remote: Option<&RemoteLeader>, clock: Clock) {
+fn send(
+    leader: &mut ViewLeader,
+    outbox: &mut Outbox,
+    (remote, saver): (Option<&RemoteLeader>, Option<&mut ViewSaver>),
+    clock: Clock,
+) {
+    // A durable cluster: no view goes out before it is on disk.
+    let saved = saver.map(|s| s.save(leader, clock.now()));
     let outputs = leader.take_outputs();
     let outputs = match remote {
-        None => outputs,
+        None => match saved {
+            None => outputs,
+            Some(saved) => outputs.into_iter().filter(|e| e.epoch <= saved).collect(),
+        },
         Some(r) => {
             // Nothing of a view not yet stored, and nothing at all once
             // the coordination session may have ended (another process

@@ -124,6 +124,7 @@ pub fn run_with(m: &dyn Membership, opts: &NodeOptions, stop: &AtomicBool) -> Re
             clock,
             faults: faults.clone(),
             remote_peers: Some((format!("tcp://{}:*", cfg.bind), key)),
+            disk: None,
             ipc_dir: None,
         };
         let node = spawn(&ctx, spec)?;

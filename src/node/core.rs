@@ -81,6 +81,8 @@ impl Default for NodeConfig {
                 chunk_window: 4,
                 retransmit: 200,
                 lag_timeout: 1000,
+                digests: false,
+                digest_keys: 128,
                 skip_replication: false,
             },
             read_through_intents: false,
@@ -172,6 +174,8 @@ pub struct Node {
     /// a heartbeat is due. An idle node otherwise spent most of its CPU
     /// finding that its hundreds of partitions had nothing to do.
     sweep: bool,
+    /// See [`Node::keep_reloaded`].
+    keep_reloaded_until: Time,
     next_request: RequestId,
     next_heartbeat: Time,
     now: Time,
@@ -217,6 +221,7 @@ impl Node {
             recovering: Default::default(),
             next_recovery: 0,
             sweep: true,
+            keep_reloaded_until: 0,
             next_request: 1,
             next_heartbeat: 0,
             now: 0,
@@ -763,13 +768,16 @@ impl Node {
                 partition,
                 stream,
                 seq,
+                need,
             } => {
                 let Address::Node(secondary) = from else {
                     return;
                 };
                 let mut msgs = Vec::new();
                 let done = match self.leaders.get_mut(&partition) {
-                    Some(l) => l.on_ack(secondary, stream, seq, &self.store, now, &mut msgs),
+                    Some(l) => {
+                        l.on_ack(secondary, stream, (seq, need), &self.store, now, &mut msgs)
+                    }
                     None => Vec::new(),
                 };
                 self.flush(msgs);
@@ -886,12 +894,14 @@ impl Node {
             *follower = Follower::new(stream);
         }
         let acked = follower.on_entry(p, seq, entry, &mut self.store);
+        let need = follower.need.clone();
         self.send(
             Address::Node(primary),
             Message::ReplicateAck {
                 partition: p,
                 stream,
                 seq: acked,
+                need,
             },
         );
     }
@@ -952,16 +962,7 @@ impl Node {
                 .get(*p as usize)
                 .is_some_and(|i| i.holds(me) && i.primary() != Some(me))
         });
-        for p in self.store.partition_ids() {
-            if !self
-                .view
-                .partitions
-                .get(p as usize)
-                .is_some_and(|i| i.holds(me))
-            {
-                self.store.drop_partition(p);
-            }
-        }
+        self.drop_unheld();
         self.flush(msgs);
         self.complete(done);
         // Forwards to a node the view now says is dead will get no answer.
@@ -1006,6 +1007,35 @@ impl Node {
         }
     }
 
+    /// Drops the data of partitions this node holds no replica of, unless
+    /// it reloaded them from disk moments ago ([`Node::keep_reloaded`]).
+    fn drop_unheld(&mut self) {
+        if self.now < self.keep_reloaded_until {
+            return;
+        }
+        let me = self.id;
+        for p in self.store.partition_ids() {
+            if !self
+                .view
+                .partitions
+                .get(p as usize)
+                .is_some_and(|i| i.holds(me))
+            {
+                self.store.drop_partition(p);
+            }
+        }
+    }
+
+    /// A durable node that reloaded its data keeps the partitions no view
+    /// gives it until `until`: after a restart, the first views it adopts
+    /// may not hold it yet (it was declared dead and its replicas removed),
+    /// and the rebalancer gives them back moments later, when the reloaded
+    /// data makes the catch-up copy only what it missed. Past `until`,
+    /// whatever it still does not hold is dropped.
+    pub fn keep_reloaded(&mut self, until: Time) {
+        self.keep_reloaded_until = until;
+    }
+
     /// A send failed before the message left (the peer is not connected):
     /// the request certainly was not delivered, so it can be retried.
     pub fn on_send_failed(&mut self, env: &Envelope) {
@@ -1043,6 +1073,10 @@ impl Node {
 
     pub fn tick(&mut self, now: Time) {
         self.now = now;
+        if self.keep_reloaded_until != 0 && now >= self.keep_reloaded_until {
+            self.keep_reloaded_until = 0;
+            self.drop_unheld();
+        }
         if now >= self.next_heartbeat {
             self.next_heartbeat = now + self.cfg.heartbeat_interval;
             let stats = NodeStats {

@@ -145,6 +145,9 @@ pub enum KeyOpResult {
     },
 }
 
+/// A key range `(after, upto]` of a partition; `None` is open.
+pub type KeyRange = (Option<String>, Option<String>);
+
 /// One entry of a replication stream.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum StreamEntry {
@@ -171,6 +174,21 @@ pub enum StreamEntry {
         upto: Option<String>,
         /// The pairs in the range, in key order.
         entries: Vec<(String, String)>,
+    },
+    /// A durable node's catch-up (docs/architecture.md, "Catching up"):
+    /// the primary's pairs in `(after, upto]` hash to `digest` (xxh3-128,
+    /// as [`crate::node::store::Store::range_digest`]). A secondary whose
+    /// own pairs there hash the same keeps them; one whose do not asks for
+    /// the range in its acknowledgements, and the primary sends it as a
+    /// [`StreamEntry::Chunk`]. Digests tile the key space like chunks; the
+    /// one with `upto = None` is the last.
+    Digest {
+        /// Exclusive lower bound.
+        after: Option<String>,
+        /// Inclusive upper bound.
+        upto: Option<String>,
+        /// The digest of the primary's pairs in the range.
+        digest: u128,
     },
 }
 
@@ -297,6 +315,10 @@ pub enum Message {
         stream: StreamId,
         /// The highest contiguous sequence number applied.
         seq: u64,
+        /// Catch-up ranges whose [`StreamEntry::Digest`] did not match, not
+        /// yet received as a chunk: repeated in every acknowledgement until
+        /// they are, so a lost one loses nothing.
+        need: Vec<KeyRange>,
     },
     /// Primary → leader: a secondary finished its resync and is in sync.
     CaughtUp {

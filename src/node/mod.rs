@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod conditional;
 pub mod core;
+pub mod disk;
 pub mod endpoint;
 pub mod faults;
 pub mod message;

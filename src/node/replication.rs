@@ -20,7 +20,7 @@
 
 use crate::error::Error;
 use crate::node::conditional::SYSTEM_PREFIX;
-use crate::node::message::{KeyOpResult, Message, RequestId, StreamEntry, StreamId};
+use crate::node::message::{KeyOpResult, KeyRange, Message, RequestId, StreamEntry, StreamId};
 use crate::node::store::Store;
 use crate::view::{NodeId, PartitionId, Term, Time, View};
 use std::collections::{BTreeMap, VecDeque};
@@ -53,6 +53,12 @@ pub struct StreamConfig {
     /// A required stream that has acknowledged nothing for this long is
     /// reported to the leader as lagging.
     pub lag_timeout: Time,
+    /// Durable nodes: a resync sends digests of `digest_keys` keys, and
+    /// only the ranges whose digest differs on the secondary as chunks
+    /// (docs/architecture.md, "Catching up").
+    pub digests: bool,
+    /// Keys per catch-up digest.
+    pub digest_keys: usize,
     /// Test-only: acknowledge writes without replicating them. This breaks
     /// the durability guarantee on purpose, so tests can prove the checkers
     /// catch lost writes. Never on outside tests.
@@ -91,8 +97,16 @@ struct Inflight {
 struct Resync {
     cursor: Option<String>,
     sent_last: bool,
+    /// Chunks and digests sent and not yet acknowledged.
     chunks_inflight: usize,
+    /// Keys sent in chunks.
     keys: u64,
+    /// Catch-up: the ranges the secondary asked for, each sent once.
+    requested: std::collections::BTreeSet<KeyRange>,
+    /// Catch-up: the ranges digests were sent for, the only ones a
+    /// secondary may ask for (so one resync copies a partition once at
+    /// most, whatever a peer asks).
+    digested: std::collections::BTreeSet<KeyRange>,
 }
 
 #[derive(Debug)]
@@ -211,6 +225,8 @@ impl Leader {
                     sent_last: false,
                     chunks_inflight: 0,
                     keys: 0,
+                    requested: Default::default(),
+                    digested: Default::default(),
                 }),
                 caught_up: None,
                 last_report: None,
@@ -463,16 +479,19 @@ impl Leader {
         (entries, next)
     }
 
-    /// Handles a secondary's acknowledgement.
+    /// Handles a secondary's acknowledgement, and the catch-up ranges it
+    /// still needs.
+    #[allow(clippy::too_many_arguments)]
     pub fn on_ack(
         &mut self,
         node: NodeId,
         stream: StreamId,
-        seq: u64,
+        (seq, need): (u64, Vec<KeyRange>),
         store: &Store,
         now: Time,
         out: &mut Vec<(NodeId, Message)>,
     ) -> Vec<Completion> {
+        let p = self.partition;
         let Some(s) = self.streams.get_mut(&node) else {
             return Vec::new();
         };
@@ -480,6 +499,39 @@ impl Leader {
             return Vec::new();
         }
         s.acked_any = true;
+        // Ranges whose digest did not match: send each once, as a chunk of
+        // what this primary holds there now. The stream puts it after
+        // every write already sent, so whatever the secondary applied
+        // before it, it ends up with the primary's pairs (see
+        // docs/architecture.md, "Catching up").
+        if let Some(r) = s.resync.as_mut() {
+            for range in need {
+                if r.requested.contains(&range) || !r.digested.contains(&range) {
+                    continue;
+                }
+                let entries = store.range(p, range.0.as_deref(), range.1.as_deref());
+                r.keys += entries.len() as u64;
+                r.chunks_inflight += 1;
+                r.requested.insert(range.clone());
+                let entry = StreamEntry::Chunk {
+                    after: range.0,
+                    upto: range.1,
+                    entries,
+                };
+                let seq = s.next_seq;
+                s.next_seq += 1;
+                if s.inflight.is_empty() {
+                    s.last_sent = now;
+                    s.last_progress = now;
+                }
+                out.push((node, replicate(p, s.id, seq, entry.clone())));
+                s.inflight.push_back(Inflight {
+                    seq,
+                    entry,
+                    idx: None,
+                });
+            }
+        }
         let progress = s.inflight.front().is_some_and(|e| e.seq <= seq);
         if progress {
             s.last_progress = now;
@@ -500,23 +552,28 @@ impl Leader {
             if let Some(idx) = e.idx {
                 s.acked_idx = s.acked_idx.max(idx);
             }
-            if let StreamEntry::Chunk { upto, .. } = &e.entry {
+            if matches!(
+                e.entry,
+                StreamEntry::Chunk { .. } | StreamEntry::Digest { .. }
+            ) {
                 if let Some(r) = s.resync.as_mut() {
                     r.chunks_inflight -= 1;
-                    if upto.is_none() {
-                        // From now on commits wait for it: it holds
-                        // everything up to here, and will be in sync.
-                        tracing::debug!(
-                            partition = self.partition,
-                            keys = r.keys,
-                            "resync stream sent its last chunk; the replica is caught up"
-                        );
-                        s.caught_up = Some(r.keys);
-                        s.resync = None;
-                        s.required = true;
-                    }
                 }
             }
+        }
+        if s.resync
+            .as_ref()
+            .is_some_and(|r| r.sent_last && r.chunks_inflight == 0)
+        {
+            // From now on commits wait for it: it holds everything up to
+            // here, and will be in sync.
+            s.caught_up = s.resync.take().map(|r| r.keys);
+            tracing::debug!(
+                partition = p,
+                keys = s.caught_up,
+                "resync stream finished; the replica is caught up"
+            );
+            s.required = true;
         }
         // Nothing left in flight: every write sent so far is acknowledged.
         if s.inflight.is_empty() {
@@ -656,7 +713,39 @@ impl Leader {
         let p = self.partition;
         for (node, s) in self.streams.iter_mut() {
             let Some(r) = s.resync.as_mut() else { continue };
-            while !r.sent_last && r.chunks_inflight < self.cfg.chunk_window {
+            // Digests are small: many more of them fly at once.
+            let window = if self.cfg.digests {
+                self.cfg.chunk_window * 16
+            } else {
+                self.cfg.chunk_window
+            };
+            while !r.sent_last && r.chunks_inflight < window {
+                if self.cfg.digests {
+                    let (digest, _, upto) =
+                        store.range_digest(p, r.cursor.as_deref(), None, self.cfg.digest_keys);
+                    let entry = StreamEntry::Digest {
+                        after: r.cursor.clone(),
+                        upto: upto.clone(),
+                        digest,
+                    };
+                    r.digested.insert((r.cursor.clone(), upto.clone()));
+                    r.cursor.clone_from(&upto);
+                    r.sent_last = upto.is_none();
+                    r.chunks_inflight += 1;
+                    let seq = s.next_seq;
+                    s.next_seq += 1;
+                    if s.inflight.is_empty() {
+                        s.last_sent = now;
+                        s.last_progress = now;
+                    }
+                    out.push((*node, replicate(p, s.id, seq, entry.clone())));
+                    s.inflight.push_back(Inflight {
+                        seq,
+                        entry,
+                        idx: None,
+                    });
+                    continue;
+                }
                 let (page, more) = store.page(p, r.cursor.as_deref(), self.cfg.chunk_keys);
                 let after = r.cursor.clone();
                 let upto = if more {
@@ -749,6 +838,9 @@ pub struct Follower {
     pub stream: StreamId,
     expected: u64,
     buffer: BTreeMap<u64, StreamEntry>,
+    /// Catch-up ranges whose digest did not match and whose chunk has not
+    /// come yet: sent with every acknowledgement.
+    pub need: Vec<KeyRange>,
 }
 
 impl Follower {
@@ -758,6 +850,7 @@ impl Follower {
             stream,
             expected: 1,
             buffer: BTreeMap::new(),
+            need: Vec::new(),
         }
     }
 
@@ -776,14 +869,40 @@ impl Follower {
                 self.buffer.insert(seq, entry);
             }
         } else if seq == self.expected {
-            apply(p, entry, store);
+            self.apply(p, entry, store);
             self.expected += 1;
             while let Some(e) = self.buffer.remove(&self.expected) {
-                apply(p, e, store);
+                self.apply(p, e, store);
                 self.expected += 1;
             }
         }
         self.expected - 1
+    }
+
+    fn apply(&mut self, p: PartitionId, entry: StreamEntry, store: &mut Store) {
+        match entry {
+            StreamEntry::Digest {
+                after,
+                upto,
+                digest,
+            } => {
+                let (mine, _, _) =
+                    store.range_digest(p, after.as_deref(), upto.as_deref(), usize::MAX);
+                if mine != digest {
+                    self.need.push((after, upto));
+                }
+            }
+            StreamEntry::Chunk {
+                ref after,
+                ref upto,
+                ..
+            } if !self.need.is_empty() => {
+                let range = (after.clone(), upto.clone());
+                self.need.retain(|r| *r != range);
+                apply(p, entry, store);
+            }
+            entry => apply(p, entry, store),
+        }
     }
 }
 
@@ -803,6 +922,8 @@ pub fn apply(p: PartitionId, entry: StreamEntry, store: &mut Store) {
         } => {
             store.replace_range(p, after.as_deref(), upto.as_deref(), entries);
         }
+        // Only a follower can judge a digest (`Follower::apply`).
+        StreamEntry::Digest { .. } => {}
     }
 }
 
@@ -873,7 +994,9 @@ mod tests {
             &mut out,
         );
         assert_eq!(
-            leader.on_ack(2, stream, 3, &store, 0, &mut out).len(),
+            leader
+                .on_ack(2, stream, (3, vec![]), &store, 0, &mut out)
+                .len(),
             2,
             "both writes commit"
         );
@@ -892,7 +1015,9 @@ mod tests {
             all[..1]
         );
         assert_eq!(
-            leader.on_ack(2, stream, 4, &store, 0, &mut out).len(),
+            leader
+                .on_ack(2, stream, (4, vec![]), &store, 0, &mut out)
+                .len(),
             1,
             "the delete commits"
         );

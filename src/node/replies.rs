@@ -39,6 +39,9 @@ pub struct Replies {
     next_batch: u64,
     /// The byte budget of one batch's reply.
     batch_limit: usize,
+    /// A durable node's finished replies, held until the disk has what
+    /// they acknowledge.
+    held: Option<Vec<(ClientRoute, Vec<u8>)>>,
 }
 
 /// Where a request's reply goes.
@@ -68,6 +71,7 @@ impl Replies {
             batches: Default::default(),
             next_batch: 0,
             batch_limit,
+            held: None,
         }
     }
 
@@ -105,7 +109,25 @@ impl Replies {
     /// batch otherwise.
     pub fn answer(&mut self, inbox: &zmq::Socket, client: ClientId, response: Response) {
         if let Some((route, frame)) = self.settle(client, response) {
-            reply(inbox, &route, &frame);
+            match &mut self.held {
+                Some(held) => held.push((route, frame)),
+                None => reply(inbox, &route, &frame),
+            }
+        }
+    }
+
+    /// A durable node: hold every finished reply until [`Replies::release`]
+    /// (after the disk has what they acknowledge).
+    pub fn hold(&mut self, on: bool) {
+        self.held = on.then(Vec::new);
+    }
+
+    /// Sends the replies held back.
+    pub fn release(&mut self, inbox: &zmq::Socket) {
+        if let Some(held) = &mut self.held {
+            for (route, frame) in held.drain(..) {
+                reply(inbox, &route, &frame);
+            }
         }
     }
 

@@ -13,12 +13,14 @@
 
 use crate::error::{Error, Result};
 use crate::node::core::{Node, NodeConfig, Output};
+use crate::node::disk::{Disk, DiskSpec, Fsync, Reloaded};
 use crate::node::faults::Faults;
 use crate::node::message::{decode, Address};
 use crate::node::protocol::{
     connection_drop_limit, decode_frame, encode_response, ClientFrame, Response,
 };
 use crate::node::replies::{batch_reply_limit, Replies};
+use crate::node::store::Store;
 use crate::node::transport::{
     classify_client, client_router, peer_endpoint, reply, ClientInbound, Clock, Outbox,
 };
@@ -38,6 +40,12 @@ const TICK_MS: u64 = 5;
 const IDLE_TICK_MS: u64 = 1000;
 /// Most frames handled between two ticks, so a flood cannot starve ticks.
 const BATCH: usize = 2048;
+/// Writes a pass of a `--fsync always` node takes in before it commits
+/// them (each with its own fsync) and sends their acknowledgements.
+const ALWAYS_WRITES_PER_PASS: usize = 8;
+/// How long a restarted durable node keeps reloaded partitions that no view
+/// gives it yet (see [`Node::keep_reloaded`]), ms.
+const KEEP_RELOADED_MS: u64 = 10_000;
 
 /// What one partition looks like on one node, for `verify`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,6 +118,9 @@ pub struct NodeSpec {
     /// instead of `inproc://`, and authenticate every peer message with
     /// this MAC key. `None` in one process.
     pub remote_peers: Option<(String, [u8; 32])>,
+    /// A durable node (`--data-dir`): where it keeps its data. `None`
+    /// keeps it in memory only.
+    pub disk: Option<DiskSpec>,
     /// `--transport ipc`: bind the client port as a Unix-domain socket in
     /// this directory instead of on TCP (see [`super::endpoint`]).
     pub ipc_dir: Option<std::path::PathBuf>,
@@ -124,6 +135,8 @@ pub struct NodeThread {
     pub control: ControlSender<Control>,
     /// The thread.
     pub thread: JoinHandle<()>,
+    /// What a durable node read back from disk as it started.
+    pub reloaded: Option<Reloaded>,
 }
 
 /// Starts a node thread; returns once its socket is bound.
@@ -135,10 +148,11 @@ pub fn spawn(ctx: &zmq::Context, spec: NodeSpec) -> Result<NodeThread> {
         .name(format!("kvsh-{}", node_name(spec.id)))
         .spawn(move || run(ctx, spec, control_rx, ready_tx))?;
     match ready_rx.recv() {
-        Ok(Ok(endpoint)) => Ok(NodeThread {
+        Ok(Ok((endpoint, reloaded))) => Ok(NodeThread {
             endpoint,
             control: control_tx,
             thread,
+            reloaded,
         }),
         Ok(Err(e)) => {
             let _ = thread.join();
@@ -152,9 +166,32 @@ fn run(
     ctx: zmq::Context,
     spec: NodeSpec,
     control: ControlReceiver<Control>,
-    ready: Sender<Result<String>>,
+    ready: Sender<Result<(String, Option<Reloaded>)>>,
 ) {
     super::sched::batch_scheduling();
+    // A durable node reads its data back before it binds anything: a
+    // directory it cannot use is the start's error, not a dead node.
+    let mut store = Store::new();
+    let mut disk = match &spec.disk {
+        None => None,
+        Some(d) => match Disk::open(d, spec.id, spec.partitions, &mut store) {
+            Ok(x) => Some(x),
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        },
+    };
+    let reloaded = disk.as_ref().map(|(_, r)| r.clone());
+    let mut disk = disk.take().map(|(d, _)| d);
+    // The writes one pass may take in before it commits them: a pass's
+    // disk time delays its heartbeat, and a node whose heartbeats are late
+    // by its lease loses it. One fsync a write (`always`) is the slow case.
+    let disk_cap = match spec.disk.as_ref().map(|d| d.fsync) {
+        Some(Fsync::Always) => ALWAYS_WRITES_PER_PASS,
+        _ => usize::MAX,
+    };
+    let disk_full = |node: &Node| node.store().dirty_len() >= disk_cap;
     // Oversized client frames up to this get an error reply; larger ones
     // make libzmq drop the connection.
     let hard_limit = connection_drop_limit(spec.max_frame);
@@ -195,16 +232,27 @@ fn run(
             return;
         }
     };
-    let _ = ready.send(Ok(endpoint.clone()));
+    let _ = ready.send(Ok((endpoint.clone(), reloaded.clone())));
+    let mut config = spec.config;
+    // A durable node's resyncs compare digests first, so a reloaded
+    // secondary is sent only the ranges it lacks.
+    config.stream.digests |= disk.is_some();
     let mut node = Node::new(
         spec.id,
         spec.incarnation,
         (endpoint, peer),
         spec.partitions,
-        spec.config,
+        config,
         spec.max_value,
     );
+    *node.store_mut() = store;
+    if reloaded.as_ref().is_some_and(|r| r.keys > 0) {
+        node.keep_reloaded(spec.clock.now() + KEEP_RELOADED_MS);
+    }
     let mut replies = Replies::new(batch_reply_limit(spec.max_frame));
+    // A durable node holds every reply until what it acknowledges is on
+    // disk (`flush`).
+    replies.hold(disk.is_some());
     let mut connected_epoch = 0;
     let mut next_tick: u64 = 0;
     let mut busy = false;
@@ -228,7 +276,7 @@ fn run(
         }
         // Peers first: their messages finish requests already in flight.
         let mut read = 0;
-        while read < BATCH {
+        while read < BATCH && !disk_full(&node) {
             let frames = match outbox.socket().recv_multipart(zmq::DONTWAIT) {
                 Ok(f) => f,
                 Err(zmq::Error::EAGAIN) => break,
@@ -249,7 +297,7 @@ fn run(
                 }
             }
         }
-        while read < BATCH {
+        while read < BATCH && !disk_full(&node) {
             let frames = match clients.recv_multipart(zmq::DONTWAIT) {
                 Ok(f) => f,
                 Err(zmq::Error::EAGAIN) => break,
@@ -300,7 +348,15 @@ fn run(
         }
         // Everything read is handled before anything is sent, so that the
         // envelopes for one peer leave as one message.
-        flush(&mut node, &clients, &mut outbox, &mut replies);
+        if !flush(
+            &mut node,
+            &clients,
+            &mut outbox,
+            &mut replies,
+            disk.as_mut(),
+        ) {
+            return;
+        }
         // Operator commands.
         while let Some(c) = control.try_recv() {
             match c {
@@ -378,7 +434,15 @@ fn run(
             });
         }
         outbox.flush_due();
-        flush(&mut node, &clients, &mut outbox, &mut replies);
+        if !flush(
+            &mut node,
+            &clients,
+            &mut outbox,
+            &mut replies,
+            disk.as_mut(),
+        ) {
+            return;
+        }
         if !outbox.nothing_delayed() {
             // A delayed message (a `link` fault) is due within a tick.
             next_tick = next_tick.min(spec.clock.now() + TICK_MS);
@@ -479,15 +543,30 @@ fn drain(node: &mut Node, inbox: &zmq::Socket, outbox: &mut Outbox, replies: &mu
     }
 }
 
-fn flush(node: &mut Node, inbox: &zmq::Socket, outbox: &mut Outbox, replies: &mut Replies) {
+/// Sends everything the node has to send; false if the node must stop
+/// (its disk failed, so it can no longer promise what it acknowledges).
+fn flush(
+    node: &mut Node,
+    inbox: &zmq::Socket,
+    outbox: &mut Outbox,
+    replies: &mut Replies,
+    mut disk: Option<&mut Disk>,
+) -> bool {
     loop {
         drain(node, inbox, outbox, replies);
+        // What the outputs acknowledge goes to disk before any leaves.
+        if let Some(d) = disk.as_deref_mut() {
+            if d.commit(node.store_mut()).is_err() {
+                return false;
+            }
+            replies.release(inbox);
+        }
         let failed = outbox.flush();
         for env in &failed {
             node.on_send_failed(env);
         }
         if failed.is_empty() && !node.has_outputs() {
-            return;
+            return true;
         }
     }
 }

@@ -11,6 +11,11 @@
 //! pointer to another cache line, and those misses were the largest single
 //! cost of a read (docs/performance.md). Short keys also save their own heap
 //! block.
+//!
+//! A durable node (`--data-dir`, [`crate::node::disk`]) turns on the store's
+//! journal: every key a change touches is noted, and the node thread writes
+//! those keys' current values to disk before it sends any acknowledgement.
+//! A node in memory has no journal and pays one branch per change.
 
 use crate::view::PartitionId;
 use compact_str::CompactString;
@@ -28,6 +33,8 @@ pub struct Store {
     partitions: foldhash::HashMap<PartitionId, PartitionData>,
     keys: u64,
     bytes: u64,
+    /// The keys changed since [`Store::take_dirty`], when durable.
+    dirty: Option<Vec<(PartitionId, CompactString)>>,
 }
 
 impl Store {
@@ -41,15 +48,40 @@ impl Store {
         self.partitions.get(&p)?.get(key)
     }
 
+    /// Starts noting the keys every change touches (a durable node).
+    pub fn journal(&mut self) {
+        self.dirty.get_or_insert_with(Vec::new);
+    }
+
+    /// True if the store notes its changes for the disk.
+    pub fn journaled(&self) -> bool {
+        self.dirty.is_some()
+    }
+
+    /// The keys changed since the last call, in the order they changed (a
+    /// key may appear more than once), for the disk to write their current
+    /// values. Empty when the store has no journal.
+    pub fn take_dirty(&mut self) -> Vec<(PartitionId, CompactString)> {
+        match &mut self.dirty {
+            Some(d) => std::mem::take(d),
+            None => Vec::new(),
+        }
+    }
+
+    /// Changes waiting to be written to disk.
+    pub fn dirty_len(&self) -> usize {
+        self.dirty.as_ref().map_or(0, Vec::len)
+    }
+
     /// Sets `key` in partition `p`, returning the old value.
     pub fn put(&mut self, p: PartitionId, key: String, value: String) -> Option<String> {
         let key_len = key.len();
         let size = (key_len + value.len()) as u64;
-        let old = self
-            .partitions
-            .entry(p)
-            .or_default()
-            .insert(CompactString::from(key), value);
+        let key = CompactString::from(key);
+        if let Some(d) = &mut self.dirty {
+            d.push((p, key.clone()));
+        }
+        let old = self.partitions.entry(p).or_default().insert(key, value);
         match &old {
             Some(v) => self.bytes -= (key_len + v.len()) as u64,
             None => self.keys += 1,
@@ -62,6 +94,9 @@ impl Store {
     pub fn delete(&mut self, p: PartitionId, key: &str) -> Option<String> {
         let old = self.partitions.get_mut(&p)?.remove(key);
         if let Some(v) = &old {
+            if let Some(d) = &mut self.dirty {
+                d.push((p, CompactString::from(key)));
+            }
             self.keys -= 1;
             self.bytes -= (key.len() + v.len()) as u64;
         }
@@ -77,6 +112,9 @@ impl Store {
         upto: Option<&str>,
         entries: Vec<(String, String)>,
     ) {
+        if self.dirty.is_some() {
+            return self.replace_range_journaled(p, after, upto, entries);
+        }
         let data = self.partitions.entry(p).or_default();
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
         let upper = upto.map_or(Bound::Unbounded, Bound::Included);
@@ -92,6 +130,41 @@ impl Store {
         }
         for (k, v) in entries {
             self.put(p, k, v);
+        }
+    }
+
+    /// [`Store::replace_range`] on a durable store: only what differs is
+    /// changed, so only that is written to disk (a catch-up chunk that
+    /// mostly matches what a reloaded node holds costs little).
+    fn replace_range_journaled(
+        &mut self,
+        p: PartitionId,
+        after: Option<&str>,
+        upto: Option<&str>,
+        entries: Vec<(String, String)>,
+    ) {
+        let wanted: std::collections::HashSet<&str> =
+            entries.iter().map(|(k, _)| k.as_str()).collect();
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let upper = upto.map_or(Bound::Unbounded, Bound::Included);
+        let doomed: Vec<CompactString> = self
+            .partitions
+            .get(&p)
+            .map(|data| {
+                data.range::<str, _>((lower, upper))
+                    .filter(|(k, _)| !wanted.contains(k.as_str()))
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        drop(wanted);
+        for k in doomed {
+            self.delete(p, &k);
+        }
+        for (k, v) in entries {
+            if self.get(p, &k) != Some(&v) {
+                self.put(p, k, v);
+            }
         }
     }
 
@@ -156,14 +229,69 @@ impl Store {
         (page, more)
     }
 
+    /// Every pair of partition `p` in `(after, upto]`, in key order.
+    pub fn range(
+        &self,
+        p: PartitionId,
+        after: Option<&str>,
+        upto: Option<&str>,
+    ) -> Vec<(String, String)> {
+        let Some(data) = self.partitions.get(&p) else {
+            return Vec::new();
+        };
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let upper = upto.map_or(Bound::Unbounded, Bound::Included);
+        data.range::<str, _>((lower, upper))
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
     /// Drops partition `p` entirely.
     pub fn drop_partition(&mut self, p: PartitionId) {
         if let Some(data) = self.partitions.remove(&p) {
-            for (k, v) in &data {
+            for (k, v) in data {
                 self.keys -= 1;
                 self.bytes -= (k.len() + v.len()) as u64;
+                if let Some(d) = &mut self.dirty {
+                    d.push((p, k));
+                }
             }
         }
+    }
+
+    /// A catch-up digest (docs/architecture.md, "Catching up"): xxh3-128
+    /// over the pairs of partition `p` in `(after, upto]`, at most `limit`
+    /// of them when `upto` is `None`. Returns the digest, the pairs hashed,
+    /// and the last key hashed if more pairs follow it (the range's end).
+    pub fn range_digest(
+        &self,
+        p: PartitionId,
+        after: Option<&str>,
+        upto: Option<&str>,
+        limit: usize,
+    ) -> (u128, usize, Option<String>) {
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        let mut count = 0;
+        let mut last = None;
+        let mut more = false;
+        if let Some(data) = self.partitions.get(&p) {
+            let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+            let upper = upto.map_or(Bound::Unbounded, Bound::Included);
+            let mut iter = data.range::<str, _>((lower, upper));
+            for (k, v) in iter.by_ref() {
+                hasher.update(&(k.len() as u64).to_le_bytes());
+                hasher.update(k.as_bytes());
+                hasher.update(&(v.len() as u64).to_le_bytes());
+                hasher.update(v.as_bytes());
+                count += 1;
+                if count == limit {
+                    last = Some(k.to_string());
+                    break;
+                }
+            }
+            more = last.is_some() && iter.next().is_some();
+        }
+        (hasher.digest128(), count, if more { last } else { None })
     }
 
     /// The partitions with data.
@@ -286,6 +414,65 @@ mod tests {
         assert_eq!((page.len(), more), (3, true));
         let (page, _) = s.page_matching(0, None, None, 10, 1);
         assert_eq!(page.len(), 1, "a page always holds one pair");
+    }
+
+    /// A durable store notes exactly the keys that changed, and a chunk
+    /// that mostly matches changes (and so writes) only what differs.
+    #[test]
+    fn the_journal_notes_only_what_changed() {
+        let mut s = Store::new();
+        s.put(0, "a".into(), "1".into());
+        assert!(s.take_dirty().is_empty(), "no journal, nothing noted");
+        s.journal();
+        s.put(0, "b".into(), "2".into());
+        s.delete(0, "zz");
+        s.delete(0, "a");
+        let keys = |d: Vec<(PartitionId, CompactString)>| {
+            d.into_iter()
+                .map(|(_, k)| k.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(s.take_dirty()), ["b", "a"]);
+        for k in ["c", "d", "e"] {
+            s.put(0, k.into(), "old".into());
+        }
+        s.take_dirty();
+        s.replace_range(
+            0,
+            Some("b"),
+            None,
+            pairs(&[("c", "old"), ("d", "new"), ("f", "x")]),
+        );
+        assert_eq!(keys(s.take_dirty()), ["e", "d", "f"]);
+        let held: Vec<_> = s.partition(0).unwrap().keys().cloned().collect();
+        assert_eq!(held, ["b", "c", "d", "f"]);
+        s.drop_partition(0);
+        assert_eq!(s.dirty_len(), 4);
+    }
+
+    /// Range digests cut the partition in ranges of `limit` keys, and the
+    /// same range hashes the same on a store with the same pairs there,
+    /// whatever it holds elsewhere.
+    #[test]
+    fn range_digests_compare_ranges() {
+        let mut a = Store::new();
+        let mut b = Store::new();
+        for i in 0..10 {
+            a.put(0, format!("k{i}"), "v".into());
+            b.put(0, format!("k{i}"), "v".into());
+        }
+        b.put(0, "k8x".into(), "extra".into());
+        let (d1, n1, upto) = a.range_digest(0, None, None, 4);
+        assert_eq!((n1, upto.as_deref()), (4, Some("k3")));
+        assert_eq!(b.range_digest(0, None, upto.as_deref(), usize::MAX).0, d1);
+        let (_, n2, upto2) = a.range_digest(0, upto.as_deref(), None, 4);
+        assert_eq!((n2, upto2.as_deref()), (4, Some("k7")));
+        let (last, n3, end) = a.range_digest(0, upto2.as_deref(), None, 4);
+        assert_eq!((n3, end), (2, None));
+        assert_ne!(
+            b.range_digest(0, upto2.as_deref(), None, usize::MAX).0,
+            last
+        );
     }
 
     #[test]

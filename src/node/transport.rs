@@ -52,6 +52,10 @@ pub const INTERNAL_MARKER: &[u8] = b"KVSH/1";
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     origin: Time,
+    /// Added to every reading: a cluster restarted from its data directory
+    /// carries on from the time its last run reached (lock expiries are
+    /// times on this clock).
+    offset: Time,
 }
 
 /// Milliseconds of the host's monotonic clock. `std::time::Instant` reads
@@ -73,17 +77,29 @@ impl Clock {
     pub fn new() -> Self {
         Clock {
             origin: monotonic_ms(),
+            offset: 0,
+        }
+    }
+
+    /// A clock starting now at `start`.
+    pub fn starting_at(start: Time) -> Self {
+        Clock {
+            origin: monotonic_ms(),
+            offset: start,
         }
     }
 
     /// The host's clock: the same in every process on this host.
     pub fn host() -> Self {
-        Clock { origin: 0 }
+        Clock {
+            origin: 0,
+            offset: 0,
+        }
     }
 
     /// Milliseconds since the clock started.
     pub fn now(&self) -> Time {
-        monotonic_ms().saturating_sub(self.origin)
+        monotonic_ms().saturating_sub(self.origin) + self.offset
     }
 }
 

@@ -200,7 +200,12 @@ fn cause(kind: &EventKind) -> Option<String> {
         Dead { node, .. } => format!("{} was declared dead", node_name(*node)),
         LeaseLost { node, .. } => format!("{} lost its lease", node_name(*node)),
         Joined { node } => format!("{} joined", node_name(*node)),
-        Restarted { node } => format!("{} restarted", node_name(*node)),
+        Restarted { node, keys: 0 } => format!("{} restarted", node_name(*node)),
+        Restarted { node, keys } => format!(
+            "{} restarted with {} from disk",
+            node_name(*node),
+            crate::units::count(*keys, "key")
+        ),
         Recovered { node } => format!("{} recovered", node_name(*node)),
         Left { node } => format!("{} left", node_name(*node)),
         Removed { node } => format!("{} was removed", node_name(*node)),

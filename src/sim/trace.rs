@@ -43,6 +43,9 @@ pub fn describe(env: &Envelope) -> String {
                 } => {
                     format!("chunk ({after:?}, {upto:?}] {} keys", entries.len())
                 }
+                StreamEntry::Digest { after, upto, .. } => {
+                    format!("digest ({after:?}, {upto:?}]")
+                }
             };
             format!(
                 "Replicate p{partition} t{}/i{}/s{} seq={seq} {e}",
@@ -53,9 +56,13 @@ pub fn describe(env: &Envelope) -> String {
             partition,
             stream,
             seq,
+            need,
         } => format!(
-            "ReplicateAck p{partition} t{}/i{}/s{} seq={seq}",
-            stream.term, stream.incarnation, stream.since
+            "ReplicateAck p{partition} t{}/i{}/s{} seq={seq} need={}",
+            stream.term,
+            stream.incarnation,
+            stream.since,
+            need.len()
         ),
         Message::CaughtUp {
             partition,

@@ -73,6 +73,23 @@ impl Shell {
         let id = self.node_arg(args, "restart")?;
         self.cluster.restart(id)?;
         let endpoint = self.cluster.endpoint(id).unwrap_or_else(|| "?".into());
+        // A durable node read its data back: it catches up on what it
+        // missed rather than being refilled from empty.
+        if let Some((r, dir)) = self.cluster.reloaded(id) {
+            let text = format!(
+                "restarted {} at {endpoint}; reloaded {} from {} in {:.2} s; it catches up on what it missed",
+                node_name(id),
+                crate::units::count(r.keys, "key"),
+                dir.display(),
+                r.elapsed.as_secs_f64()
+            );
+            return Ok(Reply::new(
+                text,
+                json!({"restarted": node_name(id), "endpoint": endpoint,
+                       "reloaded_keys": r.keys, "reload_ms": r.elapsed.as_millis() as u64,
+                       "data_dir": dir.display().to_string()}),
+            ));
+        }
         let text = format!(
             "restarted {} at {endpoint}, empty; re-replication refills it",
             node_name(id)
