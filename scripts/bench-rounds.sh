@@ -79,7 +79,7 @@ for r in $(seq "$ROUNDS"); do
     r_getp=$(rb GET -t get -n "$((N * 4))" -P "$PIPELINE")
     for m in "put ${CLIENTS}x1:$k_put:$r_set" "get ${CLIENTS}x1:$k_get:$r_get" "get ${CLIENTS}x${PIPELINE}:$k_getp:$r_getp"; do
         IFS=: read -r name k rv <<<"$m"
-        ratio "$k" "$rv" >>"$work/${name// /_}"
+        echo "$(ratio "$k" "$rv")" >>"$work/${name// /_}"
         printf '%-6s %-14s %10.0f %10.0f %7s\n' "$r" "$name" "$k" "$rv" "$(ratio "$k" "$rv")"
     done
 done
