@@ -35,9 +35,9 @@
 //! own. A batch saves a client and the node a ZeroMQ message per request,
 //! as pipelining does for Redis; plain seed-001 clients never see one.
 //!
-//! The module is split by concern: [`request`] (the requests and the rules
-//! each must meet), [`response`] (the replies and their encoding),
-//! [`cursor`] (`GET_ALL`'s page position), and [`decode`] (turning frames
+//! The module is split by concern: `request` (the requests and the rules
+//! each must meet), `response` (the replies and their encoding),
+//! `cursor` (`GET_ALL`'s page position), and `decode` (turning frames
 //! into requests, fast and slow). Everything is re-exported here, so callers
 //! name `protocol::Request`, `protocol::decode_frame` and so on.
 

@@ -40,7 +40,7 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         prefix: Option<String>,
         /// At most this many pairs in the page (default
-        /// [`DEFAULT_PAGE_LIMIT`], clamped to [`MAX_PAGE_LIMIT`]).
+        /// [`super::DEFAULT_PAGE_LIMIT`], clamped to [`super::MAX_PAGE_LIMIT`]).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<usize>,
         /// Where the page starts: the cursor of the previous page, or the
