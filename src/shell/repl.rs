@@ -159,6 +159,8 @@ pub fn run(shell: &mut Shell, history: Option<PathBuf>, events: Receiver<Event>)
         let at_prompt = shared.at_prompt.clone();
         let p = std::sync::Mutex::new(p);
         crate::logging::set_sink(Box::new(move |line| {
+            // Wrapped at spaces, as notices are, so no field is cut.
+            let line = super::layout::wrap(&line, super::layout::width(), 4);
             if at_prompt.load(std::sync::atomic::Ordering::Relaxed) {
                 if let Ok(mut p) = p.lock() {
                     let _ = p.print(format!("{line}\n"));
