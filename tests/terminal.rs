@@ -536,3 +536,22 @@ fn stats_watch_fits_and_highlights_changes() {
     t.send(&["C-c"]);
     t.wait_for("[exit");
 }
+
+/// `stats --watch` with more nodes than a 24-row screen holds shows what
+/// fits, says how many more there are, and keeps the frame whole.
+#[test]
+fn stats_watch_fits_many_nodes() {
+    let Some(t) = Term::start_sized("stats-many", "-n 31 -p 64 -c 'stats --watch 0.3'", 80, 24)
+    else {
+        return;
+    };
+    t.wait_for("Ctrl-C to stop");
+    whole_frame(&t, "partitions:");
+    let rows = t.rows();
+    assert!(
+        rows.contains("more below the screen"),
+        "the cut is said:\n{rows}"
+    );
+    t.send(&["C-c"]);
+    t.wait_for("[exit");
+}

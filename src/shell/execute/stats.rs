@@ -45,7 +45,7 @@ impl Shell {
                 return Err(Error::Cancelled);
             }
             let after = self.cluster.status();
-            let (text, json) = self.stats_frame(&before, &after, None);
+            let (text, json) = self.stats_frame(&before, &after, None, None);
             return Ok(Reply::new(text, json));
         }
         let mut recent = Recent::default();
@@ -53,7 +53,10 @@ impl Shell {
         while !interrupted() {
             pause(interval);
             let after = self.cluster.status();
-            let (text, _) = self.stats_frame(&before, &after, Some(&mut recent));
+            // Summary, borders, header, total, legend, footer and the
+            // "more" line take about 12 rows.
+            let rows = crate::shell::layout::height().saturating_sub(12).max(1);
+            let (text, _) = self.stats_frame(&before, &after, Some(&mut recent), Some(rows));
             // Written directly, not through `execute`: fit it here too.
             let text = crate::shell::layout::fit(&text, crate::shell::layout::width());
             write!(
@@ -67,13 +70,16 @@ impl Shell {
         Ok(Reply::new("", json!({"ok": true})))
     }
 
-    /// One frame: figures from `after`, rates from `before` to `after`.
+    /// One frame: figures from `after`, rates from `before` to `after`;
+    /// at most `limit` node rows (the total still counts every node).
     fn stats_frame(
         &self,
         before: &Status,
         after: &Status,
         mut recent: Option<&mut Recent>,
+        limit: Option<usize>,
     ) -> (String, Value) {
+        let mut hidden = 0usize;
         let style = self.style;
         let mut t = style.table(&[
             "node", "state", "ops/s", "errors/s", "keys", "bytes", "streams", "behind", "lease",
@@ -126,7 +132,11 @@ impl Shell {
                 cell("lease", lease.to_string()),
                 cell("rejected", group(s.rejected)),
             ];
-            t.add_row(row);
+            if limit.is_none_or(|l| rows.len() - hidden < l) {
+                t.add_row(row);
+            } else {
+                hidden += 1;
+            }
             rows.push(json!({
                 "node": name, "state": state, "ops_per_sec": ops.round() as u64,
                 "errors_per_sec": errors.round() as u64, "served": s.served,
@@ -148,8 +158,16 @@ impl Shell {
             Cell::new(""),
             Cell::new(group(total.rejected)),
         ]);
+        let more = if hidden > 0 {
+            format!(
+                "\n({} more below the screen's height; the total counts them)",
+                crate::units::count(hidden as u64, "node")
+            )
+        } else {
+            String::new()
+        };
         let text = format!(
-            "{}\n{t}\nops/s: client requests each node answered, per second; keys and bytes \
+            "{}\n{t}{more}\nops/s: client requests each node answered, per second; keys and bytes \
              count every replica; streams: resyncs a primary is sending; behind: epochs \
              behind the view; rejected: invalid internal messages",
             render::summary(after)
