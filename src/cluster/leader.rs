@@ -586,11 +586,9 @@ impl ViewLeader {
         });
     }
 
-    fn bootstrap(&mut self) {
-        if let Some(saved) = self.restore.take() {
-            return self.bootstrap_restored(saved);
-        }
-        let epoch = self.stage();
+    /// The bootstrap members, sorted, entered into the staged view as up;
+    /// their leases count from now (none was held before a first view).
+    pub(super) fn admit_bootstrap_nodes(&mut self) -> Vec<NodeId> {
         let mut nodes: Vec<NodeId> = self.cfg.bootstrap.clone();
         nodes.sort_unstable();
         // No lease before the first view: count from now.
@@ -610,6 +608,15 @@ impl ViewLeader {
                 },
             );
         }
+        nodes
+    }
+
+    fn bootstrap(&mut self) {
+        if let Some(saved) = self.restore.take() {
+            return self.bootstrap_restored(saved);
+        }
+        let epoch = self.stage();
+        let nodes = self.admit_bootstrap_nodes();
         let target = self
             .cfg
             .placement

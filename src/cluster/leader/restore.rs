@@ -5,7 +5,7 @@
 
 use super::ViewLeader;
 use crate::cluster::event::EventKind;
-use crate::view::{NodeId, NodeInfo, NodeState, PartitionInfo, Replica, View};
+use crate::view::{PartitionInfo, Replica, View};
 
 impl ViewLeader {
     /// A leader whose first view continues `saved`, the last view an
@@ -32,24 +32,7 @@ impl ViewLeader {
     pub(super) fn bootstrap_restored(&mut self, saved: View) {
         self.view.epoch = saved.epoch;
         let epoch = self.stage();
-        let mut nodes: Vec<NodeId> = self.cfg.bootstrap.clone();
-        nodes.sort_unstable();
-        let now = self.now;
-        for m in self.members.values_mut() {
-            m.lease.held_until = m.lease.held_until.max(now);
-        }
-        for n in &nodes {
-            let m = &self.members[n];
-            self.view.nodes.insert(
-                *n,
-                NodeInfo {
-                    endpoint: m.endpoint.clone(),
-                    peer_endpoint: m.peer_endpoint.clone(),
-                    incarnation: m.incarnation,
-                    state: NodeState::Up,
-                },
-            );
-        }
+        let nodes = self.admit_bootstrap_nodes();
         self.view.partitions = saved
             .partitions
             .into_iter()
