@@ -260,7 +260,7 @@ impl Leader {
 
     /// The latest value of a key, writes in flight included: what a
     /// conditional operation decides on, since it commits after them.
-    pub fn latest<'s>(&self, key: &str, store: &'s Store) -> Option<&'s String> {
+    pub fn latest<'s>(&self, key: &str, store: &'s Store) -> Option<&'s str> {
         store.get(self.partition, key)
     }
 
@@ -411,11 +411,11 @@ impl Leader {
     pub fn read(&self, key: &str, store: &Store) -> Option<String> {
         // Most of the time no write is in flight: skip hashing the key.
         if self.overlay.is_empty() {
-            return store.get(self.partition, key).cloned();
+            return store.get(self.partition, key).map(str::to_owned);
         }
         match self.overlay.get(key) {
             Some(o) => o.committed.clone(),
-            None => store.get(self.partition, key).cloned(),
+            None => store.get(self.partition, key).map(str::to_owned),
         }
     }
 

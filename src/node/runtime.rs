@@ -498,10 +498,11 @@ fn inspect(node: &mut Node, c: Control) {
             );
         }
         Control::Dump(p, tx) => {
-            let data = node
-                .store()
-                .partition(p)
-                .map(|d| d.iter().map(|(k, v)| (k.to_string(), v.clone())).collect());
+            let data = node.store().partition(p).map(|d| {
+                d.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            });
             let _ = tx.send(data.unwrap_or_default());
         }
         Control::Corrupt {

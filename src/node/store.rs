@@ -22,8 +22,14 @@ use compact_str::CompactString;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-/// The pairs of one partition, in key order.
-pub type PartitionData = BTreeMap<CompactString, String>;
+/// The pairs of one partition, in key order. Values are `Box<str>`, 16
+/// bytes in the tree node where a `String` takes 24 (its capacity is never
+/// used: a stored value does not grow); with 11 pairs to a node that is 88
+/// bytes a node, and about 8% of the memory per key (docs/performance.md,
+/// "Memory per key"). Values come in as `String`s with no spare capacity
+/// (decoded from a frame), so `into_boxed_str` does not copy them, and the
+/// old value goes back out as a `String` without a copy either.
+pub type PartitionData = BTreeMap<CompactString, Box<str>>;
 
 /// A node's data.
 #[derive(Debug, Default)]
@@ -44,8 +50,8 @@ impl Store {
     }
 
     /// The value at `key` in partition `p`.
-    pub fn get(&self, p: PartitionId, key: &str) -> Option<&String> {
-        self.partitions.get(&p)?.get(key)
+    pub fn get(&self, p: PartitionId, key: &str) -> Option<&str> {
+        self.partitions.get(&p)?.get(key).map(|v| &**v)
     }
 
     /// Starts noting the keys every change touches (a durable node).
@@ -81,7 +87,12 @@ impl Store {
         if let Some(d) = &mut self.dirty {
             d.push((p, key.clone()));
         }
-        let old = self.partitions.entry(p).or_default().insert(key, value);
+        let old = self
+            .partitions
+            .entry(p)
+            .or_default()
+            .insert(key, value.into_boxed_str())
+            .map(String::from);
         match &old {
             Some(v) => self.bytes -= (key_len + v.len()) as u64,
             None => self.keys += 1,
@@ -92,7 +103,7 @@ impl Store {
 
     /// Removes `key` from partition `p`, returning the old value.
     pub fn delete(&mut self, p: PartitionId, key: &str) -> Option<String> {
-        let old = self.partitions.get_mut(&p)?.remove(key);
+        let old = self.partitions.get_mut(&p)?.remove(key).map(String::from);
         if let Some(v) = &old {
             if let Some(d) = &mut self.dirty {
                 d.push((p, CompactString::from(key)));
@@ -162,7 +173,7 @@ impl Store {
             self.delete(p, &k);
         }
         for (k, v) in entries {
-            if self.get(p, &k) != Some(&v) {
+            if self.get(p, &k) != Some(v.as_str()) {
                 self.put(p, k, v);
             }
         }
@@ -184,7 +195,7 @@ impl Store {
         let page: Vec<(String, String)> = iter
             .by_ref()
             .take(limit)
-            .map(|(k, v)| (k.to_string(), v.clone()))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let more = iter.next().is_some();
         (page, more)
@@ -219,7 +230,7 @@ impl Store {
         let mut page = Vec::new();
         let mut bytes = 0;
         for (k, v) in iter.by_ref() {
-            page.push((k.to_string(), v.clone()));
+            page.push((k.to_string(), v.to_string()));
             bytes += k.len() + v.len();
             if page.len() >= limit || bytes >= max_bytes {
                 break;
@@ -242,7 +253,7 @@ impl Store {
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
         let upper = upto.map_or(Bound::Unbounded, Bound::Included);
         data.range::<str, _>((lower, upper))
-            .map(|(k, v)| (k.to_string(), v.clone()))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     }
 

@@ -88,7 +88,7 @@ impl Node {
                 "partition {p} has a new primary that is still taking over"
             ))));
         }
-        let current = leader.latest(&key, &self.store).map(String::as_str);
+        let current = leader.latest(&key, &self.store);
         let decision = crate::node::conditional::decide(&op, current, self.now, leader.term);
         let done = match decision.write {
             Some(value) => leader.write_conditional(

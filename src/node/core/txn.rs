@@ -345,7 +345,7 @@ impl Node {
             ))));
         }
         let record = intent_key(&key);
-        let current = leader.latest(&record, &self.store).map(String::as_str);
+        let current = leader.latest(&record, &self.store);
         let done = match txn::decide(&key, &op, current, self.now) {
             Step::Refuse(e) => return Some(Err(e)),
             Step::WriteIntent(value) => leader.write_conditional(
@@ -394,7 +394,7 @@ impl Node {
         }
         let record = intent_key(key);
         let value = if latest {
-            leader.latest(&record, &self.store).cloned()
+            leader.latest(&record, &self.store).map(str::to_owned)
         } else {
             leader.read(&record, &self.store)
         };
