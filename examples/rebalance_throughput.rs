@@ -40,8 +40,13 @@ fn main() {
     );
     let since = c.events().len();
     let start = Instant::now();
-    c.add(1).expect("add");
-    c.wait_healthy(Duration::from_secs(600), &|| false)
+    let added = c.add(1).expect("add")[0];
+    // Healthy alone is not enough: right after `add` the status can still
+    // be the one from before the new node had any partition to fill.
+    c.status_watch()
+        .wait_until(Duration::from_secs(600), &|| false, |s| {
+            s.healthy && s.settled && s.view.roles_of(added) != (0, 0)
+        })
         .expect("rebalanced");
     let took = start.elapsed().as_secs_f64();
     let (mut copies, mut copied) = (0, 0);

@@ -59,4 +59,4 @@ mod worker;
 pub use config::{bench_parse, BenchConfig, BenchKind, MAX_CLIENTS, MAX_PIPELINE, USAGE};
 pub use raw::{raw_roundtrip, Echo};
 pub use report::{BenchReport, LatencySummary};
-pub use runner::run;
+pub use runner::{run, Target};

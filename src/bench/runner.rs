@@ -7,6 +7,8 @@ use crate::bench::config::{BenchConfig, BenchKind};
 use crate::bench::report::{group, BenchReport, LatencySummary};
 use crate::bench::worker::{run_client, run_event_loop, Gate, Op, Plan, Shared, Tally, Workload};
 use crate::cluster::handle::Cluster;
+use crate::cluster::status::Status;
+use crate::cluster::watch::Watch;
 use crate::error::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::atomic::Ordering;
@@ -18,6 +20,29 @@ const BULK_PIPELINE: usize = 32;
 /// Requests per frame while loading and cleaning up.
 const BULK_BATCH: usize = 16;
 
+/// What a bench runs against: a published view to route its requests by,
+/// and a number that gives each run a key namespace of its own. A
+/// [`Cluster`] is one; so is anything else that serves the external protocol
+/// at the endpoints a view names, such as the bare servers of
+/// `examples/bare_ceiling.rs`, which measure what the transport alone allows
+/// with this same load generator.
+pub trait Target {
+    /// The view to route by, and its later versions.
+    fn status_watch(&self) -> Watch<Status>;
+    /// A number not used by an earlier run against this target.
+    fn run_id(&self) -> u64;
+}
+
+impl Target for Cluster {
+    fn status_watch(&self) -> Watch<Status> {
+        Cluster::status_watch(self)
+    }
+
+    fn run_id(&self) -> u64 {
+        Cluster::run_id(self)
+    }
+}
+
 /// Runs a bench against `cluster` through its nodes' sockets, as an outside
 /// client would. Draws a progress bar on stderr if `progress`; stops early,
 /// reporting what ran, once `cancelled` says so.
@@ -26,13 +51,14 @@ const BULK_BATCH: usize = 16;
 /// after a cancel, and cannot itself be cancelled: it is bounded by the key
 /// count, and an interrupted bench should not leave its keys behind.
 pub fn run(
-    cluster: &Cluster,
+    cluster: &dyn Target,
     cfg: &BenchConfig,
     progress: bool,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<BenchReport> {
     cfg.validate()?;
-    if cluster.status().view.epoch == 0 {
+    let watch = cluster.status_watch();
+    if watch.get().view.epoch == 0 {
         return Err(Error::Unavailable("the cluster has no view yet".into()));
     }
     // The bench's clients get a context of their own, with its own I/O
@@ -40,7 +66,7 @@ pub fn run(
     // would also share its one I/O thread, and measure that instead.
     let ctx = zmq::Context::new();
     let phases = Phases {
-        cluster,
+        watch: &watch,
         ctx: &ctx,
         cfg,
         progress,
@@ -76,7 +102,7 @@ pub fn run(
         merge_bits(&mut written, &tally.written);
         was_cancelled = cancelled();
     }
-    let epoch_before = cluster.status().view.epoch;
+    let epoch_before = watch.get().view.epoch;
     let (tally, elapsed) = if was_cancelled {
         (Tally::empty(0), Duration::ZERO)
     } else {
@@ -103,7 +129,7 @@ pub fn run(
             true,
         )?
     };
-    let view_changes = cluster.status().view.epoch.saturating_sub(epoch_before);
+    let view_changes = watch.get().view.epoch.saturating_sub(epoch_before);
     was_cancelled |= cancelled();
     merge_bits(&mut written, &tally.written);
     let (mut cleaned, mut cleanup_errors) = (0, 0);
@@ -174,7 +200,7 @@ fn merge_bits(into: &mut [u64], from: &[u64]) {
 
 /// What every phase shares.
 struct Phases<'a> {
-    cluster: &'a Cluster,
+    watch: &'a Watch<Status>,
     ctx: &'a zmq::Context,
     cfg: &'a BenchConfig,
     progress: bool,
@@ -193,7 +219,7 @@ impl Phases<'_> {
         };
         let shared = Shared::default();
         let gate = Gate::default();
-        let watch = self.cluster.status_watch();
+        let watch = self.watch.clone();
         let bar = self.bar(label, &plan);
         // Event loops: thread t drives clients t, t+T, t+2T, ...; or a
         // thread per client.
