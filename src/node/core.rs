@@ -29,6 +29,7 @@ use std::collections::{BTreeMap, VecDeque};
 const HEARTBEATS_REMEMBERED: usize = 64;
 
 mod atomic;
+mod cleanup;
 mod peer;
 mod scan;
 #[cfg(test)]
@@ -169,6 +170,8 @@ pub struct Node {
     next_txn: u64,
     /// Keys whose intent this node is recovering (as their primary).
     recovering: std::collections::BTreeSet<String>,
+    /// Decision records this node is collecting, by transaction.
+    cleanups: BTreeMap<String, cleanup::Cleanup>,
     /// When to look for stale intents next.
     next_recovery: Time,
     /// Set by every input; a tick walks the partitions this node leads
@@ -221,6 +224,7 @@ impl Node {
             txns: BTreeMap::new(),
             next_txn: 1,
             recovering: Default::default(),
+            cleanups: BTreeMap::new(),
             next_recovery: 0,
             sweep: true,
             keep_reloaded_until: 0,

@@ -209,14 +209,19 @@ fn simulate(seed: u64, cfg: SimConfig, trace: Option<&mut dyn FnMut(&str)>) -> S
     // only), an intent or a decision record may be gone with it, and an
     // MPUT can end up applied in part: snapshots are checked up to then.
     let first_loss = w.lost.values().min().copied().unwrap_or(Micros::MAX);
-    for (at, detail) in w.workload.torn_snapshots().to_vec() {
-        if at < first_loss {
-            w.report.violations.push(SimViolation::NotAtomic { detail });
+    for torn in crate::check::atomicity::check(w.workload.ops()) {
+        if torn.at < first_loss {
+            w.report.violations.push(SimViolation::NotAtomic {
+                detail: torn.to_string(),
+            });
         }
     }
     if recovered {
         let held = w.check_intents();
         w.report.violations.extend(held);
+        // Cleanups retry every `RECOVER_AFTER`: give them two rounds.
+        w.run_until(w.now + 2 * crate::node::txn::RECOVER_AFTER * MS);
+        w.report.decisions_left = Some(w.decision_records());
     }
     w.report.snapshots = w.workload.snapshots();
     let now = w.now;
