@@ -219,8 +219,13 @@ fn simulate(seed: u64, cfg: SimConfig, trace: Option<&mut dyn FnMut(&str)>) -> S
     if recovered {
         let held = w.check_intents();
         w.report.violations.extend(held);
-        // Cleanups retry every `RECOVER_AFTER`: give them two rounds.
-        w.run_until(w.now + 2 * crate::node::txn::RECOVER_AFTER * MS);
+        // Decision records are collected by their coordinators' cleanups,
+        // which wait out a lost message's timeout and then
+        // `RECOVER_AFTER`: count what is left once they had 10 s more.
+        let until = w.now + 10_000 * MS;
+        while w.decision_records() > 0 && w.now < until {
+            w.run_until(w.now + 500 * MS);
+        }
         w.report.decisions_left = Some(w.decision_records());
     }
     w.report.snapshots = w.workload.snapshots();
