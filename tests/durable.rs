@@ -227,7 +227,10 @@ fn a_durable_node_at_r1_resumes_its_partitions_instead_of_losing_them() {
         .unwrap()
         .kind
         .to_string();
-    assert!(text.contains("from disk") && !text.contains("lost"), "{text}");
+    assert!(
+        text.contains("from disk") && !text.contains("lost"),
+        "{text}"
+    );
     for (k, v) in &pairs {
         assert_eq!(client.get(k).unwrap().as_deref(), Some(v.as_str()), "{k}");
     }
@@ -309,7 +312,17 @@ impl Shell {
         use std::process::{Command, Stdio};
         let data = dir.0.to_str().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_kvsh"))
-            .args(["--json", "-n", "3", "-r", "2", "-p", "16", "--data-dir", data])
+            .args([
+                "--json",
+                "-n",
+                "3",
+                "-r",
+                "2",
+                "-p",
+                "16",
+                "--data-dir",
+                data,
+            ])
             .args(["--fsync", fsync])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -410,8 +423,13 @@ fn kill_9_in_the_middle_of_commits_loses_nothing_acknowledged() {
             shell.child.wait().unwrap();
             kills += 1;
             writer.join().unwrap();
-            println!("{fsync} round {round}: killed after {n} acknowledged puts ({answered} answered)");
+            println!(
+                "{fsync} round {round}: killed after {n} acknowledged puts ({answered} answered)"
+            );
         }
-        println!("{fsync}: {} acknowledged puts over {kills} kills, none lost", acked.len());
+        println!(
+            "{fsync}: {} acknowledged puts over {kills} kills, none lost",
+            acked.len()
+        );
     }
 }

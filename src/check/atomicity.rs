@@ -233,7 +233,13 @@ mod tests {
     }
 
     /// An MPUT with `txn` = `first`, writing `value` to each key.
-    fn mput(first: u64, keys: &[&str], value: &str, span: (u64, u64), o: Outcome) -> Vec<Operation> {
+    fn mput(
+        first: u64,
+        keys: &[&str],
+        value: &str,
+        span: (u64, u64),
+        o: Outcome,
+    ) -> Vec<Operation> {
         keys.iter()
             .enumerate()
             .map(|(i, k)| Operation {
@@ -309,7 +315,11 @@ mod tests {
         h.push(op(5, "b", OpKind::write("x"), (15, 16), Outcome::Ok));
         h.extend(snapshot(6, &[("a", Some("1")), ("b", Some("x"))], (17, 18)));
         h.extend(mput(8, &["b", "c"], "2", (19, 20), Outcome::Ok));
-        h.extend(snapshot(10, &[("a", Some("1")), ("b", Some("2"))], (21, 22)));
+        h.extend(snapshot(
+            10,
+            &[("a", Some("1")), ("b", Some("2"))],
+            (21, 22),
+        ));
         assert_eq!(check(&h), vec![]);
     }
 

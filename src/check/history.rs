@@ -291,13 +291,7 @@ impl Recorder {
         MultiInvocation { parts }
     }
 
-    fn invoke_at(
-        &self,
-        now: u64,
-        process: u64,
-        key: String,
-        kind: OpKind,
-    ) -> Invocation {
+    fn invoke_at(&self, now: u64, process: u64, key: String, kind: OpKind) -> Invocation {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let op = Operation {
             id,

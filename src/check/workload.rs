@@ -46,7 +46,9 @@ pub const GROUP_KEYS: usize = 3;
 
 /// The keys of group `g` under `prefix`.
 pub fn group_in(prefix: &str, g: usize) -> Vec<String> {
-    (0..GROUP_KEYS).map(|i| format!("{prefix}g{g}.{i}")).collect()
+    (0..GROUP_KEYS)
+        .map(|i| format!("{prefix}g{g}.{i}"))
+        .collect()
 }
 
 /// Running client threads.
