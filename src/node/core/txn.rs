@@ -15,7 +15,7 @@
 //! certainly not applied and failed on its deadline exactly as client
 //! writes are; its outcome comes back here instead of to a client.
 
-use super::{ClientId, Node};
+use super::{no_leader, ClientId, Node, Serve};
 use crate::error::Error;
 use crate::node::conditional::Conditional;
 use crate::node::message::{KeyOp, KeyOpResult};
@@ -330,28 +330,19 @@ impl Node {
         op: TxnOp,
         waiter: Waiter,
     ) -> Option<Result<KeyOpResult, Error>> {
-        if let Err(e) = self.check_primary(p) {
-            return Some(Err(e));
-        }
         if !txn::guarded(&key) {
             return Some(Err(Error::BadInput(format!(
                 "bad request: {key:?} is a reserved key"
             ))));
         }
+        if let Err(e) = self.may_serve(p, &key, Serve::TxnStep) {
+            return Some(Err(e));
+        }
         let deadline = self.now + self.cfg.request_timeout;
         let mut msgs = Vec::new();
         let Some(leader) = self.leaders.get_mut(&p) else {
-            return Some(Err(Error::Internal(format!(
-                "no leader state for partition {p}"
-            ))));
+            return Some(Err(no_leader(p)));
         };
-        // Like a conditional operation, it reads the latest state, which
-        // on a new primary may be an old term's unreplicated write.
-        if !leader.activated() {
-            return Some(Err(Error::Unavailable(format!(
-                "partition {p} has a new primary that is still taking over"
-            ))));
-        }
         let record = intent_key(&key);
         let current = leader.latest(&record, &self.store).map(String::as_str);
         let done = match txn::decide(&key, &op, current, self.now) {
