@@ -246,6 +246,21 @@ fn check_finds_no_violations_under_each_fault_kind() {
         };
         let report = run::run(&mut c, &cfg, &mut |_, _| {}, &|| false).unwrap();
         assert!(report.ok > 100, "{kinds:?}: real work done");
+        // MPUTs and snapshot reads ran, and were checked for atomicity.
+        let multi = |read: bool| {
+            report
+                .history
+                .iter()
+                .filter(|o| o.txn == Some(o.id) && o.outcome == Outcome::Ok)
+                .filter(|o| matches!(o.kind, OpKind::Read { .. }) == read)
+                .count()
+        };
+        assert!(
+            multi(false) > 0 && multi(true) > 0,
+            "{kinds:?}: {} MPUTs and {} snapshots acknowledged",
+            multi(false),
+            multi(true)
+        );
         assert!(!report.faults.is_empty(), "{kinds:?}: faults were injected");
         assert!(
             report.violations.is_empty(),

@@ -10,7 +10,10 @@
 //! renewal that is granted extends it the same way. That is what a careful
 //! client can know, and it is what the cluster must honour.
 
-use kvsh::cluster::{Cluster, ClusterConfig};
+mod common;
+
+use common::{healthy_cluster, primary_of, wait_for, PATIENCE};
+use kvsh::cluster::Cluster;
 use kvsh::node::conditional::lock_key;
 use rand::{Rng, SeedableRng};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,7 +23,6 @@ use std::time::{Duration, Instant};
 const LOCK: &str = "contended";
 const CLIENTS: u64 = 6;
 const TTL: Duration = Duration::from_millis(250);
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// One holding of the lock, as its client saw it.
 #[derive(Clone, Debug)]
@@ -122,17 +124,7 @@ fn check(log: &[Holding]) {
 
 #[test]
 fn one_holder_at_a_time_and_tokens_only_grow_while_primaries_fail() {
-    let mut cluster = Cluster::start(
-        ClusterConfig {
-            nodes: 4,
-            replicas: 2,
-            partitions: 16,
-            ..ClusterConfig::default()
-        },
-        None,
-    )
-    .unwrap();
-    cluster.wait_healthy(PATIENCE, &|| false).unwrap();
+    let mut cluster = healthy_cluster(4, 2, 16);
     let stop = Arc::new(AtomicBool::new(false));
     let grants = Arc::new(AtomicU64::new(0));
     let log = Arc::new(Mutex::new(Vec::new()));
@@ -147,19 +139,8 @@ fn one_holder_at_a_time_and_tokens_only_grow_while_primaries_fail() {
             ))
         })
         .collect();
-    let wait_grants = |n: u64| {
-        let target = grants.load(Ordering::Relaxed) + n;
-        let deadline = Instant::now() + PATIENCE;
-        while grants.load(Ordering::Relaxed) < target {
-            assert!(Instant::now() < deadline, "no lock grants for a minute");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    };
-    let primary = |cluster: &Cluster| {
-        let view = cluster.status().view.clone();
-        view.primary(view.partition_of(&lock_key(LOCK)))
-            .expect("the lock's partition has a primary")
-    };
+    let wait_grants = |n: u64| wait_for(&grants, n, "lock grants");
+    let primary = |cluster: &Cluster| primary_of(cluster, &lock_key(LOCK));
     let failed_over = |cluster: &Cluster, p| {
         let watch = cluster.status_watch();
         let partition = cluster.status().view.partition_of(&lock_key(LOCK));

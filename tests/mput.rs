@@ -2,51 +2,39 @@
 //! key of a group (only `MPUT`s write those keys), readers read whole
 //! groups as snapshots (`Client::get_snapshot`), and meanwhile the
 //! coordinators and participants of those `MPUT`s are killed and
-//! restarted. Every snapshot must find all the keys of a group holding one
-//! value (all or nothing of each `MPUT`), and after a last round of
-//! acknowledged `MPUT`s, killing any one node loses none of them.
+//! restarted. Both are recorded in a history, which must pass the
+//! atomicity check `check` uses (`kvsh::check::atomicity`: every snapshot
+//! saw all or nothing of each `MPUT`) and the register checker; and after
+//! a last round of acknowledged `MPUT`s, killing any one node loses none
+//! of them.
 
-use kvsh::cluster::{Cluster, ClusterConfig};
-use kvsh::view::NodeId;
+mod common;
+
+use common::{healthy_cluster, primary_of, wait_for, PATIENCE};
+use kvsh::check::history::{OpKind, Recorder};
+use kvsh::check::{atomicity, linearizability};
 use rand::{Rng, SeedableRng};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 const GROUPS: usize = 4;
 const KEYS: usize = 3;
-const PATIENCE: Duration = Duration::from_secs(60);
 
 fn group(g: usize) -> Vec<String> {
     (0..KEYS).map(|i| format!("group{g}:key{i}")).collect()
 }
 
-/// A snapshot is atomic if every key holds the same value (or none does).
-fn torn(values: &[Option<String>]) -> bool {
-    values.iter().any(|v| *v != values[0])
-}
-
 #[test]
 fn readers_see_all_or_nothing_of_each_mput_while_nodes_die() {
-    let mut cluster = Cluster::start(
-        ClusterConfig {
-            nodes: 4,
-            replicas: 2,
-            partitions: 16,
-            ..ClusterConfig::default()
-        },
-        None,
-    )
-    .unwrap();
-    cluster.wait_healthy(PATIENCE, &|| false).unwrap();
+    let mut cluster = healthy_cluster(4, 2, 16);
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicU64::new(0));
     let snapshots = Arc::new(AtomicU64::new(0));
-    let torn_seen = Arc::new(Mutex::new(Vec::new()));
+    let recorder = Recorder::new();
     let mut threads = Vec::new();
     for w in 0..3u64 {
         let mut client = cluster.client();
-        let (stop, acked) = (stop.clone(), acked.clone());
+        let (stop, acked, recorder) = (stop.clone(), acked.clone(), recorder.clone());
         threads.push(std::thread::spawn(move || {
             let mut rng = rand::rngs::SmallRng::seed_from_u64(w);
             let mut n = 0;
@@ -57,42 +45,43 @@ fn readers_see_all_or_nothing_of_each_mput_while_nodes_die() {
                     .into_iter()
                     .map(|k| (k, value.clone()))
                     .collect();
-                if client.mput(&pairs).is_ok() {
-                    acked.fetch_add(1, Ordering::Relaxed);
+                let writes = pairs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), OpKind::write(v.clone())))
+                    .collect();
+                let inv = recorder.invoke_many(w, writes);
+                match client.mput(&pairs) {
+                    Ok(_) => {
+                        inv.ok();
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) if e.is_indefinite() => inv.unknown(),
+                    Err(_) => inv.failed(),
                 }
             }
         }));
     }
     for r in 0..3u64 {
         let mut client = cluster.client();
-        let (stop, snapshots, torn_seen) = (stop.clone(), snapshots.clone(), torn_seen.clone());
+        let (stop, snapshots, recorder) = (stop.clone(), snapshots.clone(), recorder.clone());
         threads.push(std::thread::spawn(move || {
             let mut rng = rand::rngs::SmallRng::seed_from_u64(100 + r);
             while !stop.load(Ordering::Relaxed) {
                 let keys = group(rng.gen_range(0..GROUPS));
-                if let Ok(values) = client.get_snapshot(&keys) {
-                    snapshots.fetch_add(1, Ordering::Relaxed);
-                    if torn(&values) {
-                        torn_seen.lock().unwrap().push((keys, values));
+                let reads = keys.iter().map(|k| (k.clone(), OpKind::read())).collect();
+                let inv = recorder.invoke_many(10 + r, reads);
+                match client.get_snapshot(&keys) {
+                    Ok(values) => {
+                        inv.ok_reads(values);
+                        snapshots.fetch_add(1, Ordering::Relaxed);
                     }
+                    Err(_) => inv.unknown(),
                 }
             }
         }));
     }
-    let wait_for = |counter: &AtomicU64, n: u64, what: &str| {
-        let target = counter.load(Ordering::Relaxed) + n;
-        let deadline = Instant::now() + PATIENCE;
-        while counter.load(Ordering::Relaxed) < target {
-            assert!(Instant::now() < deadline, "no {what} for a minute");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    };
     // The primary of a group's first key coordinates that group's MPUTs
     // (the client sends them there); the others' primaries participate.
-    let primary_of = |cluster: &Cluster, key: &str| -> NodeId {
-        let view = cluster.status().view.clone();
-        view.primary(view.partition_of(key)).expect("a primary")
-    };
     for round in 0..4 {
         wait_for(&acked, 20, "acknowledged MPUT");
         wait_for(&snapshots, 20, "snapshot");
@@ -108,12 +97,15 @@ fn readers_see_all_or_nothing_of_each_mput_while_nodes_die() {
     for t in threads {
         t.join().unwrap();
     }
-    let torn_seen = torn_seen.lock().unwrap();
+    let history = recorder.history();
+    let torn = atomicity::check(&history);
     assert!(
-        torn_seen.is_empty(),
+        torn.is_empty(),
         "snapshots saw part of an MPUT: {:?}",
-        &torn_seen[..torn_seen.len().min(5)]
+        &torn[..torn.len().min(5)]
     );
+    let report = linearizability::check(&history);
+    assert!(report.is_linearizable(), "{report:?}");
 
     // Every acknowledged MPUT survives the death of any one node.
     let mut client = cluster.client();
@@ -145,17 +137,7 @@ fn readers_see_all_or_nothing_of_each_mput_while_nodes_die() {
 
 #[test]
 fn an_mput_is_refused_whole_when_it_is_malformed() {
-    let cluster = Cluster::start(
-        ClusterConfig {
-            nodes: 2,
-            replicas: 2,
-            partitions: 8,
-            ..ClusterConfig::default()
-        },
-        None,
-    )
-    .unwrap();
-    cluster.wait_healthy(PATIENCE, &|| false).unwrap();
+    let cluster = healthy_cluster(2, 2, 8);
     let mut client = cluster.client();
     let twice = vec![("a".to_string(), "1".to_string()), ("a".into(), "2".into())];
     let err = client.mput(&twice).unwrap_err();

@@ -121,6 +121,14 @@ pub struct Operation {
     pub complete: u64,
     /// How it ended.
     pub outcome: Outcome,
+    /// The multi-key operation this entry is part of, if any: an `MPUT`
+    /// enters the history as one write per key and a snapshot read as one
+    /// read per key, every entry with the same interval, outcome and `txn`
+    /// (the id of its first entry). The register checker reads each entry
+    /// on its own; the atomicity checker ([`crate::check::atomicity`])
+    /// reads them together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn: Option<u64>,
 }
 
 /// A history: the operations of a run, usually ordered by invocation time.
@@ -258,16 +266,42 @@ impl Recorder {
     /// For a read pass [`OpKind::read()`]; its value is filled in on
     /// completion.
     pub fn invoke(&self, process: u64, key: impl Into<String>, kind: OpKind) -> Invocation {
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let now = (self.inner.clock)();
+        self.invoke_at(now, process, key.into(), kind)
+    }
+
+    /// Records that `process` is about to send one multi-key operation: an
+    /// `MPUT` (a write per key) or a snapshot read (a read per key). The
+    /// entries share one invocation time and a `txn` tag, and are settled
+    /// together through the returned [`MultiInvocation`].
+    pub fn invoke_many(&self, process: u64, entries: Vec<(String, OpKind)>) -> MultiInvocation {
+        let now = (self.inner.clock)();
+        let parts: Vec<Invocation> = entries
+            .into_iter()
+            .map(|(key, kind)| self.invoke_at(now, process, key, kind))
+            .collect();
+        if let Some(first) = parts.first().map(|p| p.id) {
+            let mut book = self.book();
+            for part in &parts {
+                if let Some(op) = book.pending.get_mut(&part.id) {
+                    op.txn = Some(first);
+                }
+            }
+        }
+        MultiInvocation { parts }
+    }
+
+    fn invoke_at(&self, now: u64, process: u64, key: String, kind: OpKind) -> Invocation {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let op = Operation {
             id,
             process,
-            key: key.into(),
+            key,
             kind,
             invoke: now,
             complete: now,
             outcome: Outcome::Unknown,
+            txn: None,
         };
         self.book().pending.insert(id, op);
         Invocation {
@@ -399,6 +433,45 @@ impl Invocation {
     }
 }
 
+/// A multi-key operation (an `MPUT` or a snapshot read) that has been
+/// invoked and awaits its response: one [`Invocation`] per key, settled
+/// together. Dropping it unsettled records every entry as unknown.
+#[must_use = "an unsettled invocation is recorded as unknown when dropped"]
+#[derive(Debug)]
+pub struct MultiInvocation {
+    parts: Vec<Invocation>,
+}
+
+impl MultiInvocation {
+    /// The `MPUT` was acknowledged: every write took effect.
+    pub fn ok(self) {
+        self.parts.into_iter().for_each(Invocation::ok)
+    }
+
+    /// The snapshot read returned `values`, one per key in the order the
+    /// keys were given.
+    pub fn ok_reads(self, values: Vec<Option<String>>) {
+        assert_eq!(
+            values.len(),
+            self.parts.len(),
+            "invariant broken: a snapshot returned a value per key"
+        );
+        for (part, value) in self.parts.into_iter().zip(values) {
+            part.ok_read(value);
+        }
+    }
+
+    /// Nothing of the operation took effect.
+    pub fn failed(self) {
+        self.parts.into_iter().for_each(Invocation::failed)
+    }
+
+    /// The client cannot tell whether the operation took effect.
+    pub fn unknown(self) {
+        self.parts.into_iter().for_each(Invocation::unknown)
+    }
+}
+
 impl Drop for Invocation {
     fn drop(&mut self) {
         if !self.settled {
@@ -433,6 +506,7 @@ mod tests {
                 invoke: 10,
                 complete: 25,
                 outcome: Outcome::Ok,
+                txn: None,
             },
             Operation {
                 id: 1,
@@ -442,6 +516,7 @@ mod tests {
                 invoke: 30,
                 complete: 41,
                 outcome: Outcome::Unknown,
+                txn: None,
             },
             Operation {
                 id: 2,
@@ -451,6 +526,7 @@ mod tests {
                 invoke: 50,
                 complete: 51,
                 outcome: Outcome::Failed,
+                txn: None,
             },
         ]);
         let text = history.to_jsonl();

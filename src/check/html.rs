@@ -392,6 +392,7 @@ mod tests {
             invoke: span.0,
             complete: span.1,
             outcome: o,
+            txn: None,
         }
     }
 

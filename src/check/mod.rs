@@ -11,12 +11,15 @@
 //! - [`linearizability`] answers the question per key, treating each key as
 //!   a read/write register, and for a key that fails it returns a small
 //!   sub-history that shows why.
+//! - [`atomicity`] checks the same history for torn `MPUT`s: a snapshot
+//!   read (`mget`) that saw some of an `MPUT`'s keys and not the others.
 //! - [`html`] draws a checked history, with the faults and view changes of
 //!   its run, as one self-contained HTML page (`history html`).
 //! - [`load`] is the shell's background write workload (`load start`), which
 //!   measures unavailability as clients see it and checks at the end that
 //!   every acknowledged write reads back.
 
+pub mod atomicity;
 pub mod history;
 pub mod html;
 pub mod linearizability;

@@ -1,6 +1,7 @@
 //! `check`: a workload under a seeded schedule of faults, then a verdict.
 //!
-//! 1. Client threads read, write and delete a few hot keys, in a key
+//! 1. Client threads read, write, delete and compare-and-set a few hot
+//!    keys, and `MPUT` and snapshot-read a few groups of keys, in a key
 //!    namespace of the run's own ([`crate::check::workload`]), so that
 //!    runs never see each other's writes or touch a user's keys.
 //! 2. The nemesis injects one fault at a time, from the seed
@@ -9,8 +10,12 @@
 //!    healthy, and one last client reads every key.
 //! 4. The history is checked for linearizability per key (a register
 //!    model), which also catches any lost acknowledged write: the final
-//!    reads must be explained by the acknowledged writes.
+//!    reads must be explained by the acknowledged writes. An `MPUT` is a
+//!    write per key there. Then every snapshot read is checked for
+//!    atomicity ([`crate::check::atomicity`]): it saw all or none of each
+//!    `MPUT` whose keys it covers.
 
+use crate::check::atomicity;
 use crate::check::history::{History, Outcome};
 use crate::check::linearizability::{self, Violation};
 use crate::check::nemesis::{FaultKind, FaultRecord, Injected, Nemesis};
@@ -72,7 +77,7 @@ pub struct CheckReport {
     /// Faults injected.
     pub faults: Vec<FaultRecord>,
     /// Keys whose history is not linearizable, each with a small history
-    /// that proves it.
+    /// that proves it, then snapshot reads that saw part of an `MPUT`.
     pub violations: Vec<Violation>,
     /// Keys the checker could not decide within its budget.
     pub gave_up: Vec<String>,
@@ -158,6 +163,8 @@ pub fn run(
     outcome?;
     healthy?;
     let report = linearizability::check(&history);
+    let mut violations = report.violations;
+    violations.extend(atomicity::violations(&history));
     let count = |o: Outcome| history.iter().filter(|op| op.outcome == o).count();
     let ops = history.len();
     let ok = count(Outcome::Ok);
@@ -175,7 +182,7 @@ pub fn run(
             (1000.0 * ok as f64 / ops as f64).round() / 10.0
         },
         faults,
-        violations: report.violations,
+        violations,
         gave_up: report.gave_up,
         history,
         origin_ms,

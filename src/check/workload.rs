@@ -4,6 +4,16 @@
 //! expects the value the client last saw, so many succeed) and recording every operation in a
 //! shared [`Recorder`].
 //!
+//! The clients also write **groups** of keys apart from the hot keys
+//! (`check:<run>:g<g>.<i>`) with atomic `MPUT`s, one value to every key of
+//! a group, and read whole groups as snapshots ([`Client::get_snapshot`],
+//! what the shell's `mget` does). Only those `MPUT`s write group keys, so
+//! a snapshot that does not find one `MPUT` on every key (or none) is torn
+//! ([`crate::check::atomicity`]). Each `MPUT` is also one write per key
+//! to the register checker, which catches a lost one.
+//!
+//! [`Client::get_snapshot`]: crate::cluster::Client::get_snapshot
+//!
 //! Each run has keys of its own, `check:<run>:hot<i>`, with a run id unique
 //! in the cluster ([`Cluster::run_id`]). Two runs with the same seed write
 //! the same values; on shared keys, the second would read the first's
@@ -16,7 +26,7 @@
 //! read that failed is `unknown` (it tells nothing).
 
 use crate::check::history::{History, OpKind, Recorder};
-use crate::cluster::Cluster;
+use crate::cluster::{Client, Cluster};
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,6 +37,18 @@ use std::time::{Duration, Instant};
 /// The name of hot key `i` under `prefix`.
 pub fn key_in(prefix: &str, i: usize) -> String {
     format!("{prefix}hot{i}")
+}
+
+/// Key groups that `MPUT`s write, and keys in each.
+pub const GROUPS: usize = 3;
+/// Keys in each group.
+pub const GROUP_KEYS: usize = 3;
+
+/// The keys of group `g` under `prefix`.
+pub fn group_in(prefix: &str, g: usize) -> Vec<String> {
+    (0..GROUP_KEYS)
+        .map(|i| format!("{prefix}g{g}.{i}"))
+        .collect()
 }
 
 /// Running client threads.
@@ -65,7 +87,26 @@ impl Workload {
                 while !stop.load(Ordering::Relaxed) {
                     let k = key_in(&prefix, rng.gen_range(0..keys.max(1)));
                     let roll = rng.gen_range(0..100);
-                    if roll < 15 {
+                    if roll < 8 {
+                        n += 1;
+                        let value = format!("c{process}-{n}");
+                        let group = group_in(&prefix, rng.gen_range(0..GROUPS));
+                        let pairs: Vec<(String, String)> =
+                            group.into_iter().map(|k| (k, value.clone())).collect();
+                        let entries = pairs
+                            .iter()
+                            .map(|(k, v)| (k.clone(), OpKind::write(v.clone())))
+                            .collect();
+                        let inv = recorder.invoke_many(process, entries);
+                        match client.mput(&pairs) {
+                            Ok(_) => inv.ok(),
+                            Err(e) if e.is_indefinite() => inv.unknown(),
+                            Err(_) => inv.failed(),
+                        }
+                    } else if roll < 15 {
+                        let group = group_in(&prefix, rng.gen_range(0..GROUPS));
+                        snapshot(&recorder, &mut client, process, group);
+                    } else if roll < 28 {
                         n += 1;
                         let value = format!("c{process}-{n}");
                         let expected = seen.get(&k).cloned().flatten();
@@ -79,7 +120,7 @@ impl Workload {
                             Err(e) if e.is_indefinite() => inv.unknown(),
                             Err(_) => inv.failed(),
                         }
-                    } else if roll < 50 {
+                    } else if roll < 58 {
                         n += 1;
                         let value = format!("c{process}-{n}");
                         let inv = recorder.invoke(process, &k, OpKind::write(value.clone()));
@@ -88,7 +129,7 @@ impl Workload {
                             Err(e) if e.is_indefinite() => inv.unknown(),
                             Err(_) => inv.failed(),
                         }
-                    } else if roll < 55 {
+                    } else if roll < 62 {
                         let inv = recorder.invoke(process, &k, OpKind::Delete);
                         match client.delete(&k) {
                             Ok(_) => inv.ok(),
@@ -155,7 +196,7 @@ impl Workload {
     }
 
     /// Stops the clients, then (the cluster being healthy) reads every key
-    /// once more as one last client, deletes the run's keys (outside the
+    /// once more as one last client (each group as a snapshot), deletes the run's keys (outside the
     /// history), and returns the history.
     pub fn finish(self, cluster: &Cluster) -> History {
         self.stop.store(true, Ordering::Relaxed);
@@ -171,6 +212,11 @@ impl Workload {
                 Err(_) => inv.unknown(),
             }
         }
+        let groups: Vec<Vec<String>> = (0..GROUPS).map(|g| group_in(&self.prefix, g)).collect();
+        for group in &groups {
+            snapshot(&self.recorder, &mut client, self.clients, group.clone());
+        }
+        let keys: Vec<String> = keys.into_iter().chain(groups.concat()).collect();
         let history = self.recorder.history();
         // Best effort: a key left behind is in the run's namespace only.
         // A failed delete means the cluster cannot write now, and the rest
@@ -181,5 +227,16 @@ impl Workload {
             }
         }
         history
+    }
+}
+
+/// Reads `group` as one snapshot and records it. A snapshot that could not
+/// be read tells nothing (unknown).
+fn snapshot(recorder: &Recorder, client: &mut Client, process: u64, group: Vec<String>) {
+    let entries = group.iter().map(|k| (k.clone(), OpKind::read())).collect();
+    let inv = recorder.invoke_many(process, entries);
+    match client.get_snapshot(&group) {
+        Ok(values) => inv.ok_reads(values),
+        Err(_) => inv.unknown(),
     }
 }

@@ -130,6 +130,15 @@ pub enum EventKind {
         /// The partition.
         partition: PartitionId,
     },
+    /// A partition's only copy was on a durable node that died and came
+    /// back with it from disk: it goes on from that data in a new term
+    /// (what `DataLost` would be for a node without `--data-dir`).
+    Resumed {
+        /// The partition.
+        partition: PartitionId,
+        /// The node that reloaded it.
+        node: NodeId,
+    },
     /// A replica was added and is being filled.
     ReplicaAdded {
         /// The partition.
@@ -280,6 +289,12 @@ impl std::fmt::Display for EventKind {
                 f,
                 "partition {partition}: every copy was lost; it restarts empty"
             ),
+            Resumed { partition, node } => write!(
+                f,
+                "partition {partition}: its only copy came back with {} from disk; it goes on \
+                 from that data in a new term",
+                node_name(*node)
+            ),
             ReplicaAdded {
                 partition,
                 node,
@@ -329,6 +344,7 @@ impl EventKind {
             | Handoff { partition, .. }
             | Unavailable { partition }
             | DataLost { partition }
+            | Resumed { partition, .. }
             | ReplicaAdded { partition, .. }
             | CaughtUp { partition, .. }
             | ReplicaRemoved { partition, .. }

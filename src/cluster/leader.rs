@@ -418,10 +418,15 @@ impl ViewLeader {
                     });
                     // A partition this node still leads had no in-sync
                     // replica to take over when it died, so its only full
-                    // copy died with it. Start it again, empty, in a new
-                    // term: in the old term the new incarnation's streams
-                    // would have the old ones' ids, and a secondary would
-                    // acknowledge entries it never applied.
+                    // copy died with it. Start it again, in a new term: in
+                    // the old term the new incarnation's streams would
+                    // have the old ones' ids, and a secondary would
+                    // acknowledge entries it never applied. A node without
+                    // a disk comes back empty (`DataLost`); a durable one
+                    // reloaded its data (it reports keys in its first
+                    // heartbeat) and goes on from it (`Resumed`). A durable
+                    // node that reloaded nothing held nothing: empty
+                    // either way.
                     let mut lost = Vec::new();
                     for (p, info) in self.view.partitions.iter_mut().enumerate() {
                         if info.primary() == Some(node) {
@@ -431,7 +436,10 @@ impl ViewLeader {
                         }
                     }
                     for partition in lost {
-                        self.event(EventKind::DataLost { partition });
+                        self.event(match reloaded_keys {
+                            0 => EventKind::DataLost { partition },
+                            _ => EventKind::Resumed { partition, node },
+                        });
                     }
                 }
                 Some(info) if info.state == NodeState::Dead => {

@@ -29,6 +29,7 @@ use std::collections::{BTreeMap, VecDeque};
 const HEARTBEATS_REMEMBERED: usize = 64;
 
 mod atomic;
+mod cleanup;
 mod peer;
 mod scan;
 #[cfg(test)]
@@ -43,6 +44,25 @@ use self::txn::{Txn, TxnStep};
 /// view is the biggest reply there is (tens to hundreds of KB), and a batch
 /// or a burst of them would make the node copy it without bound.
 pub const MAX_VIEWS_PER_TICK: usize = 8;
+
+/// What a primary is asked to serve, for [`Node::may_serve`]'s checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Serve {
+    /// A `GET_ONE`.
+    Read,
+    /// A `PUT` or `DELETE`.
+    Write,
+    /// A conditional operation, decided on the key's latest value.
+    Decide,
+    /// A step of an `MPUT`, decided on the key's latest intent.
+    TxnStep,
+}
+
+/// The error for a partition this node leads by the checks but has no
+/// state for: a broken invariant, reported rather than panicked on.
+fn no_leader(p: PartitionId) -> Error {
+    Error::Internal(format!("no leader state for partition {p}"))
+}
 
 /// A client of this node, as the transport identifies it.
 pub type ClientId = u64;
@@ -169,6 +189,8 @@ pub struct Node {
     next_txn: u64,
     /// Keys whose intent this node is recovering (as their primary).
     recovering: std::collections::BTreeSet<String>,
+    /// Decision records this node is collecting, by transaction.
+    cleanups: BTreeMap<String, cleanup::Cleanup>,
     /// When to look for stale intents next.
     next_recovery: Time,
     /// Set by every input; a tick walks the partitions this node leads
@@ -221,6 +243,7 @@ impl Node {
             txns: BTreeMap::new(),
             next_txn: 1,
             recovering: Default::default(),
+            cleanups: BTreeMap::new(),
             next_recovery: 0,
             sweep: true,
             keep_reloaded_until: 0,
@@ -589,19 +612,13 @@ impl Node {
             KeyOp::Conditional { key, op } => return self.serve_conditional(p, key, op, waiter),
             KeyOp::Txn { key, op } => return self.serve_txn(p, key, op, waiter),
         };
-        if let Err(e) = self.check_primary(p) {
+        if let Err(e) = self.may_serve(p, &key, Serve::Write) {
             return Some(Err(e));
-        }
-        // A prepared MPUT holds the key until it resolves.
-        if let Some(txn) = self.held_by(p, &key, true) {
-            return Some(Err(crate::node::txn::conflict(&key, &txn)));
         }
         let deadline = self.now + self.cfg.request_timeout;
         let mut msgs = Vec::new();
         let Some(leader) = self.leaders.get_mut(&p) else {
-            return Some(Err(Error::Internal(format!(
-                "no leader state for partition {p}"
-            ))));
+            return Some(Err(no_leader(p)));
         };
         let done = leader.write(
             key,
@@ -621,18 +638,42 @@ impl Node {
     /// without asking the secondaries (the lease says no other node can
     /// have accepted a write since).
     fn read_local(&self, p: PartitionId, key: &str) -> Result<Option<String>, Error> {
+        self.may_serve(p, key, Serve::Read)?;
+        let leader = self.leaders.get(&p).ok_or_else(|| no_leader(p))?;
+        Ok(leader.read(key, &self.store))
+    }
+
+    /// Whether this node may serve `what` on `key` of partition `p` as its
+    /// primary now: the checks every read, write, conditional operation
+    /// and `MPUT` step makes first, in one place.
+    ///
+    /// 1. It holds its lease and leads `p` at the view's term.
+    /// 2. No prepared `MPUT` holds the key (except for the `MPUT`'s own
+    ///    steps, which are decided on the intent itself). A write checks
+    ///    the latest intent, in flight or committed; a read only the
+    ///    committed one: reading the old value now and the new one of
+    ///    another key of the `MPUT` a moment later would show part of it.
+    /// 3. Anything that reads (a read, or a decision on the latest value)
+    ///    waits for a new primary's resync (docs/architecture.md §4): the
+    ///    latest value may be an old term's write that an in-sync
+    ///    secondary lacks.
+    fn may_serve(&self, p: PartitionId, key: &str, what: Serve) -> Result<(), Error> {
         self.check_primary(p)?;
-        if let Some(txn) = self.held_by(p, key, false) {
-            // Reading the old value now and the new one of another key of
-            // the MPUT a moment later would show part of it.
+        let held = match what {
+            Serve::Write | Serve::Decide => self.held_by(p, key, true),
+            Serve::Read => self.held_by(p, key, false),
+            Serve::TxnStep => None,
+        };
+        if let Some(txn) = held {
             return Err(crate::node::txn::conflict(key, &txn));
         }
-        match self.leaders.get(&p) {
-            Some(leader) if leader.activated() => Ok(leader.read(key, &self.store)),
-            _ => Err(Error::Unavailable(format!(
+        let leader = self.leaders.get(&p).ok_or_else(|| no_leader(p))?;
+        if what != Serve::Write && !leader.activated() {
+            return Err(Error::Unavailable(format!(
                 "partition {p} has a new primary that is still taking over"
-            ))),
+            )));
         }
+        Ok(())
     }
 
     /// Why this node may not act as the primary of partition `p` now, if it

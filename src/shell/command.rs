@@ -341,12 +341,15 @@ pub const COMMANDS: &[CommandSpec] = &[
         aliases: &[],
         args: "[--duration 10s] [--clients 4] [--keys 20] [--faults kill,pause,partition,link|none] [--seed S]",
         summary: "run clients under a seeded fault schedule and check the history is linearizable",
-        detail: "Clients read, write and delete hot keys of the run's own (check:<run>:hot<i>, \
-                 deleted afterwards; your keys are left alone) while faults strike one at a time, \
+        detail: "Clients read, write, delete and compare-and-set hot keys of the run's own \
+                 (check:<run>:hot<i>, deleted afterwards; your keys are left alone), and mput and \
+                 snapshot-read (mget) groups of keys (check:<run>:g<g>.<i>), while faults strike \
+                 one at a time, \
                  links to the view leader included; then \
                  everything heals, the cluster becomes healthy, every key is read once more, and \
                  each key's history is checked against a register (linearizability), which also \
-                 catches lost acknowledged writes. The same seed gives the same fault schedule. \
+                 catches lost acknowledged writes, and every snapshot must hold all or none of each \
+                 mput. The same seed gives the same fault schedule. \
                  Ctrl-C stops early and still checks what ran. In scripts, violations fail the command.",
         example: "check --duration 10s --faults kill,partition --seed 7",
     },

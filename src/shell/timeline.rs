@@ -66,6 +66,7 @@ enum Kind {
     LeaseFailover(NodeId),
     Unavailable,
     DataLost,
+    Resumed,
     Dropped,
     Added(String),
     CaughtUp,
@@ -184,6 +185,7 @@ fn consequence(kind: &EventKind) -> Option<(Kind, NodeId)> {
         Handoff { to, .. } => (Kind::Handoff, *to),
         Unavailable { .. } => (Kind::Unavailable, 0),
         DataLost { .. } => (Kind::DataLost, 0),
+        Resumed { node, .. } => (Kind::Resumed, *node),
         ReplicaAdded { node, reason, .. } => (Kind::Added(reason.clone()), *node),
         CaughtUp { node, .. } => (Kind::CaughtUp, *node),
         ReplicaRemoved { node, .. } => (Kind::Removed, *node),
@@ -250,6 +252,10 @@ fn tell(kind: &Kind, t: &Tally) -> String {
         ),
         Kind::DataLost => format!(
             "{} lost every copy and restart empty",
+            count(n, "partition")
+        ),
+        Kind::Resumed => format!(
+            "{} go on from the only copy, reloaded from disk {nodes}",
             count(n, "partition")
         ),
         Kind::Dropped => format!(

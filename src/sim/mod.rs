@@ -209,14 +209,24 @@ fn simulate(seed: u64, cfg: SimConfig, trace: Option<&mut dyn FnMut(&str)>) -> S
     // only), an intent or a decision record may be gone with it, and an
     // MPUT can end up applied in part: snapshots are checked up to then.
     let first_loss = w.lost.values().min().copied().unwrap_or(Micros::MAX);
-    for (at, detail) in w.workload.torn_snapshots().to_vec() {
-        if at < first_loss {
-            w.report.violations.push(SimViolation::NotAtomic { detail });
+    for torn in crate::check::atomicity::check(w.workload.ops()) {
+        if torn.at < first_loss {
+            w.report.violations.push(SimViolation::NotAtomic {
+                detail: torn.to_string(),
+            });
         }
     }
     if recovered {
         let held = w.check_intents();
         w.report.violations.extend(held);
+        // Decision records are collected by their coordinators' cleanups,
+        // which wait out a lost message's timeout and then
+        // `RECOVER_AFTER`: count what is left once they had 10 s more.
+        let until = w.now + 10_000 * MS;
+        while w.decision_records() > 0 && w.now < until {
+            w.run_until(w.now + 500 * MS);
+        }
+        w.report.decisions_left = Some(w.decision_records());
     }
     w.report.snapshots = w.workload.snapshots();
     let now = w.now;

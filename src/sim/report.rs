@@ -302,6 +302,10 @@ pub struct SimReport {
     /// Snapshot reads of `MPUT` groups that finished (each checked for
     /// atomicity).
     pub snapshots: u64,
+    /// `MPUT` decision records left in the primaries' stores once the run
+    /// was quiet (`None`: it never recovered). Collected ones are gone;
+    /// those left belong to coordinators that crashed.
+    pub decisions_left: Option<usize>,
     /// Every violation found.
     pub violations: Vec<SimViolation>,
     /// The history of client operations.

@@ -19,7 +19,7 @@ use super::report::SimViolation;
 use super::world::World;
 use crate::check::history::{OpKind, Operation, Outcome};
 use crate::check::linearizability;
-use crate::node::txn::INTENT_PREFIX;
+use crate::node::txn::{DECISION_PREFIX, INTENT_PREFIX};
 use crate::view::{node_name, partition_of, PartitionId};
 use std::collections::BTreeMap;
 
@@ -235,6 +235,33 @@ impl World<'_> {
         violations
     }
 
+    /// `MPUT` decision records in the primaries' stores.
+    pub fn decision_records(&self) -> usize {
+        let view = self.leader.view();
+        let mut n = 0;
+        for (p, info) in view.partitions.iter().enumerate() {
+            let Some(primary) = info.primary() else {
+                continue;
+            };
+            let Some(data) = self
+                .slots
+                .get(&primary)
+                .and_then(|s| s.node())
+                .and_then(|node| node.store().partition(p as PartitionId))
+            else {
+                continue;
+            };
+            n += data
+                .range::<str, _>((
+                    std::ops::Bound::Included(DECISION_PREFIX),
+                    std::ops::Bound::Unbounded,
+                ))
+                .take_while(|(k, _)| k.starts_with(DECISION_PREFIX))
+                .count();
+        }
+        n
+    }
+
     /// Every in-sync replica must hold its primary's data exactly.
     pub fn check_convergence(&mut self) -> Vec<SimViolation> {
         let mut violations = Vec::new();
@@ -296,6 +323,7 @@ mod tests {
             invoke,
             complete,
             outcome,
+            txn: None,
         }
     }
 

@@ -23,6 +23,7 @@ fn op(id: u64, kind: OpKind, invoke: u64, complete: u64, outcome: Outcome) -> Op
         invoke,
         complete,
         outcome,
+        txn: None,
     }
 }
 
@@ -435,6 +436,7 @@ fn process_history(
             invoke,
             complete,
             outcome,
+            txn: None,
         });
     }
     points.sort();
@@ -572,6 +574,7 @@ fn widened_history() -> impl Strategy<Value = Vec<Operation>> {
                 invoke: point - before,
                 complete: point + after,
                 outcome,
+                txn: None,
             });
         }
         ops

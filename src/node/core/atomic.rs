@@ -4,7 +4,7 @@
 //! there by [`crate::node::conditional::decide`] on the key's latest value;
 //! `LOCKS` is a `GET_ALL` walk over the lock records' prefix.
 
-use super::{ClientId, Node};
+use super::{no_leader, ClientId, Node, Serve};
 use crate::error::Error;
 use crate::node::conditional::{lock_key, lock_name, Conditional, LOCK_PREFIX};
 use crate::node::message::{KeyOp, KeyOpResult};
@@ -66,28 +66,14 @@ impl Node {
         op: Conditional,
         waiter: Waiter,
     ) -> Option<Result<KeyOpResult, Error>> {
-        if let Err(e) = self.check_primary(p) {
+        if let Err(e) = self.may_serve(p, &key, Serve::Decide) {
             return Some(Err(e));
-        }
-        // A prepared MPUT holds the key until it resolves.
-        if let Some(txn) = self.held_by(p, &key, true) {
-            return Some(Err(crate::node::txn::conflict(&key, &txn)));
         }
         let deadline = self.now + self.cfg.request_timeout;
         let mut msgs = Vec::new();
         let Some(leader) = self.leaders.get_mut(&p) else {
-            return Some(Err(Error::Internal(format!(
-                "no leader state for partition {p}"
-            ))));
+            return Some(Err(no_leader(p)));
         };
-        // A decision reads, so it waits for the new primary's resync as
-        // reads do (docs/architecture.md §4): the latest value here may be
-        // an old term's write that an in-sync secondary lacks.
-        if !leader.activated() {
-            return Some(Err(Error::Unavailable(format!(
-                "partition {p} has a new primary that is still taking over"
-            ))));
-        }
         let current = leader.latest(&key, &self.store);
         let decision = crate::node::conditional::decide(&op, current, self.now, leader.term);
         let done = match decision.write {

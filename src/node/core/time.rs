@@ -97,6 +97,7 @@ impl Node {
         let heartbeat_tick = self.next_heartbeat == now + self.cfg.heartbeat_interval;
         if heartbeat_tick {
             self.recover_intents();
+            self.retry_cleanups();
         }
         let sweep = std::mem::take(&mut self.sweep);
         let walk = sweep || heartbeat_tick;

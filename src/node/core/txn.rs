@@ -15,7 +15,7 @@
 //! certainly not applied and failed on its deadline exactly as client
 //! writes are; its outcome comes back here instead of to a client.
 
-use super::{ClientId, Node};
+use super::{no_leader, ClientId, Node, Serve};
 use crate::error::Error;
 use crate::node::conditional::Conditional;
 use crate::node::message::{KeyOp, KeyOpResult};
@@ -43,9 +43,15 @@ pub(super) enum TxnStep {
     RecoverDecide { key: String, txn: String },
     /// A recovery resolving the intent on `key`.
     RecoverResolve { key: String },
+    /// Learning the decision of a transaction whose decision timed out,
+    /// to collect its record (`cleanup.rs`).
+    CleanupDecide(String),
+    /// Resolving key `.1` of transaction `.0` again, to collect its
+    /// record.
+    CleanupResolve(String, String),
     /// Deleting the decision record of a transaction every key of which
     /// is resolved.
-    Forget,
+    CleanupForget(String),
 }
 
 /// Where a coordinated transaction is.
@@ -70,9 +76,9 @@ pub(super) struct Txn {
     refused: Option<Error>,
     phase: Phase,
     committed: bool,
-    /// True once a resolve failed: some intent may remain, and its
-    /// recovery needs the decision record.
-    unresolved: bool,
+    /// Keys whose resolve failed: their intent may remain, and its
+    /// recovery needs the decision record until they are resolved.
+    unresolved: Vec<String>,
 }
 
 impl Node {
@@ -88,6 +94,14 @@ impl Node {
                 "value of {} bytes exceeds the limit of {} bytes",
                 e.value.len(),
                 self.max_value
+            ));
+            return self.reply(client, Response::error(&err, id));
+        }
+        if self.cleanups_full() {
+            let err = Error::Busy(format!(
+                "{} has {} MPUT decisions left to collect; try again later",
+                node_name(self.id),
+                super::cleanup::MAX_CLEANUPS
             ));
             return self.reply(client, Response::error(&err, id));
         }
@@ -115,7 +129,7 @@ impl Node {
                 refused: None,
                 phase: Phase::Preparing,
                 committed: false,
-                unresolved: false,
+                unresolved: Vec::new(),
             },
         );
         for (i, (key, value)) in pairs.into_iter().enumerate() {
@@ -176,28 +190,36 @@ impl Node {
                     }
                     Err(e) => {
                         // A commit that may or may not be recorded: the
-                        // participants' recovery will read it.
+                        // participants' recovery will read it, and the
+                        // cleanup learns it, resolves and collects it.
                         let e = Error::Timeout(format!(
                             "the decision of MPUT {} may or may not be recorded ({e}); \
                              its keys show all of it or none once it resolves",
                             txn.name
                         ));
+                        let keys: Vec<String> = txn.pairs.iter().map(|(k, _)| k.clone()).collect();
+                        let name = txn.name.clone();
                         self.end_txn(t, Err(e));
+                        self.clean_up(name, None, keys);
                     }
                 }
             }
-            TxnStep::Resolve(t, _) => {
+            TxnStep::Resolve(t, i) => {
                 // A failure here is resolved by the participant's recovery,
-                // which reads the recorded decision.
+                // which reads the recorded decision, and by the cleanup,
+                // which resolves the key again and then deletes the record.
                 let Some(txn) = self.txns.get_mut(&t) else {
                     return;
                 };
-                txn.unresolved |= result.is_err();
+                if result.is_err() {
+                    let key = txn.pairs[i].0.clone();
+                    txn.unresolved.push(key);
+                }
                 txn.outstanding -= 1;
                 if txn.outstanding == 0 {
-                    if !txn.unresolved {
-                        self.forget(t);
-                    }
+                    let (name, commit) = (txn.name.clone(), txn.committed);
+                    let unresolved = std::mem::take(&mut txn.unresolved);
+                    self.clean_up(name, Some(commit), unresolved);
                     let Some(txn) = self.txns.get_mut(&t) else {
                         return;
                     };
@@ -228,7 +250,9 @@ impl Node {
             TxnStep::RecoverResolve { key } => {
                 self.recovering.remove(&key);
             }
-            TxnStep::Forget => {}
+            step @ (TxnStep::CleanupDecide(_)
+            | TxnStep::CleanupResolve(..)
+            | TxnStep::CleanupForget(_)) => self.on_cleanup_step(step, result),
         }
     }
 
@@ -279,22 +303,6 @@ impl Node {
         }
     }
 
-    /// Deletes the decision record of transaction `t`, every key of which
-    /// has been resolved, so records do not pile up. Safe: no intent of it
-    /// remains, and none can come, as a committed transaction had every
-    /// prepare answered; an aborted one may yet see a late prepare land,
-    /// whose recovery then finds no decision and records `abort` again,
-    /// which is right.
-    fn forget(&mut self, t: u64) {
-        let Some(txn) = self.txns.get(&t) else {
-            return;
-        };
-        let op = KeyOp::Delete {
-            key: decision_key(&txn.name),
-        };
-        self.enqueue(0, None, op, Some(TxnStep::Forget));
-    }
-
     /// Answers the client of transaction `t` and forgets it.
     fn end_txn(&mut self, t: u64, result: Result<usize, Error>) {
         let Some(txn) = self.txns.remove(&t) else {
@@ -322,28 +330,19 @@ impl Node {
         op: TxnOp,
         waiter: Waiter,
     ) -> Option<Result<KeyOpResult, Error>> {
-        if let Err(e) = self.check_primary(p) {
-            return Some(Err(e));
-        }
         if !txn::guarded(&key) {
             return Some(Err(Error::BadInput(format!(
                 "bad request: {key:?} is a reserved key"
             ))));
         }
+        if let Err(e) = self.may_serve(p, &key, Serve::TxnStep) {
+            return Some(Err(e));
+        }
         let deadline = self.now + self.cfg.request_timeout;
         let mut msgs = Vec::new();
         let Some(leader) = self.leaders.get_mut(&p) else {
-            return Some(Err(Error::Internal(format!(
-                "no leader state for partition {p}"
-            ))));
+            return Some(Err(no_leader(p)));
         };
-        // Like a conditional operation, it reads the latest state, which
-        // on a new primary may be an old term's unreplicated write.
-        if !leader.activated() {
-            return Some(Err(Error::Unavailable(format!(
-                "partition {p} has a new primary that is still taking over"
-            ))));
-        }
         let record = intent_key(&key);
         let current = leader.latest(&record, &self.store);
         let done = match txn::decide(&key, &op, current, self.now) {

@@ -221,7 +221,8 @@ impl Shell {
             ));
         }
         let verdict = if report.violations.is_empty() {
-            "violations: 0 (every key's history is linearizable; no acknowledged write was lost)"
+            "violations: 0 (every key's history is linearizable; no acknowledged write was lost; \
+             no snapshot saw part of an MPUT)"
                 .to_string()
         } else {
             format!("violations: {}", group(report.violations.len() as u64))
