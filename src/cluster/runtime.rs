@@ -174,12 +174,14 @@ impl ViewSaver {
 
 /// Starts the view leader of a cluster of node processes (`src/coord/`),
 /// on an authenticated TCP peer port; returns once its socket is bound,
-/// with the endpoint it got.
+/// with the endpoint it got. `faults` are the rules in force in this
+/// process (an attached shell sets them through the control port): the
+/// leader's own sends pass them, as in one process.
 pub fn spawn_remote(
     ctx: &zmq::Context,
     cfg: LeaderConfig,
     clock: Clock,
-    (status, events): (Watch<Status>, EventLog),
+    (status, events, faults): (Watch<Status>, EventLog, Arc<Faults>),
     remote: RemoteLeader,
 ) -> Result<LeaderThread> {
     let bind = remote.bind.clone();
@@ -189,7 +191,7 @@ pub fn spawn_remote(
         cfg,
         clock,
         (status, events, None),
-        (Arc::new(Faults::new()), None),
+        (faults, None),
     )
 }
 
@@ -248,14 +250,20 @@ fn run(
     // context's I/O thread from here, and it inherits the policy.
     crate::node::sched::batch_scheduling();
     let session = remote.as_ref().map_or(0, |r| r.session);
-    let bound =
-        Outbox::bind(&ctx, Address::Leader, session, &bind, faults, clock).and_then(|mut o| {
-            if let Some(r) = &remote {
-                o.authenticate(crate::node::auth::PeerAuth::new(r.key, r.session))?;
-            }
-            let endpoint = o.bound_endpoint()?;
-            Ok((o, endpoint))
-        });
+    let bound = match &remote {
+        None => Outbox::bind(&ctx, Address::Leader, session, &bind, faults, clock),
+        Some(r) => Outbox::bind_authenticated(
+            &ctx,
+            (Address::Leader, session),
+            &bind,
+            (faults, clock),
+            crate::node::auth::PeerAuth::new(r.key, r.session),
+        ),
+    }
+    .and_then(|o| {
+        let endpoint = o.bound_endpoint()?;
+        Ok((o, endpoint))
+    });
     let (mut outbox, endpoint) = match bound {
         Ok(x) => x,
         Err(e) => {
@@ -299,7 +307,7 @@ fn run(
             control.clear();
         }
         let mut woken = false;
-        while let Ok(frames) = outbox.socket().recv_multipart(zmq::DONTWAIT) {
+        while let Ok(frames) = outbox.recv(zmq::DONTWAIT) {
             woken = true;
             // Only envelopes from the node their socket names are read: no
             // node can heartbeat, or report a catch-up, for another.

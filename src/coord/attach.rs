@@ -100,7 +100,7 @@ pub fn attach(opts: AttachOptions, events_tx: Option<Sender<Event>>) -> Result<C
     let waker = std::thread::Builder::new()
         .name("kvsh-sigcont".into())
         .spawn(move || wake_loop(wake_rx))?;
-    let logs = std::env::temp_dir().join(format!("kvsh-nodes-{}", std::process::id()));
+    let logs = super::logs::shell_log_dir()?;
     let mut nodes = AttachedNodes {
         zk,
         opts: opts.clone(),

@@ -1,9 +1,10 @@
 //! One node as its own process (`kvsh node --coord zk://…`).
 //!
 //! The process runs the same node thread as an in-process cluster, with
-//! its peer port on TCP and every peer message MACed
-//! (`src/node/auth.rs`), and, while it holds the leader role, the same
-//! view-leader thread. This module only wires them to the [`Membership`]:
+//! its peer port on TCP, every connection to it checked by a handshake
+//! (`src/node/handshake.rs`: the process runs its gate) and every peer
+//! message MACed (`src/node/auth.rs`), and, while it holds the leader
+//! role, the same view-leader thread. This module only wires them to the [`Membership`]:
 //!
 //! - it takes an id (or the lowest free one) and a fresh incarnation,
 //!   starts the node thread and its control port (`admin.rs`: what an
@@ -34,6 +35,7 @@ use crate::cluster::ClusterConfig;
 use crate::error::{Error, Result};
 use crate::node::auth::derive_key;
 use crate::node::faults::Faults;
+use crate::node::handshake::{handshake_key, Gate};
 use crate::node::runtime::{spawn, Control, NodeSpec, NodeThread};
 use crate::node::transport::Clock;
 use crate::view::{node_name, NodeId, View};
@@ -99,6 +101,9 @@ pub fn run_with(m: &dyn Membership, opts: &NodeOptions, stop: &AtomicBool) -> Re
     let key = derive_key(&opts.secret);
     let clock = Clock::host();
     let ctx = zmq::Context::new();
+    // Checks every connection to this process's peer ports before it gets
+    // a name (`node/handshake.rs`); declared after `ctx`, so dropped first.
+    let _gate = Gate::start(&ctx, handshake_key(&key))?;
     let cfg = &opts.cluster;
     let notices = m.notices();
     // An id, a life, a node thread, a registration: retried on the next
@@ -191,7 +196,15 @@ pub fn run_with(m: &dyn Membership, opts: &NodeOptions, stop: &AtomicBool) -> Re
                     .send(Control::LinkLeader(rec.peer_endpoint, rec.session));
             }
             Ok(Notice::Leader(None)) => {}
-            Ok(Notice::Elected) => match lead(m, opts, &shape, (id, election), &ctx, clock, stop) {
+            Ok(Notice::Elected) => match lead(
+                m,
+                opts,
+                &shape,
+                (id, election),
+                (&ctx, &faults),
+                clock,
+                stop,
+            ) {
                 Ok(Some(l)) => leading = Some(l),
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
@@ -237,7 +250,7 @@ fn lead(
     opts: &NodeOptions,
     shape: &Shape,
     (id, election): (NodeId, u64),
-    ctx: &zmq::Context,
+    (ctx, faults): (&zmq::Context, &Arc<Faults>),
     clock: Clock,
     stop: &AtomicBool,
 ) -> Result<Option<Leading>> {
@@ -280,7 +293,7 @@ fn lead(
         ctx,
         leader_cfg,
         clock,
-        (status.clone(), events.clone()),
+        (status.clone(), events.clone(), faults.clone()),
         RemoteLeader {
             bind: format!("tcp://{}:*", cfg.bind),
             key: derive_key(&opts.secret),

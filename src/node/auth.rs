@@ -72,6 +72,11 @@ impl PeerAuth {
         }
     }
 
+    /// The MAC key (the handshake's key is derived from it).
+    pub fn key(&self) -> &[u8; 32] {
+        &self.key
+    }
+
     /// This side's session.
     pub fn session(&self) -> u64 {
         self.session

@@ -7,6 +7,7 @@ pub mod core;
 pub mod disk;
 pub mod endpoint;
 pub mod faults;
+pub mod handshake;
 pub mod message;
 pub mod protocol;
 pub mod replication;

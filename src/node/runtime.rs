@@ -207,17 +207,23 @@ fn run(
         spec.incarnation,
     );
     let sockets = client_router(&ctx, &client_bind, hard_limit).and_then(|(clients, endpoint)| {
-        let mut outbox = Outbox::bind(
-            &ctx,
-            me,
-            spec.incarnation,
-            &peer,
-            spec.faults.clone(),
-            spec.clock,
-        )?;
-        if let Some((_, key)) = &spec.remote_peers {
-            outbox.authenticate(crate::node::auth::PeerAuth::new(*key, spec.incarnation))?;
-        }
+        let mut outbox = match &spec.remote_peers {
+            None => Outbox::bind(
+                &ctx,
+                me,
+                spec.incarnation,
+                &peer,
+                spec.faults.clone(),
+                spec.clock,
+            )?,
+            Some((_, key)) => Outbox::bind_authenticated(
+                &ctx,
+                (me, spec.incarnation),
+                &peer,
+                (spec.faults.clone(), spec.clock),
+                crate::node::auth::PeerAuth::new(*key, spec.incarnation),
+            )?,
+        };
         let peer = outbox.bound_endpoint()?;
         // A node process learns the leader from the coordination service.
         if !spec.leader_endpoint.is_empty() {
@@ -277,7 +283,7 @@ fn run(
         // Peers first: their messages finish requests already in flight.
         let mut read = 0;
         while read < BATCH && !disk_full(&node) {
-            let frames = match outbox.socket().recv_multipart(zmq::DONTWAIT) {
+            let frames = match outbox.recv(zmq::DONTWAIT) {
                 Ok(f) => f,
                 Err(zmq::Error::EAGAIN) => break,
                 Err(_) => return,

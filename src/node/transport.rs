@@ -11,7 +11,9 @@
 //! connect ROUTER to ROUTER ([`Outbox`]), each presenting a routing
 //! identity naming its owner ([`identity`]); the receiver drops any
 //! envelope whose `from` disagrees with it, so one component cannot speak
-//! for another.
+//! for another. Node processes put the peer port on TCP instead
+//! ([`Outbox::bind_authenticated`]): a connection is named only after a
+//! handshake (`handshake.rs`), and every message is MACed (`auth.rs`).
 //!
 //! Internal messages travel as [`INTERNAL_MARKER`] followed by one or more
 //! encoded envelopes, one frame each.
@@ -30,6 +32,7 @@
 use crate::error::{Error, Result};
 use crate::node::auth::PeerAuth;
 use crate::node::faults::{Faults, Verdict};
+use crate::node::handshake;
 use crate::node::message::{encode, Address, Envelope};
 use crate::view::{Incarnation, NodeId, Time};
 use std::cmp::Reverse;
@@ -249,6 +252,9 @@ pub struct Outbox {
     unreachable: BTreeSet<Address>,
     /// Between processes: the MAC over every message (`auth.rs`).
     auth: Option<PeerAuth>,
+    /// Between processes: the key of connection passwords
+    /// (`handshake.rs`).
+    handshake: Option<[u8; 32]>,
     /// This side's routing identity.
     rid: Vec<u8>,
 }
@@ -273,15 +279,54 @@ impl Outbox {
         faults: Arc<Faults>,
         clock: Clock,
     ) -> Result<Self> {
+        Self::open_port(ctx, (me, incarnation), endpoint, (faults, clock), None)
+    }
+
+    /// Opens a peer port that other processes reach (TCP), where `auth`
+    /// signs every message sent and checks every one read, and a
+    /// connection gets a name only after the handshake (`handshake.rs`;
+    /// the process must run a [`crate::node::handshake::Gate`] on `ctx`).
+    /// `session` is the component's incarnation, or the leader's election
+    /// number.
+    ///
+    /// `ROUTER_HANDOVER` is off: a second connection presenting a name in
+    /// use is ignored rather than taking the name over, so even a
+    /// replayed handshake cannot take a connected member's name.
+    pub fn bind_authenticated(
+        ctx: &zmq::Context,
+        (me, session): (Address, u64),
+        endpoint: &str,
+        (faults, clock): (Arc<Faults>, Clock),
+        auth: PeerAuth,
+    ) -> Result<Self> {
+        Self::open_port(ctx, (me, session), endpoint, (faults, clock), Some(auth))
+    }
+
+    fn open_port(
+        ctx: &zmq::Context,
+        (me, incarnation): (Address, Incarnation),
+        endpoint: &str,
+        (faults, clock): (Arc<Faults>, Clock),
+        auth: Option<PeerAuth>,
+    ) -> Result<Self> {
         let socket = ctx.socket(zmq::ROUTER)?;
         configure(&socket)?;
         socket.set_identity(&identity(me, incarnation))?;
         socket.set_router_mandatory(true)?;
-        socket.set_router_handover(true)?;
+        socket.set_router_handover(auth.is_none())?;
+        let handshake = auth.as_ref().map(|a| handshake::handshake_key(a.key()));
+        if auth.is_some() {
+            // Options are copied into an endpoint when it is bound: the
+            // listener is a PLAIN server; `link` makes the connections
+            // this side opens PLAIN clients.
+            socket.set_plain_server(true)?;
+            socket.set_zap_domain(&handshake::domain(me, incarnation))?;
+        }
         socket.bind(endpoint)?;
         Ok(Outbox {
             rid: identity(me, incarnation),
-            auth: None,
+            auth,
+            handshake,
             socket,
             links: HashMap::new(),
             me,
@@ -294,23 +339,43 @@ impl Outbox {
         })
     }
 
-    /// The peer port, to read from.
+    /// The peer port, to poll.
     pub fn socket(&self) -> &zmq::Socket {
         &self.socket
     }
 
-    /// Signs every message sent and checks every one read with `auth`: for
-    /// a peer port other processes reach (TCP).
-    ///
-    /// It also turns `ROUTER_HANDOVER` off: on a port anyone can reach, a
-    /// stranger connecting with a member's routing identity must not take
-    /// over the pipe to that member (its messages would fail the MAC, but
-    /// the member's would go to it). A second connection with an identity
-    /// in use is refused instead.
-    pub fn authenticate(&mut self, auth: PeerAuth) -> Result<()> {
-        self.socket.set_router_handover(false)?;
-        self.auth = Some(auth);
-        Ok(())
+    /// Reads the frames of one message from the peer port. On an
+    /// authenticated port a message from a connection the handshake named
+    /// carries that name as its `User-Id`, and one whose routing identity
+    /// differs comes back with an empty identity frame, which
+    /// [`Outbox::open`] refuses: a holder of one name's password cannot
+    /// present another. (Connections this side opened have no `User-Id`:
+    /// it chose where to connect.)
+    pub fn recv(&self, flags: i32) -> std::result::Result<Vec<Vec<u8>>, zmq::Error> {
+        if self.auth.is_none() {
+            return self.socket.recv_multipart(flags);
+        }
+        let mut frames = Vec::new();
+        let mut checked = false;
+        loop {
+            let mut msg = self
+                .socket
+                .recv_msg(if frames.is_empty() { flags } else { 0 })?;
+            if frames.len() == 1 && !checked {
+                checked = true;
+                if msg
+                    .gets("User-Id")
+                    .is_some_and(|u| u.as_bytes() != frames[0])
+                {
+                    frames[0] = Vec::new();
+                }
+            }
+            let more = msg.get_more();
+            frames.push(msg.to_vec());
+            if !more {
+                return Ok(frames);
+            }
+        }
     }
 
     /// The endpoint the peer port is bound to, with the port a `*` got.
@@ -355,6 +420,12 @@ impl Outbox {
         }
         self.unreachable.remove(&to);
         let connected = if connects(self.me, to) {
+            if let Some(key) = &self.handshake {
+                let pass = handshake::password(key, &self.rid, &handshake::domain(to, incarnation));
+                let user = std::str::from_utf8(&self.rid).expect("identities are ASCII");
+                self.socket.set_plain_username(Some(user))?;
+                self.socket.set_plain_password(Some(&pass))?;
+            }
             self.socket
                 .connect(endpoint)
                 .map_err(|e| Error::Unavailable(format!("cannot connect to {endpoint}: {e}")))?;
