@@ -87,6 +87,11 @@ pub trait RemoteNodes: Send + Sync {
     fn decommission(&mut self, _id: NodeId, _force: bool) -> Result<Epoch> {
         Err(not_attached("remove", LEADER_ELSEWHERE))
     }
+    /// A removed node has left the view: wait until its process is gone
+    /// too (it exits once a stored view no longer lists it), and forget it.
+    fn forget(&mut self, _id: NodeId) -> Result<()> {
+        Ok(())
+    }
     /// Starts a rebalance.
     fn rebalance(&self) -> Result<()> {
         Err(not_attached("rebalance", LEADER_ELSEWHERE))

@@ -24,6 +24,7 @@
 pub mod admin;
 pub mod attach;
 pub mod cli;
+pub mod operator;
 pub mod process;
 pub mod zk;
 
