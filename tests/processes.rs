@@ -890,8 +890,28 @@ get a
 get b
 get c
 verify
+events
 ";
+    let started = Instant::now();
     let (stdout, _) = run_shell(&url, &["--spawn", "4"], script);
+    let ran = started.elapsed().as_secs_f64();
+    // Event times count from the shell's start, not the host's boot.
+    let times: Vec<f64> = stdout
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("| ")?
+                .split_once("s ")?
+                .0
+                .trim()
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(!times.is_empty(), "{stdout}");
+    assert!(
+        times.iter().all(|t| (0.0..=ran).contains(t)),
+        "times within the shell's run of {ran:.1} s: {times:?}"
+    );
     assert!(stdout.contains("auto-rebalance off"), "{stdout}");
     assert!(
         stdout

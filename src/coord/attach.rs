@@ -118,6 +118,7 @@ pub fn attach(opts: AttachOptions, events_tx: Option<Sender<Event>>) -> Result<C
         killed_here: Default::default(),
         logs,
         ctx: zmq::Context::new(),
+        started: Clock::host().now(),
         threads: Some((stop_tx, reader, wake_tx, waker)),
     };
     let shape = nodes.zk.shape(&opts.shape)?;
@@ -256,6 +257,9 @@ struct AttachedNodes {
     logs: PathBuf,
     /// For control requests.
     ctx: zmq::Context,
+    /// When the shell attached, on the host clock: shown event times
+    /// count from here.
+    started: u64,
     /// The reader's stop channel and thread, the waker's channel and
     /// thread; taken by shutdown.
     #[allow(clippy::type_complexity)]
@@ -501,6 +505,10 @@ impl RemoteNodes for AttachedNodes {
             .nodes
             .get(&id)
             .map(|n| n.endpoint.clone())
+    }
+
+    fn time_origin(&self) -> u64 {
+        self.started
     }
 
     fn process(&self, id: NodeId) -> Option<Process> {
