@@ -286,3 +286,80 @@ impl std::fmt::Debug for LeaderLink<'_> {
 fn unexpected(reply: AdminReply) -> Error {
     Error::Io(format!("unexpected answer from the view leader: {reply:?}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A leader thread stand-in: answers plans and decommissions.
+    fn leader_thread() -> (ControlSender<LeaderControl>, std::thread::JoinHandle<usize>) {
+        let (tx, rx) = crate::node::wake::channel().unwrap();
+        let thread = std::thread::spawn(move || {
+            let mut seen = 0;
+            loop {
+                while let Some(c) = rx.try_recv() {
+                    seen += 1;
+                    match c {
+                        LeaderControl::Plan(reply) => {
+                            let _ = reply.send(Plan {
+                                partitions: 3,
+                                ..Plan::default()
+                            });
+                        }
+                        LeaderControl::Decommission(9, _, reply) => {
+                            let _ =
+                                reply.send(Err(Error::UnknownNode("n9 is not in the view".into())));
+                        }
+                        LeaderControl::Decommission(_, _, reply) => {
+                            let _ = reply.send(Ok(7));
+                        }
+                        LeaderControl::Stop => return seen,
+                        _ => {}
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        (tx, thread)
+    }
+
+    #[test]
+    fn only_the_named_election_carries_out_a_command_and_errors_travel_as_themselves() {
+        let slot = LeaderSlot::default();
+        let plan = LeaderCommand::Plan;
+        assert!(matches!(
+            carry_out(&slot, 4, plan.clone()),
+            AdminReply::NotLeader(_)
+        ));
+        let (control, thread) = leader_thread();
+        *slot.lock().unwrap() = Some((4, control.clone()));
+        assert!(
+            matches!(carry_out(&slot, 3, plan.clone()), AdminReply::NotLeader(why) if why.contains("election 4")),
+            "an earlier election's request is refused"
+        );
+        assert!(matches!(carry_out(&slot, 4, plan), AdminReply::Plan(p) if p.partitions == 3));
+        let remove = |node| LeaderCommand::Decommission { node, force: false };
+        assert_eq!(carry_out(&slot, 4, remove(2)), AdminReply::Epoch(7));
+        assert_eq!(
+            carry_out(&slot, 4, remove(9)),
+            AdminReply::Refused(Error::UnknownNode("n9 is not in the view".into()))
+        );
+        assert_eq!(
+            carry_out(&slot, 4, LeaderCommand::Rebalance),
+            AdminReply::Done
+        );
+        control.send(LeaderControl::Stop).unwrap();
+        assert_eq!(
+            thread.join().unwrap(),
+            5,
+            "the refused requests never reached it"
+        );
+        assert!(
+            matches!(
+                carry_out(&slot, 4, LeaderCommand::Rebalance),
+                AdminReply::NotLeader(_)
+            ),
+            "a stopped leader thread"
+        );
+    }
+}
