@@ -96,11 +96,21 @@ struct Procs {
     nodes: BTreeMap<NodeId, Child>,
     zk: ZkMembership,
     partitions: u32,
+    /// With `--data-dir`: the directory holding each node's (`nN`).
+    data: Option<PathBuf>,
+    /// What each durable node said it reloaded, at its latest start.
+    reloaded: BTreeMap<NodeId, String>,
 }
 
 impl Procs {
     fn start(zk: &Zk, root: &str, n: usize, partitions: u32) -> Procs {
+        Self::start_with(zk, root, n, partitions, None)
+    }
+
+    fn start_with(zk: &Zk, root: &str, n: usize, partitions: u32, data: Option<PathBuf>) -> Procs {
         let mut p = Procs {
+            data,
+            reloaded: BTreeMap::new(),
             url: zk.url(root),
             nodes: BTreeMap::new(),
             zk: ZkMembership::connect(
@@ -131,16 +141,32 @@ impl Procs {
             ])
             .args(["--expect", &expect.to_string()])
             .args(["--session-timeout", &format!("{SESSION_MS}ms")])
+            .args(self.data.iter().flat_map(|d| {
+                let dir = d.join(format!("n{id}")).display().to_string();
+                [
+                    "--data-dir".to_string(),
+                    dir,
+                    "--fsync".into(),
+                    "batch".into(),
+                ]
+            }))
             .env("KVSH_SECRET", SECRET)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        // The first line says it is serving; keep draining the rest.
+        // The first line says it is serving, and a durable node's second
+        // what it reloaded; keep draining the rest.
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
         assert!(line.contains("clients at tcp://"), "n{id} said {line:?}");
+        if self.data.is_some() {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            assert!(line.contains(": reloaded "), "n{id} said {line:?}");
+            self.reloaded.insert(id, line);
+        }
         std::thread::spawn(move || for _ in out.lines() {});
         self.nodes.insert(id, child);
     }
@@ -1089,4 +1115,359 @@ fn node_processes_die_with_a_killed_shell() {
         std::thread::sleep(Duration::from_millis(20));
     }
     drop(stdin);
+}
+
+/// Runs a shell attached to `url` with `script` (`;`-separated), with the
+/// secret; returns its stdout and stderr, asserting it succeeded.
+fn run_shell(url: &str, extra: &[&str], script: &str) -> (String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kvsh"))
+        .args(["--coord", url, "-p", "16", "--session-timeout", "3000ms"])
+        .args(extra)
+        .arg("-c")
+        .arg(script.trim().replace('\n', ";"))
+        .env("KVSH_SECRET", SECRET)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    eprintln!("{stdout}\n{stderr}");
+    assert!(out.status.success(), "{stderr}");
+    (stdout, stderr)
+}
+
+/// The view leader's commands from an attached shell: they travel to the
+/// node process that leads, over its control port, and answer as in one
+/// process. A removed node's process exits by itself.
+#[test]
+fn an_attached_shell_runs_the_view_leaders_commands() {
+    let Some(zk) = Zk::start() else { return };
+    let url = zk.url("/kvsh/operator");
+    let script = "\
+put a 1
+put b 2
+put c 3
+set auto-rebalance off
+set
+placement
+rebalance --dry-run
+placement hrw
+placement
+set auto-rebalance on
+rebalance
+repair
+remove n4
+nodes
+get a
+get b
+get c
+verify
+events
+";
+    let started = Instant::now();
+    let (stdout, _) = run_shell(&url, &["--spawn", "4"], script);
+    let ran = started.elapsed().as_secs_f64();
+    // Event times count from the shell's start, not the host's boot.
+    let times: Vec<f64> = stdout
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("| ")?
+                .split_once("s ")?
+                .0
+                .trim()
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(!times.is_empty(), "{stdout}");
+    assert!(
+        times.iter().all(|t| (0.0..=ran).contains(t)),
+        "times within the shell's run of {ran:.1} s: {times:?}"
+    );
+    assert!(stdout.contains("auto-rebalance off"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("| auto-rebalance") && l.contains(" off ")),
+        "`set` shows the leader's setting at once: {stdout}"
+    );
+    assert!(
+        stdout.contains("placement ring"),
+        "the leader's strategy before the switch: {stdout}"
+    );
+    assert!(stdout.contains("plan: ") || stdout.contains("target is already met"));
+    assert!(
+        stdout.matches("placement hrw").count() >= 2,
+        "the switch, then the leader's strategy: {stdout}"
+    );
+    assert!(stdout.contains("rebalancing complete"), "{stdout}");
+    assert!(stdout.contains("repair complete"), "{stdout}");
+    assert!(stdout.contains("removed n4:"), "{stdout}");
+    let nodes_table = stdout
+        .split("removed n4:")
+        .nth(1)
+        .unwrap()
+        .split("\"1\"")
+        .next()
+        .unwrap();
+    assert!(
+        !nodes_table.contains("n4"),
+        "the removed node's process exited and is not listed: {nodes_table}"
+    );
+    for v in ["\"1\"", "\"2\"", "\"3\""] {
+        assert!(stdout.contains(v), "{v} read back: {stdout}");
+    }
+    assert!(stdout.contains("every replica matches its primary"));
+}
+
+/// A leader change mid-request: the shell's command finds the leader's
+/// process gone (kill -9), waits for ZooKeeper to name the next one, and
+/// sends it there. The operator's settings survive the failover: the new
+/// leader takes them from the status the last one published.
+#[test]
+fn the_leaders_commands_follow_a_leader_change() {
+    let Some(zk) = Zk::start() else { return };
+    let mut procs = Procs::start(&zk, "/kvsh/failover-ops", 3, 16);
+    let first = procs.leader().expect("a leader is announced");
+    run_shell(
+        &procs.url,
+        &[],
+        "set auto-rebalance off\nplacement hrw\nwait healthy 60s",
+    );
+    procs.wait("at hrw, auto-rebalance off", |s| {
+        s.strategy == Some(kvsh::view::placement::Strategy::Hrw) && !s.auto_rebalance
+    });
+    procs.kill9(first.node);
+    // At once: the dead process does not answer, and ZooKeeper still names
+    // it until its session expires.
+    let (out, err) = run_shell(&procs.url, &[], "rebalance\nset");
+    assert!(
+        err.contains(&format!(
+            "the view leader changed during the request (n{} to n{}): sent again",
+            first.node,
+            procs.leader().unwrap().node
+        )),
+        "the command went to the dead leader first: {err}"
+    );
+    let second = procs.leader().expect("a new leader");
+    assert_ne!(second.node, first.node);
+    assert!(
+        out.contains("rebalancing complete") || out.contains("target is already met"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("| auto-rebalance") && l.contains(" off ")),
+        "the setting survived the failover: {out}"
+    );
+    let s = procs.status().unwrap();
+    assert_eq!(s.strategy, Some(kvsh::view::placement::Strategy::Hrw));
+    // The new leader refuses as the old one would, in the same words.
+    let refused = Command::new(env!("CARGO_BIN_EXE_kvsh"))
+        .args([
+            "--coord",
+            &procs.url,
+            "-c",
+            &format!("remove n{}", second.node),
+        ])
+        .env("KVSH_SECRET", SECRET)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains(&format!(
+            "Error: removing n{} would leave 1 live node for 2 replicas per partition",
+            second.node
+        )),
+        "{stderr}"
+    );
+}
+
+/// The number in `kvsh node nN: reloaded 1,234 keys from DIR in 0.05 s`.
+fn reloaded_keys(line: &str) -> u64 {
+    let n = line.split(": reloaded ").nth(1).unwrap();
+    n.split(' ')
+        .next()
+        .unwrap()
+        .replace(',', "")
+        .parse()
+        .unwrap()
+}
+
+/// `kvsh node --data-dir`: a node process killed with -9 and started again
+/// with the same id and directory reloads what it held, and the catch-up
+/// copies only what it missed (counted from the leader's events, as
+/// tests/durable.rs does for threads).
+#[test]
+fn a_node_process_restarted_on_its_data_dir_reloads_it() {
+    let Some(zk) = Zk::start() else { return };
+    let dir = std::env::temp_dir().join(format!("kvsh-procs-data-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut procs = Procs::start_with(&zk, "/kvsh/durable", 3, 16, Some(dir.clone()));
+    assert_eq!(reloaded_keys(&procs.reloaded[&2]), 0, "a new directory");
+    let mut client = procs.client();
+    // Enough keys that each partition spans several of the 128-key ranges
+    // whose digests the catch-up compares.
+    let prefill: Vec<(String, String)> = (0..12_000)
+        .map(|i| (format!("k-{i:05}"), format!("v{i}")))
+        .collect();
+    client.put_many(&prefill).unwrap();
+    // What n2 holds, once its heartbeat reports every write.
+    let held = procs
+        .wait("n2 reports its keys", |s| {
+            s.members.get(&2).is_some_and(|m| m.stats.keys > 4000)
+                && s.members.values().map(|m| m.stats.keys).sum::<u64>() == 24_000
+        })
+        .members[&2]
+        .stats
+        .keys;
+    procs.kill9(2);
+    procs.wait("n2 dead and repaired", |s| {
+        s.view.nodes[&2].state == kvsh::view::NodeState::Dead && s.settled
+    });
+    // Missed while down: a few keys that sort after the prefill's.
+    let missed: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("m-{i:03}"), format!("x{i}")))
+        .collect();
+    client.put_many(&missed).unwrap();
+    let restarted_at = kvsh::node::transport::Clock::host().now();
+    procs.spawn(2, 1);
+    let reloaded = reloaded_keys(&procs.reloaded[&2]);
+    assert_eq!(reloaded, held, "n2 reloads every key it held");
+    procs.wait("n2 back and in sync", |s| {
+        s.view.nodes[&2].state == kvsh::view::NodeState::Up
+            && s.view
+                .partitions
+                .iter()
+                .any(|p| p.replicas.iter().any(|r| r.node == 2))
+            && s.healthy
+            && s.caught_up()
+    });
+    let copied: u64 = procs
+        .zk
+        .load_events()
+        .unwrap()
+        .iter()
+        .filter(|e| e.at >= restarted_at)
+        .filter_map(|e| match e.kind {
+            kvsh::cluster::leader::EventKind::CaughtUp { node: 2, keys, .. } => Some(keys),
+            _ => None,
+        })
+        .sum();
+    eprintln!("n2 reloaded {reloaded} keys; the catch-up copied {copied}");
+    assert!(
+        copied < reloaded / 3,
+        "catch-up copied {copied} keys into n2, which reloaded {reloaded}"
+    );
+    for (k, v) in prefill.iter().chain(&missed) {
+        assert_eq!(client.get(k).unwrap().as_deref(), Some(v.as_str()), "{k}");
+    }
+    drop(procs);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A shell attached with `--coord`, reading commands from a pipe.
+struct Attached {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl Attached {
+    fn open(url: &str) -> Attached {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kvsh"))
+            .args(["--coord", url, "--session-timeout", "3000ms"])
+            .env("KVSH_SECRET", SECRET)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        Attached { child, stdin, out }
+    }
+
+    /// Runs `commands` (one a line) and returns what they printed.
+    fn run(&mut self, commands: &str) -> String {
+        use std::io::Write;
+        writeln!(self.stdin, "{commands}\necho --end--").unwrap();
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(self.out.read_line(&mut line).unwrap() > 0, "shell ended");
+            if line.trim() == "--end--" {
+                return text;
+            }
+            text.push_str(&line);
+        }
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What `wait healthy` then `table` print, without the wait's duration.
+fn settled_table(shell: &mut Attached) -> String {
+    let out = shell.run("wait healthy 60s\ntable");
+    assert!(out.starts_with("healthy"), "{out}");
+    out.lines().skip(1).collect::<Vec<_>>().join("\n")
+}
+
+/// Two shells attached to one cluster see the same view, before and after
+/// a leader change; and the process that held the leader role, stopped
+/// (SIGSTOP) past its ZooKeeper session, stops acting as leader: when it
+/// runs again it finds its session gone and exits, and ZooKeeper names
+/// the process that took over.
+#[test]
+fn two_attached_shells_see_one_view_and_a_leader_that_lost_its_session_stops() {
+    let Some(zk) = Zk::start() else { return };
+    let mut procs = Procs::start(&zk, "/kvsh/two-shells", 3, 16);
+    let mut a = Attached::open(&procs.url);
+    let mut b = Attached::open(&procs.url);
+    assert_eq!(a.run("put x 1\nput y 2").trim(), "OK\nOK");
+    let (ta, tb) = (settled_table(&mut a), settled_table(&mut b));
+    assert!(ta.contains("n1") && ta.contains("n3"), "{ta}");
+    assert_eq!(ta, tb, "the two shells see one view");
+
+    let old = procs.leader().unwrap();
+    procs.signal(old.node, libc::SIGSTOP);
+    let deadline = Instant::now() + leader_bound() + Duration::from_secs(20);
+    let new = loop {
+        match procs.leader() {
+            Some(rec) if rec.node != old.node => break rec,
+            _ => assert!(Instant::now() < deadline, "no new leader"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(new.session > old.session, "a later election");
+    procs.wait("the stopped leader's node dead", |s| {
+        s.view.nodes[&old.node].state == kvsh::view::NodeState::Dead
+    });
+    procs.signal(old.node, libc::SIGCONT);
+    // Running again, it finds its session expired and exits, rather than
+    // act on a role it lost.
+    let child = procs.nodes.get_mut(&old.node).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the old leader did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success(), "it ends with its session's error");
+    assert_eq!(procs.leader().unwrap(), new, "the new leader holds on");
+
+    let (ta, tb) = (settled_table(&mut a), settled_table(&mut b));
+    assert_eq!(ta, tb, "the two shells see one view after the change");
+    // Both reach the new leader's commands, and read what was written.
+    for shell in [&mut a, &mut b] {
+        let out = shell.run("rebalance --dry-run\nget x\nget y");
+        assert!(out.contains("\"1\"\n\"2\""), "{out}");
+    }
 }

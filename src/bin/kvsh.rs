@@ -242,6 +242,10 @@ fn attach(
         session: std::time::Duration::from_millis(args.session_timeout),
         secret: std::env::var(kvsh::coord::process::SECRET_VAR).ok(),
         exe: std::env::current_exe()?,
+        data: args.data_dir.clone().map(|dir| DataDir {
+            dir,
+            fsync: args.fsync.unwrap_or_default(),
+        }),
     };
     attach(opts, events_tx)
 }

@@ -420,6 +420,12 @@ impl Cluster {
         self.clock.now()
     }
 
+    /// The instant shown event times count from (0 in one process; an
+    /// attached shell's start, see [`RemoteNodes::time_origin`]).
+    pub fn time_origin(&self) -> Time {
+        self.remote.as_ref().map_or(0, |r| r.time_origin())
+    }
+
     /// The leader's latest status.
     pub fn status(&self) -> Arc<Status> {
         self.status.get()

@@ -18,7 +18,7 @@ use crate::cluster::leader::Plan;
 use crate::error::{Error, Result};
 use crate::node::runtime::PartitionDigest;
 use crate::view::placement::Placement;
-use crate::view::{Epoch, NodeId, PartitionId};
+use crate::view::{Epoch, NodeId, PartitionId, Time};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -39,6 +39,12 @@ pub trait RemoteNodes: Send + Sync {
     fn node_ids(&self) -> Vec<NodeId>;
     /// A node's client endpoint, if known.
     fn endpoint(&self, id: NodeId) -> Option<String>;
+    /// Where event times count from, on the cluster clock: attached, the
+    /// host's monotonic clock reads as time since boot, so the shell shows
+    /// event times from its own start instead.
+    fn time_origin(&self) -> Time {
+        0
+    }
     /// A node's process state: `None` if unknown.
     fn process(&self, id: NodeId) -> Option<Process>;
     /// Starts `count` node processes and waits until the view has them.
@@ -86,6 +92,11 @@ pub trait RemoteNodes: Send + Sync {
     /// Decommissions a node (`remove`).
     fn decommission(&mut self, _id: NodeId, _force: bool) -> Result<Epoch> {
         Err(not_attached("remove", LEADER_ELSEWHERE))
+    }
+    /// A removed node has left the view: wait until its process is gone
+    /// too (it exits once a stored view no longer lists it), and forget it.
+    fn forget(&mut self, _id: NodeId) -> Result<()> {
+        Ok(())
     }
     /// Starts a rebalance.
     fn rebalance(&self) -> Result<()> {

@@ -14,7 +14,10 @@
 //!   and sends all of them to every node after each change;
 //! - `Kill`: the process SIGKILLs itself (for nodes the shell did not
 //!   start; its own children get the signal directly);
-//! - `Pause`: the node thread freezes, as an in-process node does.
+//! - `Pause`: the node thread freezes, as an in-process node does;
+//! - `Leader`: an operator command for the view leader, carried out only
+//!   if this process leads under the election the shell named
+//!   (`operator.rs`).
 //!
 //! **Authenticated.** Anyone who can reach the port could otherwise kill
 //! the node. Each request is `[body, mac]`: `body` is postcard of
@@ -26,12 +29,14 @@
 //! require) and its nonce has not been seen in that window, so a
 //! recorded request cannot be played again. Refusals get no answer.
 
+use super::operator::{self, LeaderCommand, LeaderSlot};
+use crate::cluster::leader::Plan;
 use crate::error::{Error, Result};
 use crate::node::faults::{FaultRules, Faults};
 use crate::node::runtime::Control;
 use crate::node::transport::Clock;
 use crate::node::wake::ControlSender;
-use crate::view::{PartitionId, Time};
+use crate::view::{Epoch, PartitionId, Time};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -62,6 +67,13 @@ pub enum AdminRequest {
     Kill,
     /// Freeze the node thread for this many ms (0 ends a pause).
     Pause(u64),
+    /// An operator command for the view leader (`operator.rs`).
+    Leader {
+        /// The election the shell found leading; another gets `NotLeader`.
+        election: u64,
+        /// The command.
+        command: LeaderCommand,
+    },
 }
 
 /// A node process's answer.
@@ -75,6 +87,14 @@ pub enum AdminReply {
     Done,
     /// Could not: why, one line.
     Failed(String),
+    /// The epoch of the view with a decommission.
+    Epoch(Epoch),
+    /// What a rebalance would do.
+    Plan(Plan),
+    /// The view leader refused the command: its error, as in one process.
+    Refused(Error),
+    /// This process does not lead under the election asked for: why.
+    NotLeader(String),
 }
 
 /// A request as sent: fresh and unique, under the MAC.
@@ -112,13 +132,14 @@ impl AdminPort {
 }
 
 /// Binds the control port on `bind` (`tcp://ADDR:*`) and serves it from a
-/// thread of its own, reaching the node through `node` and `faults`.
+/// thread of its own, reaching the node through `node` and `faults`, and
+/// the view leader, while this process leads, through `leader`.
 pub fn serve(
     ctx: &zmq::Context,
     bind: &str,
     key: [u8; 32],
     node: ControlSender<Control>,
-    faults: Arc<Faults>,
+    (faults, leader): (Arc<Faults>, LeaderSlot),
 ) -> Result<AdminPort> {
     let socket = ctx.socket(zmq::ROUTER)?;
     socket.set_linger(100)?;
@@ -148,7 +169,7 @@ pub fn serve(
                     continue;
                 };
                 let kill = sealed.request == AdminRequest::Kill;
-                let reply = carry_out(sealed.request, &node, &faults);
+                let reply = carry_out(sealed.request, &node, &faults, &leader);
                 let bytes = postcard::to_allocvec(&reply).unwrap_or_default();
                 let _ = socket.send_multipart([who.as_slice(), &bytes], zmq::DONTWAIT);
                 if kill {
@@ -190,8 +211,16 @@ fn open(
     Some(sealed)
 }
 
-fn carry_out(req: AdminRequest, node: &ControlSender<Control>, faults: &Faults) -> AdminReply {
+fn carry_out(
+    req: AdminRequest,
+    node: &ControlSender<Control>,
+    faults: &Faults,
+    leader: &LeaderSlot,
+) -> AdminReply {
     match req {
+        AdminRequest::Leader { election, command } => {
+            operator::carry_out(leader, election, command)
+        }
         AdminRequest::Digests => {
             let (tx, rx) = crossbeam_channel::bounded(1);
             if node.send(Control::Digests(tx)).is_err() {

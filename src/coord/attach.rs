@@ -16,7 +16,8 @@
 //!   process group of its own (Ctrl-C at the shell reaches the shell, not
 //!   the nodes) with `PR_SET_PDEATHSIG` set to SIGKILL (if the shell dies,
 //!   panics or is killed, its nodes die with it: no orphans), output in a
-//!   log file per node. On `quit` they get SIGTERM (their ZooKeeper
+//!   log file per node, and, with `--data-dir DIR`, its data in `DIR/nN`.
+//!   On `quit` they get SIGTERM (their ZooKeeper
 //!   sessions close at once), then SIGKILL after 3 s.
 //! - **faults by signal**: for its own children `kill` is SIGKILL,
 //!   `pause` is SIGSTOP and a SIGCONT when the pause ends (one timer
@@ -30,19 +31,22 @@
 //!   to freeze its node thread. Without the secret these say so.
 
 use super::admin::{self, AdminReply, AdminRequest};
+use super::operator::{LeaderCommand, LeaderLink};
 use super::process::SECRET_VAR;
 use super::zk::ZkMembership;
 use super::{CoordUrl, Member, Membership, Shape};
-use crate::cluster::handle::{Cluster, ClusterConfig, Process};
-use crate::cluster::leader::{Event, Status};
+use crate::cluster::handle::{Cluster, ClusterConfig, DataDir, Process};
+use crate::cluster::leader::{Event, Plan, Status};
 use crate::cluster::remote::RemoteNodes;
 use crate::cluster::runtime::EventLog;
 use crate::cluster::watch::Watch;
 use crate::error::{Error, Result};
+use crate::node::disk::node_dir;
 use crate::node::faults::Faults;
 use crate::node::runtime::PartitionDigest;
-use crate::view::PartitionId;
-use crate::view::{node_name, NodeId, NodeState};
+use crate::node::transport::Clock;
+use crate::view::placement::Placement;
+use crate::view::{node_name, Epoch, NodeId, NodeState, PartitionId};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -71,6 +75,10 @@ pub struct AttachOptions {
     pub secret: Option<String>,
     /// The `kvsh` executable that children run.
     pub exe: PathBuf,
+    /// `--data-dir` and `--fsync`: each child keeps its data in its own
+    /// directory inside this one (`DIR/nN`, as in one process), so a
+    /// `restart` reloads what the killed process held.
+    pub data: Option<DataDir>,
 }
 
 /// Attaches to the cluster at `opts.coord`, starting `opts.spawn` node
@@ -110,6 +118,7 @@ pub fn attach(opts: AttachOptions, events_tx: Option<Sender<Event>>) -> Result<C
         killed_here: Default::default(),
         logs,
         ctx: zmq::Context::new(),
+        started: Clock::host().now(),
         threads: Some((stop_tx, reader, wake_tx, waker)),
     };
     let shape = nodes.zk.shape(&opts.shape)?;
@@ -248,6 +257,9 @@ struct AttachedNodes {
     logs: PathBuf,
     /// For control requests.
     ctx: zmq::Context,
+    /// When the shell attached, on the host clock: shown event times
+    /// count from here.
+    started: u64,
     /// The reader's stop channel and thread, the waker's channel and
     /// thread; taken by shutdown.
     #[allow(clippy::type_complexity)]
@@ -328,6 +340,39 @@ impl AttachedNodes {
         }
     }
 
+    /// The way to the view leader's process (`operator.rs`).
+    fn leader(&self) -> Result<LeaderLink<'_>> {
+        let Some(secret) = &self.opts.secret else {
+            return Err(Error::BadInput(format!(
+                "the view leader's commands go to its node process, which needs the cluster \
+                 secret: set {SECRET_VAR}"
+            )));
+        };
+        Ok(LeaderLink {
+            membership: &*self.zk,
+            ctx: &self.ctx,
+            key: admin::admin_key(secret.as_bytes()),
+        })
+    }
+
+    /// Sends the leader a command with no answer, and returns once a
+    /// status taken after it has been read, as in one process, where the
+    /// leader publishes its effect at once: `set` and `nodes` then show it.
+    fn order(&self, command: LeaderCommand) -> Result<()> {
+        let asked = Clock::host().now();
+        self.leader()?.order(command)?;
+        self.published_since(asked);
+        Ok(())
+    }
+
+    /// Waits (up to 2 s) for a status the leader took at or after `t`.
+    /// Processes share the host's monotonic clock, as leases require.
+    fn published_since(&self, t: u64) {
+        let _ = self
+            .status
+            .wait_until(Duration::from_secs(2), &|| false, |s| s.now >= t);
+    }
+
     /// Starts `kvsh node` as node `id` (see the module docs).
     fn start_child(&mut self, id: NodeId, expect: usize) -> Result<()> {
         std::fs::create_dir_all(&self.logs)?;
@@ -351,6 +396,11 @@ impl AttachedNodes {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        if let Some(d) = &self.opts.data {
+            cmd.arg("--data-dir")
+                .arg(node_dir(&d.dir, id))
+                .args(["--fsync", &d.fsync.to_string()]);
+        }
         die_with_parent(&mut cmd);
         let child = cmd.spawn()?;
         let pid = child.id();
@@ -429,8 +479,16 @@ fn die_with_parent(cmd: &mut Command) {
 
 impl RemoteNodes for AttachedNodes {
     fn node_ids(&self) -> Vec<NodeId> {
-        let mut ids: Vec<NodeId> = self.status.get().view.nodes.keys().copied().collect();
-        ids.extend(self.lives().keys());
+        let view = self.status.get().view.clone();
+        let mut ids: Vec<NodeId> = view.nodes.keys().copied().collect();
+        // A child that exited and is not in the view was removed (it
+        // exits once a view no longer lists it); it is gone, not killed.
+        ids.extend(
+            self.lives()
+                .iter()
+                .filter(|(id, l)| l.child.is_some() || view.nodes.contains_key(id))
+                .map(|(id, _)| *id),
+        );
         ids.extend(self.members().iter().map(|m| m.id));
         ids.sort_unstable();
         ids.dedup();
@@ -447,6 +505,10 @@ impl RemoteNodes for AttachedNodes {
             .nodes
             .get(&id)
             .map(|n| n.endpoint.clone())
+    }
+
+    fn time_origin(&self) -> u64 {
+        self.started
     }
 
     fn process(&self, id: NodeId) -> Option<Process> {
@@ -640,6 +702,59 @@ impl RemoteNodes for AttachedNodes {
                 failed.join("; ")
             )))
         }
+    }
+
+    fn decommission(&mut self, id: NodeId, force: bool) -> Result<Epoch> {
+        let asked = Clock::host().now();
+        let epoch = self.leader()?.decommission(id, force)?;
+        self.published_since(asked);
+        Ok(epoch)
+    }
+
+    fn forget(&mut self, id: NodeId) -> Result<()> {
+        // Its process exits and closes its session, so its registration
+        // goes at once; a process that is paused or cut off keeps it until
+        // its session expires.
+        let deadline = Instant::now() + Duration::from_millis(2 * self.zk.session_ms()) + SLACK;
+        while let Some(m) = self.members().into_iter().find(|m| m.id == id) {
+            if Instant::now() > deadline {
+                return Err(Error::Timeout(format!(
+                    "{} left the view, but its process (pid {}) is still registered",
+                    node_name(id),
+                    m.pid
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Some(mut c) = self.lives().remove(&id).and_then(|l| l.child) {
+            let _ = c.wait();
+        }
+        self.paused.remove(&id);
+        self.killed_here.remove(&id);
+        Ok(())
+    }
+
+    fn rebalance(&self) -> Result<()> {
+        self.order(LeaderCommand::Rebalance)
+    }
+
+    fn resync(&self, p: Option<PartitionId>) -> Result<()> {
+        self.order(LeaderCommand::Resync(p))
+    }
+
+    fn plan(&self) -> Result<Plan> {
+        self.leader()?.plan()
+    }
+
+    fn set_placement(&mut self, p: Placement) -> Result<()> {
+        self.order(LeaderCommand::SetPlacement {
+            strategy: p.strategy,
+            vnodes: p.vnodes,
+        })
+    }
+
+    fn set_auto_rebalance(&mut self, on: bool) -> Result<()> {
+        self.order(LeaderCommand::SetAutoRebalance(on))
     }
 
     fn shutdown(&mut self) {

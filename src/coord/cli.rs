@@ -1,9 +1,10 @@
-//! `kvsh node --coord zk://HOST:PORT/PATH [--id nN] [--bind ADDR] ...`: the
+//! `kvsh node --coord zk://HOST:PORT/PATH [--id nN] [--bind ADDR]
+//! [--data-dir DIR [--fsync POLICY]] ...`: the
 //! flags of one node process, and its exit status.
 
 use super::process::{run_node, NodeOptions, SECRET_VAR};
 use super::{CoordUrl, Shape};
-use crate::cluster::ClusterConfig;
+use crate::cluster::{ClusterConfig, DataDir};
 use crate::view::placement::{Placement, Strategy, DEFAULT_PARTITIONS, DEFAULT_VNODES};
 use clap::Parser;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +38,15 @@ struct NodeArgs {
     /// The ZooKeeper session timeout (the server may clamp it).
     #[arg(long, default_value = "2000ms", value_parser = ms)]
     session_timeout: u64,
+    /// Keep this node's data on disk in DIR (its own directory; needs
+    /// --id). Started again with the same id and DIR, the node reloads it
+    /// and catches up only on what it missed.
+    #[arg(long, value_name = "DIR", requires = "id")]
+    data_dir: Option<std::path::PathBuf>,
+    /// With --data-dir: when writes are synced to disk (always, batch,
+    /// never; as in the shell's --fsync).
+    #[arg(long, value_name = "always|batch|never", requires = "data_dir")]
+    fsync: Option<crate::node::disk::Fsync>,
 }
 
 fn ms(s: &str) -> Result<u64, String> {
@@ -94,6 +104,11 @@ pub fn node_main(args: impl Iterator<Item = String>) -> i32 {
         cluster: ClusterConfig {
             bind: args.bind,
             placement: Placement::new(Strategy::Ring, DEFAULT_VNODES),
+            // The node's own directory here, not a cluster's (src/coord/process.rs).
+            data: args.data_dir.map(|dir| DataDir {
+                dir,
+                fsync: args.fsync.unwrap_or_default(),
+            }),
             ..ClusterConfig::default()
         },
         secret: secret.into_bytes(),

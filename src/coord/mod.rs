@@ -25,6 +25,7 @@ pub mod admin;
 pub mod attach;
 pub mod cli;
 pub mod logs;
+pub mod operator;
 pub mod process;
 pub mod zk;
 

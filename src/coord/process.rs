@@ -22,10 +22,15 @@
 //! - a conflict on the versioned write, or a session in doubt while it
 //!   leads, ends the process: another process may lead, and a process
 //!   that exits is the simplest one not to act on a stale role;
+//! - with `--data-dir DIR` (its own directory) the node thread keeps its
+//!   data there, as an in-process node does in `DIR/nN`: started again with
+//!   the same id it reloads, and catches up only on what it missed;
+//! - a member that a stored view no longer lists (`remove`) exits;
 //! - SIGTERM (or SIGINT) stops it cleanly: threads joined, session closed
 //!   so its znodes go at once.
 
 use super::admin;
+use super::operator::LeaderSlot;
 use super::zk::ZkMembership;
 use super::{is_conflict, CoordUrl, LeaderRecord, Member, Membership, Notice, Shape, Version};
 use crate::cluster::leader::{LeaderConfig, Status};
@@ -34,6 +39,7 @@ use crate::cluster::watch::Watch;
 use crate::cluster::ClusterConfig;
 use crate::error::{Error, Result};
 use crate::node::auth::derive_key;
+use crate::node::disk::DiskSpec;
 use crate::node::faults::Faults;
 use crate::node::handshake::{handshake_key, Gate};
 use crate::node::runtime::{spawn, Control, NodeSpec, NodeThread};
@@ -110,6 +116,7 @@ pub fn run_with(m: &dyn Membership, opts: &NodeOptions, stop: &AtomicBool) -> Re
     // free id if another process took this one meanwhile.
     let mut attempt = 0;
     let faults = Arc::new(Faults::new());
+    let leader_slot = LeaderSlot::default();
     let (id, incarnation, node, admin) = loop {
         let id = match opts.id {
             Some(id) => id,
@@ -129,7 +136,12 @@ pub fn run_with(m: &dyn Membership, opts: &NodeOptions, stop: &AtomicBool) -> Re
             clock,
             faults: faults.clone(),
             remote_peers: Some((format!("tcp://{}:*", cfg.bind), key)),
-            disk: None,
+            // `--data-dir` names this node's own directory.
+            disk: cfg.data.as_ref().map(|d| DiskSpec {
+                dir: d.dir.clone(),
+                fsync: d.fsync,
+                replicas: shape.replicas,
+            }),
             ipc_dir: None,
         };
         let node = spawn(&ctx, spec)?;
@@ -138,7 +150,7 @@ pub fn run_with(m: &dyn Membership, opts: &NodeOptions, stop: &AtomicBool) -> Re
             &format!("tcp://{}:*", cfg.bind),
             admin::admin_key(&opts.secret),
             node.control.clone(),
-            faults.clone(),
+            (faults.clone(), leader_slot.clone()),
         ) {
             Ok(a) => a,
             Err(e) => {
@@ -178,8 +190,19 @@ pub fn run_with(m: &dyn Membership, opts: &NodeOptions, stop: &AtomicBool) -> Re
         std::process::id(),
         node.endpoint
     );
+    if let (Some(r), Some(d)) = (&node.reloaded, &cfg.data) {
+        println!(
+            "kvsh node {}: reloaded {} from {} in {:.2} s",
+            node_name(id),
+            crate::units::count(r.keys as usize, "key"),
+            d.dir.display(),
+            r.elapsed.as_secs_f64()
+        );
+    }
     let election = m.campaign()?;
     let mut leading: Option<Leading> = None;
+    // Whether a stored view has listed this life.
+    let mut member_of = false;
     let result = loop {
         if stop.load(Ordering::Relaxed) {
             break Ok(());
@@ -188,6 +211,23 @@ pub fn run_with(m: &dyn Membership, opts: &NodeOptions, stop: &AtomicBool) -> Re
         let wait = if leading.is_some() { 2 } else { 20 };
         match notices.recv_timeout(Duration::from_millis(wait)) {
             Ok(Notice::View(view)) => {
+                // A member that a stored view no longer lists was removed
+                // (`remove`): its life in this cluster is over, and a
+                // process that stayed would be admitted again by the next
+                // leader, which does not know it left.
+                let listed = view
+                    .nodes
+                    .get(&id)
+                    .is_some_and(|n| n.incarnation == incarnation);
+                if member_of && !view.nodes.contains_key(&id) {
+                    println!(
+                        "kvsh node {}: removed from the cluster (epoch {}); exiting",
+                        node_name(id),
+                        view.epoch
+                    );
+                    break Ok(());
+                }
+                member_of |= listed;
                 let _ = node.control.send(Control::View(view));
             }
             Ok(Notice::Leader(Some(rec))) => {
@@ -205,7 +245,12 @@ pub fn run_with(m: &dyn Membership, opts: &NodeOptions, stop: &AtomicBool) -> Re
                 clock,
                 stop,
             ) {
-                Ok(Some(l)) => leading = Some(l),
+                Ok(Some(l)) => {
+                    // Operator commands from attached shells reach it now.
+                    *leader_slot.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some((election, l.thread.control.clone()));
+                    leading = Some(l);
+                }
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
             },
@@ -229,6 +274,7 @@ pub fn run_with(m: &dyn Membership, opts: &NodeOptions, stop: &AtomicBool) -> Re
             }
         }
     };
+    leader_slot.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(l) = leading {
         let _ = l.thread.control.send(LeaderControl::Stop);
         let _ = l.thread.thread.join();
@@ -271,13 +317,27 @@ fn lead(
             std::thread::sleep(Duration::from_millis(20));
         },
     };
+    // The operator's settings live in the leader; a new leader of an
+    // existing cluster takes them from the status the last one published,
+    // so `placement` and `set auto-rebalance` survive a failover.
+    let last = match &stored_view {
+        Some(_) => m.load_status().ok().flatten(),
+        None => None,
+    };
+    let placement = match last.as_ref().and_then(|s| s.strategy) {
+        Some(strategy) => crate::view::placement::Placement {
+            strategy,
+            ..cfg.placement
+        },
+        None => cfg.placement,
+    };
     let leader_cfg = LeaderConfig {
         partitions: shape.partitions,
         replicas: shape.replicas,
-        placement: cfg.placement,
+        placement,
         suspect_timeout: cfg.suspect_timeout,
         failure_timeout: cfg.failure_timeout,
-        auto_rebalance: cfg.auto_rebalance,
+        auto_rebalance: last.map_or(cfg.auto_rebalance, |s| s.auto_rebalance),
         bootstrap,
     };
     let half = m.session_ms() / 2;

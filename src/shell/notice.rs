@@ -103,7 +103,7 @@ pub fn spawn<P: ExternalPrinter + Send + 'static>(
     events: Receiver<Event>,
     status: Watch<Status>,
     live: Arc<AtomicBool>,
-    shared: Shared,
+    (shared, origin): (Shared, crate::view::Time),
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut story = Story::default();
@@ -145,7 +145,7 @@ pub fn spawn<P: ExternalPrinter + Send + 'static>(
                     // inside an endpoint or a number.
                     let plain = format!(
                         "[{:>8.3}s epoch {}] {}",
-                        l.at as f64 / 1000.0,
+                        crate::shell::render::seconds_from(l.at, origin),
                         l.epoch,
                         l.text
                     );

@@ -541,18 +541,25 @@ pub fn by_node(
     (t.to_string(), Value::Array(rows))
 }
 
+/// An event time in seconds from `origin` (an attached shell's start;
+/// earlier events are negative).
+pub fn seconds_from(at: crate::view::Time, origin: crate::view::Time) -> f64 {
+    (at as i128 - origin as i128) as f64 / 1000.0
+}
+
 /// `events`: the timeline as lines (a summary, or every event), and the
-/// events themselves (JSON), with node ids named as everywhere else.
+/// events themselves (JSON, times as the cluster clock has them), with
+/// node ids named as everywhere else. Times show from `origin`.
 pub fn events(
     style: Style,
     lines: &[crate::shell::timeline::TimelineLine],
-    events: &[Event],
+    (events, origin): (&[Event], crate::view::Time),
     limit: usize,
 ) -> (String, Value) {
     let mut t = style.table(&["time", "epoch", "event"]);
     for l in &lines[lines.len().saturating_sub(limit)..] {
         t.add_row(vec![
-            Cell::new(format!("{:.3}s", l.at as f64 / 1000.0)),
+            Cell::new(format!("{:.3}s", seconds_from(l.at, origin))),
             Cell::new(l.epoch),
             Cell::new(&l.text),
         ]);

@@ -130,7 +130,7 @@ pub fn run(shell: &mut Shell, history: Option<PathBuf>, events: Receiver<Event>)
             events,
             shell.cluster().status_watch(),
             shell.live_events.clone(),
-            shared.clone(),
+            (shared.clone(), shell.cluster().time_origin()),
         )
     });
     // Notices from background work (`load`) print as the live notices do:

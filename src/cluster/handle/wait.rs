@@ -66,6 +66,9 @@ impl Cluster {
                 name = node_name(id)
             )));
         }
+        if let Some(r) = &mut self.remote {
+            r.forget(id)?;
+        }
         if let Some(mut h) = self.nodes.remove(&id) {
             if let Some(t) = h.thread.take() {
                 let _ = t.control.send(Control::Kill);

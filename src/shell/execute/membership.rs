@@ -122,7 +122,11 @@ impl Shell {
     }
 
     pub(super) fn placement(&mut self, args: &[String]) -> Result<Reply> {
-        let current = self.cluster.config().placement;
+        // The leader's strategy: attached, another shell may have switched it.
+        let mut current = self.cluster.config().placement;
+        if let Some(strategy) = self.cluster.status().strategy {
+            current.strategy = strategy;
+        }
         let [s] = args else {
             if args.is_empty() {
                 let text = format!(

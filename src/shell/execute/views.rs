@@ -150,7 +150,12 @@ impl Shell {
         } else {
             timeline::summary(&all)
         };
-        let (text, json) = render::events(self.style, &lines, &all, limit);
+        let (text, json) = render::events(
+            self.style,
+            &lines,
+            (&all, self.cluster.time_origin()),
+            limit,
+        );
         Ok(Reply::new(text, json))
     }
 }
