@@ -177,7 +177,11 @@ fn main() {
     };
     println!(
         "{layout} ({}): {} bytes per pair, lookup {:.2} µs ({hits} found)",
-        if ascending { "ascending" } else { "random order" },
+        if ascending {
+            "ascending"
+        } else {
+            "random order"
+        },
         grown / PAIRS,
         took.as_secs_f64() * 1e6 / PAIRS as f64
     );

@@ -117,7 +117,7 @@ for r in $(seq "$ROUNDS"); do
     for m in "put ${CLIENTS}x1:$k_put:$b_put:$r_set" "get ${CLIENTS}x1:$k_get:$b_get:$r_get" "get ${CLIENTS}x${PIPELINE}:$k_getp:$b_getp:$r_getp" \
         "1/p50 put 1:$k_p1:$b_p1:$r_p1" "1/p50 get 1:$k_g1:$b_g1:$r_g1"; do
         IFS=: read -r name k b rv <<<"$m"
-        f=$work/${name//[ /]/_}
+        f=$work/$(tr " /" "__" <<<"$name")
         ratio "$k" "$rv" >>"$f.kr" && echo >>"$f.kr"
         ratio "$b" "$rv" >>"$f.br" && echo >>"$f.br"
         ratio "$k" "$b" >>"$f.kb" && echo >>"$f.kb"
@@ -128,6 +128,6 @@ done
 echo "== medians of per-round ratios, load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-14s %11s %11s %11s\n' measure kvsh/redis bare/redis kvsh/bare
 for name in "put ${CLIENTS}x1" "get ${CLIENTS}x1" "get ${CLIENTS}x${PIPELINE}" "1/p50 put 1" "1/p50 get 1"; do
-    f=$work/${name//[ /]/_}
+    f=$work/$(tr " /" "__" <<<"$name")
     printf '%-14s %11s %11s %11s\n' "$name" "$(median <"$f.kr")" "$(median <"$f.br")" "$(median <"$f.kb")"
 done

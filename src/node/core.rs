@@ -177,6 +177,8 @@ pub struct Node {
     // adopts views, and the order of its outputs must depend only on its
     // inputs, or a simulated run would not replay from its seed.
     leaders: BTreeMap<PartitionId, Leader>,
+    /// Resync chunks in flight over all of `leaders`' streams.
+    chunk_budget: crate::node::replication::ChunkBudget,
     followers: BTreeMap<PartitionId, Follower>,
     pending: BTreeMap<RequestId, Pending>,
     scans: BTreeMap<RequestId, Scan>,
@@ -235,6 +237,9 @@ impl Node {
             last_ack: None,
             store: Store::new(),
             leaders: BTreeMap::new(),
+            chunk_budget: crate::node::replication::ChunkBudget::new(
+                crate::node::replication::NODE_CHUNKS_IN_FLIGHT,
+            ),
             followers: BTreeMap::new(),
             pending: BTreeMap::new(),
             scans: BTreeMap::new(),

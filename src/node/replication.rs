@@ -93,12 +93,72 @@ struct Inflight {
     idx: Option<u64>,
 }
 
+/// The resync chunks and digests one node may have in flight over all its
+/// streams at once: the slots of one shared count, each taken by a chunk or
+/// digest [`Leader::pump`] sends and given back when it is acknowledged or
+/// its stream ends.
+///
+/// Without it, a node that became the primary of many partitions' new
+/// replicas at once (a fifth node joining four that hold a million keys:
+/// 424 streams) cut and sent a chunk for every one of them in a single pass
+/// of its thread, and the new node took them all in in one pass of its own:
+/// both were silent for longer than the failure timeout, and the view
+/// leader declared them dead, again and again (docs/performance.md,
+/// "Rebalance"). Each stream still keeps its own window; this bounds their
+/// sum, so a pass of the sender does a bounded amount of copying, and the
+/// receiver's inflow is bounded by its senders' budgets.
+#[derive(Clone, Debug)]
+pub struct ChunkBudget(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+/// Resync chunks and digests a node has in flight at most, over all its
+/// streams (with 2,000-key chunks of 100-byte values, about 7 MB).
+pub const NODE_CHUNKS_IN_FLIGHT: usize = 32;
+
+impl ChunkBudget {
+    /// A budget of `slots`.
+    pub fn new(slots: usize) -> Self {
+        ChunkBudget(std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(
+            slots,
+        )))
+    }
+
+    /// Takes a slot if one is free.
+    fn take(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.0
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Gives back `n` slots.
+    fn give(&self, n: usize) {
+        self.0.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Slots free now.
+    pub fn free(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Default for ChunkBudget {
+    /// No practical limit: a leader on its own, as in unit tests.
+    fn default() -> Self {
+        ChunkBudget::new(usize::MAX / 2)
+    }
+}
+
 #[derive(Debug)]
 struct Resync {
     cursor: Option<String>,
     sent_last: bool,
     /// Chunks and digests sent and not yet acknowledged.
     chunks_inflight: usize,
+    /// Slots of the node's [`ChunkBudget`] this resync holds, given back
+    /// as its chunks are acknowledged, and all at once when it is dropped
+    /// (done, or its stream replaced or gone).
+    held: usize,
+    budget: ChunkBudget,
     /// Keys sent in chunks.
     keys: u64,
     /// Catch-up: the ranges the secondary asked for, each sent once.
@@ -107,6 +167,12 @@ struct Resync {
     /// secondary may ask for (so one resync copies a partition once at
     /// most, whatever a peer asks).
     digested: std::collections::BTreeSet<KeyRange>,
+}
+
+impl Drop for Resync {
+    fn drop(&mut self) {
+        self.budget.give(self.held);
+    }
 }
 
 #[derive(Debug)]
@@ -151,6 +217,8 @@ pub struct Leader {
     /// everything this primary could return.
     activated: bool,
     cfg: StreamConfig,
+    /// The node's budget of resync chunks in flight, shared by its leaders.
+    budget: ChunkBudget,
 }
 
 impl Leader {
@@ -165,7 +233,14 @@ impl Leader {
             streams: BTreeMap::new(),
             activated: false,
             cfg,
+            budget: ChunkBudget::default(),
         }
+    }
+
+    /// Shares the node's budget of resync chunks in flight.
+    pub fn with_budget(mut self, budget: ChunkBudget) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// True if reads may be served.
@@ -224,6 +299,8 @@ impl Leader {
                     cursor: None,
                     sent_last: false,
                     chunks_inflight: 0,
+                    held: 0,
+                    budget: self.budget.clone(),
                     keys: 0,
                     requested: Default::default(),
                     digested: Default::default(),
@@ -558,6 +635,10 @@ impl Leader {
             ) {
                 if let Some(r) = s.resync.as_mut() {
                     r.chunks_inflight -= 1;
+                    if r.held > 0 {
+                        r.held -= 1;
+                        r.budget.give(1);
+                    }
                 }
             }
         }
@@ -719,7 +800,8 @@ impl Leader {
             } else {
                 self.cfg.chunk_window
             };
-            while !r.sent_last && r.chunks_inflight < window {
+            while !r.sent_last && r.chunks_inflight < window && r.budget.take() {
+                r.held += 1;
                 if self.cfg.digests {
                     let (digest, _, upto) =
                         store.range_digest(p, r.cursor.as_deref(), None, self.cfg.digest_keys);

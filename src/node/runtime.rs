@@ -40,6 +40,10 @@ const TICK_MS: u64 = 5;
 const IDLE_TICK_MS: u64 = 1000;
 /// Most frames handled between two ticks, so a flood cannot starve ticks.
 const BATCH: usize = 2048;
+/// Longest a pass reads peer messages before it ticks, ms: a frame can carry
+/// resync chunks of thousands of keys, so counting frames alone does not
+/// bound a pass, and a node that does not tick does not heartbeat.
+const PEER_PASS_MS: u64 = 20;
 /// Writes a pass of a `--fsync always` node takes in before it commits
 /// them (each with its own fsync) and sends their acknowledgements.
 const ALWAYS_WRITES_PER_PASS: usize = 8;
@@ -282,7 +286,11 @@ fn run(
         }
         // Peers first: their messages finish requests already in flight.
         let mut read = 0;
-        while read < BATCH && !disk_full(&node) {
+        let pass_start = spec.clock.now();
+        while read < BATCH
+            && !disk_full(&node)
+            && spec.clock.now().saturating_sub(pass_start) < PEER_PASS_MS
+        {
             let frames = match outbox.recv(zmq::DONTWAIT) {
                 Ok(f) => f,
                 Err(zmq::Error::EAGAIN) => break,

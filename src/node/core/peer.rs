@@ -275,6 +275,7 @@ impl Node {
                             "primary now"
                         );
                         Leader::new(p, info.term, self.cfg.stream)
+                            .with_budget(self.chunk_budget.clone())
                     });
                     done.extend(leader.reconcile(&self.view, &self.store, self.now, &mut msgs));
                 }
