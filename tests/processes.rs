@@ -1471,3 +1471,35 @@ fn two_attached_shells_see_one_view_and_a_leader_that_lost_its_session_stops() {
         assert!(out.contains("\"1\"\n\"2\""), "{out}");
     }
 }
+
+/// Issue #12's test list: `check` from a `--coord` shell, with kill, pause
+/// and partition faults on node processes, finds no violation (and did
+/// work under them).
+#[test]
+fn check_from_an_attached_shell_under_faults_finds_no_violation() {
+    let Some(zk) = Zk::start() else { return };
+    let url = zk.url("/kvsh/check");
+    let out = Command::new(env!("CARGO_BIN_EXE_kvsh"))
+        .args(["--coord", &url, "--spawn", "3", "-p", "16", "--json"])
+        .args(["--session-timeout", "3000ms", "-c"])
+        .arg(
+            "wait healthy 60s; check --duration 6s --keys 5 --faults kill,pause,partition --seed 3",
+        )
+        .env("KVSH_SECRET", SECRET)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}\n{stderr}");
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|j| j.get("violations_count").is_some())
+        .unwrap_or_else(|| panic!("no check report: {stdout}"));
+    assert_eq!(report["violations_count"], 0, "{report}");
+    assert!(
+        report["ok"].as_u64().unwrap_or(0) > 20,
+        "check did work: {report}"
+    );
+}
