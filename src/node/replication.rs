@@ -95,7 +95,7 @@ struct Inflight {
 
 /// The resync chunks and digests one node may have in flight over all its
 /// streams at once: the slots of one shared count, each taken by a chunk or
-/// digest [`Leader::pump`] sends and given back when it is acknowledged or
+/// digest a [`Leader`] sends in its resync and given back when it is acknowledged or
 /// its stream ends.
 ///
 /// Without it, a node that became the primary of many partitions' new
