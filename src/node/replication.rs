@@ -1014,6 +1014,70 @@ mod tests {
     use super::*;
     use crate::view::{NodeInfo, NodeState, PartitionInfo, Replica};
 
+    /// The node's budget bounds the resync chunks in flight over all its
+    /// leaders' streams, and a leader that goes (its partition moved away)
+    /// gives back every slot it held.
+    #[test]
+    fn resync_chunks_share_one_budget_and_a_dropped_leader_gives_its_slots_back() {
+        let node = |incarnation| NodeInfo {
+            endpoint: String::new(),
+            peer_endpoint: String::new(),
+            incarnation,
+            state: NodeState::Up,
+        };
+        let replica = |node, in_sync| Replica {
+            node,
+            in_sync,
+            since: 1,
+        };
+        let partition = || PartitionInfo {
+            term: 1,
+            term_epoch: 1,
+            replicas: vec![replica(1, true), replica(2, false), replica(3, false)],
+        };
+        let view = View {
+            epoch: 1,
+            replication: 3,
+            nodes: [(1, node(1)), (2, node(2)), (3, node(3))].into(),
+            partitions: vec![partition(), partition()],
+        };
+        let cfg = StreamConfig {
+            chunk_keys: 10,
+            chunk_window: 4,
+            digests: false,
+            ..crate::node::NodeConfig::default().stream
+        };
+        let mut store = Store::new();
+        for p in 0..2 {
+            for k in 0..100 {
+                store.put(p, format!("k{k:03}"), "v".into());
+            }
+        }
+        let budget = ChunkBudget::new(5);
+        let mut out = Vec::new();
+        let mut first = Leader::new(0, 1, cfg).with_budget(budget.clone());
+        first.reconcile(&view, &store, 0, &mut out);
+        let mut second = Leader::new(1, 1, cfg).with_budget(budget.clone());
+        second.reconcile(&view, &store, 0, &mut out);
+        let chunks = |out: &[(NodeId, Message)]| {
+            out.iter()
+                .filter(|(_, m)| format!("{m:?}").contains("Chunk"))
+                .count()
+        };
+        // Four streams want 4 chunks each; the node may have 5 in flight.
+        assert_eq!(chunks(&out), 5, "{out:?}");
+        assert_eq!(budget.free(), 0);
+        second.tick(&store, 1, &mut out);
+        assert_eq!(chunks(&out), 5, "no slot, no more chunks");
+        // The first leader took every slot (its streams come first).
+        drop(first);
+        assert_eq!(budget.free(), 5, "a dropped leader gives back what it held");
+        out.clear();
+        second.tick(&store, 2, &mut out);
+        assert_eq!(chunks(&out), 5, "the freed slots carry the second's chunks");
+        assert_eq!(budget.free(), 0);
+    }
+
     /// A scan must not show a delete that has not committed, just as a read
     /// must not. (Found by the simulator: a GET_ALL missed a key whose
     /// delete was in flight, then a GET_ONE saw it again.)
