@@ -172,7 +172,7 @@ fn seeds() -> Vec<(Source, Vec<u8>)> {
                 incarnation: 1,
                 endpoint: "x".into(),
                 peer_endpoint: "y".into(),
-                stats: NodeStats::default(),
+                stats: Some(NodeStats::default()),
                 lease_until: 0,
                 last_ack: None,
             },

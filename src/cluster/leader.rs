@@ -184,13 +184,15 @@ impl ViewLeader {
         std::mem::take(&mut self.out)
     }
 
-    /// True if nothing is in motion: no change staged, no member suspect,
-    /// and every live member has reported the current view. The runtime
+    /// True if nothing is in motion: no change staged, no member suspect
+    /// or without a lease, and every live member has reported the current
+    /// view. The runtime
     /// then ticks less often.
     pub fn quiet(&self) -> bool {
         !self.staged
             && self.members.iter().all(|(id, m)| {
                 !m.suspect
+                    && !m.lease.lost
                     && (m.reported_epoch >= self.view.epoch
                         || self
                             .view
@@ -307,13 +309,12 @@ impl ViewLeader {
         sent_at: Time,
         incarnation: Incarnation,
         (endpoint, peer_endpoint): (String, String),
-        stats: NodeStats,
+        stats: Option<NodeStats>,
         reported: ReportedLease,
     ) {
         if self.departed.get(&node).is_some_and(|d| incarnation <= *d) {
             return;
         }
-        let reloaded_keys = stats.keys;
         // Incarnations only grow. A heartbeat from one older than the view's
         // was sent by a previous life of the node and held up in the
         // network (a slow link to the leader can hold it for seconds).
@@ -328,13 +329,27 @@ impl ViewLeader {
             return;
         }
         let now = self.now;
-        for (p, keys) in &stats.led_keys {
-            if self.view.primary(*p) == Some(node) {
-                if let Some(k) = self.partition_keys.get_mut(*p as usize) {
-                    *k = *keys;
+        // Statistics are kept from the newest heartbeat of this incarnation
+        // that carried any: one that carries none had the same, and one
+        // delayed past a newer one has older figures.
+        let (kept, kept_at) = match self.members.get_mut(&node) {
+            Some(m) if m.incarnation == incarnation => (std::mem::take(&mut m.stats), m.stats_at),
+            _ => (NodeStats::default(), 0),
+        };
+        let (stats, stats_at) = match stats {
+            Some(fresh) if sent_at >= kept_at => {
+                for (p, keys) in &fresh.led_keys {
+                    if self.view.primary(*p) == Some(node) {
+                        if let Some(k) = self.partition_keys.get_mut(*p as usize) {
+                            *k = *keys;
+                        }
+                    }
                 }
+                (fresh, sent_at)
             }
-        }
+            _ => (kept, kept_at),
+        };
+        let reloaded_keys = stats.keys;
         let was_suspect = self.members.get(&node).is_some_and(|m| m.suspect);
         // Lease tracking carries over within an incarnation; a new one
         // starts counting now.
@@ -361,6 +376,7 @@ impl ViewLeader {
             last_heard: now,
             reported_epoch: epoch,
             stats,
+            stats_at,
             suspect: false,
             lease,
         };

@@ -23,14 +23,23 @@ use std::thread::JoinHandle;
 
 const TICK_MS: u64 = 5;
 /// The longest an idle leader sleeps, when nothing but heartbeats arrived
-/// since its last tick. It wakes sooner when a member could fall silent for
-/// the suspect or failure timeout, or a lease could run out
-/// ([`ViewLeader::next_due`]), so detection is never late for the sleep;
-/// and this is below [`crate::cluster::leader::STALL_MS`], so the stall
-/// detector never mistakes the sleep for a stall.
-const IDLE_TICK_MS: u64 = 50;
+/// since its last tick. It wakes
+/// sooner when a member could fall silent for the suspect or failure
+/// timeout, a lease could run out ([`ViewLeader::next_due`]), or a tick
+/// is due for the periodic replan, so detection is never late for the
+/// sleep. The stall detector is told of each sleep
+/// ([`ViewLeader::sleeping_until`]), so it does not take one for a stall.
+const IDLE_TICK_MS: u64 = 200;
+/// An idle leader that a heartbeat woke ticks at once if its tick is at
+/// most this far off, rather than waking again for it.
+const EARLY_TICK_MS: u64 = 25;
 /// Statistics are republished this often; any change at once.
 const PUBLISH_EVERY_MS: u64 = 200;
+/// The same for an idle leader. A status clones the view and the
+/// placement target (a vector per partition), so publishing one every
+/// 200 ms was most of an idle leader's CPU; nothing but heartbeat times
+/// changes while it is idle, and any change is published at once.
+const IDLE_PUBLISH_MS: u64 = 1000;
 
 /// Operator commands to the leader.
 #[derive(Debug)]
@@ -371,12 +380,12 @@ fn run(
         // is near, rather than waking again for it: its checks are of
         // deadlines, which a tick a little early cannot miss (the next one
         // is set from them).
-        let early = idle && woken && next_tick <= now + IDLE_TICK_MS / 2;
+        let early = idle && woken && next_tick <= now + EARLY_TICK_MS;
         if now >= next_tick || early {
             leader.tick(now);
             idle = !std::mem::take(&mut news) && leader.quiet() && outbox.nothing_delayed();
             next_tick = if idle {
-                let publish = last_publish + PUBLISH_EVERY_MS;
+                let publish = last_publish + IDLE_PUBLISH_MS;
                 let due = leader.next_due().unwrap_or(u64::MAX).min(publish);
                 due.clamp(now + 1, now + IDLE_TICK_MS)
             } else {
@@ -421,7 +430,12 @@ fn run(
                 Address::Leader => false,
             });
         }
-        if changed || now >= last_publish + PUBLISH_EVERY_MS {
+        let every = if idle {
+            IDLE_PUBLISH_MS
+        } else {
+            PUBLISH_EVERY_MS
+        };
+        if changed || now >= last_publish + every {
             published_epoch = leader.view().epoch;
             last_publish = now;
             status.publish(leader.status());

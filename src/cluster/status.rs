@@ -24,6 +24,9 @@ pub struct MemberStatus {
     pub reported_epoch: Epoch,
     /// Its statistics.
     pub stats: NodeStats,
+    /// The send time of the heartbeat that carried them.
+    #[serde(default)]
+    pub stats_at: Time,
     /// Silent for longer than the suspect timeout.
     pub suspect: bool,
     /// What the leader knows of its lease.

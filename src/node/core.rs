@@ -172,6 +172,19 @@ pub struct Node {
     unreachable: Vec<NodeId>,
     /// The newest heartbeat acknowledgement, reported to the leader.
     last_ack: Option<AckTiming>,
+    /// The statistics the last heartbeat that carried any carried, and
+    /// that heartbeat's send time. A heartbeat carries them only when they
+    /// changed or the leader has not acknowledged them yet, so an idle
+    /// node's heartbeats are small (see [`Message::Heartbeat`]).
+    stats_sent: Option<(NodeStats, Time)>,
+    /// Whether the leader acknowledged a heartbeat carrying `stats_sent`.
+    stats_acked: bool,
+    /// Input came since the statistics were last computed.
+    stats_dirty: bool,
+    /// Heartbeats sent since the last that carried statistics.
+    heartbeats_since_stats: u32,
+    /// Heartbeat ticks since the last that walked every primary role.
+    heartbeats_since_walk: u32,
     store: Store,
     // Ordered maps, not hash maps: the node walks these when it ticks and
     // adopts views, and the order of its outputs must depend only on its
@@ -235,6 +248,11 @@ impl Node {
             served: Served::default(),
             unreachable: Vec::new(),
             last_ack: None,
+            stats_sent: None,
+            stats_acked: false,
+            stats_dirty: true,
+            heartbeats_since_stats: 0,
+            heartbeats_since_walk: 0,
             store: Store::new(),
             leaders: BTreeMap::new(),
             chunk_budget: crate::node::replication::ChunkBudget::new(

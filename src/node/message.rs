@@ -260,8 +260,10 @@ pub enum Message {
         endpoint: String,
         /// The node's peer endpoint.
         peer_endpoint: String,
-        /// Statistics for `nodes`.
-        stats: NodeStats,
+        /// Statistics for `nodes` and `table`; `None` when they are the
+        /// ones the leader last acknowledged (an idle node's heartbeats
+        /// carry them only about once a second).
+        stats: Option<NodeStats>,
         /// Until when the node holds a lease (its clock; 0 if it never held
         /// one). The leader fails over a node that cannot hold one.
         lease_until: Time,
@@ -419,7 +421,7 @@ mod tests {
                 incarnation: 1,
                 endpoint: "tcp://x:1".into(),
                 peer_endpoint: "inproc://x".into(),
-                stats: NodeStats::default(),
+                stats: Some(NodeStats::default()),
                 lease_until: 405,
                 last_ack: Some(AckTiming {
                     sent_at: 5,

@@ -34,6 +34,7 @@ impl ViewLeader {
                     last_heard: now,
                     reported_epoch: 0,
                     stats: Default::default(),
+                    stats_at: 0,
                     suspect: false,
                     lease: LeaseState {
                         held_until: now,

@@ -133,7 +133,7 @@ impl Harness {
                 incarnation: n.incarnation,
                 endpoint: format!("test://{id}"),
                 peer_endpoint: format!("test://{id}/peer"),
-                stats: NodeStats::default(),
+                stats: Some(NodeStats::default()),
                 lease_until: n.lease_until,
                 last_ack: n.last_ack,
             },

@@ -31,6 +31,13 @@ impl Node {
                 if let Some(v) = view {
                     self.adopt(*v);
                 }
+                if self
+                    .stats_sent
+                    .as_ref()
+                    .is_some_and(|(_, at)| sent_at >= *at)
+                {
+                    self.stats_acked = true;
+                }
                 if self.last_ack.is_none_or(|a| a.sent_at < sent_at) {
                     self.last_ack = Some(AckTiming {
                         sent_at,

@@ -5,6 +5,12 @@
 
 use super::*;
 
+/// Every how many heartbeat ticks an idle node checks each primary role
+/// for work no input announced (see [`Node::tick`]).
+const QUIET_CHECK_EVERY: u32 = 10;
+/// Every how many heartbeats a node sends its statistics unchanged.
+const STATS_REFRESH_EVERY: u32 = 10;
+
 impl Node {
     /// True if a tick has nothing to do but send the next heartbeat: no
     /// input since the last tick, no partition busy, no request or scan
@@ -14,33 +20,77 @@ impl Node {
         !self.sweep && self.pending.is_empty() && self.scans.is_empty() && !self.txn_busy()
     }
 
-    /// Advances time: heartbeats, retries, retransmits, deadlines.
     /// When the next heartbeat is due: the latest an idle node must tick.
     pub fn next_heartbeat(&self) -> Time {
         self.next_heartbeat
     }
 
+    /// The statistics for a heartbeat, or `None` when the leader has them
+    /// already: they go only when they changed, when the leader has not
+    /// acknowledged them, and every [`STATS_REFRESH_EVERY`]th heartbeat (a
+    /// new leader, or one that forgot this node, has them again within a
+    /// second). The figures that walk every primary role are recomputed
+    /// only after input, so an idle node's heartbeat tick touches none.
+    fn heartbeat_stats(&mut self, now: Time) -> Option<NodeStats> {
+        self.heartbeats_since_stats += 1;
+        let refresh = self.heartbeats_since_stats >= STATS_REFRESH_EVERY;
+        let cheap_same = |s: &NodeStats| {
+            s.keys == self.store.keys()
+                && s.bytes == self.store.bytes()
+                && s.rejected == self.rejected
+                && s.unreachable == self.unreachable
+                && s.served == self.served
+        };
+        let sent_same = |this: &Self, s: &NodeStats| {
+            this.stats_acked && !refresh && this.stats_sent.as_ref().is_some_and(|(x, _)| x == s)
+        };
+        if !self.stats_dirty
+            && self.stats_acked
+            && !refresh
+            && self.stats_sent.as_ref().is_some_and(|(s, _)| cheap_same(s))
+        {
+            return None;
+        }
+        self.stats_dirty = false;
+        let stats = NodeStats {
+            keys: self.store.keys(),
+            bytes: self.store.bytes(),
+            syncing: self.leaders.values().map(|l| l.syncing() as u32).sum(),
+            led_keys: self
+                .leaders
+                .keys()
+                .map(|p| (*p, self.store.partition_len(*p) as u64))
+                .collect(),
+            rejected: self.rejected,
+            unreachable: self.unreachable.clone(),
+            served: self.served,
+        };
+        if sent_same(self, &stats) {
+            return None;
+        }
+        self.heartbeats_since_stats = 0;
+        self.stats_acked = false;
+        self.stats_sent = Some((stats.clone(), now));
+        Some(stats)
+    }
+
+    /// Advances time: heartbeats, retries, retransmits, deadlines.
     pub fn tick(&mut self, now: Time) {
         self.now = now;
+        // Any input may change the statistics that walk the primary roles.
+        self.stats_dirty |= self.sweep;
         if self.keep_reloaded_until != 0 && now >= self.keep_reloaded_until {
             self.keep_reloaded_until = 0;
             self.drop_unheld();
         }
-        if now >= self.next_heartbeat {
-            self.next_heartbeat = now + self.cfg.heartbeat_interval;
-            let stats = NodeStats {
-                keys: self.store.keys(),
-                bytes: self.store.bytes(),
-                syncing: self.leaders.values().map(|l| l.syncing() as u32).sum(),
-                led_keys: self
-                    .leaders
-                    .keys()
-                    .map(|p| (*p, self.store.partition_len(*p) as u64))
-                    .collect(),
-                rejected: self.rejected,
-                unreachable: self.unreachable.clone(),
-                served: self.served,
-            };
+        let heartbeat_tick = now >= self.next_heartbeat;
+        if heartbeat_tick {
+            // On a grid of the interval, on a clock every node of a process
+            // shares: the nodes heartbeat together, so the view leader
+            // wakes once for all of their heartbeats, not once for each.
+            let every = self.cfg.heartbeat_interval.max(1);
+            self.next_heartbeat = (now / every + 1) * every;
+            let stats = self.heartbeat_stats(now);
             if self.heartbeats_sent.len() == HEARTBEATS_REMEMBERED {
                 self.heartbeats_sent.pop_front();
             }
@@ -94,23 +144,33 @@ impl Node {
         let mut done = Vec::new();
         let mut reports = Vec::new();
         // Lagging replicas are reported on heartbeat ticks, not every tick.
-        let heartbeat_tick = self.next_heartbeat == now + self.cfg.heartbeat_interval;
         if heartbeat_tick {
             self.recover_intents();
             self.retry_cleanups();
         }
         let sweep = std::mem::take(&mut self.sweep);
-        let walk = sweep || heartbeat_tick;
-        // A heartbeat tick with nothing else to do walks only the
-        // partitions with work: a quiet one has no write in flight, so
-        // nothing lags, and no resync to report.
+        // `sweep` false means the last walk found every primary role quiet
+        // and no input has come since, so they still are: nothing lags,
+        // and no resync is left to report. Every input sets `sweep`; as a
+        // guard, every [`QUIET_CHECK_EVERY`]th heartbeat tick still walks
+        // the roles that are not quiet.
+        let guard = heartbeat_tick && {
+            self.heartbeats_since_walk += 1;
+            self.heartbeats_since_walk >= QUIET_CHECK_EVERY
+        };
+        let walk = sweep || guard;
+        if walk {
+            self.heartbeats_since_walk = 0;
+        }
         let view = &self.view;
         let mut busy = false;
-        for leader in self
+        // Nothing to walk: not even the map is touched, as its entries are
+        // cold after an idle sleep.
+        let roles = self
             .leaders
             .values_mut()
-            .filter(|l| sweep || (heartbeat_tick && !l.quiet(view)))
-        {
+            .take(if walk { usize::MAX } else { 0 });
+        for leader in roles.filter(|l| sweep || (guard && !l.quiet(view))) {
             done.extend(leader.tick(&self.store, now, &mut msgs));
             if heartbeat_tick {
                 for (node, stream) in leader.lagging(now) {

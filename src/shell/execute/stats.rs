@@ -90,10 +90,11 @@ impl Shell {
         for (id, m) in &after.members {
             let state = node_state(after, *id);
             let s = &m.stats;
-            // Rates over the heartbeats' own clock: the two reports' times.
+            // Rates over the heartbeats' own clock: the send times of the
+            // two reports that carried these figures.
             let (ops, errors) = match before.members.get(id) {
-                Some(b) if b.incarnation == m.incarnation && m.last_heard > b.last_heard => {
-                    let secs = (m.last_heard - b.last_heard) as f64 / 1000.0;
+                Some(b) if b.incarnation == m.incarnation && m.stats_at > b.stats_at => {
+                    let secs = (m.stats_at - b.stats_at) as f64 / 1000.0;
                     let d = |a: u64, b: u64| a.saturating_sub(b) as f64 / secs;
                     (
                         d(s.served.total(), b.stats.served.total()),
