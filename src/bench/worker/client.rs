@@ -219,11 +219,6 @@ impl<'a> Client<'a> {
 /// request goes to its own key's primary, unpinned.
 const PIN_TRIES: usize = 64;
 
-/// One client connection: its sockets (a DEALER per node), the requests
-/// it has in flight, and what it measured. A thread-per-client run gives
-/// each its own thread ([`run_client`]); an event-loop run drives many from
-/// one thread ([`run_event_loop`]).
-
 /// The frame a client is filling for one socket, and the requests in it.
 #[derive(Default)]
 pub(super) struct Outgoing {

@@ -201,6 +201,10 @@ impl Tally {
     }
 }
 
+/// One client connection: its sockets (a DEALER per node), the requests
+/// it has in flight, and what it measured. A thread-per-client run gives
+/// each its own thread ([`run_client`]); an event-loop run drives many from
+/// one thread ([`run_event_loop`]).
 pub(crate) struct Conn<'a> {
     client: Client<'a>,
     tally: Tally,
