@@ -4,6 +4,9 @@
 //! killed with real signals. Skips, saying why, where the ZooKeeper jars
 //! are missing (`apt-get install zookeeperd`; CI installs it).
 
+#[path = "common/zk.rs"]
+mod zk;
+
 use kvsh::cluster::client::ViewSource;
 use kvsh::cluster::leader::Status;
 use kvsh::cluster::Client;
@@ -20,75 +23,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use zk::Zk;
 
-const JARS: &str = "/usr/share/java/zookeeper.jar";
 const SECRET: &str = "test secret, 16 bytes or more";
 /// The ZooKeeper session timeout the nodes ask for, ms.
 const SESSION_MS: u64 = 3000;
-
-/// A ZooKeeper server of our own.
-struct Zk {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Zk {
-    fn start() -> Option<Zk> {
-        if !std::path::Path::new(JARS).exists() {
-            eprintln!("SKIPPED: no ZooKeeper at {JARS} (apt-get install zookeeperd)");
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("kvsh-zk-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(dir.join("data")).unwrap();
-        let cfg = dir.join("zoo.cfg");
-        std::fs::write(
-            &cfg,
-            format!(
-                "tickTime=250\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
-                 minSessionTimeout=500\nmaxSessionTimeout=10000\nadmin.enableServer=false\n",
-                dir.join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("java")
-            .args([
-                "-Xmx256m",
-                "-cp",
-                "/usr/share/java/zookeeper.jar:/usr/share/java/*",
-                "org.apache.zookeeper.server.ZooKeeperServerMain",
-            ])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("java runs");
-        let zk = Zk { child, dir, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "ZooKeeper did not start in 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(zk)
-    }
-
-    fn url(&self, root: &str) -> String {
-        format!("zk://127.0.0.1:{}{root}", self.port)
-    }
-}
-
-impl Drop for Zk {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// A cluster of node processes under one root.
 struct Procs {
@@ -113,12 +52,7 @@ impl Procs {
             reloaded: BTreeMap::new(),
             url: zk.url(root),
             nodes: BTreeMap::new(),
-            zk: ZkMembership::connect(
-                &format!("127.0.0.1:{}", zk.port),
-                root,
-                Duration::from_secs(5),
-            )
-            .unwrap(),
+            zk: ZkMembership::connect(&zk.addr, root, Duration::from_secs(5)).unwrap(),
             partitions,
         };
         for id in 1..=n as NodeId {
@@ -1025,17 +959,7 @@ heal
 wait healthy 60s
 events
 ";
-    let out = Command::new(env!("CARGO_BIN_EXE_kvsh"))
-        .args(["--coord", &url, "--spawn", "3", "-p", "16"])
-        .args(["--session-timeout", "3000ms", "-c"])
-        .arg(script.trim().replace('\n', ";"))
-        .env("KVSH_SECRET", SECRET)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stdout}\n{stderr}");
-    assert!(out.status.success(), "{stderr}");
+    let (stdout, _) = run_shell(&url, &["--spawn", "3"], script);
     assert!(
         stdout.contains("every replica matches its primary"),
         "verify asks each process for digests: {stdout}"
@@ -1061,12 +985,7 @@ events
     );
     assert!(stdout.contains("n2 restarted empty"), "{stdout}");
     // The shell stopped its nodes: no member is left registered.
-    let zkm = ZkMembership::connect(
-        &format!("127.0.0.1:{}", zk.port),
-        "/kvsh/shell",
-        Duration::from_secs(5),
-    )
-    .unwrap();
+    let zkm = ZkMembership::connect(&zk.addr, "/kvsh/shell", Duration::from_secs(5)).unwrap();
     let left: Vec<u32> = zkm.members().unwrap().iter().map(|m| m.pid).collect();
     assert!(
         left.iter().all(|p| !alive(*p)),
@@ -1096,12 +1015,7 @@ fn node_processes_die_with_a_killed_shell() {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert!(line.starts_with("OK"), "{line:?}");
-    let zkm = ZkMembership::connect(
-        &format!("127.0.0.1:{}", zk.port),
-        "/kvsh/orphans",
-        Duration::from_secs(5),
-    )
-    .unwrap();
+    let zkm = ZkMembership::connect(&zk.addr, "/kvsh/orphans", Duration::from_secs(5)).unwrap();
     let pids: Vec<u32> = zkm.members().unwrap().iter().map(|m| m.pid).collect();
     assert_eq!(pids.len(), 2);
     assert!(pids.iter().all(|p| alive(*p)));
@@ -1117,8 +1031,9 @@ fn node_processes_die_with_a_killed_shell() {
     drop(stdin);
 }
 
-/// Runs a shell attached to `url` with `script` (`;`-separated), with the
-/// secret; returns its stdout and stderr, asserting it succeeded.
+/// Runs a shell attached to `url` (16 partitions, `extra` arguments such
+/// as `--spawn 3`) with `script` (one command a line, or `;`-separated),
+/// with the secret; returns its stdout and stderr, asserting it succeeded.
 fn run_shell(url: &str, extra: &[&str], script: &str) -> (String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_kvsh"))
         .args(["--coord", url, "-p", "16", "--session-timeout", "3000ms"])
@@ -1479,19 +1394,11 @@ fn two_attached_shells_see_one_view_and_a_leader_that_lost_its_session_stops() {
 fn check_from_an_attached_shell_under_faults_finds_no_violation() {
     let Some(zk) = Zk::start() else { return };
     let url = zk.url("/kvsh/check");
-    let out = Command::new(env!("CARGO_BIN_EXE_kvsh"))
-        .args(["--coord", &url, "--spawn", "3", "-p", "16", "--json"])
-        .args(["--session-timeout", "3000ms", "-c"])
-        .arg(
-            "wait healthy 60s; check --duration 6s --keys 5 --faults kill,pause,partition --seed 3",
-        )
-        .env("KVSH_SECRET", SECRET)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stdout}\n{stderr}");
-    assert!(out.status.success(), "{stderr}");
+    let (stdout, _) = run_shell(
+        &url,
+        &["--spawn", "3", "--json"],
+        "wait healthy 60s; check --duration 6s --keys 5 --faults kill,pause,partition --seed 3",
+    );
     let report: serde_json::Value = stdout
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
