@@ -1,4 +1,4 @@
-//! What the tests of node processes (`processes.rs`, `netns.rs`) share: a
+//! What the tests of node processes (`processes/`, `netns.rs`) share: a
 //! ZooKeeper server of their own, on a free port with a temporary data
 //! directory, stopped and removed when dropped.
 
