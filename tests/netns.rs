@@ -11,6 +11,9 @@
 //! bridge are removed by a Drop guard, so a failing assertion leaves
 //! nothing behind.
 
+#[path = "common/zk.rs"]
+mod zk;
+
 use kvsh::cluster::client::ViewSource;
 use kvsh::cluster::leader::Status;
 use kvsh::cluster::Client;
@@ -20,13 +23,12 @@ use kvsh::view::NodeId;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use zk::Zk;
 
-const JARS: &str = "/usr/share/java/zookeeper.jar";
 const SECRET: &str = "netns test secret, 16 bytes or more";
 const NODES: u8 = 3;
 
@@ -131,66 +133,6 @@ impl Drop for Net {
     }
 }
 
-/// ZooKeeper on the bridge's address, reachable from every namespace.
-struct Zk {
-    child: Child,
-    dir: PathBuf,
-    addr: String,
-}
-
-impl Zk {
-    fn start(host: &str) -> Zk {
-        let port = std::net::TcpListener::bind((host, 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("kvsh-zk-netns-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("data")).unwrap();
-        let cfg = dir.join("zoo.cfg");
-        std::fs::write(
-            &cfg,
-            format!(
-                "tickTime=250\ndataDir={}\nclientPort={port}\nclientPortAddress={host}\n\
-                 minSessionTimeout=500\nmaxSessionTimeout=10000\nadmin.enableServer=false\n",
-                dir.join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("java")
-            .args([
-                "-Xmx256m",
-                "-cp",
-                "/usr/share/java/zookeeper.jar:/usr/share/java/*",
-                "org.apache.zookeeper.server.ZooKeeperServerMain",
-            ])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("java runs");
-        let zk = Zk {
-            child,
-            dir,
-            addr: format!("{host}:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&zk.addr).is_err() {
-            assert!(Instant::now() < deadline, "ZooKeeper did not start in 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        zk
-    }
-}
-
-impl Drop for Zk {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// The node processes; Drop kills what is left.
 struct Nodes(BTreeMap<NodeId, Child>);
 
@@ -209,7 +151,7 @@ fn spawn(net: &Net, zk: &Zk, i: u8) -> Child {
     let mut child = Command::new("ip")
         .args(["netns", "exec", &net.namespace(i)])
         .arg(env!("CARGO_BIN_EXE_kvsh"))
-        .args(["node", "--coord", &format!("zk://{}/kvsh/netns", zk.addr)])
+        .args(["node", "--coord", &zk.url("/kvsh/netns")])
         .args(["--id", &format!("n{i}"), "--bind", &net.addr(i)])
         .args(["--partitions", "16", "--replicas", "2", "--expect", "3"])
         .args(["--session-timeout", "3000ms"])
@@ -252,8 +194,7 @@ fn call(ctx: &zmq::Context, endpoint: &str, body: &serde_json::Value) -> serde_j
 
 #[test]
 fn node_processes_in_separate_network_namespaces() {
-    if !std::path::Path::new(JARS).exists() {
-        eprintln!("SKIPPED: no ZooKeeper at {JARS} (apt-get install zookeeperd)");
+    if !zk::installed() {
         return;
     }
     let net = match Net::build() {
@@ -263,7 +204,8 @@ fn node_processes_in_separate_network_namespaces() {
             return;
         }
     };
-    let zk = Zk::start(&net.host());
+    // ZooKeeper on the bridge's address, reachable from every namespace.
+    let zk = Zk::start_on(&net.host());
     let mut nodes = Nodes(BTreeMap::new());
     for i in 1..=NODES {
         nodes.0.insert(i as NodeId, spawn(&net, &zk, i));

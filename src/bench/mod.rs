@@ -8,7 +8,7 @@
 //!    a key namespace of its own, with a run id unique in the cluster
 //!    ([`crate::cluster::Cluster::run_id`]): a user's `bench:1` is never
 //!    overwritten or deleted, and two runs never share keys.
-//! 2. **Timed run**: C clients (`worker.rs`), each with its own DEALER to
+//! 2. **Timed run**: C clients (`worker/`), each with its own DEALER to
 //!    every node, in a ZeroMQ context of the bench's own (as an outside
 //!    client's process would have). T threads (`--threads`, default one per
 //!    core) each drive their share of the clients in an event loop, one

@@ -1,69 +1,17 @@
-//! Primary-backup replication of one partition: the primary's [`Leader`]
-//! state and the secondary's [`Follower`] state.
-//!
-//! The primary keeps one ordered stream per secondary ([`StreamId`]). Every
-//! stream starts with a resync: chunks that together replace the whole
-//! partition on the secondary. Writes are appended to every stream as they
-//! arrive, interleaved with the chunks, and a write commits once every
-//! secondary in the current replica set has acknowledged it. The streams are
-//! reliable and ordered on their own: entries carry sequence numbers, the
-//! secondary applies them contiguously and acknowledges cumulatively, and the
-//! primary retransmits what is not acknowledged. So message loss or
-//! reordering by the network never makes replicas diverge.
-//!
-//! The primary applies a write to its own store when it appends it, so a
-//! chunk cut later always includes it (the chunk follows the write in the
-//! stream, so the secondary sees the write, then the chunk that contains it).
-//! Reads must not see uncommitted writes, though, so the primary keeps an
-//! overlay with the last committed value of every key that has writes in
-//! flight, and reads go through it.
+//! The primary's side of replication: a [`Leader`] keeps the log of
+//! writes in flight, the overlay that hides them from reads, one stream per
+//! secondary, and commits a write once every required stream has
+//! acknowledged it.
 
+use super::resync::{ChunkBudget, Resync};
+use super::stream::Stream;
+use super::{replicate, Completion, StreamConfig, Waiter};
 use crate::error::Error;
 use crate::node::conditional::SYSTEM_PREFIX;
-use crate::node::message::{KeyOpResult, KeyRange, Message, RequestId, StreamEntry, StreamId};
+use crate::node::message::{KeyOpResult, KeyRange, Message, StreamEntry, StreamId};
 use crate::node::store::Store;
 use crate::view::{NodeId, PartitionId, Term, Time, View};
 use std::collections::{BTreeMap, VecDeque};
-
-/// Who waits for a write to commit: the coordinator that routed it (this
-/// node itself when the client is connected to the primary).
-#[derive(Clone, Debug, PartialEq)]
-pub enum Waiter {
-    /// A coordinator node that forwarded the request.
-    Forward {
-        /// The coordinator.
-        node: NodeId,
-        /// Its request id.
-        request: RequestId,
-    },
-}
-
-/// A write that finished, or failed, and the waiters to tell.
-pub type Completion = (Vec<Waiter>, Result<KeyOpResult, Error>);
-
-/// Tunables of a replication stream.
-#[derive(Clone, Copy, Debug)]
-pub struct StreamConfig {
-    /// Keys per resync chunk.
-    pub chunk_keys: usize,
-    /// Chunks in flight per stream.
-    pub chunk_window: usize,
-    /// Retransmit unacknowledged entries after this long.
-    pub retransmit: Time,
-    /// A required stream that has acknowledged nothing for this long is
-    /// reported to the leader as lagging.
-    pub lag_timeout: Time,
-    /// Durable nodes: a resync sends digests of `digest_keys` keys, and
-    /// only the ranges whose digest differs on the secondary as chunks
-    /// (docs/architecture.md, "Catching up").
-    pub digests: bool,
-    /// Keys per catch-up digest.
-    pub digest_keys: usize,
-    /// Test-only: acknowledge writes without replicating them. This breaks
-    /// the durability guarantee on purpose, so tests can prove the checkers
-    /// catch lost writes. Never on outside tests.
-    pub skip_replication: bool,
-}
 
 #[derive(Debug)]
 struct LogEntry {
@@ -84,117 +32,6 @@ struct LogEntry {
 struct Overlay {
     committed: Option<String>,
     pending: usize,
-}
-
-#[derive(Debug)]
-struct Inflight {
-    seq: u64,
-    entry: StreamEntry,
-    idx: Option<u64>,
-}
-
-/// The resync chunks and digests one node may have in flight over all its
-/// streams at once: the slots of one shared count, each taken by a chunk or
-/// digest a [`Leader`] sends in its resync and given back when it is acknowledged or
-/// its stream ends.
-///
-/// Without it, a node that became the primary of many partitions' new
-/// replicas at once (a fifth node joining four that hold a million keys:
-/// 424 streams) cut and sent a chunk for every one of them in a single pass
-/// of its thread, and the new node took them all in in one pass of its own:
-/// both were silent for longer than the failure timeout, and the view
-/// leader declared them dead, again and again (docs/performance.md,
-/// "Rebalance"). Each stream still keeps its own window; this bounds their
-/// sum, so a pass of the sender does a bounded amount of copying, and the
-/// receiver's inflow is bounded by its senders' budgets.
-#[derive(Clone, Debug)]
-pub struct ChunkBudget(std::sync::Arc<std::sync::atomic::AtomicUsize>);
-
-/// Resync chunks and digests a node has in flight at most, over all its
-/// streams (with 2,000-key chunks of 100-byte values, about 7 MB).
-pub const NODE_CHUNKS_IN_FLIGHT: usize = 32;
-
-impl ChunkBudget {
-    /// A budget of `slots`.
-    pub fn new(slots: usize) -> Self {
-        ChunkBudget(std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(
-            slots,
-        )))
-    }
-
-    /// Takes a slot if one is free.
-    fn take(&self) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.0
-            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
-            .is_ok()
-    }
-
-    /// Gives back `n` slots.
-    fn give(&self, n: usize) {
-        self.0.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Slots free now.
-    pub fn free(&self) -> usize {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-impl Default for ChunkBudget {
-    /// No practical limit: a leader on its own, as in unit tests.
-    fn default() -> Self {
-        ChunkBudget::new(usize::MAX / 2)
-    }
-}
-
-#[derive(Debug)]
-struct Resync {
-    cursor: Option<String>,
-    sent_last: bool,
-    /// Chunks and digests sent and not yet acknowledged.
-    chunks_inflight: usize,
-    /// Slots of the node's [`ChunkBudget`] this resync holds, given back
-    /// as its chunks are acknowledged, and all at once when it is dropped
-    /// (done, or its stream replaced or gone).
-    held: usize,
-    budget: ChunkBudget,
-    /// Keys sent in chunks.
-    keys: u64,
-    /// Catch-up: the ranges the secondary asked for, each sent once.
-    requested: std::collections::BTreeSet<KeyRange>,
-    /// Catch-up: the ranges digests were sent for, the only ones a
-    /// secondary may ask for (so one resync copies a partition once at
-    /// most, whatever a peer asks).
-    digested: std::collections::BTreeSet<KeyRange>,
-}
-
-impl Drop for Resync {
-    fn drop(&mut self) {
-        self.budget.give(self.held);
-    }
-}
-
-#[derive(Debug)]
-struct Stream {
-    id: StreamId,
-    next_seq: u64,
-    inflight: VecDeque<Inflight>,
-    /// Every write with an index up to this is acknowledged.
-    acked_idx: u64,
-    acked_any: bool,
-    last_sent: Time,
-    resync: Option<Resync>,
-    /// Set when the resync's last chunk is acknowledged: the keys it sent.
-    caught_up: Option<u64>,
-    last_report: Option<Time>,
-    /// Commits wait for this stream: its replica is in sync in the view,
-    /// or its resync has finished (so it is about to be).
-    required: bool,
-    /// When the stream last made progress (or last went from idle to busy).
-    last_progress: Time,
-    /// Acknowledgements in a row that acknowledged nothing new.
-    dup_acks: u32,
 }
 
 /// The primary's state for one partition in one term.
@@ -295,16 +132,7 @@ impl Leader {
                 acked_idx: last_idx,
                 acked_any: false,
                 last_sent: now,
-                resync: Some(Resync {
-                    cursor: None,
-                    sent_last: false,
-                    chunks_inflight: 0,
-                    held: 0,
-                    budget: self.budget.clone(),
-                    keys: 0,
-                    requested: Default::default(),
-                    digested: Default::default(),
-                }),
+                resync: Some(Resync::new(self.budget.clone())),
                 caught_up: None,
                 last_report: None,
                 required: in_sync,
@@ -458,18 +286,7 @@ impl Leader {
             Some(self.streams.iter_mut())
         };
         for (node, s) in streams.into_iter().flatten() {
-            let seq = s.next_seq;
-            s.next_seq += 1;
-            if s.inflight.is_empty() {
-                s.last_sent = now;
-                s.last_progress = now;
-            }
-            out.push((*node, replicate(p, s.id, seq, entry.clone())));
-            s.inflight.push_back(Inflight {
-                seq,
-                entry: entry.clone(),
-                idx: Some(idx),
-            });
+            s.send(*node, p, entry.clone(), Some(idx), now, out);
         }
         self.log.push_back(LogEntry {
             idx,
@@ -581,32 +398,13 @@ impl Leader {
         // every write already sent, so whatever the secondary applied
         // before it, it ends up with the primary's pairs (see
         // docs/architecture.md, "Catching up").
-        if let Some(r) = s.resync.as_mut() {
-            for range in need {
-                if r.requested.contains(&range) || !r.digested.contains(&range) {
-                    continue;
-                }
-                let entries = store.range(p, range.0.as_deref(), range.1.as_deref());
-                r.keys += entries.len() as u64;
-                r.chunks_inflight += 1;
-                r.requested.insert(range.clone());
-                let entry = StreamEntry::Chunk {
-                    after: range.0,
-                    upto: range.1,
-                    entries,
-                };
-                let seq = s.next_seq;
-                s.next_seq += 1;
-                if s.inflight.is_empty() {
-                    s.last_sent = now;
-                    s.last_progress = now;
-                }
-                out.push((node, replicate(p, s.id, seq, entry.clone())));
-                s.inflight.push_back(Inflight {
-                    seq,
-                    entry,
-                    idx: None,
-                });
+        for range in need {
+            if let Some(entry) = s
+                .resync
+                .as_mut()
+                .and_then(|r| r.requested_chunk(p, range, store))
+            {
+                s.send(node, p, entry, None, now, out);
             }
         }
         let progress = s.inflight.front().is_some_and(|e| e.seq <= seq);
@@ -634,18 +432,11 @@ impl Leader {
                 StreamEntry::Chunk { .. } | StreamEntry::Digest { .. }
             ) {
                 if let Some(r) = s.resync.as_mut() {
-                    r.chunks_inflight -= 1;
-                    if r.held > 0 {
-                        r.held -= 1;
-                        r.budget.give(1);
-                    }
+                    r.acked();
                 }
             }
         }
-        if s.resync
-            .as_ref()
-            .is_some_and(|r| r.sent_last && r.chunks_inflight == 0)
-        {
+        if s.resync.as_ref().is_some_and(Resync::finished) {
             // From now on commits wait for it: it holds everything up to
             // here, and will be in sync.
             s.caught_up = s.resync.take().map(|r| r.keys);
@@ -793,69 +584,12 @@ impl Leader {
     fn pump(&mut self, store: &Store, now: Time, out: &mut Vec<(NodeId, Message)>) {
         let p = self.partition;
         for (node, s) in self.streams.iter_mut() {
-            let Some(r) = s.resync.as_mut() else { continue };
-            // Digests are small: many more of them fly at once.
-            let window = if self.cfg.digests {
-                self.cfg.chunk_window * 16
-            } else {
-                self.cfg.chunk_window
-            };
-            while !r.sent_last && r.chunks_inflight < window && r.budget.take() {
-                r.held += 1;
-                if self.cfg.digests {
-                    let (digest, _, upto) =
-                        store.range_digest(p, r.cursor.as_deref(), None, self.cfg.digest_keys);
-                    let entry = StreamEntry::Digest {
-                        after: r.cursor.clone(),
-                        upto: upto.clone(),
-                        digest,
-                    };
-                    r.digested.insert((r.cursor.clone(), upto.clone()));
-                    r.cursor.clone_from(&upto);
-                    r.sent_last = upto.is_none();
-                    r.chunks_inflight += 1;
-                    let seq = s.next_seq;
-                    s.next_seq += 1;
-                    if s.inflight.is_empty() {
-                        s.last_sent = now;
-                        s.last_progress = now;
-                    }
-                    out.push((*node, replicate(p, s.id, seq, entry.clone())));
-                    s.inflight.push_back(Inflight {
-                        seq,
-                        entry,
-                        idx: None,
-                    });
-                    continue;
-                }
-                let (page, more) = store.page(p, r.cursor.as_deref(), self.cfg.chunk_keys);
-                let after = r.cursor.clone();
-                let upto = if more {
-                    page.last().map(|(k, _)| k.clone())
-                } else {
-                    None
-                };
-                r.keys += page.len() as u64;
-                r.cursor.clone_from(&upto);
-                r.sent_last = upto.is_none();
-                r.chunks_inflight += 1;
-                let entry = StreamEntry::Chunk {
-                    after,
-                    upto,
-                    entries: page,
-                };
-                let seq = s.next_seq;
-                s.next_seq += 1;
-                if s.inflight.is_empty() {
-                    s.last_sent = now;
-                    s.last_progress = now;
-                }
-                out.push((*node, replicate(p, s.id, seq, entry.clone())));
-                s.inflight.push_back(Inflight {
-                    seq,
-                    entry,
-                    idx: None,
-                });
+            while let Some(entry) = s
+                .resync
+                .as_mut()
+                .and_then(|r| r.next_entry(p, store, &self.cfg))
+            {
+                s.send(*node, p, entry, None, now, out);
             }
         }
     }
@@ -901,182 +635,10 @@ impl Leader {
     }
 }
 
-fn replicate(partition: PartitionId, stream: StreamId, seq: u64, entry: StreamEntry) -> Message {
-    Message::Replicate {
-        partition,
-        stream,
-        seq,
-        entry,
-    }
-}
-
-/// Entries a secondary buffers ahead of a gap before it drops them.
-const MAX_BUFFERED: usize = 4096;
-
-/// A secondary's state for one partition's stream.
-#[derive(Debug)]
-pub struct Follower {
-    /// The stream being followed.
-    pub stream: StreamId,
-    expected: u64,
-    buffer: BTreeMap<u64, StreamEntry>,
-    /// Catch-up ranges whose digest did not match and whose chunk has not
-    /// come yet: sent with every acknowledgement.
-    pub need: Vec<KeyRange>,
-}
-
-impl Follower {
-    /// A follower at the start of a stream.
-    pub fn new(stream: StreamId) -> Self {
-        Follower {
-            stream,
-            expected: 1,
-            buffer: BTreeMap::new(),
-            need: Vec::new(),
-        }
-    }
-
-    /// Applies an entry if it is the next one (and any buffered ones after
-    /// it), buffers it if it is early. Returns the sequence number to
-    /// acknowledge: the highest applied.
-    pub fn on_entry(
-        &mut self,
-        p: PartitionId,
-        seq: u64,
-        entry: StreamEntry,
-        store: &mut Store,
-    ) -> u64 {
-        if seq > self.expected {
-            if self.buffer.len() < MAX_BUFFERED {
-                self.buffer.insert(seq, entry);
-            }
-        } else if seq == self.expected {
-            self.apply(p, entry, store);
-            self.expected += 1;
-            while let Some(e) = self.buffer.remove(&self.expected) {
-                self.apply(p, e, store);
-                self.expected += 1;
-            }
-        }
-        self.expected - 1
-    }
-
-    fn apply(&mut self, p: PartitionId, entry: StreamEntry, store: &mut Store) {
-        match entry {
-            StreamEntry::Digest {
-                after,
-                upto,
-                digest,
-            } => {
-                let (mine, _, _) =
-                    store.range_digest(p, after.as_deref(), upto.as_deref(), usize::MAX);
-                if mine != digest {
-                    self.need.push((after, upto));
-                }
-            }
-            StreamEntry::Chunk {
-                ref after,
-                ref upto,
-                ..
-            } if !self.need.is_empty() => {
-                let range = (after.clone(), upto.clone());
-                self.need.retain(|r| *r != range);
-                apply(p, entry, store);
-            }
-            entry => apply(p, entry, store),
-        }
-    }
-}
-
-/// Applies a stream entry to the store.
-pub fn apply(p: PartitionId, entry: StreamEntry, store: &mut Store) {
-    match entry {
-        StreamEntry::Put { key, value } => {
-            store.put(p, key, value);
-        }
-        StreamEntry::Delete { key } => {
-            store.delete(p, &key);
-        }
-        StreamEntry::Chunk {
-            after,
-            upto,
-            entries,
-        } => {
-            store.replace_range(p, after.as_deref(), upto.as_deref(), entries);
-        }
-        // Only a follower can judge a digest (`Follower::apply`).
-        StreamEntry::Digest { .. } => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::view::{NodeInfo, NodeState, PartitionInfo, Replica};
-
-    /// The node's budget bounds the resync chunks in flight over all its
-    /// leaders' streams, and a leader that goes (its partition moved away)
-    /// gives back every slot it held.
-    #[test]
-    fn resync_chunks_share_one_budget_and_a_dropped_leader_gives_its_slots_back() {
-        let node = |incarnation| NodeInfo {
-            endpoint: String::new(),
-            peer_endpoint: String::new(),
-            incarnation,
-            state: NodeState::Up,
-        };
-        let replica = |node, in_sync| Replica {
-            node,
-            in_sync,
-            since: 1,
-        };
-        let partition = || PartitionInfo {
-            term: 1,
-            term_epoch: 1,
-            replicas: vec![replica(1, true), replica(2, false), replica(3, false)],
-        };
-        let view = View {
-            epoch: 1,
-            replication: 3,
-            nodes: [(1, node(1)), (2, node(2)), (3, node(3))].into(),
-            partitions: vec![partition(), partition()],
-        };
-        let cfg = StreamConfig {
-            chunk_keys: 10,
-            chunk_window: 4,
-            digests: false,
-            ..crate::node::NodeConfig::default().stream
-        };
-        let mut store = Store::new();
-        for p in 0..2 {
-            for k in 0..100 {
-                store.put(p, format!("k{k:03}"), "v".into());
-            }
-        }
-        let budget = ChunkBudget::new(5);
-        let mut out = Vec::new();
-        let mut first = Leader::new(0, 1, cfg).with_budget(budget.clone());
-        first.reconcile(&view, &store, 0, &mut out);
-        let mut second = Leader::new(1, 1, cfg).with_budget(budget.clone());
-        second.reconcile(&view, &store, 0, &mut out);
-        let chunks = |out: &[(NodeId, Message)]| {
-            out.iter()
-                .filter(|(_, m)| format!("{m:?}").contains("Chunk"))
-                .count()
-        };
-        // Four streams want 4 chunks each; the node may have 5 in flight.
-        assert_eq!(chunks(&out), 5, "{out:?}");
-        assert_eq!(budget.free(), 0);
-        second.tick(&store, 1, &mut out);
-        assert_eq!(chunks(&out), 5, "no slot, no more chunks");
-        // The first leader took every slot (its streams come first).
-        drop(first);
-        assert_eq!(budget.free(), 5, "a dropped leader gives back what it held");
-        out.clear();
-        second.tick(&store, 2, &mut out);
-        assert_eq!(chunks(&out), 5, "the freed slots carry the second's chunks");
-        assert_eq!(budget.free(), 0);
-    }
 
     /// A scan must not show a delete that has not committed, just as a read
     /// must not. (Found by the simulator: a GET_ALL missed a key whose

@@ -1,0 +1,108 @@
+//! Primary-backup replication of one partition: the primary's [`Leader`]
+//! state and the secondary's [`Follower`] state.
+//!
+//! The primary keeps one ordered stream per secondary ([`StreamId`]). Every
+//! stream starts with a resync: chunks that together replace the whole
+//! partition on the secondary. Writes are appended to every stream as they
+//! arrive, interleaved with the chunks, and a write commits once every
+//! secondary in the current replica set has acknowledged it. The streams are
+//! reliable and ordered on their own: entries carry sequence numbers, the
+//! secondary applies them contiguously and acknowledges cumulatively, and the
+//! primary retransmits what is not acknowledged. So message loss or
+//! reordering by the network never makes replicas diverge.
+//!
+//! The primary applies a write to its own store when it appends it, so a
+//! chunk cut later always includes it (the chunk follows the write in the
+//! stream, so the secondary sees the write, then the chunk that contains it).
+//! Reads must not see uncommitted writes, though, so the primary keeps an
+//! overlay with the last committed value of every key that has writes in
+//! flight, and reads go through it.
+//!
+//! The parts: [`Leader`] (`leader.rs`: the log, the overlay and commits),
+//! its per-secondary streams (`stream.rs`), the resync that starts every
+//! stream and the node's [`ChunkBudget`] (`resync.rs`), and [`Follower`]
+//! (`follower.rs`).
+
+mod follower;
+mod leader;
+mod resync;
+mod stream;
+
+pub use follower::Follower;
+pub use leader::Leader;
+pub use resync::{ChunkBudget, NODE_CHUNKS_IN_FLIGHT};
+
+use crate::error::Error;
+use crate::node::message::{KeyOpResult, Message, RequestId, StreamEntry, StreamId};
+use crate::node::store::Store;
+use crate::view::{NodeId, PartitionId, Time};
+
+/// Who waits for a write to commit: the coordinator that routed it (this
+/// node itself when the client is connected to the primary).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Waiter {
+    /// A coordinator node that forwarded the request.
+    Forward {
+        /// The coordinator.
+        node: NodeId,
+        /// Its request id.
+        request: RequestId,
+    },
+}
+
+/// A write that finished, or failed, and the waiters to tell.
+pub type Completion = (Vec<Waiter>, Result<KeyOpResult, Error>);
+
+/// Tunables of a replication stream.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamConfig {
+    /// Keys per resync chunk.
+    pub chunk_keys: usize,
+    /// Chunks in flight per stream.
+    pub chunk_window: usize,
+    /// Retransmit unacknowledged entries after this long.
+    pub retransmit: Time,
+    /// A required stream that has acknowledged nothing for this long is
+    /// reported to the leader as lagging.
+    pub lag_timeout: Time,
+    /// Durable nodes: a resync sends digests of `digest_keys` keys, and
+    /// only the ranges whose digest differs on the secondary as chunks
+    /// (docs/architecture.md, "Catching up").
+    pub digests: bool,
+    /// Keys per catch-up digest.
+    pub digest_keys: usize,
+    /// Test-only: acknowledge writes without replicating them. This breaks
+    /// the durability guarantee on purpose, so tests can prove the checkers
+    /// catch lost writes. Never on outside tests.
+    pub skip_replication: bool,
+}
+
+fn replicate(partition: PartitionId, stream: StreamId, seq: u64, entry: StreamEntry) -> Message {
+    Message::Replicate {
+        partition,
+        stream,
+        seq,
+        entry,
+    }
+}
+
+/// Applies a stream entry to the store.
+pub fn apply(p: PartitionId, entry: StreamEntry, store: &mut Store) {
+    match entry {
+        StreamEntry::Put { key, value } => {
+            store.put(p, key, value);
+        }
+        StreamEntry::Delete { key } => {
+            store.delete(p, &key);
+        }
+        StreamEntry::Chunk {
+            after,
+            upto,
+            entries,
+        } => {
+            store.replace_range(p, after.as_deref(), upto.as_deref(), entries);
+        }
+        // Only a follower can judge a digest (`Follower::apply`).
+        StreamEntry::Digest { .. } => {}
+    }
+}
