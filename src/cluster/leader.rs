@@ -96,6 +96,8 @@ pub struct ViewLeader {
     restore: Option<View>,
     members: BTreeMap<NodeId, MemberStatus>,
     partition_keys: Vec<u64>,
+    /// A heartbeat brought new statistics since the last status was taken.
+    fresh_stats: bool,
     staged: bool,
     rebalance_requested: bool,
     was_balanced: bool,
@@ -145,6 +147,7 @@ impl ViewLeader {
             was_balanced: true,
             filling_since: BTreeMap::new(),
             target_cache: None,
+            fresh_stats: false,
             planned: None,
             departed: BTreeMap::new(),
             decommissioned: BTreeSet::new(),
@@ -184,15 +187,13 @@ impl ViewLeader {
         std::mem::take(&mut self.out)
     }
 
-    /// True if nothing is in motion: no change staged, no member suspect
-    /// or without a lease, and every live member has reported the current
-    /// view. The runtime
+    /// True if nothing is in motion: no change staged, no member suspect,
+    /// and every live member has reported the current view. The runtime
     /// then ticks less often.
     pub fn quiet(&self) -> bool {
         !self.staged
             && self.members.iter().all(|(id, m)| {
                 !m.suspect
-                    && !m.lease.lost
                     && (m.reported_epoch >= self.view.epoch
                         || self
                             .view
@@ -200,6 +201,12 @@ impl ViewLeader {
                             .get(id)
                             .is_none_or(|i| i.state == NodeState::Dead))
             })
+    }
+
+    /// True if a heartbeat brought new statistics since the last
+    /// [`ViewLeader::status`].
+    pub fn fresh_stats(&self) -> bool {
+        self.fresh_stats
     }
 
     /// Takes the events that happened.
@@ -345,6 +352,7 @@ impl ViewLeader {
                         }
                     }
                 }
+                self.fresh_stats = true;
                 (fresh, sent_at)
             }
             _ => (kept, kept_at),
@@ -814,6 +822,7 @@ impl ViewLeader {
 
     /// A snapshot for the shell.
     pub fn status(&mut self) -> Status {
+        self.fresh_stats = false;
         let target = if self.view.epoch > 0 {
             self.target()
         } else {

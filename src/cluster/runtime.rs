@@ -35,10 +35,10 @@ const IDLE_TICK_MS: u64 = 200;
 const EARLY_TICK_MS: u64 = 25;
 /// Statistics are republished this often; any change at once.
 const PUBLISH_EVERY_MS: u64 = 200;
-/// The same for an idle leader. A status clones the view and the
-/// placement target (a vector per partition), so publishing one every
-/// 200 ms was most of an idle leader's CPU; nothing but heartbeat times
-/// changes while it is idle, and any change is published at once.
+/// The same for an idle leader that no node sent new figures. A status
+/// clones the view and the placement target (a vector per partition), so
+/// publishing one every 200 ms was most of an idle leader's CPU; nothing
+/// but heartbeat times changes then, and any change is published at once.
 const IDLE_PUBLISH_MS: u64 = 1000;
 
 /// Operator commands to the leader.
@@ -381,11 +381,17 @@ fn run(
         // deadlines, which a tick a little early cannot miss (the next one
         // is set from them).
         let early = idle && woken && next_tick <= now + EARLY_TICK_MS;
+        // The status a leader takes as it turns idle is the one that shows
+        // the cluster settled, which the shell's waits end on: it goes out
+        // at once, not a second later.
+        let mut became_idle = false;
         if now >= next_tick || early {
             leader.tick(now);
+            let was_idle = idle;
             idle = !std::mem::take(&mut news) && leader.quiet() && outbox.nothing_delayed();
+            became_idle = idle && !was_idle;
             next_tick = if idle {
-                let publish = last_publish + IDLE_PUBLISH_MS;
+                let publish = last_publish + publish_every(idle, &leader);
                 let due = leader.next_due().unwrap_or(u64::MAX).min(publish);
                 due.clamp(now + 1, now + IDLE_TICK_MS)
             } else {
@@ -430,16 +436,24 @@ fn run(
                 Address::Leader => false,
             });
         }
-        let every = if idle {
-            IDLE_PUBLISH_MS
-        } else {
-            PUBLISH_EVERY_MS
-        };
-        if changed || now >= last_publish + every {
+        if changed || became_idle || now >= last_publish + publish_every(idle, &leader) {
             published_epoch = leader.view().epoch;
             last_publish = now;
             status.publish(leader.status());
         }
+    }
+}
+
+/// How often the status is republished with no change of view or events:
+/// every [`PUBLISH_EVERY_MS`] while anything moves or nodes report new
+/// figures (under client load an idle leader still gets new key counts
+/// and request counts, which `stats` and `table` show), else every
+/// [`IDLE_PUBLISH_MS`].
+fn publish_every(idle: bool, leader: &ViewLeader) -> u64 {
+    if idle && !leader.fresh_stats() {
+        IDLE_PUBLISH_MS
+    } else {
+        PUBLISH_EVERY_MS
     }
 }
 

@@ -22,7 +22,7 @@ use crate::node::protocol::{Request, Response};
 use crate::node::replication::{Completion, Follower, Leader, StreamConfig, Waiter};
 use crate::node::store::Store;
 use crate::view::{node_name, Incarnation, NodeId, NodeState, PartitionId, Time, View};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Most heartbeats remembered as awaiting an ack. At one per heartbeat
 /// interval this covers far more than a lease.
@@ -190,6 +190,11 @@ pub struct Node {
     // adopts views, and the order of its outputs must depend only on its
     // inputs, or a simulated run would not replay from its seed.
     leaders: BTreeMap<PartitionId, Leader>,
+    /// The primary roles the next tick walks: those input touched since
+    /// the last tick, and those its walk found with work left (not
+    /// [`Leader::quiet`]). A tick walks only these, so its cost follows
+    /// the partitions in use, not the partitions held.
+    active: BTreeSet<PartitionId>,
     /// Resync chunks in flight over all of `leaders`' streams.
     chunk_budget: crate::node::replication::ChunkBudget,
     followers: BTreeMap<PartitionId, Follower>,
@@ -208,10 +213,9 @@ pub struct Node {
     cleanups: BTreeMap<String, cleanup::Cleanup>,
     /// When to look for stale intents next.
     next_recovery: Time,
-    /// Set by every input; a tick walks the partitions this node leads
-    /// only if it is set, or some partition was busy at the last walk, or
-    /// a heartbeat is due. An idle node otherwise spent most of its CPU
-    /// finding that its hundreds of partitions had nothing to do.
+    /// Set by every input, and after a tick while some primary role has
+    /// work left (`active`): the node does not sleep to its next heartbeat
+    /// while it is set.
     sweep: bool,
     /// See [`Node::keep_reloaded`].
     keep_reloaded_until: Time,
@@ -255,6 +259,7 @@ impl Node {
             heartbeats_since_walk: 0,
             store: Store::new(),
             leaders: BTreeMap::new(),
+            active: BTreeSet::new(),
             chunk_budget: crate::node::replication::ChunkBudget::new(
                 crate::node::replication::NODE_CHUNKS_IN_FLIGHT,
             ),
@@ -640,6 +645,7 @@ impl Node {
         }
         let deadline = self.now + self.cfg.request_timeout;
         let mut msgs = Vec::new();
+        self.active.insert(p);
         let Some(leader) = self.leaders.get_mut(&p) else {
             return Some(Err(no_leader(p)));
         };

@@ -400,6 +400,7 @@ fn run(
                 }
                 Control::LinkLeader(endpoint, session) => {
                     let _ = outbox.link(Address::Leader, session, &endpoint);
+                    node.leader_changed();
                 }
                 Control::View(view) => {
                     let env = crate::node::message::Envelope {

@@ -82,6 +82,11 @@ impl ViewLeader {
             if !m.lease.lost && m.incarnation == info.incarnation {
                 at(m.lease.held_until + self.cfg.failure_timeout);
             }
+            // A fenced node's partitions fail over once every lease it
+            // could hold has run out (see `check_leases`).
+            if m.lease.lost && m.lease.fenced {
+                at(m.lease.granted_from + self.cfg.failure_timeout);
+            }
         }
         due
     }

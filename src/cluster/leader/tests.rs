@@ -447,3 +447,49 @@ fn under_replication_is_not_healthy() {
     let s = h.status();
     assert!(s.settled && !s.healthy && s.degraded == 8, "{s:?}");
 }
+
+/// A heartbeat from node 1 with `stats` sent at `sent_at`, delivered now.
+fn stats_heartbeat(h: &mut Harness, sent_at: Time, stats: Option<NodeStats>) {
+    let n = &h.nodes[&1];
+    let env = Envelope {
+        from: Address::Node(1),
+        to: Address::Leader,
+        epoch: h.leader.view().epoch,
+        message: Message::Heartbeat {
+            sent_at,
+            incarnation: n.incarnation,
+            endpoint: "test://1".into(),
+            peer_endpoint: "test://1/peer".into(),
+            stats,
+            lease_until: n.lease_until,
+            last_ack: n.last_ack,
+        },
+    };
+    h.leader.on_message(h.now, env);
+    h.drain();
+}
+
+/// The leader keeps the statistics of the newest heartbeat that carried
+/// any: one that carries none leaves them, and one delayed past a newer
+/// one does not overwrite them. New figures make the status fresh.
+#[test]
+fn the_leader_keeps_the_newest_statistics_a_heartbeat_carried() {
+    let mut h = Harness::new(2, 2, 8);
+    let figures = |keys| NodeStats {
+        keys,
+        ..NodeStats::default()
+    };
+    let keys = |h: &mut Harness| h.status().members[&1].stats.keys;
+    let t = h.now;
+    stats_heartbeat(&mut h, t, Some(figures(7)));
+    assert!(h.leader.fresh_stats());
+    assert_eq!(keys(&mut h), 7);
+    assert!(!h.leader.fresh_stats(), "taking a status takes the news");
+    stats_heartbeat(&mut h, t + 1, None);
+    assert_eq!(keys(&mut h), 7, "no figures: the last ones stand");
+    assert!(!h.leader.fresh_stats());
+    stats_heartbeat(&mut h, t + 3, Some(figures(9)));
+    stats_heartbeat(&mut h, t + 2, Some(figures(8)));
+    assert_eq!(keys(&mut h), 9, "an older heartbeat came late");
+    assert_eq!(h.status().members[&1].stats_at, t + 3);
+}

@@ -105,6 +105,7 @@ impl Node {
                     return;
                 };
                 let mut msgs = Vec::new();
+                self.active.insert(partition);
                 let done = match self.leaders.get_mut(&partition) {
                     Some(l) => {
                         l.on_ack(secondary, stream, (seq, need), &self.store, now, &mut msgs)
@@ -288,6 +289,9 @@ impl Node {
                 }
             }
         }
+        // A new view can change what every primary role has to do (which
+        // replicas are in sync): the next tick looks at each.
+        self.active.extend(self.leaders.keys());
         self.followers.retain(|p, _| {
             self.view
                 .partitions

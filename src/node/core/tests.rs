@@ -255,3 +255,190 @@ fn a_node_is_idle_only_when_nothing_waits() {
     n.take_outputs();
     assert!(!n.idle(), "a forwarded request is pending");
 }
+
+/// A write a tick starts itself (here, the recovery of a stale intent)
+/// comes with no input, yet its primary role must be walked like any
+/// other: a lost Replicate is sent again after `retransmit` (200 ms), not
+/// on the next guard walk of every role.
+#[test]
+fn a_write_started_by_a_tick_is_retransmitted_in_time() {
+    let info = |id: NodeId| NodeInfo {
+        endpoint: format!("tcp://n{id}"),
+        peer_endpoint: format!("inproc://n{id}"),
+        incarnation: 1,
+        state: NodeState::Up,
+    };
+    let view = View {
+        epoch: 1,
+        replication: 2,
+        nodes: [(1, info(1)), (2, info(2))].into(),
+        partitions: vec![PartitionInfo {
+            term: 1,
+            term_epoch: 1,
+            replicas: vec![
+                Replica {
+                    node: 1,
+                    in_sync: true,
+                    since: 1,
+                },
+                Replica {
+                    node: 2,
+                    in_sync: true,
+                    since: 1,
+                },
+            ],
+        }],
+    };
+    let cfg = NodeConfig::default();
+    let retransmit = cfg.stream.retransmit;
+    let mut n = Node::new(
+        1,
+        1,
+        ("tcp://n1".into(), "inproc://n1".into()),
+        1,
+        cfg,
+        1000,
+    );
+    n.adopt(view);
+    // Node 2 acknowledges everything, and the leader every heartbeat,
+    // until `drop_from`: from then on node 2's acknowledgements are lost.
+    let mut replicates: Vec<(Time, u64)> = Vec::new();
+    let drop_from = 1500;
+    let mut intent_put = false;
+    for now in (0..3000).step_by(5) {
+        if now >= 1000 && !intent_put {
+            intent_put = true;
+            let intent = crate::node::txn::Intent {
+                txn: "t1".into(),
+                value: "v".into(),
+                at: 0,
+            };
+            n.store_mut().put(
+                0,
+                format!("{}k", crate::node::txn::INTENT_PREFIX),
+                intent.encode(),
+            );
+        }
+        n.tick(now);
+        for o in n.take_outputs() {
+            let Output::Send(env) = o else { continue };
+            match env.message {
+                Message::Heartbeat { sent_at, .. } => n.on_message(
+                    now,
+                    Envelope {
+                        from: Address::Leader,
+                        to: Address::Node(1),
+                        epoch: 1,
+                        message: Message::HeartbeatAck {
+                            sent_at,
+                            view: None,
+                        },
+                    },
+                ),
+                Message::Replicate {
+                    partition,
+                    stream,
+                    seq,
+                    ..
+                } => {
+                    if now >= drop_from {
+                        replicates.push((now, seq));
+                    } else {
+                        n.on_message(
+                            now,
+                            Envelope {
+                                from: Address::Node(2),
+                                to: Address::Node(1),
+                                epoch: 1,
+                                message: Message::ReplicateAck {
+                                    partition,
+                                    stream,
+                                    seq,
+                                    need: vec![],
+                                },
+                            },
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let first = replicates.first().expect("the recovery writes").0;
+    let resent = replicates
+        .iter()
+        .find(|(t, _)| *t > first)
+        .map(|(t, _)| t - first);
+    assert!(
+        resent.is_some_and(|d| d <= retransmit + 100),
+        "first sent at {first}, resent after {resent:?} ms (retransmit is {retransmit} ms)"
+    );
+}
+
+/// The node's heartbeat at `now`: whether it carried statistics. The
+/// leader acknowledges it if `ack`.
+fn heartbeat_stats(n: &mut Node, now: Time, ack: bool) -> bool {
+    n.tick(now);
+    let carried = n
+        .take_outputs()
+        .into_iter()
+        .find_map(|o| match o {
+            Output::Send(Envelope {
+                message: Message::Heartbeat { stats, .. },
+                ..
+            }) => Some(stats.is_some()),
+            _ => None,
+        })
+        .expect("a heartbeat is due");
+    if ack {
+        n.on_message(
+            now,
+            Envelope {
+                from: Address::Leader,
+                to: Address::Node(1),
+                epoch: 1,
+                message: Message::HeartbeatAck {
+                    sent_at: now,
+                    view: None,
+                },
+            },
+        );
+        n.take_outputs();
+    }
+    carried
+}
+
+/// An idle node's heartbeats leave out the statistics the leader has
+/// acknowledged; they carry them after a change, until acknowledged,
+/// every tenth heartbeat, and to a new leader.
+#[test]
+fn heartbeats_carry_statistics_only_when_the_leader_may_lack_them() {
+    let mut n = node(|p| p.is_multiple_of(2));
+    let interval = NodeConfig::default().heartbeat_interval;
+    let clock = std::cell::Cell::new(0);
+    let beat = |n: &mut Node, ack: bool| {
+        clock.set(clock.get() + interval);
+        heartbeat_stats(n, clock.get(), ack)
+    };
+    // The view came after the first heartbeat: its key counts are new.
+    assert!(beat(&mut n, true), "changed since the last sent");
+    assert!(!beat(&mut n, true), "acknowledged and unchanged");
+    // Unacknowledged figures go again until the leader has them.
+    let mine = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| crate::view::partition_of(k, PARTITIONS).is_multiple_of(2))
+        .expect("some key is local");
+    n.on_client(clock.get() + 1, 1, put(&mine, "v"));
+    replies(&mut n);
+    assert!(beat(&mut n, false), "a key was written");
+    assert!(beat(&mut n, true), "not acknowledged yet");
+    // Then nothing until the tenth heartbeat since the last that carried
+    // them.
+    let quiet: Vec<bool> = (0..9).map(|_| beat(&mut n, true)).collect();
+    assert_eq!(quiet, vec![false; 9]);
+    assert!(beat(&mut n, true), "the refresh every tenth heartbeat");
+    assert!(!beat(&mut n, true));
+    n.leader_changed();
+    assert!(beat(&mut n, true), "a new leader gets them at once");
+    assert!(!beat(&mut n, true));
+}

@@ -5,8 +5,8 @@
 
 use super::*;
 
-/// Every how many heartbeat ticks an idle node checks each primary role
-/// for work no input announced (see [`Node::tick`]).
+/// Every how many heartbeat ticks a node walks every primary role, not
+/// only the active ones, as a guard (see [`Node::tick`]).
 const QUIET_CHECK_EVERY: u32 = 10;
 /// Every how many heartbeats a node sends its statistics unchanged.
 const STATS_REFRESH_EVERY: u32 = 10;
@@ -17,7 +17,18 @@ impl Node {
     /// waiting. The runtime then ticks less often, so an idle cluster
     /// costs almost nothing.
     pub fn idle(&self) -> bool {
-        !self.sweep && self.pending.is_empty() && self.scans.is_empty() && !self.txn_busy()
+        !self.sweep
+            && self.active.is_empty()
+            && self.pending.is_empty()
+            && self.scans.is_empty()
+            && !self.txn_busy()
+    }
+
+    /// A new view leader took over (another process won the election): it
+    /// has none of this node's statistics, so the next heartbeat carries
+    /// them.
+    pub fn leader_changed(&mut self) {
+        self.stats_acked = false;
     }
 
     /// When the next heartbeat is due: the latest an idle node must tick.
@@ -148,55 +159,47 @@ impl Node {
             self.recover_intents();
             self.retry_cleanups();
         }
-        let sweep = std::mem::take(&mut self.sweep);
-        // `sweep` false means the last walk found every primary role quiet
-        // and no input has come since, so they still are: nothing lags,
-        // and no resync is left to report. Every input sets `sweep`; as a
-        // guard, every [`QUIET_CHECK_EVERY`]th heartbeat tick still walks
-        // the roles that are not quiet.
-        let guard = heartbeat_tick && {
+        // Input since the last tick marked what it touched in `active`;
+        // `sweep` only kept the node from sleeping until this tick.
+        self.sweep = false;
+        // Every input that touches a primary role marks it active. As a
+        // guard, every [`QUIET_CHECK_EVERY`]th heartbeat tick walks every
+        // role all the same.
+        if heartbeat_tick {
             self.heartbeats_since_walk += 1;
-            self.heartbeats_since_walk >= QUIET_CHECK_EVERY
-        };
-        let walk = sweep || guard;
-        if walk {
-            self.heartbeats_since_walk = 0;
+            if self.heartbeats_since_walk >= QUIET_CHECK_EVERY {
+                self.heartbeats_since_walk = 0;
+                self.active.extend(self.leaders.keys());
+            }
         }
         let view = &self.view;
-        let mut busy = false;
-        // Nothing to walk: not even the map is touched, as its entries are
-        // cold after an idle sleep.
-        let roles = self
-            .leaders
-            .values_mut()
-            .take(if walk { usize::MAX } else { 0 });
-        for leader in roles.filter(|l| sweep || (guard && !l.quiet(view))) {
+        for p in std::mem::take(&mut self.active) {
+            let Some(leader) = self.leaders.get_mut(&p) else {
+                continue;
+            };
             done.extend(leader.tick(&self.store, now, &mut msgs));
             if heartbeat_tick {
                 for (node, stream) in leader.lagging(now) {
                     reports.push(Message::Lagging {
-                        partition: leader.partition,
+                        partition: p,
                         node,
                         stream,
                     });
                 }
             }
             for (node, stream, keys) in
-                leader.caught_up_reports(&self.view, now, self.cfg.heartbeat_interval)
+                leader.caught_up_reports(view, now, self.cfg.heartbeat_interval)
             {
                 reports.push(Message::CaughtUp {
-                    partition: leader.partition,
+                    partition: p,
                     node,
                     stream,
                     keys,
                 });
             }
-            busy |= !leader.quiet(view);
-        }
-        // The partitions not walked were quiet, and nothing has changed
-        // them since.
-        if walk {
-            self.sweep = busy;
+            if !leader.quiet(view) {
+                self.active.insert(p);
+            }
         }
         self.flush(msgs);
         self.complete(done);

@@ -340,6 +340,7 @@ impl Node {
         }
         let deadline = self.now + self.cfg.request_timeout;
         let mut msgs = Vec::new();
+        self.active.insert(p);
         let Some(leader) = self.leaders.get_mut(&p) else {
             return Some(Err(no_leader(p)));
         };
