@@ -7,7 +7,7 @@ use super::*;
 
 /// Every how many heartbeat ticks a node walks every primary role, not
 /// only the active ones, as a guard (see [`Node::tick`]).
-const QUIET_CHECK_EVERY: u32 = 10;
+const QUIET_CHECK_EVERY: u32 = 50;
 /// Every how many heartbeats a node sends its statistics unchanged.
 const STATS_REFRESH_EVERY: u32 = 10;
 

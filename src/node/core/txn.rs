@@ -426,10 +426,15 @@ impl Node {
         }
         self.next_recovery = self.now + RECOVER_AFTER / 3;
         let mut stale = Vec::new();
-        for (p, leader) in &self.leaders {
-            if !leader.activated() || self.check_primary(*p).is_err() || !self.has_intents(*p) {
+        // The keys only, and the store's probe first: the roles themselves
+        // are cold after an idle sleep, and almost no partition has intents.
+        for p in self.leaders.keys() {
+            if !self.has_intents(*p) || self.check_primary(*p).is_err() {
                 continue;
             }
+            let Some(leader) = self.leaders.get(p).filter(|l| l.activated()) else {
+                continue;
+            };
             let Some(data) = self.store.partition(*p) else {
                 continue;
             };
