@@ -152,7 +152,7 @@ impl Resync {
         Some(StreamEntry::Chunk {
             after,
             upto,
-            entries: page,
+            entries: page.into(),
         })
     }
 
@@ -175,7 +175,7 @@ impl Resync {
         Some(StreamEntry::Chunk {
             after: range.0,
             upto: range.1,
-            entries,
+            entries: entries.into(),
         })
     }
 
