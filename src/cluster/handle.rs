@@ -260,16 +260,18 @@ impl Cluster {
             }
         }
         // Ready means more than a first view: every node has adopted it
-        // (and so holds a lease), and every partition is in sync, so the
-        // first request does not race the start. Settled, not healthy: a
-        // cluster started with fewer nodes than replicas is degraded until
-        // it grows, and works meanwhile.
+        // and reported a lease it holds in it, and every partition is in
+        // sync, so the first request does not race the start. Settled, not
+        // healthy: a cluster started with fewer nodes than replicas is
+        // degraded until it grows, and works meanwhile.
         let ok = cluster
             .status
             .wait_until(Duration::from_secs(15), &|| false, |s| {
                 s.view.epoch > 0
                     && s.settled
-                    && s.members.values().all(|m| m.reported_epoch >= s.view.epoch)
+                    && s.members
+                        .values()
+                        .all(|m| m.reported_epoch >= s.view.epoch && m.lease.held_until > s.now)
             });
         if ok.is_err() {
             return Err(Error::Unavailable(
