@@ -10,8 +10,8 @@ use crate::view::PartitionId;
 
 /// The resync chunks and digests one node may have in flight over all its
 /// streams at once: the slots of one shared count, each taken by a chunk or
-/// digest a [`Leader`] sends in its resync and given back when it is acknowledged or
-/// its stream ends.
+/// digest a [`Leader`](super::Leader) sends in its resync and given back
+/// when it is acknowledged or its stream ends.
 ///
 /// Without it, a node that became the primary of many partitions' new
 /// replicas at once (a fifth node joining four that hold a million keys:
