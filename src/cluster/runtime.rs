@@ -23,13 +23,15 @@ use std::thread::JoinHandle;
 
 const TICK_MS: u64 = 5;
 /// The longest an idle leader sleeps, when nothing but heartbeats arrived
-/// since its last tick. It wakes
+/// since its last tick: the stall bound ([`crate::cluster::leader::STALL_MS`]),
+/// so a stall of the process that begins in a sleep and lasts past the
+/// suspect timeout is always found. It wakes
 /// sooner when a member could fall silent for the suspect or failure
 /// timeout, a lease could run out ([`ViewLeader::next_due`]), or a tick
 /// is due for the periodic replan, so detection is never late for the
 /// sleep. The stall detector is told of each sleep
 /// ([`ViewLeader::sleeping_until`]), so it does not take one for a stall.
-const IDLE_TICK_MS: u64 = 200;
+const IDLE_TICK_MS: u64 = 100;
 /// An idle leader that a heartbeat woke ticks at once if its tick is at
 /// most this far off, rather than waking again for it.
 const EARLY_TICK_MS: u64 = 25;

@@ -133,17 +133,23 @@ impl ViewLeader {
     /// died during the stall is declared dead one failure timeout after it.
     pub(super) fn observe(&mut self, now: Time) {
         self.now = now;
-        let mut last = self.last_seen.unwrap_or(now);
+        let seen = self.last_seen.unwrap_or(now);
         // A sleep the runtime chose is not a stall: only lateness past its
         // end counts (a message that ends the sleep early is no stall).
+        let mut last = seen;
         if let Some(t) = self.sleeping_until.take() {
             last = last.max(t.min(now));
         }
         self.last_seen = Some(last.max(now));
-        let gap = now.saturating_sub(last);
-        if gap <= STALL_MS {
+        if now.saturating_sub(last) <= STALL_MS {
             return;
         }
+        // But once there was a stall, the whole time since the leader last
+        // looked is time nobody was heard: the stall may have begun at the
+        // start of the sleep, and the nodes, stopped with it, were silent
+        // all along. Moving the timers by the sleep too delays a verdict
+        // on a node that really fell silent in it by at most the sleep.
+        let gap = now.saturating_sub(seen);
         for m in self.members.values_mut() {
             m.last_heard += gap;
             // The lease it reported ran out in the stall only because the

@@ -323,7 +323,7 @@ fn a_stall_of_the_leader_is_not_silence_of_the_nodes() {
     assert_eq!(h.count(|k| matches!(k, EventKind::Dead { .. })), 1);
 }
 
-/// An idle leader's runtime sleeps on purpose (up to 50 ms, or until
+/// An idle leader's runtime sleeps on purpose (up to 100 ms, or until
 /// [`ViewLeader::next_due`]); that sleep is no stall. Only lateness past the
 /// sleep's end is, and it is still found.
 #[test]
@@ -351,6 +351,23 @@ fn a_chosen_sleep_is_not_a_stall_but_lateness_after_it_is() {
     h.leader.tick(h.now);
     h.drain();
     assert_eq!(stalls(&h), 1, "lateness past the sleep is a stall");
+    // A stall that begins as a sleep begins (the process stopped for two
+    // seconds): the nodes were stopped too, so none was silent, however
+    // long the sleep (here as long as the suspect timeout).
+    h.run_for(200);
+    h.leader.sleeping_until(h.now + 250);
+    h.now += 2000;
+    h.leader.tick(h.now);
+    h.drain();
+    h.run_for(300);
+    assert_eq!(stalls(&h), 2);
+    let blamed = h.count(|k| {
+        matches!(
+            k,
+            EventKind::Suspected { .. } | EventKind::Dead { .. } | EventKind::LeaseLost { .. }
+        )
+    });
+    assert_eq!(blamed, 0, "{:?}", h.events);
 }
 
 /// §6: a node paused while leaving is declared dead, then wakes. It must

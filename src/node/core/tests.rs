@@ -8,6 +8,16 @@ use crate::view::{NodeInfo, PartitionInfo, Replica};
 
 const PARTITIONS: u32 = 8;
 
+/// Node `id` as the views of these tests list it.
+fn info(id: NodeId) -> NodeInfo {
+    NodeInfo {
+        endpoint: format!("tcp://n{id}"),
+        peer_endpoint: format!("inproc://n{id}"),
+        incarnation: 1,
+        state: NodeState::Up,
+    }
+}
+
 /// Node 1 of a view where node 1 leads the partitions in `mine` and node 2
 /// the others, with no secondaries; it holds a lease from time 0.
 fn node(mine: impl Fn(PartitionId) -> bool) -> Node {
@@ -22,12 +32,6 @@ fn node(mine: impl Fn(PartitionId) -> bool) -> Node {
     // A heartbeat at time 0, which the ack below echoes.
     n.tick(0);
     n.take_outputs();
-    let info = |id: NodeId| NodeInfo {
-        endpoint: format!("tcp://n{id}"),
-        peer_endpoint: format!("inproc://n{id}"),
-        incarnation: 1,
-        state: NodeState::Up,
-    };
     let view = View {
         epoch: 1,
         replication: 1,
@@ -262,12 +266,6 @@ fn a_node_is_idle_only_when_nothing_waits() {
 /// on the next guard walk of every role.
 #[test]
 fn a_write_started_by_a_tick_is_retransmitted_in_time() {
-    let info = |id: NodeId| NodeInfo {
-        endpoint: format!("tcp://n{id}"),
-        peer_endpoint: format!("inproc://n{id}"),
-        incarnation: 1,
-        state: NodeState::Up,
-    };
     let view = View {
         epoch: 1,
         replication: 2,
