@@ -321,18 +321,7 @@ fn a_write_started_by_a_tick_is_retransmitted_in_time() {
         for o in n.take_outputs() {
             let Output::Send(env) = o else { continue };
             match env.message {
-                Message::Heartbeat { sent_at, .. } => n.on_message(
-                    now,
-                    Envelope {
-                        from: Address::Leader,
-                        to: Address::Node(1),
-                        epoch: 1,
-                        message: Message::HeartbeatAck {
-                            sent_at,
-                            view: None,
-                        },
-                    },
-                ),
+                Message::Heartbeat { sent_at, .. } => ack_heartbeat(&mut n, now, sent_at),
                 Message::Replicate {
                     partition,
                     stream,
@@ -373,6 +362,22 @@ fn a_write_started_by_a_tick_is_retransmitted_in_time() {
     );
 }
 
+/// The leader's acknowledgement, at `now`, of node 1's heartbeat sent at
+/// `sent_at`, in epoch 1.
+fn ack_heartbeat(n: &mut Node, now: Time, sent_at: Time) {
+    let message = Message::HeartbeatAck {
+        sent_at,
+        view: None,
+    };
+    let env = Envelope {
+        from: Address::Leader,
+        to: Address::Node(1),
+        epoch: 1,
+        message,
+    };
+    n.on_message(now, env);
+}
+
 /// The node's heartbeat at `now`: whether it carried statistics. The
 /// leader acknowledges it if `ack`.
 fn heartbeat_stats(n: &mut Node, now: Time, ack: bool) -> bool {
@@ -389,18 +394,7 @@ fn heartbeat_stats(n: &mut Node, now: Time, ack: bool) -> bool {
         })
         .expect("a heartbeat is due");
     if ack {
-        n.on_message(
-            now,
-            Envelope {
-                from: Address::Leader,
-                to: Address::Node(1),
-                epoch: 1,
-                message: Message::HeartbeatAck {
-                    sent_at: now,
-                    view: None,
-                },
-            },
-        );
+        ack_heartbeat(n, now, now);
         n.take_outputs();
     }
     carried

@@ -44,7 +44,9 @@ impl Node {
     /// only after input, so an idle node's heartbeat tick touches none.
     fn heartbeat_stats(&mut self, now: Time) -> Option<NodeStats> {
         self.heartbeats_since_stats += 1;
-        let refresh = self.heartbeats_since_stats >= STATS_REFRESH_EVERY;
+        // The leader has what was last sent, and it is not time to send it
+        // again anyway.
+        let held = self.stats_acked && self.heartbeats_since_stats < STATS_REFRESH_EVERY;
         let cheap_same = |s: &NodeStats| {
             s.keys == self.store.keys()
                 && s.bytes == self.store.bytes()
@@ -52,13 +54,7 @@ impl Node {
                 && s.unreachable == self.unreachable
                 && s.served == self.served
         };
-        let sent_same = |this: &Self, s: &NodeStats| {
-            this.stats_acked && !refresh && this.stats_sent.as_ref().is_some_and(|(x, _)| x == s)
-        };
-        if !self.stats_dirty
-            && self.stats_acked
-            && !refresh
-            && self.stats_sent.as_ref().is_some_and(|(s, _)| cheap_same(s))
+        if held && !self.stats_dirty && self.stats_sent.as_ref().is_some_and(|(s, _)| cheap_same(s))
         {
             return None;
         }
@@ -76,7 +72,7 @@ impl Node {
             unreachable: self.unreachable.clone(),
             served: self.served,
         };
-        if sent_same(self, &stats) {
+        if held && self.stats_sent.as_ref().is_some_and(|(s, _)| *s == stats) {
             return None;
         }
         self.heartbeats_since_stats = 0;
