@@ -11,6 +11,8 @@
 //! bridge are removed by a Drop guard, so a failing assertion leaves
 //! nothing behind.
 
+#[path = "common/node.rs"]
+mod node;
 #[path = "common/zk.rs"]
 mod zk;
 
@@ -20,10 +22,10 @@ use kvsh::cluster::Client;
 use kvsh::coord::zk::ZkMembership;
 use kvsh::coord::Membership;
 use kvsh::view::NodeId;
+use node::spawn_node;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -148,24 +150,20 @@ impl Drop for Nodes {
 fn spawn(net: &Net, zk: &Zk, i: u8) -> Child {
     // `ip netns exec` enters the namespace and execs kvsh: the child's
     // pid is the node's, so kill -9 reaches the node itself.
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &net.namespace(i)])
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &net.namespace(i)])
         .arg(env!("CARGO_BIN_EXE_kvsh"))
         .args(["node", "--coord", &zk.url("/kvsh/netns")])
         .args(["--id", &format!("n{i}"), "--bind", &net.addr(i)])
         .args(["--partitions", "16", "--replicas", "2", "--expect", "3"])
         .args(["--session-timeout", "3000ms"])
-        .env("KVSH_SECRET", SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let want = format!("clients at tcp://{}:", net.addr(i));
-    assert!(line.contains(&want), "n{i} said {line:?}");
-    std::thread::spawn(move || for _ in out.lines() {});
+        .env("KVSH_SECRET", SECRET);
+    let (child, clients, _) = spawn_node(cmd, false);
+    let want = format!("tcp://{}:", net.addr(i));
+    assert!(
+        clients.starts_with(&want),
+        "n{i} serves clients at {clients}"
+    );
     child
 }
 

@@ -7,6 +7,8 @@
 //! One test binary: the cluster, fault and data-directory tests here,
 //! peer authentication in `auth.rs`, attached shells in `shell.rs`.
 
+#[path = "../common/node.rs"]
+mod node;
 #[path = "../common/zk.rs"]
 mod zk;
 
@@ -22,6 +24,7 @@ use kvsh::node::auth::{derive_key, PeerAuth};
 use kvsh::node::message::{encode, Address, Envelope, Message};
 use kvsh::node::transport::{identity, INTERNAL_MARKER};
 use kvsh::view::NodeId;
+use node::spawn_node;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -71,8 +74,8 @@ impl Procs {
     }
 
     fn spawn(&mut self, id: NodeId, expect: usize) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kvsh"))
-            .args(["node", "--coord", &self.url, "--id", &format!("n{id}")])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kvsh"));
+        cmd.args(["node", "--coord", &self.url, "--id", &format!("n{id}")])
             .args([
                 "--partitions",
                 &self.partitions.to_string(),
@@ -90,24 +93,13 @@ impl Procs {
                     "batch".into(),
                 ]
             }))
-            .env("KVSH_SECRET", SECRET)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+            .env("KVSH_SECRET", SECRET);
         // The first line says it is serving, and a durable node's second
-        // what it reloaded; keep draining the rest.
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        assert!(line.contains("clients at tcp://"), "n{id} said {line:?}");
-        if self.data.is_some() {
-            let mut line = String::new();
-            out.read_line(&mut line).unwrap();
-            assert!(line.contains(": reloaded "), "n{id} said {line:?}");
+        // what it reloaded.
+        let (child, _, reloaded) = spawn_node(cmd, self.data.is_some());
+        if let Some(line) = reloaded {
             self.reloaded.insert(id, line);
         }
-        std::thread::spawn(move || for _ in out.lines() {});
         self.nodes.insert(id, child);
     }
 
