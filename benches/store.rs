@@ -6,10 +6,17 @@
 //! `bench` loads by default). This is the floor under every request a node
 //! serves; compare it with the socket round trips in `benches/replicated.rs`.
 //!
+//! `store/resync chunk` measures one resync chunk of 2,000 such pairs end
+//! to end, the path a rebalance spends its CPU on (docs/performance.md,
+//! "Rebalance"): the primary cuts it from its store, it is encoded as a
+//! peer envelope, decoded, and applied to an empty partition of the
+//! secondary's store.
+//!
 //! Run with `cargo bench --bench store`; `cargo bench --bench store --
 //! --test` runs each benchmark once, as CI does, so it cannot rot.
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
+use kvsh::node::message::{decode, encode, Address, Envelope, Message, StreamEntry, StreamId};
 use kvsh::node::store::Store;
 use kvsh::view::partition_of;
 use kvsh::view::placement::DEFAULT_PARTITIONS;
@@ -74,5 +81,61 @@ fn store(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, store);
+fn resync_chunk(c: &mut Criterion) {
+    // One partition of 2,000 keys: a whole chunk.
+    let mut primary = Store::new();
+    let value = "v".repeat(100);
+    for i in 0..2_000 {
+        primary.put(0, format!("bench:{i:06}"), value.clone());
+    }
+    let stream = StreamId {
+        term: 1,
+        incarnation: 1,
+        since: 1,
+    };
+    let mut group = c.benchmark_group("store/resync chunk of 2000 x 100B");
+    group.throughput(criterion::Throughput::Elements(2_000));
+    group.bench_function("cut, encode, decode, apply", |b| {
+        b.iter(|| {
+            let (entries, upto) = primary.pack_page(0, None, 2_000);
+            let frame = encode(&Envelope {
+                from: Address::Node(1),
+                to: Address::Node(2),
+                epoch: 1,
+                message: Message::Replicate {
+                    partition: 0,
+                    stream,
+                    seq: 1,
+                    entry: StreamEntry::Chunk {
+                        after: None,
+                        upto,
+                        entries,
+                    },
+                },
+            });
+            let Ok(Envelope {
+                message:
+                    Message::Replicate {
+                        entry:
+                            StreamEntry::Chunk {
+                                after,
+                                upto,
+                                entries,
+                            },
+                        ..
+                    },
+                ..
+            }) = decode(black_box(&frame))
+            else {
+                unreachable!("a chunk decodes as one")
+            };
+            let mut secondary = Store::new();
+            secondary.replace_range(0, after.as_deref(), upto.as_deref(), &entries);
+            secondary.keys()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, store, resync_chunk);
 criterion_main!(benches);

@@ -60,7 +60,7 @@ fn seeds() -> Vec<(Source, Vec<u8>)> {
                 entry: StreamEntry::Chunk {
                     after: None,
                     upto: None,
-                    entries: vec![("a".into(), "1".into())].into(),
+                    entries: [("a", "1")].into_iter().collect(),
                 },
             },
         ),

@@ -9,6 +9,7 @@
 
 use crate::error::Error;
 use crate::node::conditional::{Conditional, LockState};
+use crate::node::pairs::Pairs;
 use crate::node::txn::TxnOp;
 use crate::view::{Epoch, Incarnation, NodeId, PartitionId, Term, Time, View};
 use serde::{Deserialize, Serialize};
@@ -172,13 +173,13 @@ pub enum StreamEntry {
         after: Option<String>,
         /// Inclusive upper bound.
         upto: Option<String>,
-        /// The pairs in the range, in key order. Shared, not copied, between
-        /// the copy a stream keeps until it is acknowledged and the copies
-        /// it sends (and retransmits): a chunk of 2,000 pairs cloned per
-        /// send cost 4,000 allocations and as many frees, the largest part
-        /// of a rebalance's CPU (docs/performance.md, "Rebalance"). The
-        /// wire form is the plain sequence.
-        entries: std::sync::Arc<Vec<(String, String)>>,
+        /// The pairs in the range, in key order, packed into one buffer
+        /// that the copy a stream keeps until it is acknowledged and every
+        /// send (and retransmit) share ([`Pairs`]): as `(String, String)`s
+        /// a chunk of 2,000 pairs was 4,000 allocations and as many frees
+        /// at each end, the largest part of a rebalance's CPU
+        /// (docs/performance.md, "Rebalance"). On the wire, one byte string.
+        entries: Pairs,
     },
     /// A durable node's catch-up (docs/architecture.md, "Catching up"):
     /// the primary's pairs in `(after, upto]` hash to `digest` (xxh3-128,
@@ -440,7 +441,7 @@ mod tests {
                 entry: StreamEntry::Chunk {
                     after: None,
                     upto: Some("k".into()),
-                    entries: vec![("a".into(), "1".into())].into(),
+                    entries: [("a", "1")].into_iter().collect(),
                 },
             },
             Message::ForwardResponse {

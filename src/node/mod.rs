@@ -9,6 +9,7 @@ pub mod endpoint;
 pub mod faults;
 pub mod handshake;
 pub mod message;
+pub mod pairs;
 pub mod protocol;
 pub mod replication;
 pub mod replies;

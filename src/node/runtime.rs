@@ -535,7 +535,10 @@ fn inspect(node: &mut Node, c: Control) {
                 }
             }
         }
-        Control::Overwrite(p, pairs) => node.store_mut().replace_range(p, None, None, pairs),
+        Control::Overwrite(p, pairs) => {
+            let pairs: crate::node::pairs::Pairs = pairs.iter().map(|(k, v)| (k, v)).collect();
+            node.store_mut().replace_range(p, None, None, &pairs)
+        }
         Control::Kill | Control::Pause(_) | Control::LinkLeader(..) | Control::View(_) => {}
     }
 }

@@ -17,6 +17,7 @@
 //! those keys' current values to disk before it sends any acknowledgement.
 //! A node in memory has no journal and pays one branch per change.
 
+use crate::node::pairs::{Pairs, PairsBuilder};
 use crate::view::PartitionId;
 use compact_str::CompactString;
 use std::collections::BTreeMap;
@@ -30,6 +31,10 @@ use std::ops::Bound;
 /// (decoded from a frame), so `into_boxed_str` does not copy them, and the
 /// old value goes back out as a `String` without a copy either.
 pub type PartitionData = BTreeMap<CompactString, Box<str>>;
+
+/// Pairs a packed page reserves room for up front (at about 128 bytes a
+/// pair), so a chunk's buffer grows a few times at most.
+const PACK_GUESS: usize = 2_000;
 
 /// A node's data.
 #[derive(Debug, Default)]
@@ -121,7 +126,7 @@ impl Store {
         p: PartitionId,
         after: Option<&str>,
         upto: Option<&str>,
-        entries: Vec<(String, String)>,
+        entries: &Pairs,
     ) {
         if self.dirty.is_some() {
             return self.replace_range_journaled(p, after, upto, entries);
@@ -139,9 +144,31 @@ impl Store {
                 self.bytes -= (k.len() + v.len()) as u64;
             }
         }
-        for (k, v) in entries {
-            self.put(p, k, v);
+        for (k, v) in entries.iter() {
+            self.put_copy(p, k, v);
         }
+    }
+
+    /// [`Store::put`] of borrowed strings: the key is copied into the tree
+    /// (inline if short) and the value into one block of its own, with no
+    /// intermediate `String`s.
+    fn put_copy(&mut self, p: PartitionId, key: &str, value: &str) {
+        let key = CompactString::from(key);
+        if let Some(d) = &mut self.dirty {
+            d.push((p, key.clone()));
+        }
+        let size = (key.len() + value.len()) as u64;
+        let key_len = key.len();
+        let old = self
+            .partitions
+            .entry(p)
+            .or_default()
+            .insert(key, Box::from(value));
+        match &old {
+            Some(v) => self.bytes -= (key_len + v.len()) as u64,
+            None => self.keys += 1,
+        }
+        self.bytes += size;
     }
 
     /// [`Store::replace_range`] on a durable store: only what differs is
@@ -152,10 +179,9 @@ impl Store {
         p: PartitionId,
         after: Option<&str>,
         upto: Option<&str>,
-        entries: Vec<(String, String)>,
+        entries: &Pairs,
     ) {
-        let wanted: std::collections::HashSet<&str> =
-            entries.iter().map(|(k, _)| k.as_str()).collect();
+        let wanted: std::collections::HashSet<&str> = entries.iter().map(|(k, _)| k).collect();
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
         let upper = upto.map_or(Bound::Unbounded, Bound::Included);
         let doomed: Vec<CompactString> = self
@@ -172,33 +198,35 @@ impl Store {
         for k in doomed {
             self.delete(p, &k);
         }
-        for (k, v) in entries {
-            if self.get(p, &k) != Some(v.as_str()) {
-                self.put(p, k, v);
+        for (k, v) in entries.iter() {
+            if self.get(p, k) != Some(v) {
+                self.put_copy(p, k, v);
             }
         }
     }
 
-    /// Up to `limit` pairs of partition `p` after `after` (exclusive), in key
-    /// order, and whether more follow.
-    pub fn page(
+    /// Up to `limit` pairs of partition `p` after `after` (exclusive), in
+    /// key order, packed for a resync chunk; the last key, if more pairs
+    /// follow it.
+    pub fn pack_page(
         &self,
         p: PartitionId,
         after: Option<&str>,
         limit: usize,
-    ) -> (Vec<(String, String)>, bool) {
+    ) -> (Pairs, Option<String>) {
         let Some(data) = self.partitions.get(&p) else {
-            return (Vec::new(), false);
+            return (Pairs::default(), None);
         };
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
         let mut iter = data.range::<str, _>((lower, Bound::Unbounded));
-        let page: Vec<(String, String)> = iter
-            .by_ref()
-            .take(limit)
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let mut page = PairsBuilder::with_capacity(PACK_GUESS.min(limit) * 128);
+        let mut last = None;
+        for (k, v) in iter.by_ref().take(limit) {
+            page.push(k, v);
+            last = Some(k);
+        }
         let more = iter.next().is_some();
-        (page, more)
+        (page.finish(), last.filter(|_| more).map(|k| k.to_string()))
     }
 
     /// Up to `limit` pairs of partition `p` after `after` whose keys start
@@ -240,20 +268,16 @@ impl Store {
         (page, more)
     }
 
-    /// Every pair of partition `p` in `(after, upto]`, in key order.
-    pub fn range(
-        &self,
-        p: PartitionId,
-        after: Option<&str>,
-        upto: Option<&str>,
-    ) -> Vec<(String, String)> {
+    /// Every pair of partition `p` in `(after, upto]`, in key order, packed
+    /// for a resync chunk.
+    pub fn pack_range(&self, p: PartitionId, after: Option<&str>, upto: Option<&str>) -> Pairs {
         let Some(data) = self.partitions.get(&p) else {
-            return Vec::new();
+            return Pairs::default();
         };
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
         let upper = upto.map_or(Bound::Unbounded, Bound::Included);
         data.range::<str, _>((lower, upper))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| (k.as_str(), &**v))
             .collect()
     }
 
@@ -351,10 +375,8 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn pairs(s: &[(&str, &str)]) -> Vec<(String, String)> {
-        s.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn pairs(s: &[(&str, &str)]) -> Pairs {
+        s.iter().copied().collect()
     }
 
     #[test]
@@ -377,13 +399,13 @@ mod tests {
         for k in ["a", "b", "c", "d", "e"] {
             s.put(0, k.into(), "old".into());
         }
-        s.replace_range(0, Some("a"), Some("c"), pairs(&[("bb", "new")]));
+        s.replace_range(0, Some("a"), Some("c"), &pairs(&[("bb", "new")]));
         let keys: Vec<_> = s.partition(0).unwrap().keys().cloned().collect();
         assert_eq!(keys, ["a", "bb", "d", "e"]);
-        s.replace_range(0, Some("d"), None, vec![]);
+        s.replace_range(0, Some("d"), None, &Pairs::default());
         let keys: Vec<_> = s.partition(0).unwrap().keys().cloned().collect();
         assert_eq!(keys, ["a", "bb", "d"]);
-        s.replace_range(0, None, None, pairs(&[("z", "1")]));
+        s.replace_range(0, None, None, &pairs(&[("z", "1")]));
         assert_eq!(s.keys(), 1);
     }
 
@@ -393,12 +415,17 @@ mod tests {
         for i in 0..10 {
             s.put(0, format!("k{i}"), "v".into());
         }
-        let (p1, more) = s.page(0, None, 4);
-        assert_eq!(p1.len(), 4);
-        assert!(more);
-        let (p2, more) = s.page(0, Some(&p1[3].0), 10);
+        let (p1, last) = s.pack_page(0, None, 4);
+        let keys: Vec<_> = p1.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["k0", "k1", "k2", "k3"]);
+        assert_eq!(last.as_deref(), Some("k3"), "more follow");
+        let (p2, last) = s.pack_page(0, last.as_deref(), 10);
         assert_eq!(p2.len(), 6);
-        assert!(!more);
+        assert_eq!(last, None, "the last page");
+        assert_eq!(
+            s.pack_range(0, Some("k3"), Some("k5")),
+            pairs(&[("k4", "v"), ("k5", "v")])
+        );
     }
 
     /// Client pages read only the prefix's keys, and stop at the byte
@@ -452,7 +479,7 @@ mod tests {
             0,
             Some("b"),
             None,
-            pairs(&[("c", "old"), ("d", "new"), ("f", "x")]),
+            &pairs(&[("c", "old"), ("d", "new"), ("f", "x")]),
         );
         assert_eq!(keys(s.take_dirty()), ["e", "d", "f"]);
         let held: Vec<_> = s.partition(0).unwrap().keys().cloned().collect();

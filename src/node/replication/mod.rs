@@ -100,10 +100,7 @@ pub fn apply(p: PartitionId, entry: StreamEntry, store: &mut Store) {
             upto,
             entries,
         } => {
-            // The last holder (a secondary's decoded copy) takes the pairs
-            // without copying them.
-            let entries = std::sync::Arc::unwrap_or_clone(entries);
-            store.replace_range(p, after.as_deref(), upto.as_deref(), entries);
+            store.replace_range(p, after.as_deref(), upto.as_deref(), &entries);
         }
         // Only a follower can judge a digest (`Follower::apply`).
         StreamEntry::Digest { .. } => {}

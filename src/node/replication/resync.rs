@@ -138,13 +138,8 @@ impl Resync {
             self.chunks_inflight += 1;
             return Some(entry);
         }
-        let (page, more) = store.page(p, self.cursor.as_deref(), cfg.chunk_keys);
+        let (page, upto) = store.pack_page(p, self.cursor.as_deref(), cfg.chunk_keys);
         let after = self.cursor.clone();
-        let upto = if more {
-            page.last().map(|(k, _)| k.clone())
-        } else {
-            None
-        };
         self.keys += page.len() as u64;
         self.cursor.clone_from(&upto);
         self.sent_last = upto.is_none();
@@ -152,7 +147,7 @@ impl Resync {
         Some(StreamEntry::Chunk {
             after,
             upto,
-            entries: page.into(),
+            entries: page,
         })
     }
 
@@ -168,14 +163,14 @@ impl Resync {
         if self.requested.contains(&range) || !self.digested.contains(&range) {
             return None;
         }
-        let entries = store.range(p, range.0.as_deref(), range.1.as_deref());
+        let entries = store.pack_range(p, range.0.as_deref(), range.1.as_deref());
         self.keys += entries.len() as u64;
         self.chunks_inflight += 1;
         self.requested.insert(range.clone());
         Some(StreamEntry::Chunk {
             after: range.0,
             upto: range.1,
-            entries: entries.into(),
+            entries,
         })
     }
 
