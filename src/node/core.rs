@@ -198,6 +198,9 @@ pub struct Node {
     /// Resync chunks in flight over all of `leaders`' streams.
     chunk_budget: crate::node::replication::ChunkBudget,
     followers: BTreeMap<PartitionId, Follower>,
+    /// Stream entries from primaries with a newer view, for streams this
+    /// node will follow once it adopts that view.
+    early: crate::node::replication::EarlyEntries,
     pending: BTreeMap<RequestId, Pending>,
     scans: BTreeMap<RequestId, Scan>,
     /// Scan page request id → (scan id, partition).
@@ -261,9 +264,10 @@ impl Node {
             leaders: BTreeMap::new(),
             active: BTreeSet::new(),
             chunk_budget: crate::node::replication::ChunkBudget::new(
-                crate::node::replication::NODE_CHUNKS_IN_FLIGHT,
+                crate::node::replication::NODE_RESYNC_SLOTS,
             ),
             followers: BTreeMap::new(),
+            early: Default::default(),
             pending: BTreeMap::new(),
             scans: BTreeMap::new(),
             scan_pages: BTreeMap::new(),

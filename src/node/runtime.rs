@@ -553,7 +553,28 @@ fn drain(node: &mut Node, inbox: &zmq::Socket, outbox: &mut Outbox, replies: &mu
             Output::Send(env) => {
                 let view = node.view();
                 let nodes = || view.nodes.keys().copied().collect();
-                if let Some(env) = outbox.send(env, &nodes) {
+                let Some(env) = outbox.send(env, &nodes) else {
+                    continue;
+                };
+                // A peer the view named only since this pass began (a
+                // joining node that this view also gives partitions to):
+                // link it now rather than after this flush, so the first
+                // chunks of its resyncs leave at once.
+                let peer = match env.to {
+                    Address::Node(id) => view.nodes.get(&id).map(|i| (id, i)),
+                    Address::Leader => None,
+                };
+                let unsent = match peer {
+                    Some((id, info))
+                        if outbox
+                            .link(Address::Node(id), info.incarnation, &info.peer_endpoint)
+                            .is_ok() =>
+                    {
+                        outbox.send(env, &nodes)
+                    }
+                    _ => Some(env),
+                };
+                if let Some(env) = unsent {
                     node.on_send_failed(&env);
                 }
             }

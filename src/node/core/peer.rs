@@ -93,7 +93,7 @@ impl Node {
                 entry,
             } => {
                 let Address::Node(primary) = from else { return };
-                self.on_replicate(primary, partition, stream, seq, entry);
+                self.on_replicate(env.epoch, primary, partition, stream, seq, entry);
             }
             Message::ReplicateAck {
                 partition,
@@ -197,6 +197,7 @@ impl Node {
 
     pub(super) fn on_replicate(
         &mut self,
+        epoch: crate::view::Epoch,
         primary: NodeId,
         p: PartitionId,
         stream: StreamId,
@@ -207,15 +208,17 @@ impl Node {
         let Some(info) = self.view.partitions.get(p as usize) else {
             return;
         };
-        let Some(me) = info.replica(self.id) else {
-            return;
-        };
-        let expected = StreamId {
+        let expected = info.replica(self.id).map(|me| StreamId {
             term: info.term,
             incarnation: self.incarnation,
             since: me.since,
-        };
-        if info.primary() != Some(primary) || primary == self.id || stream != expected {
+        });
+        if info.primary() != Some(primary) || primary == self.id || Some(stream) != expected {
+            // The primary's view is newer: this may be a stream that view
+            // gives this node. Kept until this node adopts it.
+            if epoch > self.view.epoch {
+                self.early.keep((epoch, primary, p, stream, seq, entry));
+            }
             return;
         }
         let follower = self
@@ -301,6 +304,9 @@ impl Node {
         self.drop_unheld();
         self.flush(msgs);
         self.complete(done);
+        for (epoch, primary, p, stream, seq, entry) in self.early.take_upto(self.view.epoch) {
+            self.on_replicate(epoch, primary, p, stream, seq, entry);
+        }
         // Forwards to a node the view now says is dead will get no answer.
         // A read goes elsewhere; a write may have been applied before the
         // node died, so its outcome is unknown, and the client hears so now
@@ -387,6 +393,12 @@ impl Node {
             Message::Scan {
                 request, partition, ..
             } => self.on_scan_send_failed(*request, *partition),
+            Message::Replicate { partition, .. } => {
+                if let (Address::Node(n), Some(l)) = (env.to, self.leaders.get_mut(partition)) {
+                    l.send_failed(n, self.now);
+                    self.active.insert(*partition);
+                }
+            }
             _ => {}
         }
     }

@@ -434,3 +434,74 @@ fn heartbeats_carry_statistics_only_when_the_leader_may_lack_them() {
     assert!(beat(&mut n, true), "a new leader gets them at once");
     assert!(!beat(&mut n, true));
 }
+
+/// A resync chunk from a primary that adopted a new view first, for a
+/// stream that view gives this node, is kept until this node adopts the
+/// view too, then applied and acknowledged; one from a primary no newer
+/// than this node is dropped as before.
+#[test]
+fn a_chunk_that_outruns_its_view_is_applied_once_the_view_comes() {
+    let mut n = node(|_| true);
+    let mut view = n.view().clone();
+    view.epoch = 2;
+    view.partitions[3] = PartitionInfo {
+        term: 1,
+        term_epoch: 1,
+        replicas: vec![
+            Replica {
+                node: 2,
+                in_sync: true,
+                since: 1,
+            },
+            Replica {
+                node: 1,
+                in_sync: false,
+                since: 2,
+            },
+        ],
+    };
+    let stream = StreamId {
+        term: 1,
+        incarnation: 1,
+        since: 2,
+    };
+    let chunk = |epoch| Envelope {
+        from: Address::Node(2),
+        to: Address::Node(1),
+        epoch,
+        message: Message::Replicate {
+            partition: 3,
+            stream,
+            seq: 1,
+            entry: crate::node::message::StreamEntry::Chunk {
+                after: None,
+                upto: None,
+                entries: [("k", "v")].into_iter().collect(),
+            },
+        },
+    };
+    let acks = |n: &mut Node| {
+        n.take_outputs()
+            .into_iter()
+            .filter(|o| {
+                matches!(
+                    o,
+                    Output::Send(Envelope {
+                        message: Message::ReplicateAck {
+                            partition: 3,
+                            seq: 1,
+                            ..
+                        },
+                        ..
+                    })
+                )
+            })
+            .count()
+    };
+    n.on_message(1, chunk(1));
+    n.on_message(1, chunk(2));
+    assert_eq!(acks(&mut n), 0, "not this node's stream in its view yet");
+    n.adopt(view);
+    assert_eq!(acks(&mut n), 1, "the chunk from epoch 2 only");
+    assert_eq!(n.store().get(3, "k"), Some("v"));
+}

@@ -5,7 +5,7 @@
 use super::apply;
 use crate::node::message::{KeyRange, StreamEntry, StreamId};
 use crate::node::store::Store;
-use crate::view::PartitionId;
+use crate::view::{Epoch, NodeId, PartitionId};
 use std::collections::BTreeMap;
 
 /// Entries a secondary buffers ahead of a gap before it drops them.
@@ -83,5 +83,126 @@ impl Follower {
             }
             entry => apply(p, entry, store),
         }
+    }
+}
+
+/// Stream entries that came from a primary with a newer view than this
+/// node's, for a stream this node's view does not know yet: kept until the
+/// node adopts that view, then handled as if they came just then.
+///
+/// The view leader sends a new view to every node at once, but a primary
+/// that adopts it first starts its new streams at once: a joining node's
+/// first chunks (from four primaries, 128 of them) arrived before the node
+/// had adopted the view that made it their secondary, were dropped, and
+/// waited for the 200 ms retransmit, which was a fifth of the whole join
+/// (docs/performance.md, "Rebalance"). Bounded in entries and bytes; what
+/// does not fit is dropped as before, and retransmitted.
+#[derive(Debug, Default)]
+pub struct EarlyEntries {
+    held: Vec<EarlyEntry>,
+    bytes: usize,
+}
+
+/// One early entry: the sender's epoch, the primary, the partition, the
+/// stream, the sequence number, and the entry.
+pub type EarlyEntry = (Epoch, NodeId, PartitionId, StreamId, u64, StreamEntry);
+
+/// Early entries kept at most.
+const MAX_EARLY: usize = 1024;
+
+/// Bytes of early entries kept at most (a chunk counts its packed pairs).
+const MAX_EARLY_BYTES: usize = 64 << 20;
+
+impl EarlyEntries {
+    /// Keeps an entry if there is room.
+    pub fn keep(&mut self, e: EarlyEntry) {
+        let size = entry_bytes(&e.5);
+        if self.held.len() < MAX_EARLY && self.bytes + size <= MAX_EARLY_BYTES {
+            self.bytes += size;
+            self.held.push(e);
+        }
+    }
+
+    /// The entries sent at `epoch` or before, in the order they came.
+    pub fn take_upto(&mut self, epoch: Epoch) -> Vec<EarlyEntry> {
+        if self.held.is_empty() {
+            return Vec::new();
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|e| e.0 <= epoch);
+        self.held = later;
+        self.bytes = self.held.iter().map(|e| entry_bytes(&e.5)).sum();
+        due
+    }
+
+    /// Entries kept.
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    /// True if none are kept.
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+}
+
+/// About what an entry holds in memory.
+fn entry_bytes(e: &StreamEntry) -> usize {
+    64 + match e {
+        StreamEntry::Put { key, value } => key.len() + value.len(),
+        StreamEntry::Delete { key } => key.len(),
+        StreamEntry::Chunk { entries, .. } => entries.packed_len(),
+        StreamEntry::Digest { .. } => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Early entries come back once their epoch is reached, in order, and
+    /// the store of them is bounded.
+    #[test]
+    fn early_entries_wait_for_their_view_and_are_bounded() {
+        let stream = StreamId {
+            term: 1,
+            incarnation: 1,
+            since: 1,
+        };
+        let put = |k: &str| StreamEntry::Put {
+            key: k.into(),
+            value: "v".into(),
+        };
+        let mut early = EarlyEntries::default();
+        early.keep((3, 1, 0, stream, 1, put("a")));
+        early.keep((4, 1, 0, stream, 2, put("b")));
+        early.keep((3, 1, 0, stream, 3, put("c")));
+        let due: Vec<u64> = early.take_upto(3).iter().map(|e| e.4).collect();
+        assert_eq!(due, [1, 3]);
+        assert_eq!(early.len(), 1, "the epoch-4 entry waits");
+        assert_eq!(early.take_upto(4).len(), 1);
+        assert!(early.is_empty());
+        for i in 0..MAX_EARLY + 10 {
+            early.keep((9, 1, 0, stream, i as u64, put("k")));
+        }
+        assert_eq!(early.len(), MAX_EARLY);
+        let big: crate::node::pairs::Pairs = [("k", "v".repeat(MAX_EARLY_BYTES / 2))]
+            .into_iter()
+            .collect();
+        let chunk = || StreamEntry::Chunk {
+            after: None,
+            upto: None,
+            entries: big.clone(),
+        };
+        let mut early = EarlyEntries::default();
+        for seq in 0..3 {
+            early.keep((9, 1, 0, stream, seq, chunk()));
+        }
+        assert_eq!(
+            early.len(),
+            1,
+            "a second half of the byte bound does not fit"
+        );
     }
 }

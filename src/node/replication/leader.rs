@@ -13,6 +13,13 @@ use crate::node::store::Store;
 use crate::view::{NodeId, PartitionId, Term, Time, View};
 use std::collections::{BTreeMap, VecDeque};
 
+/// How soon a new stream's entries go again when they found no pipe to
+/// the secondary (see [`Leader::send_failed`]).
+pub const FIRST_RETRY: Time = 20;
+
+/// Early retries a new stream makes at most.
+pub const FIRST_RETRIES: u32 = 10;
+
 #[derive(Debug)]
 struct LogEntry {
     idx: u64,
@@ -132,12 +139,17 @@ impl Leader {
                 acked_idx: last_idx,
                 acked_any: false,
                 last_sent: now,
-                resync: Some(Resync::new(self.budget.clone())),
+                // A secondary in sync under the last primary holds the
+                // partition but for the last primary's uncommitted writes:
+                // digests find the ranges those touched, and only they are
+                // copied (docs/architecture.md, "Catching up").
+                resync: Some(Resync::new(self.budget.clone(), self.cfg.digests || in_sync)),
                 caught_up: None,
                 last_report: None,
                 required: in_sync,
                 last_progress: now,
                 dup_acks: 0,
+                early_retries: 0,
             }
             });
             stream.required |= in_sync;
@@ -456,6 +468,26 @@ impl Leader {
         self.commit(store)
     }
 
+    /// An entry of the stream to `node` did not leave: no pipe to the peer
+    /// yet. A stream the secondary has never acknowledged is one to a peer
+    /// that has only just joined or come back, whose connection is still
+    /// being made: its entries go again after [`FIRST_RETRY`], not the
+    /// full retransmit timeout. (A joining node's first resync chunks
+    /// all met this, and the 200 ms wait was a fifth of a join; see
+    /// docs/performance.md, "Rebalance".) A stream that has been
+    /// acknowledged keeps the normal timeout: its peer is likely gone, and
+    /// the view leader will say so; so does one that has retried early
+    /// [`FIRST_RETRIES`] times.
+    pub fn send_failed(&mut self, node: NodeId, now: Time) {
+        if let Some(s) = self.streams.get_mut(&node) {
+            if !s.acked_any && !s.inflight.is_empty() && s.early_retries < FIRST_RETRIES {
+                s.early_retries += 1;
+                let due = now + FIRST_RETRY;
+                s.last_sent = s.last_sent.min(due.saturating_sub(self.cfg.retransmit));
+            }
+        }
+    }
+
     /// Periodic work: retransmits, resync progress, and write deadlines.
     pub fn tick(
         &mut self,
@@ -732,6 +764,179 @@ mod tests {
         assert_eq!(
             leader.scan(&store, None, None, 10, usize::MAX),
             (all[1..].to_vec(), None)
+        );
+    }
+
+    /// A view where node 1 leads partition 0 with node 2 in sync and node
+    /// 3 filling.
+    fn three_replicas() -> View {
+        let node = |incarnation| NodeInfo {
+            endpoint: String::new(),
+            peer_endpoint: String::new(),
+            incarnation,
+            state: NodeState::Up,
+        };
+        let replica = |node, in_sync| Replica {
+            node,
+            in_sync,
+            since: 1,
+        };
+        View {
+            epoch: 1,
+            replication: 3,
+            nodes: [(1, node(1)), (2, node(2)), (3, node(3))].into(),
+            partitions: vec![PartitionInfo {
+                term: 2,
+                term_epoch: 1,
+                replicas: vec![replica(1, true), replica(2, true), replica(3, false)],
+            }],
+        }
+    }
+
+    /// A new primary's resync to a secondary the view shows in sync sends
+    /// digests, and copies only the range where the secondary differs (an
+    /// uncommitted write of the last term); one to a filling secondary
+    /// copies everything. Both end with the primary's data.
+    #[test]
+    fn an_in_sync_secondary_is_resynced_by_digests_and_a_new_one_by_chunks() {
+        let view = three_replicas();
+        let cfg = StreamConfig {
+            chunk_keys: 100,
+            digest_keys: 50,
+            ..crate::node::NodeConfig::default().stream
+        };
+        let mut primary = Store::new();
+        for i in 0..300 {
+            primary.put(0, format!("k{i:03}"), "v".into());
+        }
+        let mut stores = [(2, Store::new()), (3, Store::new())];
+        for i in 0..300 {
+            stores[0].1.put(0, format!("k{i:03}"), "v".into());
+        }
+        stores[0].1.put(0, "k150".into(), "uncommitted".into());
+        let mut followers: BTreeMap<NodeId, crate::node::replication::Follower> = [2, 3]
+            .into_iter()
+            .map(|n| {
+                let id = StreamId {
+                    term: 2,
+                    incarnation: n as u64,
+                    since: 1,
+                };
+                (n, crate::node::replication::Follower::new(id))
+            })
+            .collect();
+        let mut leader = Leader::new(0, 2, cfg);
+        let mut out = Vec::new();
+        leader.reconcile(&view, &primary, 0, &mut out);
+        let mut kinds: BTreeMap<NodeId, Vec<&str>> = BTreeMap::new();
+        while !out.is_empty() {
+            for (to, m) in std::mem::take(&mut out) {
+                let Message::Replicate {
+                    stream, seq, entry, ..
+                } = m
+                else {
+                    panic!("only stream entries: {m:?}")
+                };
+                kinds.entry(to).or_default().push(match &entry {
+                    StreamEntry::Chunk { .. } => "chunk",
+                    StreamEntry::Digest { .. } => "digest",
+                    _ => "write",
+                });
+                let store = &mut stores.iter_mut().find(|(n, _)| *n == to).unwrap().1;
+                let f = followers.get_mut(&to).unwrap();
+                let acked = f.on_entry(0, seq, entry, store);
+                let need = f.need.clone();
+                leader.on_ack(to, stream, (acked, need), &primary, 0, &mut out);
+            }
+        }
+        let reports = leader.caught_up_reports(&view, 0, 100);
+        let copied: BTreeMap<NodeId, u64> = reports.iter().map(|(n, _, k)| (*n, *k)).collect();
+        assert_eq!(
+            copied.get(&3),
+            Some(&300),
+            "the filling replica gets everything"
+        );
+        assert_eq!(
+            copied.get(&2),
+            None,
+            "an in-sync replica is not reported (it is in sync already)"
+        );
+        assert!(kinds[&2].iter().all(|k| *k == "digest" || *k == "chunk"));
+        assert_eq!(kinds[&2].iter().filter(|k| **k == "digest").count(), 6);
+        assert_eq!(
+            kinds[&2].iter().filter(|k| **k == "chunk").count(),
+            1,
+            "only the range that differs is copied: {:?}",
+            kinds[&2]
+        );
+        assert!(kinds[&3].iter().all(|k| *k == "chunk"), "{:?}", kinds[&3]);
+        for (n, store) in &stores {
+            assert_eq!(
+                store.digest(0),
+                primary.digest(0),
+                "node {n} ends with the primary's data"
+            );
+        }
+    }
+
+    /// Entries to a secondary that has never acknowledged anything and that
+    /// found no pipe (it has only just joined) go again within
+    /// [`FIRST_RETRY`], a bounded number of times; once the stream has
+    /// been acknowledged, a failed send waits for the normal retransmit.
+    #[test]
+    fn entries_to_a_new_secondary_with_no_pipe_yet_go_again_soon() {
+        let view = three_replicas();
+        let cfg = crate::node::NodeConfig::default().stream;
+        let mut primary = Store::new();
+        primary.put(0, "k".into(), "v".into());
+        let mut leader = Leader::new(0, 2, cfg);
+        let mut out = Vec::new();
+        let mut now = 1_000;
+        leader.reconcile(&view, &primary, now, &mut out);
+        let to = |out: &[(NodeId, Message)], n| out.iter().filter(|(t, _)| *t == n).count();
+        assert_eq!(to(&out, 3), 1, "the first chunk");
+        out.clear();
+        for _ in 0..FIRST_RETRIES {
+            leader.send_failed(3, now);
+            leader.tick(&primary, now + FIRST_RETRY - 1, &mut out);
+            assert_eq!(to(&out, 3), 0, "not before the retry is due");
+            now += FIRST_RETRY;
+            leader.tick(&primary, now, &mut out);
+            assert_eq!(to(&out, 3), 1, "sent again at {now}");
+            out.clear();
+        }
+        leader.send_failed(3, now);
+        leader.tick(&primary, now + FIRST_RETRY, &mut out);
+        assert_eq!(to(&out, 3), 0, "early retries are bounded");
+        leader.tick(&primary, now + cfg.retransmit, &mut out);
+        assert_eq!(to(&out, 3), 1, "then the normal retransmit");
+        // Node 2 acknowledges its stream: a failed send there is not early.
+        let id2 = StreamId {
+            term: 2,
+            incarnation: 2,
+            since: 1,
+        };
+        out.clear();
+        leader.on_ack(2, id2, (0, vec![]), &primary, now, &mut out);
+        leader.write(
+            "w".into(),
+            Some("1".into()),
+            Waiter::Forward {
+                node: 1,
+                request: 1,
+            },
+            now + 10_000,
+            &mut Store::new(),
+            now,
+            &mut out,
+        );
+        out.clear();
+        leader.send_failed(2, now);
+        leader.tick(&primary, now + FIRST_RETRY, &mut out);
+        assert_eq!(
+            to(&out, 2),
+            0,
+            "an acknowledged stream waits for the timeout"
         );
     }
 }

@@ -28,9 +28,9 @@ mod leader;
 mod resync;
 mod stream;
 
-pub use follower::Follower;
+pub use follower::{EarlyEntries, Follower};
 pub use leader::Leader;
-pub use resync::{ChunkBudget, NODE_CHUNKS_IN_FLIGHT};
+pub use resync::{ChunkBudget, CHUNK_SLOTS, NODE_CHUNKS_IN_FLIGHT, NODE_RESYNC_SLOTS};
 
 use crate::error::Error;
 use crate::node::message::{KeyOpResult, Message, RequestId, StreamEntry, StreamId};
@@ -65,9 +65,11 @@ pub struct StreamConfig {
     /// A required stream that has acknowledged nothing for this long is
     /// reported to the leader as lagging.
     pub lag_timeout: Time,
-    /// Durable nodes: a resync sends digests of `digest_keys` keys, and
-    /// only the ranges whose digest differs on the secondary as chunks
-    /// (docs/architecture.md, "Catching up").
+    /// Durable nodes: every resync sends digests of `digest_keys` keys,
+    /// and only the ranges whose digest differs on the secondary as chunks
+    /// (docs/architecture.md, "Catching up"). Without it, only a resync to
+    /// a secondary the view shows in sync does (a new primary's, after a
+    /// failover or handover); one that fills a new replica sends chunks.
     pub digests: bool,
     /// Keys per catch-up digest.
     pub digest_keys: usize,

@@ -1,7 +1,9 @@
-//! The resync that starts every replication stream: chunks (or, on
-//! durable nodes, digests and the chunks the secondary asks for) that
-//! together replace the whole partition on the secondary, bounded per
-//! stream by a window and per node by a shared [`ChunkBudget`].
+//! The resync that starts every replication stream: chunks that together
+//! replace the whole partition on the secondary, or, for a secondary that
+//! already holds it (in sync under the last primary, or a durable node's
+//! reloaded copy), digests and the chunks of the ranges whose digests
+//! differ; bounded per stream by a window and per node by a shared
+//! [`ChunkBudget`].
 
 use super::StreamConfig;
 use crate::node::message::{KeyRange, StreamEntry};
@@ -9,9 +11,9 @@ use crate::node::store::Store;
 use crate::view::PartitionId;
 
 /// The resync chunks and digests one node may have in flight over all its
-/// streams at once: the slots of one shared count, each taken by a chunk or
-/// digest a [`Leader`](super::Leader) sends in its resync and given back
-/// when it is acknowledged or its stream ends.
+/// streams at once: the slots of one shared count, taken by each chunk
+/// ([`CHUNK_SLOTS`]) or digest (one) a [`Leader`](super::Leader) sends in
+/// its resync and given back when it is acknowledged or its stream ends.
 ///
 /// Without it, a node that became the primary of many partitions' new
 /// replicas at once (a fifth node joining four that hold a million keys:
@@ -25,9 +27,21 @@ use crate::view::PartitionId;
 #[derive(Clone, Debug)]
 pub struct ChunkBudget(std::sync::Arc<std::sync::atomic::AtomicUsize>);
 
-/// Resync chunks and digests a node has in flight at most, over all its
-/// streams (with 2,000-key chunks of 100-byte values, about 7 MB).
+/// Resync chunks a node has in flight at most, over all its streams (with
+/// 2,000-key chunks of 100-byte values, about 7 MB).
 pub const NODE_CHUNKS_IN_FLIGHT: usize = 32;
+
+/// The slots of a [`ChunkBudget`] a chunk takes; a digest takes one. A
+/// digest of 128 keys only hashes them, at each end, where a chunk of up
+/// to 2,000 copies them into a message and into the secondary's store; so
+/// the node's budget allows 16 digests for each chunk it allows. Without
+/// the weight, a primary of many in-sync secondaries (a fifth node that
+/// has just taken over 204 partitions, with 408 streams of about 5
+/// digests each) would send its digests 32 at a time.
+pub const CHUNK_SLOTS: usize = 16;
+
+/// The slots of a node's [`ChunkBudget`].
+pub const NODE_RESYNC_SLOTS: usize = NODE_CHUNKS_IN_FLIGHT * CHUNK_SLOTS;
 
 impl ChunkBudget {
     /// A budget of `slots`.
@@ -37,11 +51,11 @@ impl ChunkBudget {
         )))
     }
 
-    /// Takes a slot if one is free.
-    fn take(&self) -> bool {
+    /// Takes `n` slots if that many are free.
+    fn take(&self, n: usize) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
         self.0
-            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+            .fetch_update(Relaxed, Relaxed, |free| free.checked_sub(n))
             .is_ok()
     }
 
@@ -67,8 +81,13 @@ impl Default for ChunkBudget {
 pub(super) struct Resync {
     cursor: Option<String>,
     pub(super) sent_last: bool,
-    /// Chunks and digests sent and not yet acknowledged.
-    chunks_inflight: usize,
+    /// Digests first: the secondary holds the partition already (a
+    /// replica in sync under the last primary, or a durable node).
+    digests: bool,
+    /// The chunks and digests sent and not yet acknowledged, in the order
+    /// sent (which is the order they are acknowledged in): the budget
+    /// slots each holds, none for a chunk the secondary asked for.
+    inflight: std::collections::VecDeque<usize>,
     /// Slots of the node's [`ChunkBudget`] this resync holds, given back
     /// as its chunks are acknowledged, and all at once when it is dropped
     /// (done, or its stream replaced or gone).
@@ -91,13 +110,14 @@ impl Drop for Resync {
 }
 
 impl Resync {
-    /// A resync from the start of the partition, taking its slots from
-    /// `budget`.
-    pub(super) fn new(budget: ChunkBudget) -> Self {
+    /// A resync from the start of the partition, by digests or by chunks,
+    /// taking its slots from `budget`.
+    pub(super) fn new(budget: ChunkBudget, digests: bool) -> Self {
         Resync {
             cursor: None,
             sent_last: false,
-            chunks_inflight: 0,
+            digests,
+            inflight: Default::default(),
             held: 0,
             budget,
             keys: 0,
@@ -115,16 +135,17 @@ impl Resync {
         cfg: &StreamConfig,
     ) -> Option<StreamEntry> {
         // Digests are small: many more of them fly at once.
-        let window = if cfg.digests {
-            cfg.chunk_window * 16
+        let (window, slots) = if self.digests {
+            (cfg.chunk_window * 16, 1)
         } else {
-            cfg.chunk_window
+            (cfg.chunk_window, CHUNK_SLOTS)
         };
-        if self.sent_last || self.chunks_inflight >= window || !self.budget.take() {
+        if self.sent_last || self.inflight.len() >= window || !self.budget.take(slots) {
             return None;
         }
-        self.held += 1;
-        if cfg.digests {
+        self.held += slots;
+        self.inflight.push_back(slots);
+        if self.digests {
             let (digest, _, upto) =
                 store.range_digest(p, self.cursor.as_deref(), None, cfg.digest_keys);
             let entry = StreamEntry::Digest {
@@ -135,7 +156,6 @@ impl Resync {
             self.digested.insert((self.cursor.clone(), upto.clone()));
             self.cursor.clone_from(&upto);
             self.sent_last = upto.is_none();
-            self.chunks_inflight += 1;
             return Some(entry);
         }
         let (page, upto) = store.pack_page(p, self.cursor.as_deref(), cfg.chunk_keys);
@@ -143,7 +163,6 @@ impl Resync {
         self.keys += page.len() as u64;
         self.cursor.clone_from(&upto);
         self.sent_last = upto.is_none();
-        self.chunks_inflight += 1;
         Some(StreamEntry::Chunk {
             after,
             upto,
@@ -165,7 +184,7 @@ impl Resync {
         }
         let entries = store.pack_range(p, range.0.as_deref(), range.1.as_deref());
         self.keys += entries.len() as u64;
-        self.chunks_inflight += 1;
+        self.inflight.push_back(0);
         self.requested.insert(range.clone());
         Some(StreamEntry::Chunk {
             after: range.0,
@@ -174,18 +193,17 @@ impl Resync {
         })
     }
 
-    /// A chunk or digest was acknowledged: its budget slot goes back.
+    /// The oldest chunk or digest in flight was acknowledged: its budget
+    /// slots go back.
     pub(super) fn acked(&mut self) {
-        self.chunks_inflight -= 1;
-        if self.held > 0 {
-            self.held -= 1;
-            self.budget.give(1);
-        }
+        let slots = self.inflight.pop_front().unwrap_or(0).min(self.held);
+        self.held -= slots;
+        self.budget.give(slots);
     }
 
     /// Everything is sent and acknowledged.
     pub(super) fn finished(&self) -> bool {
-        self.sent_last && self.chunks_inflight == 0
+        self.sent_last && self.inflight.is_empty()
     }
 }
 
@@ -235,7 +253,7 @@ mod tests {
                 store.put(p, format!("k{k:03}"), "v".into());
             }
         }
-        let budget = ChunkBudget::new(5);
+        let budget = ChunkBudget::new(5 * CHUNK_SLOTS);
         let mut out = Vec::new();
         let mut first = Leader::new(0, 1, cfg).with_budget(budget.clone());
         first.reconcile(&view, &store, 0, &mut out);
@@ -253,7 +271,11 @@ mod tests {
         assert_eq!(chunks(&out), 5, "no slot, no more chunks");
         // The first leader took every slot (its streams come first).
         drop(first);
-        assert_eq!(budget.free(), 5, "a dropped leader gives back what it held");
+        assert_eq!(
+            budget.free(),
+            5 * CHUNK_SLOTS,
+            "a dropped leader gives back what it held"
+        );
         out.clear();
         second.tick(&store, 2, &mut out);
         assert_eq!(chunks(&out), 5, "the freed slots carry the second's chunks");

@@ -38,6 +38,9 @@ pub(super) struct Stream {
     pub(super) last_progress: Time,
     /// Acknowledgements in a row that acknowledged nothing new.
     pub(super) dup_acks: u32,
+    /// Times the stream's entries went again early because they found no
+    /// pipe to a secondary that had not acknowledged anything yet.
+    pub(super) early_retries: u32,
 }
 
 impl Stream {
