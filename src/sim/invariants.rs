@@ -256,6 +256,15 @@ impl World<'_> {
             .collect()
     }
 
+    /// True if a running node's primary role still has a write or resync
+    /// in flight.
+    pub fn writes_in_flight(&self) -> bool {
+        self.slots
+            .values()
+            .filter_map(|s| s.node())
+            .any(|n| n.replicating())
+    }
+
     /// True once the cluster is healthy and every node runs and has the
     /// leader's view.
     pub fn recovered(&mut self) -> bool {

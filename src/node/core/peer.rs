@@ -217,7 +217,8 @@ impl Node {
             // The primary's view is newer: this may be a stream that view
             // gives this node. Kept until this node adopts it.
             if epoch > self.view.epoch {
-                self.early.keep((epoch, primary, p, stream, seq, entry));
+                self.early
+                    .keep((epoch, primary, p, stream, seq, entry), self.now);
             }
             return;
         }

@@ -24,6 +24,12 @@ impl Node {
             && !self.txn_busy()
     }
 
+    /// True if a primary role has a write, or a resync entry, not yet
+    /// acknowledged by every secondary, or work left to send.
+    pub fn replicating(&self) -> bool {
+        self.leaders.values().any(|l| !l.quiet(&self.view))
+    }
+
     /// A new view leader took over (another process won the election): it
     /// has none of this node's statistics, so the next heartbeat carries
     /// them.
@@ -92,6 +98,7 @@ impl Node {
         }
         let heartbeat_tick = now >= self.next_heartbeat;
         if heartbeat_tick {
+            self.early.expire(now);
             // On a grid of the interval, on a clock every node of a process
             // shares: the nodes heartbeat together, so the view leader
             // wakes once for all of their heartbeats, not once for each.

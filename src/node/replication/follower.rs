@@ -5,7 +5,7 @@
 use super::apply;
 use crate::node::message::{KeyRange, StreamEntry, StreamId};
 use crate::node::store::Store;
-use crate::view::{Epoch, NodeId, PartitionId};
+use crate::view::{Epoch, NodeId, PartitionId, Time};
 use std::collections::BTreeMap;
 
 /// Entries a secondary buffers ahead of a gap before it drops them.
@@ -95,13 +95,19 @@ impl Follower {
 /// first chunks (from four primaries, 128 of them) arrived before the node
 /// had adopted the view that made it their secondary, were dropped, and
 /// waited for the 200 ms retransmit, which was a fifth of the whole join
-/// (docs/performance.md, "Rebalance"). Bounded in entries and bytes; what
-/// does not fit is dropped as before, and retransmitted.
+/// (docs/performance.md, "Rebalance"). Bounded in entries and bytes, and
+/// in time: what does not fit is dropped as before, and retransmitted, and
+/// what waits longer than [`EARLY_TTL`] for its view (a node cut off from
+/// the view leader) is dropped at the node's next heartbeat.
 #[derive(Debug, Default)]
 pub struct EarlyEntries {
-    held: Vec<EarlyEntry>,
+    /// The entries, each with the time it came.
+    held: Vec<(EarlyEntry, Time)>,
     bytes: usize,
 }
+
+/// How long an early entry waits for its view at most.
+pub const EARLY_TTL: Time = 1_000;
 
 /// One early entry: the sender's epoch, the primary, the partition, the
 /// stream, the sequence number, and the entry.
@@ -114,26 +120,38 @@ const MAX_EARLY: usize = 1024;
 const MAX_EARLY_BYTES: usize = 64 << 20;
 
 impl EarlyEntries {
-    /// Keeps an entry if there is room.
-    pub fn keep(&mut self, e: EarlyEntry) {
+    /// Keeps an entry that came at `now`, if there is room.
+    pub fn keep(&mut self, e: EarlyEntry, now: Time) {
         let size = entry_bytes(&e.5);
         if self.held.len() < MAX_EARLY && self.bytes + size <= MAX_EARLY_BYTES {
             self.bytes += size;
-            self.held.push(e);
+            self.held.push((e, now));
         }
     }
 
     /// The entries sent at `epoch` or before, in the order they came.
     pub fn take_upto(&mut self, epoch: Epoch) -> Vec<EarlyEntry> {
+        self.take(|(e, _)| e.0 <= epoch)
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect()
+    }
+
+    /// Drops the entries that came more than [`EARLY_TTL`] before `now`.
+    pub fn expire(&mut self, now: Time) {
+        self.take(|(_, at)| now >= at + EARLY_TTL);
+    }
+
+    /// Takes out the entries `due` picks.
+    fn take(&mut self, due: impl Fn(&(EarlyEntry, Time)) -> bool) -> Vec<(EarlyEntry, Time)> {
         if self.held.is_empty() {
             return Vec::new();
         }
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
-            .into_iter()
-            .partition(|e| e.0 <= epoch);
-        self.held = later;
-        self.bytes = self.held.iter().map(|e| entry_bytes(&e.5)).sum();
-        due
+        let (taken, kept): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.held).into_iter().partition(due);
+        self.held = kept;
+        self.bytes = self.held.iter().map(|(e, _)| entry_bytes(&e.5)).sum();
+        taken
     }
 
     /// Entries kept.
@@ -175,18 +193,20 @@ mod tests {
             value: "v".into(),
         };
         let mut early = EarlyEntries::default();
-        early.keep((3, 1, 0, stream, 1, put("a")));
-        early.keep((4, 1, 0, stream, 2, put("b")));
-        early.keep((3, 1, 0, stream, 3, put("c")));
+        early.keep((3, 1, 0, stream, 1, put("a")), 0);
+        early.keep((4, 1, 0, stream, 2, put("b")), 0);
+        early.keep((3, 1, 0, stream, 3, put("c")), 0);
         let due: Vec<u64> = early.take_upto(3).iter().map(|e| e.4).collect();
         assert_eq!(due, [1, 3]);
         assert_eq!(early.len(), 1, "the epoch-4 entry waits");
         assert_eq!(early.take_upto(4).len(), 1);
         assert!(early.is_empty());
         for i in 0..MAX_EARLY + 10 {
-            early.keep((9, 1, 0, stream, i as u64, put("k")));
+            early.keep((9, 1, 0, stream, i as u64, put("k")), i as Time);
         }
         assert_eq!(early.len(), MAX_EARLY);
+        early.expire(EARLY_TTL + 9);
+        assert_eq!(early.len(), MAX_EARLY - 10, "the first ten waited too long");
         let big: crate::node::pairs::Pairs = [("k", "v".repeat(MAX_EARLY_BYTES / 2))]
             .into_iter()
             .collect();
@@ -197,7 +217,7 @@ mod tests {
         };
         let mut early = EarlyEntries::default();
         for seq in 0..3 {
-            early.keep((9, 1, 0, stream, seq, chunk()));
+            early.keep((9, 1, 0, stream, seq, chunk()), 0);
         }
         assert_eq!(
             early.len(),
