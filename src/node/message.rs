@@ -396,8 +396,20 @@ impl Message {
 /// serde data model. Internal frames are never read by people, and a binary
 /// form costs less to write and read than JSON (docs/performance.md).
 pub fn encode(envelope: &Envelope) -> Vec<u8> {
+    // Room for the whole frame up front: a resync chunk's pairs are tens
+    // or hundreds of kilobytes, and growing the buffer by doubling copied
+    // them several times over.
+    let room = 128
+        + match &envelope.message {
+            Message::Replicate {
+                entry: StreamEntry::Chunk { entries, .. },
+                ..
+            } => entries.packed_len() + 16,
+            _ => 0,
+        };
     // These types always serialize.
-    postcard::to_stdvec(envelope).expect("invariant: envelopes always serialize")
+    postcard::to_extend(envelope, Vec::with_capacity(room))
+        .expect("invariant: envelopes always serialize")
 }
 
 /// Decodes an envelope from the wire. Trailing bytes are an error: a frame

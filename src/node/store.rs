@@ -32,10 +32,6 @@ use std::ops::Bound;
 /// old value goes back out as a `String` without a copy either.
 pub type PartitionData = BTreeMap<CompactString, Box<str>>;
 
-/// Pairs a packed page reserves room for up front (at about 128 bytes a
-/// pair), so a chunk's buffer grows a few times at most.
-const PACK_GUESS: usize = 2_000;
-
 /// A node's data.
 #[derive(Debug, Default)]
 pub struct Store {
@@ -218,8 +214,13 @@ impl Store {
             return (Pairs::default(), None);
         };
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let range = || data.range::<str, _>((lower, Bound::Unbounded)).take(limit);
+        // Sized exactly, from a first walk that reads only lengths: a
+        // guess too large for a small partition cost a fresh mapping (and
+        // its page faults) per chunk, one too small a copy per doubling.
+        let bytes = range().map(|(k, v)| k.len() + v.len() + 8).sum();
+        let mut page = PairsBuilder::with_capacity(bytes);
         let mut iter = data.range::<str, _>((lower, Bound::Unbounded));
-        let mut page = PairsBuilder::with_capacity(PACK_GUESS.min(limit) * 128);
         let mut last = None;
         for (k, v) in iter.by_ref().take(limit) {
             page.push(k, v);
