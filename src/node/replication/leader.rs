@@ -767,30 +767,10 @@ mod tests {
         );
     }
 
-    /// A view where node 1 leads partition 0 with node 2 in sync and node
-    /// 3 filling.
+    /// A view where node 1 leads partition 0 in term 2 with node 2 in sync
+    /// and node 3 filling.
     fn three_replicas() -> View {
-        let node = |incarnation| NodeInfo {
-            endpoint: String::new(),
-            peer_endpoint: String::new(),
-            incarnation,
-            state: NodeState::Up,
-        };
-        let replica = |node, in_sync| Replica {
-            node,
-            in_sync,
-            since: 1,
-        };
-        View {
-            epoch: 1,
-            replication: 3,
-            nodes: [(1, node(1)), (2, node(2)), (3, node(3))].into(),
-            partitions: vec![PartitionInfo {
-                term: 2,
-                term_epoch: 1,
-                replicas: vec![replica(1, true), replica(2, true), replica(3, false)],
-            }],
-        }
+        crate::node::replication::test_view(1, 2, [true, false])
     }
 
     /// A new primary's resync to a secondary the view shows in sync sends

@@ -28,8 +28,8 @@ mod leader;
 mod resync;
 mod stream;
 
-pub use follower::{EarlyEntries, Follower};
-pub use leader::Leader;
+pub use follower::{EarlyEntries, Follower, EARLY_TTL};
+pub use leader::{Leader, FIRST_RETRIES, FIRST_RETRY};
 pub use resync::{ChunkBudget, CHUNK_SLOTS, NODE_CHUNKS_IN_FLIGHT, NODE_RESYNC_SLOTS};
 
 use crate::error::Error;
@@ -106,5 +106,44 @@ pub fn apply(p: PartitionId, entry: StreamEntry, store: &mut Store) {
         }
         // Only a follower can judge a digest (`Follower::apply`).
         StreamEntry::Digest { .. } => {}
+    }
+}
+
+/// For tests: a view of nodes 1, 2 and 3 (incarnation = id) where each of
+/// `partitions` partitions has node 1 as its primary in `term`, and nodes
+/// 2 and 3 as secondaries, in sync as `in_sync` says, all since epoch 1.
+#[cfg(test)]
+pub(crate) fn test_view(
+    partitions: usize,
+    term: crate::view::Term,
+    in_sync: [bool; 2],
+) -> crate::view::View {
+    use crate::view::{NodeInfo, NodeState, PartitionInfo, Replica, View};
+    let node = |incarnation| NodeInfo {
+        endpoint: String::new(),
+        peer_endpoint: String::new(),
+        incarnation,
+        state: NodeState::Up,
+    };
+    let replica = |node, in_sync| Replica {
+        node,
+        in_sync,
+        since: 1,
+    };
+    View {
+        epoch: 1,
+        replication: 3,
+        nodes: [(1, node(1)), (2, node(2)), (3, node(3))].into(),
+        partitions: (0..partitions)
+            .map(|_| PartitionInfo {
+                term,
+                term_epoch: 1,
+                replicas: vec![
+                    replica(1, true),
+                    replica(2, in_sync[0]),
+                    replica(3, in_sync[1]),
+                ],
+            })
+            .collect(),
     }
 }

@@ -212,35 +212,14 @@ mod tests {
     use super::*;
     use crate::node::message::Message;
     use crate::node::replication::Leader;
-    use crate::view::{NodeId, NodeInfo, NodeState, PartitionInfo, Replica, View};
+    use crate::view::NodeId;
 
     /// The node's budget bounds the resync chunks in flight over all its
     /// leaders' streams, and a leader that goes (its partition moved away)
     /// gives back every slot it held.
     #[test]
     fn resync_chunks_share_one_budget_and_a_dropped_leader_gives_its_slots_back() {
-        let node = |incarnation| NodeInfo {
-            endpoint: String::new(),
-            peer_endpoint: String::new(),
-            incarnation,
-            state: NodeState::Up,
-        };
-        let replica = |node, in_sync| Replica {
-            node,
-            in_sync,
-            since: 1,
-        };
-        let partition = || PartitionInfo {
-            term: 1,
-            term_epoch: 1,
-            replicas: vec![replica(1, true), replica(2, false), replica(3, false)],
-        };
-        let view = View {
-            epoch: 1,
-            replication: 3,
-            nodes: [(1, node(1)), (2, node(2)), (3, node(3))].into(),
-            partitions: vec![partition(), partition()],
-        };
+        let view = crate::node::replication::test_view(2, 1, [false, false]);
         let cfg = StreamConfig {
             chunk_keys: 10,
             chunk_window: 4,
