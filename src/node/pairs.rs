@@ -109,16 +109,6 @@ impl PairsBuilder {
         self.len += 1;
     }
 
-    /// Pairs pushed so far.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True if none were pushed.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// The pairs.
     pub fn finish(self) -> Pairs {
         Pairs {
@@ -170,7 +160,7 @@ fn take_str(buf: &str) -> Option<(&str, &str)> {
         }
         n |= ((b & 0x3f) as usize) << (6 * i);
         if b & 0x40 == 0 {
-            let end = i + 1 + n;
+            let end = (i + 1).checked_add(n)?;
             return Some((buf.get(i + 1..end)?, buf.get(end..)?));
         }
     }

@@ -82,18 +82,19 @@ impl Store {
 
     /// Sets `key` in partition `p`, returning the old value.
     pub fn put(&mut self, p: PartitionId, key: String, value: String) -> Option<String> {
-        let key_len = key.len();
-        let size = (key_len + value.len()) as u64;
-        let key = CompactString::from(key);
+        self.insert(p, CompactString::from(key), value.into_boxed_str())
+            .map(String::from)
+    }
+
+    /// Sets `key` in partition `p`: notes it for the journal, keeps the
+    /// counts, and returns the old value.
+    fn insert(&mut self, p: PartitionId, key: CompactString, value: Box<str>) -> Option<Box<str>> {
         if let Some(d) = &mut self.dirty {
             d.push((p, key.clone()));
         }
-        let old = self
-            .partitions
-            .entry(p)
-            .or_default()
-            .insert(key, value.into_boxed_str())
-            .map(String::from);
+        let key_len = key.len();
+        let size = (key_len + value.len()) as u64;
+        let old = self.partitions.entry(p).or_default().insert(key, value);
         match &old {
             Some(v) => self.bytes -= (key_len + v.len()) as u64,
             None => self.keys += 1,
@@ -149,22 +150,7 @@ impl Store {
     /// (inline if short) and the value into one block of its own, with no
     /// intermediate `String`s.
     fn put_copy(&mut self, p: PartitionId, key: &str, value: &str) {
-        let key = CompactString::from(key);
-        if let Some(d) = &mut self.dirty {
-            d.push((p, key.clone()));
-        }
-        let size = (key.len() + value.len()) as u64;
-        let key_len = key.len();
-        let old = self
-            .partitions
-            .entry(p)
-            .or_default()
-            .insert(key, Box::from(value));
-        match &old {
-            Some(v) => self.bytes -= (key_len + v.len()) as u64,
-            None => self.keys += 1,
-        }
-        self.bytes += size;
+        self.insert(p, CompactString::from(key), Box::from(value));
     }
 
     /// [`Store::replace_range`] on a durable store: only what differs is
