@@ -116,8 +116,10 @@ pub type EarlyEntry = (Epoch, NodeId, PartitionId, StreamId, u64, StreamEntry);
 /// Early entries kept at most.
 const MAX_EARLY: usize = 1024;
 
-/// Bytes of early entries kept at most (a chunk counts its packed pairs).
-const MAX_EARLY_BYTES: usize = 64 << 20;
+/// Bytes of early entries kept at most (a chunk counts its packed pairs):
+/// a join's first round of chunks from four primaries of 1M keys is about
+/// 9 MB, and one process may run 64 nodes, each with its own.
+const MAX_EARLY_BYTES: usize = 16 << 20;
 
 impl EarlyEntries {
     /// Keeps an entry that came at `now`, if there is room.
