@@ -659,14 +659,6 @@ impl ViewLeader {
     }
 }
 
-/// Nodes that appear in some partition's replica set.
-pub fn holders(view: &View) -> BTreeSet<NodeId> {
-    view.partitions
-        .iter()
-        .flat_map(|p| p.replicas.iter().map(|r| r.node))
-        .collect()
-}
-
 mod failure;
 mod operator;
 mod rebalance;
