@@ -6,7 +6,9 @@
 //! - `string`: `BTreeMap<CompactString, String>`, the layout before;
 //! - `boxed`: `BTreeMap<CompactString, Box<str>>`, the layout now;
 //! - `entry`: a `BTreeSet` of one heap block per pair (key length, key,
-//!   value), 16 bytes in the tree node, the key no longer inline.
+//!   value), 16 bytes in the tree node, the key no longer inline;
+//! - `packed`: kvsh's [`Partition`] now, one arena of records behind an
+//!   index of key hashes (`src/node/store/partition.rs`).
 //!
 //! ```text
 //! cargo run --release --example store_layout -- boxed          # random order
@@ -15,9 +17,11 @@
 //!
 //! Each layout runs in a process of its own, so that one's freed memory is
 //! not the next one's. It prints the RSS growth per pair and the mean time
-//! of a lookup of every key, in a random order.
+//! of a lookup of every key, in a random order, reading the value's last
+//! byte (a get reads the value).
 
 use compact_str::CompactString;
+use kvsh::node::store::Partition;
 use ref_cast::RefCast;
 use std::borrow::Borrow;
 use std::cmp::Ordering;
@@ -145,9 +149,11 @@ fn main() {
                 let key = key(*k);
                 let p = partition(&key);
                 let found = if boxed {
-                    b[p].contains_key(key.as_str())
+                    b[p].get(key.as_str())
+                        .is_some_and(|v| v.as_bytes()[99] == b'x')
                 } else {
-                    a[p].contains_key(key.as_str())
+                    a[p].get(key.as_str())
+                        .is_some_and(|v| v.as_bytes()[99] == b'x')
                 };
                 hits += usize::from(found);
             }
@@ -170,8 +176,34 @@ fn main() {
             }
             (grown, hits, start.elapsed())
         }
+        "packed" => {
+            let mut m: Vec<Partition> = (0..PARTITIONS).map(|_| Partition::default()).collect();
+            for k in &inserts {
+                let key = key(*k);
+                m[partition(&key)].insert(&key, &value);
+            }
+            let grown = rss() - base;
+            if std::env::var_os("TRIM").is_some() {
+                #[allow(unsafe_code)]
+                unsafe {
+                    libc::malloc_trim(0)
+                };
+                eprintln!("after trim: {} per pair", (rss() - base) / PAIRS);
+            }
+            let start = Instant::now();
+            let mut hits = 0;
+            for k in &lookups {
+                let key = key(*k);
+                hits += usize::from(
+                    m[partition(&key)]
+                        .get(&key)
+                        .is_some_and(|v| v.as_bytes()[99] == b'x'),
+                );
+            }
+            (grown, hits, start.elapsed())
+        }
         other => {
-            eprintln!("Error: no layout {other:?}: string, boxed or entry");
+            eprintln!("Error: no layout {other:?}: string, boxed, entry or packed");
             std::process::exit(2);
         }
     };

@@ -140,7 +140,7 @@ impl<'a> Iterator for Iter<'a> {
 
 /// Appends `n` in ASCII bytes: 6 bits each, low bits first, `0x40` on
 /// every byte but the last.
-fn put_len(buf: &mut String, mut n: usize) {
+pub(crate) fn put_len(buf: &mut String, mut n: usize) {
     while n >= 0x40 {
         buf.push(char::from((n & 0x3f) as u8 | 0x40));
         n >>= 6;
@@ -151,7 +151,7 @@ fn put_len(buf: &mut String, mut n: usize) {
 /// A length-prefixed string off the front of `buf`, and what follows:
 /// `None` if the length is malformed, runs past the end, or does not end
 /// on a character boundary.
-fn take_str(buf: &str) -> Option<(&str, &str)> {
+pub(crate) fn take_str(buf: &str) -> Option<(&str, &str)> {
     let mut n: usize = 0;
     // At most 6 bytes: lengths up to 2^36, beyond any frame.
     for (i, &b) in buf.as_bytes().iter().enumerate().take(6) {

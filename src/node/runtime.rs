@@ -514,9 +514,12 @@ fn inspect(node: &mut Node, c: Control) {
         }
         Control::Dump(p, tx) => {
             let data = node.store().partition(p).map(|d| {
-                d.iter()
+                let mut pairs: Vec<(String, String)> = d
+                    .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect()
+                    .collect();
+                pairs.sort_unstable();
+                pairs
             });
             let _ = tx.send(data.unwrap_or_default());
         }

@@ -1,43 +1,39 @@
-//! A node's storage: one ordered map per partition it holds.
+//! A node's storage: one [`Partition`] per partition it holds.
 //!
-//! A `BTreeMap` per partition, rather than one map for the node, makes the
+//! A map per partition, rather than one map for the node, makes the
 //! operations that rebalancing and failover need cheap: dropping a partition
-//! the node no longer holds, streaming a partition in key order in chunks,
-//! and replacing a key range with a chunk from the primary.
-//!
-//! Keys are [`CompactString`]s, which hold a key of up to 24 bytes inside
-//! the B-tree node itself. A lookup compares the wanted key with several
-//! keys on each level; with heap `String` keys every comparison followed a
-//! pointer to another cache line, and those misses were the largest single
-//! cost of a read (docs/performance.md). Short keys also save their own heap
-//! block.
+//! the node no longer holds, streaming a partition in order in chunks, and
+//! replacing a range with a chunk from the primary. A partition packs its
+//! pairs into one arena behind an index of key hashes, and orders them by
+//! [`Place`] (kvsh's own records first, then by hash); see
+//! [`partition`] for the layout and why.
 //!
 //! A durable node (`--data-dir`, [`crate::node::disk`]) turns on the store's
 //! journal: every key a change touches is noted, and the node thread writes
 //! those keys' current values to disk before it sends any acknowledgement.
 //! A node in memory has no journal and pays one branch per change.
 
+mod arena;
+pub mod partition;
+
+use crate::node::conditional::SYSTEM_PREFIX;
 use crate::node::pairs::{Pairs, PairsBuilder};
 use crate::view::PartitionId;
 use compact_str::CompactString;
-use std::collections::BTreeMap;
-use std::ops::Bound;
+pub use partition::{place, Partition, Place};
 
-/// The pairs of one partition, in key order. Values are `Box<str>`, 16
-/// bytes in the tree node where a `String` takes 24 (its capacity is never
-/// used: a stored value does not grow); with 11 pairs to a node that is 88
-/// bytes a node, and about 8% of the memory per key (docs/performance.md,
-/// "Memory per key"). Values come in as `String`s with no spare capacity
-/// (decoded from a frame), so `into_boxed_str` does not copy them, and the
-/// old value goes back out as a `String` without a copy either.
-pub type PartitionData = BTreeMap<CompactString, Box<str>>;
+/// The most pairs a client's page with a prefix reads past without a match
+/// before it returns (with the key to go on after): a partition is ordered
+/// by hash, so a prefix's keys are spread through it, and the cost of one
+/// request stays bounded whatever the prefix.
+pub const MAX_EXAMINED: usize = 4096;
 
 /// A node's data.
 #[derive(Debug, Default)]
 pub struct Store {
     /// foldhash rather than std's SipHash: every read and write looks up
     /// its partition here first.
-    partitions: foldhash::HashMap<PartitionId, PartitionData>,
+    partitions: foldhash::HashMap<PartitionId, Partition>,
     keys: u64,
     bytes: u64,
     /// The keys changed since [`Store::take_dirty`], when durable.
@@ -52,7 +48,7 @@ impl Store {
 
     /// The value at `key` in partition `p`.
     pub fn get(&self, p: PartitionId, key: &str) -> Option<&str> {
-        self.partitions.get(&p)?.get(key).map(|v| &**v)
+        self.partitions.get(&p)?.get(key)
     }
 
     /// Starts noting the keys every change touches (a durable node).
@@ -82,30 +78,28 @@ impl Store {
 
     /// Sets `key` in partition `p`, returning the old value.
     pub fn put(&mut self, p: PartitionId, key: String, value: String) -> Option<String> {
-        self.insert(p, CompactString::from(key), value.into_boxed_str())
-            .map(String::from)
+        self.insert(p, &key, &value)
     }
 
     /// Sets `key` in partition `p`: notes it for the journal, keeps the
-    /// counts, and returns the old value.
-    fn insert(&mut self, p: PartitionId, key: CompactString, value: Box<str>) -> Option<Box<str>> {
+    /// counts, and returns the old value. The key and value are copied
+    /// into the partition's arena.
+    fn insert(&mut self, p: PartitionId, key: &str, value: &str) -> Option<String> {
         if let Some(d) = &mut self.dirty {
-            d.push((p, key.clone()));
+            d.push((p, CompactString::from(key)));
         }
-        let key_len = key.len();
-        let size = (key_len + value.len()) as u64;
         let old = self.partitions.entry(p).or_default().insert(key, value);
         match &old {
-            Some(v) => self.bytes -= (key_len + v.len()) as u64,
+            Some(v) => self.bytes -= (key.len() + v.len()) as u64,
             None => self.keys += 1,
         }
-        self.bytes += size;
+        self.bytes += (key.len() + value.len()) as u64;
         old
     }
 
     /// Removes `key` from partition `p`, returning the old value.
     pub fn delete(&mut self, p: PartitionId, key: &str) -> Option<String> {
-        let old = self.partitions.get_mut(&p)?.remove(key).map(String::from);
+        let old = self.partitions.get_mut(&p)?.remove(key);
         if let Some(v) = &old {
             if let Some(d) = &mut self.dirty {
                 d.push((p, CompactString::from(key)));
@@ -128,29 +122,21 @@ impl Store {
         if self.dirty.is_some() {
             return self.replace_range_journaled(p, after, upto, entries);
         }
-        let data = self.partitions.entry(p).or_default();
-        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let upper = upto.map_or(Bound::Unbounded, Bound::Included);
-        let doomed: Vec<CompactString> = data
-            .range::<str, _>((lower, upper))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let doomed: Vec<String> = self
+            .partitions
+            .get(&p)
+            .map(|data| {
+                data.range(after, upto)
+                    .map(|(k, _)| k.to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
         for k in doomed {
-            if let Some(v) = data.remove(&k) {
-                self.keys -= 1;
-                self.bytes -= (k.len() + v.len()) as u64;
-            }
+            self.delete(p, &k);
         }
         for (k, v) in entries.iter() {
-            self.put_copy(p, k, v);
+            self.insert(p, k, v);
         }
-    }
-
-    /// [`Store::put`] of borrowed strings: the key is copied into the tree
-    /// (inline if short) and the value into one block of its own, with no
-    /// intermediate `String`s.
-    fn put_copy(&mut self, p: PartitionId, key: &str, value: &str) {
-        self.insert(p, CompactString::from(key), Box::from(value));
     }
 
     /// [`Store::replace_range`] on a durable store: only what differs is
@@ -164,15 +150,13 @@ impl Store {
         entries: &Pairs,
     ) {
         let wanted: std::collections::HashSet<&str> = entries.iter().map(|(k, _)| k).collect();
-        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let upper = upto.map_or(Bound::Unbounded, Bound::Included);
-        let doomed: Vec<CompactString> = self
+        let doomed: Vec<String> = self
             .partitions
             .get(&p)
             .map(|data| {
-                data.range::<str, _>((lower, upper))
-                    .filter(|(k, _)| !wanted.contains(k.as_str()))
-                    .map(|(k, _)| k.clone())
+                data.range(after, upto)
+                    .filter(|(k, _)| !wanted.contains(k))
+                    .map(|(k, _)| k.to_string())
                     .collect()
             })
             .unwrap_or_default();
@@ -182,14 +166,14 @@ impl Store {
         }
         for (k, v) in entries.iter() {
             if self.get(p, k) != Some(v) {
-                self.put_copy(p, k, v);
+                self.insert(p, k, v);
             }
         }
     }
 
     /// Up to `limit` pairs of partition `p` after `after` (exclusive), in
-    /// key order, packed for a resync chunk; the last key, if more pairs
-    /// follow it.
+    /// order, packed for a resync chunk; the last key, if more pairs follow
+    /// it.
     pub fn pack_page(
         &self,
         p: PartitionId,
@@ -199,14 +183,16 @@ impl Store {
         let Some(data) = self.partitions.get(&p) else {
             return (Pairs::default(), None);
         };
-        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let range = || data.range::<str, _>((lower, Bound::Unbounded)).take(limit);
         // Sized exactly, from a first walk that reads only lengths: a
         // guess too large for a small partition cost a fresh mapping (and
         // its page faults) per chunk, one too small a copy per doubling.
-        let bytes = range().map(|(k, v)| k.len() + v.len() + 8).sum();
+        let bytes = data
+            .range(after, None)
+            .take(limit)
+            .map(|(k, v)| k.len() + v.len() + 8)
+            .sum();
         let mut page = PairsBuilder::with_capacity(bytes);
-        let mut iter = data.range::<str, _>((lower, Bound::Unbounded));
+        let mut iter = data.range(after, None);
         let mut last = None;
         for (k, v) in iter.by_ref().take(limit) {
             page.push(k, v);
@@ -217,12 +203,13 @@ impl Store {
     }
 
     /// Up to `limit` pairs of partition `p` after `after` whose keys start
-    /// with `prefix`, in key order, and whether more such pairs follow. The
-    /// page also stops once its keys and values reach `max_bytes` (it holds
-    /// at least one pair if any match), so that a page of big values stays
-    /// small. Keys with a prefix are contiguous in the tree, so the page
-    /// starts at the prefix and stops at the first key without it rather
-    /// than reading the partition.
+    /// with `prefix`, in the partition's order, and the key to go on after
+    /// if more may follow. The page also stops once its keys and values
+    /// reach `max_bytes` (it holds at least one pair if any match), so that
+    /// a page of big values stays small, and once it has read
+    /// [`MAX_EXAMINED`] pairs that do not match, so that a prefix that
+    /// matches little does not read the whole partition in one request.
+    /// A prefix of kvsh's own records is one ordered lookup.
     pub fn page_matching(
         &self,
         p: PartitionId,
@@ -230,21 +217,30 @@ impl Store {
         prefix: Option<&str>,
         limit: usize,
         max_bytes: usize,
-    ) -> (Vec<(String, String)>, bool) {
+    ) -> (Vec<(String, String)>, Option<String>) {
         let Some(data) = self.partitions.get(&p) else {
-            return (Vec::new(), false);
+            return (Vec::new(), None);
         };
         let prefix = prefix.unwrap_or("");
-        let lower = match after {
-            Some(a) if a >= prefix => Bound::Excluded(a),
-            _ => Bound::Included(prefix),
+        let mut iter: Box<dyn Iterator<Item = (&str, &str)>> = if prefix.starts_with(SYSTEM_PREFIX)
+        {
+            Box::new(data.system_prefixed(prefix, after))
+        } else {
+            Box::new(data.range(after, None))
         };
-        let mut iter = data
-            .range::<str, _>((lower, Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix));
         let mut page = Vec::new();
         let mut bytes = 0;
+        let mut skipped = 0;
+        let mut last = None;
         for (k, v) in iter.by_ref() {
+            last = Some(k);
+            if !k.starts_with(prefix) {
+                skipped += 1;
+                if skipped >= MAX_EXAMINED {
+                    break;
+                }
+                continue;
+            }
             page.push((k.to_string(), v.to_string()));
             bytes += k.len() + v.len();
             if page.len() >= limit || bytes >= max_bytes {
@@ -252,30 +248,26 @@ impl Store {
             }
         }
         let more = iter.next().is_some();
-        (page, more)
+        (page, last.filter(|_| more).map(str::to_string))
     }
 
-    /// Every pair of partition `p` in `(after, upto]`, in key order, packed
-    /// for a resync chunk.
+    /// Every pair of partition `p` in `(after, upto]`, in order, packed for
+    /// a resync chunk.
     pub fn pack_range(&self, p: PartitionId, after: Option<&str>, upto: Option<&str>) -> Pairs {
         let Some(data) = self.partitions.get(&p) else {
             return Pairs::default();
         };
-        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let upper = upto.map_or(Bound::Unbounded, Bound::Included);
-        data.range::<str, _>((lower, upper))
-            .map(|(k, v)| (k.as_str(), &**v))
-            .collect()
+        data.range(after, upto).collect()
     }
 
     /// Drops partition `p` entirely.
     pub fn drop_partition(&mut self, p: PartitionId) {
         if let Some(data) = self.partitions.remove(&p) {
-            for (k, v) in data {
+            for (k, v) in data.iter() {
                 self.keys -= 1;
                 self.bytes -= (k.len() + v.len()) as u64;
                 if let Some(d) = &mut self.dirty {
-                    d.push((p, k));
+                    d.push((p, k.into()));
                 }
             }
         }
@@ -297,14 +289,9 @@ impl Store {
         let mut last = None;
         let mut more = false;
         if let Some(data) = self.partitions.get(&p) {
-            let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-            let upper = upto.map_or(Bound::Unbounded, Bound::Included);
-            let mut iter = data.range::<str, _>((lower, upper));
+            let mut iter = data.range(after, upto);
             for (k, v) in iter.by_ref() {
-                hasher.update(&(k.len() as u64).to_le_bytes());
-                hasher.update(k.as_bytes());
-                hasher.update(&(v.len() as u64).to_le_bytes());
-                hasher.update(v.as_bytes());
+                hash_pair(&mut hasher, k, v);
                 count += 1;
                 if count == limit {
                     last = Some(k.to_string());
@@ -322,13 +309,27 @@ impl Store {
     }
 
     /// The data of partition `p`, if any.
-    pub fn partition(&self, p: PartitionId) -> Option<&PartitionData> {
+    pub fn partition(&self, p: PartitionId) -> Option<&Partition> {
         self.partitions.get(&p)
+    }
+
+    /// kvsh's own records in partition `p` whose keys start with `prefix`
+    /// (which starts with [`crate::node::conditional::SYSTEM_PREFIX`]), in
+    /// key order: one ordered lookup.
+    pub fn system_prefixed<'a>(
+        &'a self,
+        p: PartitionId,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        self.partitions
+            .get(&p)
+            .into_iter()
+            .flat_map(move |data| data.system_prefixed(prefix, None))
     }
 
     /// Keys in partition `p`.
     pub fn partition_len(&self, p: PartitionId) -> usize {
-        self.partitions.get(&p).map_or(0, |d| d.len())
+        self.partitions.get(&p).map_or(0, Partition::len)
     }
 
     /// Keys over all partitions.
@@ -341,21 +342,26 @@ impl Store {
         self.bytes
     }
 
-    /// A digest of partition `p`: xxh3 over its sorted pairs, fed in order
-    /// through a streaming hasher, so the partition is never copied.
+    /// A digest of partition `p`: xxh3 over its pairs in order, fed through
+    /// a streaming hasher, so the partition is never copied.
     pub fn digest(&self, p: PartitionId) -> u64 {
         let mut hasher = xxhash_rust::xxh3::Xxh3::new();
         if let Some(data) = self.partitions.get(&p) {
-            for (k, v) in data {
-                // Length prefixes keep ("ab","c") and ("a","bc") apart.
-                hasher.update(&(k.len() as u64).to_le_bytes());
-                hasher.update(k.as_bytes());
-                hasher.update(&(v.len() as u64).to_le_bytes());
-                hasher.update(v.as_bytes());
+            for (k, v) in data.iter() {
+                hash_pair(&mut hasher, k, v);
             }
         }
         hasher.digest()
     }
+}
+
+/// Feeds one pair to a digest. Length prefixes keep ("ab","c") and
+/// ("a","bc") apart.
+fn hash_pair(hasher: &mut xxhash_rust::xxh3::Xxh3, k: &str, v: &str) {
+    hasher.update(&(k.len() as u64).to_le_bytes());
+    hasher.update(k.as_bytes());
+    hasher.update(&(v.len() as u64).to_le_bytes());
+    hasher.update(v.as_bytes());
 }
 
 #[cfg(test)]
@@ -380,18 +386,40 @@ mod tests {
         assert_eq!((s.keys(), s.bytes()), (0, 0));
     }
 
+    /// The keys of partition `p`, sorted by key.
+    fn held(s: &Store, p: PartitionId) -> Vec<String> {
+        let mut keys: Vec<String> = s
+            .partition(p)
+            .map(|d| d.iter().map(|(k, _)| k.to_string()).collect())
+            .unwrap_or_default();
+        keys.sort();
+        keys
+    }
+
+    /// `keys` in the store's order.
+    fn ordered<'a>(keys: &[&'a str]) -> Vec<&'a str> {
+        let mut keys = keys.to_vec();
+        keys.sort_by(|a, b| place(a).cmp(&place(b)));
+        keys
+    }
+
     #[test]
     fn replace_range_replaces_only_the_range() {
         let mut s = Store::new();
-        for k in ["a", "b", "c", "d", "e"] {
-            s.put(0, k.into(), "old".into());
+        let all = ordered(&["a", "b", "c", "d", "e"]);
+        for k in &all {
+            s.put(0, k.to_string(), "old".into());
         }
-        s.replace_range(0, Some("a"), Some("c"), &pairs(&[("bb", "new")]));
-        let keys: Vec<_> = s.partition(0).unwrap().keys().cloned().collect();
-        assert_eq!(keys, ["a", "bb", "d", "e"]);
-        s.replace_range(0, Some("d"), None, &Pairs::default());
-        let keys: Vec<_> = s.partition(0).unwrap().keys().cloned().collect();
-        assert_eq!(keys, ["a", "bb", "d"]);
+        // (all[0], all[2]] holds all[1] and all[2].
+        s.replace_range(0, Some(all[0]), Some(all[2]), &pairs(&[(all[1], "new")]));
+        let mut want = vec![all[0], all[1], all[3], all[4]];
+        want.sort();
+        assert_eq!(held(&s, 0), want);
+        assert_eq!(s.get(0, all[1]), Some("new"));
+        s.replace_range(0, Some(all[3]), None, &Pairs::default());
+        let mut want = vec![all[0], all[1], all[3]];
+        want.sort();
+        assert_eq!(held(&s, 0), want);
         s.replace_range(0, None, None, &pairs(&[("z", "1")]));
         assert_eq!(s.keys(), 1);
     }
@@ -399,46 +427,96 @@ mod tests {
     #[test]
     fn pages_walk_the_partition() {
         let mut s = Store::new();
-        for i in 0..10 {
-            s.put(0, format!("k{i}"), "v".into());
+        let names: Vec<String> = (0..10).map(|i| format!("k{i}")).collect();
+        let all = ordered(&names.iter().map(String::as_str).collect::<Vec<_>>());
+        for k in &all {
+            s.put(0, k.to_string(), "v".into());
         }
         let (p1, last) = s.pack_page(0, None, 4);
         let keys: Vec<_> = p1.iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, ["k0", "k1", "k2", "k3"]);
-        assert_eq!(last.as_deref(), Some("k3"), "more follow");
+        assert_eq!(keys, all[..4]);
+        assert_eq!(last.as_deref(), Some(all[3]), "more follow");
         let (p2, last) = s.pack_page(0, last.as_deref(), 10);
         assert_eq!(p2.len(), 6);
         assert_eq!(last, None, "the last page");
         assert_eq!(
-            s.pack_range(0, Some("k3"), Some("k5")),
-            pairs(&[("k4", "v"), ("k5", "v")])
+            s.pack_range(0, Some(all[3]), Some(all[5])),
+            pairs(&[(all[4], "v"), (all[5], "v")])
         );
     }
 
     /// Client pages read only the prefix's keys, and stop at the byte
     /// bound, with at least one pair per page.
     #[test]
-    fn matching_pages_seek_the_prefix_and_bound_bytes() {
+    fn matching_pages_find_the_prefix_and_bound_bytes() {
         let mut s = Store::new();
         for k in ["a1", "b1", "b2", "b3", "c1"] {
             s.put(0, k.into(), "v".repeat(10));
         }
-        let keys =
-            |page: &[(String, String)]| page.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
-        let (page, more) = s.page_matching(0, None, Some("b"), 2, usize::MAX);
-        assert_eq!((keys(&page), more), (vec!["b1".into(), "b2".into()], true));
-        let (page, more) = s.page_matching(0, Some("b2"), Some("b"), 2, usize::MAX);
-        assert_eq!((keys(&page), more), (vec!["b3".into()], false));
-        let (page, more) = s.page_matching(0, Some("a1"), Some("b"), 10, usize::MAX);
-        assert_eq!(keys(&page), ["b1", "b2", "b3"]);
-        assert!(!more);
-        let (page, _) = s.page_matching(0, Some("b9"), Some("b"), 10, usize::MAX);
-        assert!(page.is_empty());
+        let keys = |page: &[(String, String)]| {
+            let mut keys = page.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+            keys.sort();
+            keys
+        };
+        let (page, next) = s.page_matching(0, None, Some("b"), 2, usize::MAX);
+        assert_eq!(page.len(), 2);
+        let (rest, _) = s.page_matching(0, next.as_deref(), Some("b"), 10, usize::MAX);
+        let mut both = [page, rest].concat();
+        both.sort();
+        assert_eq!(keys(&both), ["b1", "b2", "b3"]);
         // 12 bytes a pair: a 25-byte bound stops after the third.
-        let (page, more) = s.page_matching(0, None, None, 10, 25);
-        assert_eq!((page.len(), more), (3, true));
+        let (page, next) = s.page_matching(0, None, None, 10, 25);
+        assert_eq!((page.len(), next.is_some()), (3, true));
         let (page, _) = s.page_matching(0, None, None, 10, 1);
         assert_eq!(page.len(), 1, "a page always holds one pair");
+    }
+
+    /// A prefix that matches nothing reads at most [`MAX_EXAMINED`] pairs
+    /// a page, and its pages still cover the whole partition.
+    #[test]
+    fn matching_pages_are_bounded_when_little_matches() {
+        let mut s = Store::new();
+        for i in 0..(MAX_EXAMINED * 2 + 10) {
+            s.put(0, format!("k{i}"), "v".into());
+        }
+        s.put(0, "zz".into(), "v".into());
+        let mut after: Option<String> = None;
+        let mut found = Vec::new();
+        let mut pages = 0;
+        loop {
+            let (page, next) = s.page_matching(0, after.as_deref(), Some("zz"), 10, usize::MAX);
+            found.extend(page);
+            pages += 1;
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(found, [("zz".to_string(), "v".to_string())]);
+        assert!((2..=4).contains(&pages), "{pages} pages");
+    }
+
+    /// kvsh's own records come first, in key order, and a prefix of them is
+    /// found without reading the rest.
+    #[test]
+    fn system_records_come_first_in_key_order() {
+        let mut s = Store::new();
+        s.put(0, "user".into(), "v".into());
+        for k in ["\0kvsh:lock:b", "\0kvsh:intent:x", "\0kvsh:lock:a"] {
+            s.put(0, k.into(), "r".into());
+        }
+        let order: Vec<_> = s.partition(0).unwrap().iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            order,
+            ["\0kvsh:intent:x", "\0kvsh:lock:a", "\0kvsh:lock:b", "user"]
+        );
+        let locks: Vec<_> = s
+            .system_prefixed(0, "\0kvsh:lock:")
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(locks, ["\0kvsh:lock:a", "\0kvsh:lock:b"]);
+        let (page, _) = s.page_matching(0, Some("\0kvsh:lock:a"), Some("\0kvsh:lock:"), 10, 100);
+        assert_eq!(page, [("\0kvsh:lock:b".to_string(), "r".to_string())]);
     }
 
     /// A durable store notes exactly the keys that changed, and a chunk
@@ -464,15 +542,16 @@ mod tests {
         s.take_dirty();
         s.replace_range(
             0,
-            Some("b"),
+            None,
             None,
             &pairs(&[("c", "old"), ("d", "new"), ("f", "x")]),
         );
-        assert_eq!(keys(s.take_dirty()), ["e", "d", "f"]);
-        let held: Vec<_> = s.partition(0).unwrap().keys().cloned().collect();
-        assert_eq!(held, ["b", "c", "d", "f"]);
+        let mut dirty = keys(s.take_dirty());
+        dirty.sort();
+        assert_eq!(dirty, ["b", "d", "e", "f"]);
+        assert_eq!(held(&s, 0), ["c", "d", "f"]);
         s.drop_partition(0);
-        assert_eq!(s.dirty_len(), 4);
+        assert_eq!(s.dirty_len(), 3);
     }
 
     /// Range digests cut the partition in ranges of `limit` keys, and the
@@ -482,16 +561,23 @@ mod tests {
     fn range_digests_compare_ranges() {
         let mut a = Store::new();
         let mut b = Store::new();
-        for i in 0..10 {
-            a.put(0, format!("k{i}"), "v".into());
-            b.put(0, format!("k{i}"), "v".into());
+        let names: Vec<String> = (0..10).map(|i| format!("k{i}")).collect();
+        let all = ordered(&names.iter().map(String::as_str).collect::<Vec<_>>());
+        for k in &all {
+            a.put(0, k.to_string(), "v".into());
+            b.put(0, k.to_string(), "v".into());
         }
-        b.put(0, "k8x".into(), "extra".into());
+        // A key of b's alone, in the last range.
+        let extra = (0..)
+            .map(|i| format!("x{i}"))
+            .find(|x| place(x) > place(all[7]))
+            .unwrap();
+        b.put(0, extra, "extra".into());
         let (d1, n1, upto) = a.range_digest(0, None, None, 4);
-        assert_eq!((n1, upto.as_deref()), (4, Some("k3")));
+        assert_eq!((n1, upto.as_deref()), (4, Some(all[3])));
         assert_eq!(b.range_digest(0, None, upto.as_deref(), usize::MAX).0, d1);
         let (_, n2, upto2) = a.range_digest(0, upto.as_deref(), None, 4);
-        assert_eq!((n2, upto2.as_deref()), (4, Some("k7")));
+        assert_eq!((n2, upto2.as_deref()), (4, Some(all[7])));
         let (last, n3, end) = a.range_digest(0, upto2.as_deref(), None, 4);
         assert_eq!((n3, end), (2, None));
         assert_ne!(

@@ -213,16 +213,7 @@ impl World<'_> {
             let Some(node) = self.slots.get(&primary).and_then(|s| s.node()) else {
                 continue;
             };
-            let Some(data) = node.store().partition(p) else {
-                continue;
-            };
-            for (k, v) in data
-                .range::<str, _>((
-                    std::ops::Bound::Included(INTENT_PREFIX),
-                    std::ops::Bound::Unbounded,
-                ))
-                .take_while(|(k, _)| k.starts_with(INTENT_PREFIX))
-            {
+            for (k, v) in node.store().system_prefixed(p, INTENT_PREFIX) {
                 let key = k.strip_prefix(INTENT_PREFIX).unwrap_or_default();
                 violations.push(SimViolation::NotAtomic {
                     detail: format!(
@@ -243,20 +234,12 @@ impl World<'_> {
             let Some(primary) = info.primary() else {
                 continue;
             };
-            let Some(data) = self
-                .slots
-                .get(&primary)
-                .and_then(|s| s.node())
-                .and_then(|node| node.store().partition(p as PartitionId))
-            else {
+            let Some(node) = self.slots.get(&primary).and_then(|s| s.node()) else {
                 continue;
             };
-            n += data
-                .range::<str, _>((
-                    std::ops::Bound::Included(DECISION_PREFIX),
-                    std::ops::Bound::Unbounded,
-                ))
-                .take_while(|(k, _)| k.starts_with(DECISION_PREFIX))
+            n += node
+                .store()
+                .system_prefixed(p as PartitionId, DECISION_PREFIX)
                 .count();
         }
         n

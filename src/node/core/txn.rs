@@ -405,14 +405,10 @@ impl Node {
     /// record: one ordered lookup, so keys of partitions with none and no
     /// write in flight cost nothing more.
     fn has_intents(&self, p: PartitionId) -> bool {
-        self.store.partition(p).is_some_and(|data| {
-            data.range::<str, _>((
-                std::ops::Bound::Included(INTENT_PREFIX),
-                std::ops::Bound::Unbounded,
-            ))
+        self.store
+            .system_prefixed(p, INTENT_PREFIX)
             .next()
-            .is_some_and(|(k, _)| k.starts_with(INTENT_PREFIX))
-        })
+            .is_some()
     }
 
     /// Starts the recovery of every committed intent older than
@@ -435,16 +431,7 @@ impl Node {
             let Some(leader) = self.leaders.get(p).filter(|l| l.activated()) else {
                 continue;
             };
-            let Some(data) = self.store.partition(*p) else {
-                continue;
-            };
-            for (record, _) in data
-                .range::<str, _>((
-                    std::ops::Bound::Included(INTENT_PREFIX),
-                    std::ops::Bound::Unbounded,
-                ))
-                .take_while(|(k, _)| k.starts_with(INTENT_PREFIX))
-            {
+            for (record, _) in self.store.system_prefixed(*p, INTENT_PREFIX) {
                 let Some(value) = leader.read(record, &self.store) else {
                     continue;
                 };

@@ -9,7 +9,7 @@ use super::{replicate, Completion, StreamConfig, Waiter};
 use crate::error::Error;
 use crate::node::conditional::SYSTEM_PREFIX;
 use crate::node::message::{KeyOpResult, KeyRange, Message, StreamEntry, StreamId};
-use crate::node::store::Store;
+use crate::node::store::{place, Store};
 use crate::view::{NodeId, PartitionId, Term, Time, View};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -336,13 +336,8 @@ impl Leader {
         limit: usize,
         max_bytes: usize,
     ) -> (Vec<(String, String)>, Option<String>) {
-        let (page, more) =
+        let (page, next) =
             store.page_matching(self.partition, after, prefix, limit.max(1), max_bytes);
-        let next = if more {
-            page.last().map(|(k, _)| k.clone())
-        } else {
-            None
-        };
         // kvsh's own records are listed only when asked for by their prefix
         // (`LOCKS`); clients cannot ask for it.
         let system = prefix.is_some_and(|pre| pre.starts_with(SYSTEM_PREFIX));
@@ -364,8 +359,11 @@ impl Leader {
         // A key whose delete is still in flight is gone from the store but
         // not from committed reads: take it from the overlay, if this page
         // covers it.
-        let in_page =
-            |k: &str| after.is_none_or(|a| k > a) && next.as_deref().is_none_or(|n| k <= n);
+        // In the store's order ([`crate::node::store::Place`]), not by key.
+        let in_page = |k: &str| {
+            after.is_none_or(|a| place(k) > place(a))
+                && next.as_deref().is_none_or(|n| place(k) <= place(n))
+        };
         let mut missing = false;
         for (k, o) in &self.overlay {
             if let Some(c) = &o.committed {
