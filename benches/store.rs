@@ -66,6 +66,12 @@ fn store(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // A client's page with a prefix that matches 11 of the 100,000 keys:
+    // the partition is in hash order, so the page reads all of its ~100
+    // pairs (at most MAX_EXAMINED that do not match) to find them.
+    group.bench_function("page of 10 with a rare prefix", |b| {
+        b.iter(|| s.page_matching(p, None, Some(black_box("bench:5432")), 10, 1 << 20))
+    });
     let fresh = "bench:new";
     let fp = partition_of(fresh, DEFAULT_PARTITIONS);
     group.bench_function("put new + delete 100B", |b| {
