@@ -28,6 +28,17 @@ pub use partition::{place, Partition, Place};
 /// request stays bounded whatever the prefix.
 pub const MAX_EXAMINED: usize = 4096;
 
+/// A page of [`Store::page_matching`].
+#[derive(Debug, Default, PartialEq)]
+pub struct MatchPage {
+    /// The matching pairs, in the partition's order.
+    pub pairs: Vec<(String, String)>,
+    /// The key to go on after, if more may follow.
+    pub next: Option<String>,
+    /// The pairs read, matching or not.
+    pub examined: usize,
+}
+
 /// A node's data.
 #[derive(Debug, Default)]
 pub struct Store {
@@ -209,7 +220,10 @@ impl Store {
     /// a page of big values stays small, and once it has read
     /// [`MAX_EXAMINED`] pairs that do not match, so that a prefix that
     /// matches little does not read the whole partition in one request.
-    /// A prefix of kvsh's own records is one ordered lookup.
+    /// Also returns the pairs read. A prefix of kvsh's own records is one
+    /// ordered lookup; any other prefix (or none) skips those records, so
+    /// the key to go on after is never one of them (an intent record lives
+    /// in its data key's partition, not its own).
     pub fn page_matching(
         &self,
         p: PartitionId,
@@ -217,23 +231,25 @@ impl Store {
         prefix: Option<&str>,
         limit: usize,
         max_bytes: usize,
-    ) -> (Vec<(String, String)>, Option<String>) {
+    ) -> MatchPage {
         let Some(data) = self.partitions.get(&p) else {
-            return (Vec::new(), None);
+            return MatchPage::default();
         };
         let prefix = prefix.unwrap_or("");
         let mut iter: Box<dyn Iterator<Item = (&str, &str)>> = if prefix.starts_with(SYSTEM_PREFIX)
         {
             Box::new(data.system_prefixed(prefix, after))
         } else {
-            Box::new(data.range(after, None))
+            Box::new(data.users_after(after))
         };
         let mut page = Vec::new();
         let mut bytes = 0;
         let mut skipped = 0;
+        let mut examined = 0;
         let mut last = None;
         for (k, v) in iter.by_ref() {
             last = Some(k);
+            examined += 1;
             if !k.starts_with(prefix) {
                 skipped += 1;
                 if skipped >= MAX_EXAMINED {
@@ -248,7 +264,11 @@ impl Store {
             }
         }
         let more = iter.next().is_some();
-        (page, last.filter(|_| more).map(str::to_string))
+        MatchPage {
+            pairs: page,
+            next: last.filter(|_| more).map(str::to_string),
+            examined,
+        }
     }
 
     /// Every pair of partition `p` in `(after, upto]`, in order, packed for
@@ -458,17 +478,17 @@ mod tests {
             keys.sort();
             keys
         };
-        let (page, next) = s.page_matching(0, None, Some("b"), 2, usize::MAX);
-        assert_eq!(page.len(), 2);
-        let (rest, _) = s.page_matching(0, next.as_deref(), Some("b"), 10, usize::MAX);
-        let mut both = [page, rest].concat();
+        let first = s.page_matching(0, None, Some("b"), 2, usize::MAX);
+        assert_eq!(first.pairs.len(), 2);
+        let rest = s.page_matching(0, first.next.as_deref(), Some("b"), 10, usize::MAX);
+        let mut both = [first.pairs, rest.pairs].concat();
         both.sort();
         assert_eq!(keys(&both), ["b1", "b2", "b3"]);
         // 12 bytes a pair: a 25-byte bound stops after the third.
-        let (page, next) = s.page_matching(0, None, None, 10, 25);
-        assert_eq!((page.len(), next.is_some()), (3, true));
-        let (page, _) = s.page_matching(0, None, None, 10, 1);
-        assert_eq!(page.len(), 1, "a page always holds one pair");
+        let page = s.page_matching(0, None, None, 10, 25);
+        assert_eq!((page.pairs.len(), page.next.is_some()), (3, true));
+        let page = s.page_matching(0, None, None, 10, 1);
+        assert_eq!(page.pairs.len(), 1, "a page always holds one pair");
     }
 
     /// A prefix that matches nothing reads at most [`MAX_EXAMINED`] pairs
@@ -484,10 +504,11 @@ mod tests {
         let mut found = Vec::new();
         let mut pages = 0;
         loop {
-            let (page, next) = s.page_matching(0, after.as_deref(), Some("zz"), 10, usize::MAX);
-            found.extend(page);
+            let page = s.page_matching(0, after.as_deref(), Some("zz"), 10, usize::MAX);
+            assert!(page.examined <= MAX_EXAMINED + 1);
+            found.extend(page.pairs);
             pages += 1;
-            match next {
+            match page.next {
                 Some(n) => after = Some(n),
                 None => break,
             }
@@ -515,8 +536,11 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(locks, ["\0kvsh:lock:a", "\0kvsh:lock:b"]);
-        let (page, _) = s.page_matching(0, Some("\0kvsh:lock:a"), Some("\0kvsh:lock:"), 10, 100);
-        assert_eq!(page, [("\0kvsh:lock:b".to_string(), "r".to_string())]);
+        let page = s.page_matching(0, Some("\0kvsh:lock:a"), Some("\0kvsh:lock:"), 10, 100);
+        assert_eq!(page.pairs, [("\0kvsh:lock:b".to_string(), "r".to_string())]);
+        // A client's page never stops on (or returns) one of kvsh's records.
+        let page = s.page_matching(0, None, None, 10, 100);
+        assert_eq!(page.pairs, [("user".to_string(), "v".to_string())]);
     }
 
     /// A durable store notes exactly the keys that changed, and a chunk

@@ -32,6 +32,13 @@ pub const MAX_SCANS: usize = 8;
 /// Partitions a page asks at once: the one it is reading and the next few.
 pub const SCAN_WINDOW: u32 = 4;
 
+/// The most pairs this node's store reads for one client page (four pages
+/// of [`crate::node::store::MAX_EXAMINED`]): a page with a prefix that
+/// matches little goes back short, with its cursor, rather than read every
+/// partition this node leads in one pass of its thread. Only this node's
+/// own reads count; other primaries' pages come by message.
+pub const MAX_SCAN_EXAMINED: usize = 4 * crate::node::store::MAX_EXAMINED;
+
 /// One `GET_ALL` page being gathered.
 #[derive(Debug)]
 pub(super) struct Scan {
@@ -50,6 +57,9 @@ pub(super) struct Scan {
     /// Per-partition pages asked for or fetched ahead: `at.partition` and up
     /// to [`SCAN_WINDOW`] - 1 after it.
     fetches: BTreeMap<PartitionId, Fetch>,
+    /// Pairs this node's store read for the page (see
+    /// [`MAX_SCAN_EXAMINED`]).
+    examined: usize,
 }
 
 impl Scan {
@@ -139,6 +149,7 @@ impl Node {
                 page: Vec::new(),
                 bytes: 0,
                 fetches: BTreeMap::new(),
+                examined: 0,
             },
         );
         self.pump_scan(scan_id);
@@ -214,7 +225,17 @@ impl Node {
                 return Some(Some(scan.at.clone()));
             }
             let p = scan.at.partition;
-            let (entries, next) = scan.fetches.get_mut(&p)?.got.take()?;
+            let got = scan.fetches.get_mut(&p).and_then(|f| f.got.take());
+            let Some((entries, next)) = got else {
+                // This node's own pages are read in the same pass, one
+                // after another: past the budget, the page goes back as it
+                // is, with the cursor (it is not waited for, so no pass of
+                // the node thread reads a whole store for one request).
+                if scan.examined >= MAX_SCAN_EXAMINED {
+                    return Some(Some(scan.at.clone()));
+                }
+                return None;
+            };
             let mut all = true;
             for (k, v) in entries {
                 if scan.full() {
@@ -276,11 +297,16 @@ impl Node {
             match self.primary_for(p) {
                 Ok(node) if node == self.id => {
                     let result = self.serve_scan(p, after.as_deref(), prefix.as_deref(), limit);
-                    if result.is_ok() && p == head {
-                        step = Step::Again;
+                    if let Ok((_, examined)) = &result {
+                        if p == head {
+                            step = Step::Again;
+                        }
+                        if let Some(scan) = self.scans.get_mut(&scan_id) {
+                            scan.examined += examined;
+                        }
                     }
                     self.scan_pages.insert(request, (scan_id, p));
-                    self.on_scan_page(request, p, result);
+                    self.on_scan_page(request, p, result.map(|(page, _)| page));
                 }
                 Ok(node) => {
                     let fetch = self.fetch_mut(scan_id, p);
@@ -433,6 +459,7 @@ impl Node {
             })
         } else {
             self.serve_scan(partition, after, prefix, limit.min(MAX_PAGE_LIMIT))
+                .map(|(page, _)| page)
         };
         self.send(
             from,
@@ -445,14 +472,15 @@ impl Node {
     }
 
     /// A page of partition `p` as its primary: committed pairs after
-    /// `after`, at most `limit` of them and about [`PAGE_BYTES`].
+    /// `after`, at most `limit` of them and about [`PAGE_BYTES`]; and the
+    /// pairs read for it.
     fn serve_scan(
         &self,
         p: PartitionId,
         after: Option<&str>,
         prefix: Option<&str>,
         limit: usize,
-    ) -> Result<ScanPage, Error> {
+    ) -> Result<(ScanPage, usize), Error> {
         if !self.has_lease() {
             return Err(Error::Unavailable(format!(
                 "{} has no valid lease",

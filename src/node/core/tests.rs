@@ -173,6 +173,58 @@ fn pages_cover_every_key_once() {
     assert!(seen.values().all(|c| *c == 1), "{seen:?}");
 }
 
+/// A page with a prefix that matches almost nothing goes back short, with
+/// its cursor, once this node has read `MAX_SCAN_EXAMINED` pairs for it
+/// (and the partitions' own pages a window more): one request never reads
+/// the node's whole store in one pass. Following the cursors finds the key.
+#[test]
+fn a_rare_prefix_reads_a_bounded_number_of_pairs_a_page() {
+    use super::scan::MAX_SCAN_EXAMINED;
+    let mut n = node(|_| true);
+    let total = 3 * MAX_SCAN_EXAMINED;
+    for i in 0..total {
+        n.on_client(1, 0, put(&format!("k{i}"), "v"));
+    }
+    n.on_client(1, 0, put("zz", "v"));
+    replies(&mut n);
+    let mut cursor = None;
+    let mut found = Vec::new();
+    let mut pages = 0;
+    loop {
+        n.on_client(
+            2,
+            1,
+            Request::GetAll {
+                prefix: Some("zz".into()),
+                limit: Some(10),
+                cursor: cursor.take(),
+                id: None,
+            },
+        );
+        let r = replies(&mut n);
+        let [(
+            1,
+            Response::Collection {
+                collection,
+                cursor: next,
+                ..
+            },
+        )] = &r[..]
+        else {
+            panic!("one page, answered at once: {r:?}");
+        };
+        found.extend(collection.iter().map(|e| e.key.clone()));
+        pages += 1;
+        match next {
+            Some(c) => cursor = Some(c.clone()),
+            None => break,
+        }
+        assert!(pages < total, "the walk ends");
+    }
+    assert_eq!(found, ["zz"]);
+    assert!(pages >= 2, "one page read all {total} pairs");
+}
+
 #[test]
 fn bad_cursors_are_refused() {
     let mut n = node(|_| true);

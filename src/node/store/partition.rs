@@ -1,9 +1,9 @@
-//! One partition's pairs, packed: every pair is one record in one byte
-//! arena, found through an ordered index of 64-bit key hashes.
+//! One partition's pairs, packed: every pair is one record in an arena
+//! ([`super::arena`]), found through an ordered index of 64-bit key hashes.
 //!
-//! A pair costs its key and value, two length bytes (for keys and values
-//! under 128 bytes) and 12 bytes in a B-tree node (an 8-byte hash, a 4-byte
-//! offset), where a `BTreeMap<CompactString, Box<str>>` cost a 40-byte slot
+//! A pair costs its key and value, a length byte each (for keys and
+//! values under 64 bytes; two up to 4 KiB) and 12 bytes in a B-tree node
+//! (an 8-byte hash, a 4-byte offset), where a `BTreeMap<CompactString, Box<str>>` cost a 40-byte slot
 //! and a heap block for the value, with its allocator header and rounding
 //! (docs/performance.md, "Memory per key"). Keys arrive in hash order
 //! whatever order clients write them in, so the index's nodes fill as they
@@ -242,6 +242,13 @@ impl Partition {
         }
     }
 
+    /// The pairs after `after` that are not kvsh's own records, in order.
+    pub fn users_after<'a>(&'a self, after: Option<&'a str>) -> Iter<'a> {
+        let mut iter = self.range(after, None);
+        iter.system = None;
+        iter
+    }
+
     /// Every pair, in order.
     pub fn iter(&self) -> Iter<'_> {
         self.range(None, None)
@@ -299,8 +306,9 @@ pub struct Iter<'a> {
     /// The system records still to walk, if the range starts among them.
     system: Option<btree_map::Range<'a, CompactString, Box<str>>>,
     index: btree_map::Range<'a, u64, u32>,
-    /// The side map of the hash being walked.
-    side: Option<(u64, btree_map::Iter<'a, CompactString, Box<str>>)>,
+    /// The side map of the hash being walked, from where the range starts
+    /// in it.
+    side: Option<(u64, btree_map::Range<'a, CompactString, Box<str>>)>,
     after: Option<Place<'a>>,
     upto: Option<Place<'a>>,
     done: bool,
@@ -325,7 +333,14 @@ impl<'a> Iter<'a> {
             let (&h, &off) = self.index.next()?;
             if off == SIDE {
                 let side = self.part.side.get(&h)?;
-                self.side = Some((h, side.iter()));
+                // Seek the start in the side map rather than skip to it:
+                // keys crafted to share a hash must not make every
+                // resumed range walk them all.
+                let lower = match self.after {
+                    Some(Place::Hashed(ah, a)) if ah == h => Bound::Excluded(a),
+                    _ => Bound::Unbounded,
+                };
+                self.side = Some((h, side.range::<str, _>((lower, Bound::Unbounded))));
                 continue;
             }
             let (k, v, _) = self.part.arena.record(off);
