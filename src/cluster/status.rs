@@ -96,6 +96,12 @@ pub struct Status {
     pub auto_rebalance: bool,
     /// The placement strategy.
     pub strategy: Option<Strategy>,
+    /// Virtual nodes per node for the ring strategy. With the strategy, what
+    /// a new leader of a multi-process cluster takes from the last one, so
+    /// that a failover does not move partitions; absent in a status an
+    /// older leader published.
+    #[serde(default)]
+    pub vnodes: Option<u32>,
     /// The leader's clock when this was taken.
     pub now: Time,
 }

@@ -319,18 +319,14 @@ fn lead(
     };
     // The operator's settings live in the leader; a new leader of an
     // existing cluster takes them from the status the last one published,
-    // so `placement` and `set auto-rebalance` survive a failover.
+    // so `placement`, the ring's virtual nodes and `set auto-rebalance`
+    // survive a failover (another vnode count would be another ring, and
+    // a failover would move partitions).
     let last = match &stored_view {
         Some(_) => m.load_status().ok().flatten(),
         None => None,
     };
-    let placement = match last.as_ref().and_then(|s| s.strategy) {
-        Some(strategy) => crate::view::placement::Placement {
-            strategy,
-            ..cfg.placement
-        },
-        None => cfg.placement,
-    };
+    let placement = inherited_placement(cfg.placement, last.as_ref());
     let leader_cfg = LeaderConfig {
         partitions: shape.partitions,
         replicas: shape.replicas,
@@ -436,4 +432,52 @@ fn maintain(m: &dyn Membership, l: &mut Leading, clock: Clock) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The placement a new leader runs: the last leader's strategy and vnodes
+/// where its status names them, this process's options otherwise.
+fn inherited_placement(
+    own: crate::view::placement::Placement,
+    last: Option<&crate::cluster::status::Status>,
+) -> crate::view::placement::Placement {
+    crate::view::placement::Placement {
+        strategy: last.and_then(|s| s.strategy).unwrap_or(own.strategy),
+        vnodes: last.and_then(|s| s.vnodes).unwrap_or(own.vnodes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::status::Status;
+    use crate::view::placement::{Placement, Strategy};
+
+    /// A new leader keeps the last leader's ring, not its own options: a
+    /// process started with other `--vnodes` would otherwise move
+    /// partitions on a failover.
+    #[test]
+    fn a_new_leader_inherits_strategy_and_vnodes() {
+        let own = Placement::new(Strategy::Ring, 256);
+        let last = Status {
+            strategy: Some(Strategy::Ring),
+            vnodes: Some(16),
+            ..Status::default()
+        };
+        // Through JSON, as the status is stored.
+        let stored: Status = serde_json::from_str(&serde_json::to_string(&last).unwrap()).unwrap();
+        assert_eq!(
+            inherited_placement(own, Some(&stored)),
+            Placement::new(Strategy::Ring, 16)
+        );
+        // A status from an older leader names no vnodes: keep our own.
+        let older = Status {
+            strategy: Some(Strategy::Hrw),
+            ..Status::default()
+        };
+        assert_eq!(
+            inherited_placement(own, Some(&older)),
+            Placement::new(Strategy::Hrw, 256)
+        );
+        assert_eq!(inherited_placement(own, None), own);
+    }
 }

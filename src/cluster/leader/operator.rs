@@ -214,6 +214,7 @@ impl ViewLeader {
             no_lease,
             auto_rebalance: self.cfg.auto_rebalance,
             strategy: Some(self.cfg.placement.strategy),
+            vnodes: Some(self.cfg.placement.vnodes),
             now: self.now,
         }
     }

@@ -122,10 +122,15 @@ impl Shell {
     }
 
     pub(super) fn placement(&mut self, args: &[String]) -> Result<Reply> {
-        // The leader's strategy: attached, another shell may have switched it.
+        // The leader's strategy and vnodes: attached, another shell (or the
+        // command line of another process) may have set them.
         let mut current = self.cluster.config().placement;
-        if let Some(strategy) = self.cluster.status().strategy {
+        let status = self.cluster.status();
+        if let Some(strategy) = status.strategy {
             current.strategy = strategy;
+        }
+        if let Some(vnodes) = status.vnodes {
+            current.vnodes = vnodes;
         }
         let [s] = args else {
             if args.is_empty() {
