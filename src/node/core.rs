@@ -104,7 +104,7 @@ impl Default for NodeConfig {
                 retransmit: 200,
                 lag_timeout: 1000,
                 digests: false,
-                digest_keys: 128,
+                digest_keys: 32,
                 skip_replication: false,
             },
             read_through_intents: false,

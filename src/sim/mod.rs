@@ -14,8 +14,9 @@
 //! # How a run goes
 //!
 //! 1. **Workload with faults** ([`SimConfig::duration`]). Clients send
-//!    `GET_ONE`, `GET_ALL`, `PUT` and `DELETE` requests on a few hot keys to
-//!    random nodes, one request at a time each, and record a history
+//!    `GET_ONE`, `GET_ALL` (half of them walked in pages of one to three
+//!    pairs), `PUT` and `DELETE` requests on a few hot keys to random
+//!    nodes, one request at a time each, and record a history
 //!    ([`workload`]). Meanwhile the fault schedule ([`faults`]) crashes,
 //!    restarts, pauses and replaces nodes, pauses the leader, partitions the
 //!    network and degrades it ([`network`]), and slows or cuts one way the

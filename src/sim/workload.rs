@@ -31,7 +31,7 @@
 use super::network::Micros;
 use crate::check::history::{OpKind, Operation, Outcome};
 use crate::node::core::ClientId;
-use crate::node::protocol::{error_from_wire, Entry, Request, Response};
+use crate::node::protocol::{error_from_wire, Cursor, Entry, Request, Response};
 use crate::view::NodeId;
 use rand::rngs::SmallRng;
 use rand::Rng;
@@ -87,6 +87,23 @@ struct Client {
     seen: BTreeMap<String, Option<String>>,
     /// Its snapshot read, while it makes one.
     snapshot: Option<Snapshot>,
+    /// Its paged `GET_ALL`, while it walks one.
+    walk: Option<Walk>,
+}
+
+/// A `GET_ALL` walked page by page with a small limit, following cursors:
+/// one read of every hot key over the whole walk. Pages that a
+/// coordinator cuts short, cursors across failovers and writes between
+/// pages are where a walk can lose or repeat a key; a key twice is a
+/// protocol bug, and a key lost is a read the checker cannot explain.
+#[derive(Debug)]
+struct Walk {
+    /// Its entries in the history, one per hot key.
+    ops: std::ops::Range<usize>,
+    limit: usize,
+    cursor: Option<Cursor>,
+    /// The pairs of the pages so far.
+    seen: Vec<Entry>,
 }
 
 /// A request waiting for its reply.
@@ -137,6 +154,7 @@ impl Workload {
                     written: 0,
                     seen: BTreeMap::new(),
                     snapshot: None,
+                    walk: None,
                 })
                 .collect(),
             ops: Vec::new(),
@@ -201,6 +219,7 @@ impl Workload {
                 written: 0,
                 seen: BTreeMap::new(),
                 snapshot: None,
+                walk: None,
             });
         }
         (first..self.clients.len()).collect()
@@ -244,6 +263,27 @@ impl Workload {
         now: Micros,
         rng: &mut SmallRng,
     ) -> Option<(ClientId, Request)> {
+        if let Some(walk) = &self.clients[c].walk {
+            // The next page of the walk: its entries are already open.
+            let request = Request::GetAll {
+                prefix: None,
+                limit: Some(walk.limit),
+                cursor: walk.cursor.clone(),
+                id: None,
+            };
+            let ops = walk.ops.clone();
+            let id = self.next_request;
+            self.next_request += 1;
+            self.open.insert(
+                id,
+                Open {
+                    client: c,
+                    ops,
+                    node,
+                },
+            );
+            return Some((id, request));
+        }
         let client = &mut self.clients[c];
         // Each entry: the key and what the operation does to it. A GET_ALL
         // is one read of every hot key, all over the same interval: each
@@ -316,7 +356,8 @@ impl Workload {
                             .collect(),
                         Request::GetAll {
                             prefix: None,
-                            limit: None,
+                            // Half walk pages of one to three pairs.
+                            limit: rng.gen_bool(0.5).then(|| rng.gen_range(1..=3)),
                             cursor: None,
                             id: None,
                         },
@@ -373,6 +414,17 @@ impl Workload {
             });
         }
         let ops = first..self.ops.len();
+        if let Request::GetAll {
+            limit: Some(limit), ..
+        } = request
+        {
+            self.clients[c].walk = Some(Walk {
+                ops: ops.clone(),
+                limit,
+                cursor: None,
+                seen: Vec::new(),
+            });
+        }
         if matches!(request, Request::Mput { .. }) {
             for op in &mut self.ops[ops.clone()] {
                 op.txn = Some(first as u64);
@@ -404,6 +456,9 @@ impl Workload {
         };
         if open.ops.is_empty() {
             return Ok(self.on_snapshot_reply(open.client, response, now));
+        }
+        if self.clients[open.client].walk.is_some() {
+            return self.on_walk_reply(open.client, response, now);
         }
         let ops = &mut self.ops[open.ops.clone()];
         let seen = &mut self.clients[open.client].seen;
@@ -559,8 +614,86 @@ impl Workload {
         Next::Wake(c)
     }
 
+    /// A page of a walk: the walk goes on at its cursor, or ends, and its
+    /// reads settle with what the pages held.
+    fn on_walk_reply(&mut self, c: usize, response: Response, now: Micros) -> Result<Next, String> {
+        let Some(walk) = self.clients[c].walk.as_mut() else {
+            return Ok(Next::Wake(c));
+        };
+        let first = walk.ops.start;
+        let outcome = match response {
+            Response::Collection {
+                collection, cursor, ..
+            } => {
+                let sorted = collection.windows(2).all(|w| w[0].key < w[1].key);
+                if collection.len() > walk.limit || !sorted {
+                    let limit = walk.limit;
+                    self.end_walk(c, now, Outcome::Unknown);
+                    return Err(format!(
+                        "ops {first}..: a GET_ALL page of limit {limit} returned {collection:?}"
+                    ));
+                }
+                walk.seen.extend(collection);
+                if cursor.is_some() {
+                    walk.cursor = cursor;
+                    return Ok(Next::Wake(c));
+                }
+                Outcome::Ok
+            }
+            Response::Error { error, code, .. } => {
+                if error_from_wire(&code, &error).is_indefinite() {
+                    Outcome::Unknown
+                } else {
+                    Outcome::Failed
+                }
+            }
+            other => {
+                self.end_walk(c, now, Outcome::Unknown);
+                return Err(format!("op {first}: unexpected reply {other:?}"));
+            }
+        };
+        let seen = self.end_walk(c, now, outcome);
+        let mut keys: Vec<&str> = seen.iter().map(|e| e.key.as_str()).collect();
+        keys.sort_unstable();
+        if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!(
+                "ops {first}..: a paged GET_ALL returned {:?} twice: {seen:?}",
+                w[0]
+            ));
+        }
+        let known = |k: &str| self.keys.iter().any(|h| h == k) || is_group_key(k);
+        if let Some(e) = seen.iter().find(|e| !known(&e.key)) {
+            return Err(format!("ops {first}..: a paged GET_ALL returned {e:?}"));
+        }
+        Ok(Next::Wake(c))
+    }
+
+    /// Ends client `c`'s walk: its reads complete now with `outcome`, and
+    /// with what the pages held if it is `Ok`. Returns those pairs.
+    fn end_walk(&mut self, c: usize, now: Micros, outcome: Outcome) -> Vec<Entry> {
+        let Some(walk) = self.clients[c].walk.take() else {
+            return Vec::new();
+        };
+        for op in &mut self.ops[walk.ops] {
+            op.complete = now;
+            op.outcome = outcome;
+            if outcome == Outcome::Ok {
+                let value = walk.seen.iter().find(|e| e.key == op.key);
+                op.kind = OpKind::Read {
+                    value: value.map(|e| e.value.clone()),
+                };
+            }
+        }
+        walk.seen
+    }
+
     /// The client stops waiting for request `id`: its outcome is unknown.
     pub fn give_up(&mut self, id: ClientId, now: Micros) -> Next {
+        // A walk given up on ends with it.
+        if let Some(open) = self.open.get(&id) {
+            let c = open.client;
+            self.end_walk(c, now, Outcome::Unknown);
+        }
         match self.open.remove(&id) {
             Some(open) => {
                 for op in &mut self.ops[open.ops] {
