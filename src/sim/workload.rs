@@ -272,17 +272,7 @@ impl Workload {
                 id: None,
             };
             let ops = walk.ops.clone();
-            let id = self.next_request;
-            self.next_request += 1;
-            self.open.insert(
-                id,
-                Open {
-                    client: c,
-                    ops,
-                    node,
-                },
-            );
-            return Some((id, request));
+            return Some(self.send(c, ops, node, request));
         }
         let client = &mut self.clients[c];
         // Each entry: the key and what the operation does to it. A GET_ALL
@@ -398,8 +388,6 @@ impl Workload {
                 (vec![(key.clone(), OpKind::read())], request)
             }
         };
-        let id = self.next_request;
-        self.next_request += 1;
         let first = self.ops.len();
         for (key, kind) in ops {
             self.ops.push(Operation {
@@ -430,6 +418,20 @@ impl Workload {
                 op.txn = Some(first as u64);
             }
         }
+        Some(self.send(c, ops, node, request))
+    }
+
+    /// Opens request `request` of client `c` to `node`, for history
+    /// entries `ops`; returns its id and the request.
+    fn send(
+        &mut self,
+        c: usize,
+        ops: std::ops::Range<usize>,
+        node: NodeId,
+        request: Request,
+    ) -> (ClientId, Request) {
+        let id = self.next_request;
+        self.next_request += 1;
         self.open.insert(
             id,
             Open {
@@ -438,7 +440,7 @@ impl Workload {
                 node,
             },
         );
-        Some((id, request))
+        (id, request)
     }
 
     /// Settles a request with the reply that arrived now. A reply to a
