@@ -14,6 +14,13 @@
 //!
 //! [`Client::get_snapshot`]: crate::cluster::Client::get_snapshot
 //!
+//! Some reads are `GET_ALL`s of the run's keys walked in pages of one to
+//! three pairs ([`Client::walk_pages`]), following cursors through writes
+//! and faults: one read of every hot key over the walk, so a key a page
+//! lost or returned twice is a read the checker cannot explain.
+//!
+//! [`Client::walk_pages`]: crate::cluster::Client::walk_pages
+//!
 //! Each run has keys of its own, `check:<run>:hot<i>`, with a run id unique
 //! in the cluster ([`Cluster::run_id`]). Two runs with the same seed write
 //! the same values; on shared keys, the second would read the first's
@@ -136,6 +143,9 @@ impl Workload {
                             Err(e) if e.is_indefinite() => inv.unknown(),
                             Err(_) => inv.failed(),
                         }
+                    } else if roll < 66 {
+                        let page = rng.gen_range(1..=3);
+                        walk(&recorder, &mut client, process, &prefix, keys, page);
                     } else {
                         let inv = recorder.invoke(process, &k, OpKind::read());
                         match client.get(&k) {
@@ -232,6 +242,41 @@ impl Workload {
 
 /// Reads `group` as one snapshot and records it. A snapshot that could not
 /// be read tells nothing (unknown).
+/// A `GET_ALL` of the run's keys walked in pages of `page` pairs: one read
+/// of every hot key over the whole walk, so a key a page lost is a read
+/// the checker cannot explain. A key returned twice is recorded as a value
+/// no write wrote, so it cannot pass either.
+fn walk(
+    recorder: &Recorder,
+    client: &mut Client,
+    process: u64,
+    prefix: &str,
+    keys: usize,
+    page: usize,
+) {
+    let hot: Vec<String> = (0..keys).map(|i| key_in(prefix, i)).collect();
+    let inv = recorder.invoke_many(
+        process,
+        hot.iter().map(|k| (k.clone(), OpKind::read())).collect(),
+    );
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let walked = client.walk_pages(Some(prefix), page, |e| {
+        let value = if seen.contains_key(&e.key) {
+            TWICE.to_string()
+        } else {
+            e.value
+        };
+        seen.insert(e.key, value);
+    });
+    match walked {
+        Ok(()) => inv.ok_reads(hot.iter().map(|k| seen.remove(k)).collect()),
+        Err(_) => inv.unknown(),
+    }
+}
+
+/// What [`walk`] records for a key one walk returned twice.
+const TWICE: &str = "(returned twice by one GET_ALL walk)";
+
 fn snapshot(recorder: &Recorder, client: &mut Client, process: u64, group: Vec<String>) {
     let entries = group.iter().map(|k| (k.clone(), OpKind::read())).collect();
     let inv = recorder.invoke_many(process, entries);

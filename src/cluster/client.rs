@@ -271,35 +271,47 @@ impl Client {
     /// as it goes rather than every pair.
     pub fn get_all(&mut self, prefix: Option<&str>, limit: Option<usize>) -> Result<Vec<Entry>> {
         let mut kept = BTreeMap::new();
+        self.walk_pages(prefix, MAX_PAGE_LIMIT, |e| {
+            kept.insert(e.key, e.value);
+            if limit.is_some_and(|l| kept.len() > l) {
+                kept.pop_last();
+            }
+        })?;
+        Ok(kept
+            .into_iter()
+            .map(|(key, value)| Entry { key, value })
+            .collect())
+    }
+
+    /// Follows `GET_ALL`'s cursors through every page of `prefix`, asking
+    /// for `page` pairs at a time; `each` sees every pair as it comes, a
+    /// pair the cluster returned twice twice.
+    pub fn walk_pages(
+        &mut self,
+        prefix: Option<&str>,
+        page: usize,
+        mut each: impl FnMut(Entry),
+    ) -> Result<()> {
         let mut cursor = None;
         loop {
             let req = Request::GetAll {
                 prefix: prefix.map(String::from),
-                limit: Some(MAX_PAGE_LIMIT),
+                limit: Some(page),
                 cursor: cursor.take(),
                 id: None,
             };
-            let (page, next) = match self.call(None, req, false)? {
+            let (entries, next) = match self.call(None, req, false)? {
                 Response::Collection {
                     collection, cursor, ..
                 } => (collection, cursor),
                 other => return Err(Error::Io(format!("unexpected reply {other:?}"))),
             };
-            for e in page {
-                kept.insert(e.key, e.value);
-                if limit.is_some_and(|l| kept.len() > l) {
-                    kept.pop_last();
-                }
-            }
+            entries.into_iter().for_each(&mut each);
             match next {
                 Some(c) => cursor = Some(c),
-                None => break,
+                None => return Ok(()),
             }
         }
-        Ok(kept
-            .into_iter()
-            .map(|(key, value)| Entry { key, value })
-            .collect())
     }
 
     /// Sends a request, routed and retried as the module docs describe.

@@ -3,8 +3,9 @@
 //!
 //! A pair costs its key and value, a length byte each (for keys and
 //! values under 64 bytes; two up to 4 KiB) and 12 bytes in a B-tree node
-//! (an 8-byte hash, a 4-byte offset), where a `BTreeMap<CompactString, Box<str>>` cost a 40-byte slot
-//! and a heap block for the value, with its allocator header and rounding
+//! (an 8-byte hash, a 4-byte offset), where a key-ordered
+//! `BTreeMap<CompactString, Box<str>>` cost a 40-byte slot and a heap
+//! block for the value, with its allocator header and rounding
 //! (docs/performance.md, "Memory per key"). Keys arrive in hash order
 //! whatever order clients write them in, so the index's nodes fill as they
 //! do under random insertion (about 69%), not the 55% that ascending keys
@@ -17,7 +18,9 @@
 //! depends on nothing but the key, so every replica walks the same ranges
 //! in the same order, whatever else it holds. Resync chunks and digests
 //! name ranges in this order; a client's pages come in it too (each page is
-//! sorted by key before it is sent).
+//! sorted by key before it is sent). A range that starts inside a side map
+//! (below) seeks its start there, so keys crafted to share a hash cost a
+//! lookup each, not a walk of them all.
 //!
 //! **Collisions** (two keys of one 64-bit hash in one partition), pairs
 //! too big for the arena's segments ([`super::arena::MAX_RECORD`], 4 KiB)
