@@ -13,7 +13,7 @@
 //! those keys' current values to disk before it sends any acknowledgement.
 //! A node in memory has no journal and pays one branch per change.
 
-mod arena;
+pub mod arena;
 pub mod partition;
 
 use crate::node::conditional::SYSTEM_PREFIX;
