@@ -30,8 +30,16 @@ pub const HEADER_LEN: usize = 16;
 pub const MAC_LEN: usize = 32;
 
 /// The MAC key derived from a cluster secret (any bytes, at least 16).
+///
+/// The context names the peer protocol's version, which changes whenever
+/// peer messages or their meaning change: v2 when resync chunks and
+/// digests began to name ranges in the store's hash order
+/// ([`crate::node::store::Place`]) rather than key order. Processes of two
+/// versions derive different keys (and handshake keys), so they cannot
+/// connect: a cluster of mixed builds is refused at the handshake rather
+/// than left to apply ranges the other way round.
 pub fn derive_key(secret: &[u8]) -> [u8; 32] {
-    blake3::derive_key("kvsh 2026 peer envelope mac v1", secret)
+    blake3::derive_key("kvsh 2026 peer envelope mac v2", secret)
 }
 
 /// One component's signing and checking state.
