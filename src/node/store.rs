@@ -244,15 +244,13 @@ impl Store {
         };
         let mut page = Vec::new();
         let mut bytes = 0;
-        let mut skipped = 0;
         let mut examined = 0;
         let mut last = None;
         for (k, v) in iter.by_ref() {
             last = Some(k);
             examined += 1;
             if !k.starts_with(prefix) {
-                skipped += 1;
-                if skipped >= MAX_EXAMINED {
+                if examined - page.len() >= MAX_EXAMINED {
                     break;
                 }
                 continue;
