@@ -60,6 +60,9 @@ pub(super) struct Scan {
     /// Pairs this node's store read for the page (see
     /// [`MAX_SCAN_EXAMINED`]).
     examined: usize,
+    /// True once a partition's page has been read into this one: the
+    /// cursor has moved, so a reply cut short by the budget goes on.
+    progressed: bool,
 }
 
 impl Scan {
@@ -150,6 +153,7 @@ impl Node {
                 bytes: 0,
                 fetches: BTreeMap::new(),
                 examined: 0,
+                progressed: false,
             },
         );
         self.pump_scan(scan_id);
@@ -231,11 +235,15 @@ impl Node {
                 // after another: past the budget, the page goes back as it
                 // is, with the cursor (it is not waited for, so no pass of
                 // the node thread reads a whole store for one request).
-                if scan.examined >= MAX_SCAN_EXAMINED {
+                // Only once the cursor has moved: pages read ahead for the
+                // window while the head's page is still on its way must
+                // not answer with the client's own cursor, again and again.
+                if scan.examined >= MAX_SCAN_EXAMINED && scan.progressed {
                     return Some(Some(scan.at.clone()));
                 }
                 return None;
             };
+            scan.progressed = true;
             let mut all = true;
             for (k, v) in entries {
                 if scan.full() {

@@ -3,7 +3,7 @@
 
 use super::scan::MAX_SCANS;
 use super::*;
-use crate::node::protocol::{Cursor, Entry};
+use crate::node::protocol::{Cursor, Entry, MAX_PAGE_LIMIT};
 use crate::view::{NodeInfo, PartitionInfo, Replica};
 
 const PARTITIONS: u32 = 8;
@@ -223,6 +223,36 @@ fn a_rare_prefix_reads_a_bounded_number_of_pairs_a_page() {
     }
     assert_eq!(found, ["zz"]);
     assert!(pages >= 2, "one page read all {total} pairs");
+}
+
+/// The budget never answers a page that has not moved: here the first
+/// partition's primary is another node (which never answers), and this
+/// node's own pages of the next partitions, read ahead for the window, are
+/// over the budget. Answering with the client's cursor would send it round
+/// and round; the page waits for the first partition instead.
+#[test]
+fn the_budget_does_not_answer_with_the_cursor_it_was_given() {
+    use super::scan::MAX_SCAN_EXAMINED;
+    let mut n = node(|p| p != 0);
+    let mut i = 0;
+    let mut held = 0;
+    while held < 2 * MAX_SCAN_EXAMINED {
+        let key = format!("k{i}");
+        i += 1;
+        if (1..4).contains(&n.view().partition_of(&key)) {
+            n.on_client(1, 0, put(&key, "v"));
+            held += 1;
+        }
+    }
+    replies(&mut n);
+    n.on_client(2, 1, get_all(MAX_PAGE_LIMIT, None));
+    // A tick reads the pages that came, as it would in a running node.
+    n.tick(3);
+    let r = replies(&mut n);
+    assert!(
+        r.is_empty(),
+        "no page yet: partition 0 has not answered: {r:?}"
+    );
 }
 
 #[test]
