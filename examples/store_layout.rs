@@ -1,10 +1,11 @@
 //! The measurement behind the store's layout (docs/performance.md, "Memory
-//! per key"): memory and lookup time of three ways to hold a node's pairs,
+//! per key"): memory and lookup time of four ways to hold a node's pairs,
 //! 2,000,000 pairs of 100-byte values under keys like the bench's
 //! (`bench:1:12345`), spread over 1,024 partitions by xxh3.
 //!
 //! - `string`: `BTreeMap<CompactString, String>`, the layout before;
-//! - `boxed`: `BTreeMap<CompactString, Box<str>>`, the layout now;
+//! - `boxed`: `BTreeMap<CompactString, Box<str>>`, the layout before the
+//!   packed store;
 //! - `entry`: a `BTreeSet` of one heap block per pair (key length, key,
 //!   value), 16 bytes in the tree node, the key no longer inline;
 //! - `packed`: kvsh's [`Partition`] now, one arena of records behind an
@@ -18,7 +19,9 @@
 //! Each layout runs in a process of its own, so that one's freed memory is
 //! not the next one's. It prints the RSS growth per pair and the mean time
 //! of a lookup of every key, in a random order, reading the value's last
-//! byte (a get reads the value).
+//! byte (a get reads the value). With `TRIM=1`, `packed` also prints the
+//! RSS after `malloc_trim(0)`, which gives back the heap's free holes:
+//! the difference is fragmentation, not data.
 
 use compact_str::CompactString;
 use kvsh::node::store::Partition;
