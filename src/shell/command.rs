@@ -343,7 +343,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         summary: "run clients under a seeded fault schedule and check the history is linearizable",
         detail: "Clients read, write, delete and compare-and-set hot keys of the run's own \
                  (check:<run>:hot<i>, deleted afterwards; your keys are left alone), and mput and \
-                 snapshot-read (mget) groups of keys (check:<run>:g<g>.<i>), while faults strike \
+                 snapshot-read (mget) groups of keys (check:<run>:g<g>.<i>), and walk the run's \
+                 keys with GET_ALL in pages of one to three pairs, while faults strike \
                  one at a time, \
                  links to the view leader included; then \
                  everything heals, the cluster becomes healthy, every key is read once more, and \
